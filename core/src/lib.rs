@@ -1,0 +1,8 @@
+//! Bosun's core: the resource model, validation of definitions read from git, and (later) the upgrade
+//! planner. Nothing here does I/O: no client, no clock, no files. The `bosun` crate feeds it and acts.
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod names;
+pub mod validate;
+pub mod yaml;

@@ -1,0 +1,97 @@
+//! `Bestie` (`pets.bestie.com/v1`): the pet-adoption app of seeds 000 and 001.
+//!
+//! A Bestie owns a Deployment `<name>-app` running `<image>:<version>` with `size` replicas, a Service, an
+//! Ingress (or an OpenShift Route), an HPA when `maxReplicas` is set, a Postgres database and a seed Job.
+//! Its status reads as in seed 000: `appversion` and `podstatus` lines `pod : phase : image`.
+
+// kube's printcolumn(...) lists repeat `type_ = ` by design; clippy reads them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The desired state of a Bestie app.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "pets.bestie.com",
+    version = "v1",
+    kind = "Bestie",
+    plural = "besties",
+    namespaced,
+    derive = "PartialEq",
+    status = "BestieStatus",
+    category = "bosun",
+    doc = "The Bestie app: Deployment, Service, Ingress or Route, HPA, Postgres and a seed Job.",
+    printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
+    printcolumn(name = "Running", type_ = "string", json_path = ".status.appversion"),
+    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BestieSpec {
+    /// How many pods run the app (the HPA's minimum when `maxReplicas` is set).
+    #[schemars(range(min = 0, max = 10000))]
+    pub size: i32,
+    /// The image repository, without a tag.
+    pub image: String,
+    /// The image tag to run.
+    pub version: String,
+    /// The HPA's maximum; no HPA when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_replicas: Option<i32>,
+    /// The port the app listens on. Defaults to 8000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// The host name of the Ingress or Route. Without it the Ingress matches every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The Postgres database and its seed Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<BestieDatabase>,
+}
+
+/// The app's Postgres database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BestieDatabase {
+    /// Set to false to run without a database (and without the seed Job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The Postgres image of the StatefulSet used when no Crunchy operator is installed. Defaults to
+    /// `postgres:16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The volume size. Defaults to `1Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// The seed Job's command, run in the app's image. Defaults to the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_command: Option<Vec<String>>,
+}
+
+/// What runs, as seed 000 shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BestieStatus {
+    /// The version every ready pod runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appversion: Option<String>,
+    /// One line a pod: `pod : phase : image`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub podstatus: Vec<String>,
+    /// The last version that rolled out fully: the rollback target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_healthy_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,164 @@
+//! The naming rules of Kubernetes and of image references, as predicates.
+
+/// A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric, at most 63.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// An image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_image_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// An image repository without tag or digest: `[registry[:port]/]path/components`, lowercase.
+pub fn is_image_repository(s: &str) -> bool {
+    if s.is_empty() || s.len() > 255 {
+        return false;
+    }
+    let mut parts: Vec<&str> = s.split('/').collect();
+    // A first component with a dot, a colon or "localhost" is a registry host.
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            let (host, port) = first
+                .split_once(':')
+                .map_or((first, None), |(h, p)| (h, Some(p)));
+            let host_ok = !host.is_empty()
+                && host.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            let port_ok =
+                port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+            if !host_ok || !port_ok {
+                return false;
+            }
+            parts.remove(0);
+        }
+    }
+    parts.iter().all(|p| is_path_component(p))
+}
+
+fn is_path_component(p: &str) -> bool {
+    // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
+    let b = p.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
+        return false;
+    }
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &p[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.chars().all(|c| c == '-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// An image reference with an optional tag and digest: `repo[:tag][@sha256:...]`.
+pub fn is_image_reference(s: &str) -> bool {
+    let (rest, digest) = s.split_once('@').map_or((s, None), |(r, d)| (r, Some(d)));
+    if let Some(d) = digest {
+        let Some(hex) = d.strip_prefix("sha256:") else {
+            return false;
+        };
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    // A tag is after the last colon that follows the last slash.
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    match rest[last_slash..].rfind(':') {
+        Some(i) => {
+            let (repo, tag) = (&rest[..last_slash + i], &rest[last_slash + i + 1..]);
+            is_image_repository(repo) && is_image_tag(tag)
+        }
+        None => is_image_repository(rest),
+    }
+}
+
+/// Whether a repository string carries a tag (`repo:tag`) or digest.
+pub fn has_tag_or_digest(s: &str) -> bool {
+    let last_slash = s.rfind('/').map_or(0, |i| i + 1);
+    s.contains('@') || s[last_slash..].contains(':')
+}
+
+/// An IANA service name, as a container port name must be: at most 15 characters, lowercase letters,
+/// digits and single dashes, at least one letter.
+pub fn is_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars().any(|c| c.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kubernetes_rules() {
+        assert!(is_dns1123_label("my-app"));
+        assert!(!is_dns1123_label("My-App"));
+        assert!(!is_dns1123_label("-app"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_subdomain("my.app-1"));
+    }
+
+    #[test]
+    fn image_parts_are_recognised() {
+        assert!(is_image_tag("v2.0.0"));
+        assert!(is_image_tag("1.3"));
+        assert!(!is_image_tag("-rc1"));
+        assert!(!is_image_tag("v2/0"));
+        assert!(is_image_repository("quay.io/opdev/bestie"));
+        assert!(is_image_repository("localhost:5000/my-app"));
+        assert!(is_image_repository("my-app"));
+        assert!(!is_image_repository("My-App"));
+        assert!(!is_image_repository("quay.io/opdev/bestie:1.3"));
+        assert!(is_image_reference("my-app-migrations:v2.0.0"));
+        assert!(is_image_reference("localhost:5000/app:1"));
+        assert!(!is_image_reference("app:"));
+        assert!(has_tag_or_digest("quay.io/opdev/bestie:1.3"));
+        assert!(!has_tag_or_digest("localhost:5000/app"));
+    }
+
+    #[test]
+    fn port_names_are_iana_service_names() {
+        assert!(is_port_name("http"));
+        assert!(!is_port_name("8080"));
+        assert!(!is_port_name("metrics-endpoint-x"));
+    }
+}

@@ -1,0 +1,436 @@
+use super::*;
+use crate::model::{Pause, StrategyType};
+
+const SEED_000: &str = include_str!("../../../fixtures/seeds/000-bestie.yaml");
+const SEED_001: &str = include_str!("../../../fixtures/seeds/001-bestie.yaml");
+const SEED_002: &str = include_str!("../../../fixtures/seeds/002-my-app.yaml");
+
+fn check(text: &str) -> FileReport {
+    validate_file("apps/app.yaml", text, &Limits::default())
+}
+
+/// The one finding of `text`, failing with all of them when there is not exactly one.
+fn only_finding(text: &str) -> Finding {
+    let report = check(text);
+    assert_eq!(report.findings.len(), 1, "findings: {:#?}", report.findings);
+    assert!(
+        report.definitions.is_empty(),
+        "nothing from an invalid document is kept"
+    );
+    report.findings.into_iter().next().expect("one finding")
+}
+
+const APP: &str = "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: v1.0.0
+";
+
+fn app_with(spec_tail: &str) -> String {
+    format!("{APP}{spec_tail}")
+}
+
+#[test]
+fn seed_yaml_validates_verbatim() {
+    for (name, text) in [("000", SEED_000), ("001", SEED_001), ("002", SEED_002)] {
+        let report = check(text);
+        assert!(
+            report.findings.is_empty(),
+            "seed {name}: {:#?}",
+            report.findings
+        );
+        assert_eq!(report.definitions.len(), 1, "seed {name}");
+    }
+}
+
+#[test]
+fn seed_002_reads_as_a_canary_rollout_with_a_migration() {
+    let report = check(SEED_002);
+    let Resource::ManagedApplication(app) = &report.definitions[0].resource else {
+        panic!("expected a ManagedApplication")
+    };
+    let s = &app.spec.upgrade_strategy;
+    assert_eq!(s.type_, StrategyType::RollingWithMigration);
+    assert_eq!(
+        s.migration_job.as_ref().map(|j| j.image.as_str()),
+        Some("my-app-migrations:v2.0.0")
+    );
+    let steps = &s.canary.as_ref().expect("canary").steps;
+    assert_eq!(
+        steps.iter().map(|s| s.weight).collect::<Vec<_>>(),
+        [10, 50, 100]
+    );
+    assert_eq!(steps[0].pause, Some(Pause::Seconds(300)));
+    assert_eq!(steps[2].pause, None);
+}
+
+#[test]
+fn seed_001_bestie_keeps_its_quoted_version() {
+    let report = check(SEED_001);
+    let Resource::Bestie(b) = &report.definitions[0].resource else {
+        panic!("expected a Bestie")
+    };
+    assert_eq!(b.spec.version, "1.3");
+    assert_eq!(b.spec.max_replicas, Some(10));
+}
+
+#[test]
+fn other_kinds_and_plain_yaml_are_skipped_not_errors() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n# just a comment\n---\nfoo: bar\n---\n{APP}"
+    );
+    let report = check(&text);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(report.definitions.len(), 1);
+    assert_eq!(report.definitions[0].source.document, 4);
+    let skipped: Vec<_> = report.skipped.iter().map(|s| s.what.as_str()).collect();
+    assert_eq!(
+        skipped,
+        [
+            "v1/ConfigMap",
+            "not a Kubernetes object (no apiVersion and kind)"
+        ]
+    );
+}
+
+#[test]
+fn an_unquoted_numeric_version_is_refused_with_the_fix() {
+    let f = only_finding(&SEED_000.replace("\"1.3\"", "1.10"));
+    assert_eq!(f.field.as_deref(), Some("spec.version"));
+    assert_eq!((f.line, f.column), (Some(8), Some(12)));
+    assert!(
+        f.reason
+            .contains("expected a string, found the number 1.10"),
+        "{f}"
+    );
+    assert_eq!(
+        f.hint.as_deref(),
+        Some("an unquoted 1.10 is not text to Kubernetes; quote it: \"1.10\"")
+    );
+}
+
+#[test]
+fn an_unknown_field_suggests_the_one_meant() {
+    let f = only_finding(&app_with("  upgradeStrategy:\n    typ: Canary\n"));
+    assert_eq!(f.field.as_deref(), Some("spec.upgradeStrategy.typ"));
+    assert_eq!(f.hint.as_deref(), Some("did you mean \"type\"?"));
+    assert_eq!(f.line, Some(8));
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let report = check(&app_with(
+        "  replicas: -1\n  paused: maybe\n  upgradeStrategy:\n    type: Canary\n    canary:\n      steps:\n        - weight: 150\n        - {weight: 10, pause: -5}\n",
+    ));
+    let fields: Vec<_> = report
+        .findings
+        .iter()
+        .filter_map(|f| f.field.as_deref())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.replicas",
+            "spec.paused",
+            "spec.upgradeStrategy.canary.steps[0].weight",
+            "spec.upgradeStrategy.canary.steps[1].pause",
+        ],
+        "{:#?}",
+        report.findings
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_their_reason() {
+    // (spec tail, field, words the reason must hold)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  ports:\n    - containerPort: 70000\n",
+            "spec.ports[0].containerPort",
+            "between 1 and 65535, got 70000",
+        ),
+        (
+            "  ports:\n    - containerPort: 0\n",
+            "spec.ports[0].containerPort",
+            "between 1 and 65535, got 0",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Canary\n    canary:\n      steps: [{weight: 101}]\n",
+            "spec.upgradeStrategy.canary.steps[0].weight",
+            "between 0 and 100",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Canary\n    canary:\n      steps: [{weight: 10, pause: -1}]\n",
+            "spec.upgradeStrategy.canary.steps[0].pause",
+            "cannot be negative",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Canary\n    canary:\n      steps: [{weight: 10, pause: 5 minutes}]\n",
+            "spec.upgradeStrategy.canary.steps[0].pause",
+            "is not a pause",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Blue-Green\n",
+            "spec.upgradeStrategy.type",
+            "is not one of Rolling, RollingWithMigration, Recreate, Canary, BlueGreen",
+        ),
+        (
+            "  upgradeStrategy:\n    type: RollingWithMigration\n",
+            "spec.upgradeStrategy.migrationJob",
+            "needs a migrationJob",
+        ),
+        (
+            "  upgradeStrategy:\n    migrationJob:\n      command: [migrate]\n",
+            "spec.upgradeStrategy.migrationJob.image",
+            "missing required field",
+        ),
+        (
+            "  upgradeStrategy:\n    migrationJob:\n      image: \"\"\n",
+            "spec.upgradeStrategy.migrationJob.image",
+            "a migration needs an image",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Canary\n",
+            "spec.upgradeStrategy.canary",
+            "type Canary needs canary steps",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Recreate\n    canary: {enabled: true, steps: [{weight: 10}]}\n",
+            "spec.upgradeStrategy.canary.enabled",
+            "do not apply to type Recreate",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Canary\n    canary: {steps: []}\n",
+            "spec.upgradeStrategy.canary.steps",
+            "has no steps",
+        ),
+        (
+            "  upgradeStrategy:\n    healthCheck: {httpGet: {path: health, port: 8080}}\n",
+            "spec.upgradeStrategy.healthCheck.httpGet.path",
+            "does not start with '/'",
+        ),
+        (
+            "  upgradeStrategy:\n    healthCheck: {httpGet: {path: /h, port: 8080}, periodSeconds: 0}\n",
+            "spec.upgradeStrategy.healthCheck.periodSeconds",
+            "at least 1",
+        ),
+        ("  image: shop:v1\n", "spec.image", "carries a tag"),
+        (
+            "  image: Shop\n",
+            "spec.image",
+            "not a valid image repository",
+        ),
+        (
+            "  ports: {containerPort: 80}\n",
+            "spec.ports",
+            "expected a list, found a mapping",
+        ),
+        (
+            "  replicas: \"3\"\n",
+            "spec.replicas",
+            "expected a whole number, found the string \"3\"",
+        ),
+        (
+            "  upgradeStrategy:\n    blueGreen: {autoPromote: false}\n",
+            "spec.upgradeStrategy.blueGreen",
+            "do not apply to type Rolling",
+        ),
+    ];
+    for (tail, field, reason) in cases {
+        let f = only_finding(&app_with(tail));
+        assert_eq!(f.field.as_deref(), Some(*field), "{tail}");
+        assert!(f.reason.contains(reason), "{tail}: {f}");
+        assert!(f.line.is_some() && f.column.is_some(), "{f}");
+    }
+}
+
+#[test]
+fn versions_must_be_image_tags() {
+    let f = only_finding(&APP.replace("v1.0.0", "\"v1.0.0 final\""));
+    assert_eq!(f.field.as_deref(), Some("spec.version"));
+    assert!(f.reason.contains("not a valid image tag"), "{f}");
+}
+
+#[test]
+fn missing_version_is_a_missing_required_field() {
+    let f = only_finding(&APP.replace("  version: v1.0.0\n", "  paused: true\n"));
+    assert_eq!(f.field.as_deref(), Some("spec.version"));
+    assert_eq!(f.reason, "missing required field");
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let cases = [
+        ("name: Shop", "metadata.name", "not a valid name"),
+        ("name: shop_1", "metadata.name", "not a valid name"),
+        (
+            "namespace: Prod\n  name: shop",
+            "metadata.namespace",
+            "not a valid namespace",
+        ),
+        ("nmae: shop", "metadata.nmae", "unknown field"),
+        (
+            "name: shop\n  uid: 1234",
+            "metadata.uid",
+            "set by the API server",
+        ),
+        (
+            "name: shop\n  labels: {tier: 1.5}",
+            "metadata.labels.tier",
+            "expected a string",
+        ),
+    ];
+    for (meta, field, reason) in cases {
+        let report = check(&APP.replace("name: shop", meta));
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.field.as_deref() == Some(field) && f.reason.contains(reason)),
+            "{meta}: {:#?}",
+            report.findings
+        );
+        assert!(report.definitions.is_empty());
+    }
+    let long = format!("name: {}", "a".repeat(56));
+    let f = only_finding(&APP.replace("name: shop", &long));
+    assert!(f.reason.contains("over 55"), "{f}");
+}
+
+#[test]
+fn a_wrong_api_version_or_kind_of_ours_is_an_error_not_a_skip() {
+    let f = only_finding(&APP.replace("v1alpha1", "v1"));
+    assert_eq!(f.field.as_deref(), Some("apiVersion"));
+    assert!(
+        f.reason.contains("served as apps.example.com/v1alpha1"),
+        "{f}"
+    );
+
+    let f = only_finding(&APP.replace("kind: ManagedApplication", "kind: ManagedApp"));
+    assert_eq!(f.field.as_deref(), Some("kind"));
+    assert_eq!(
+        f.hint.as_deref(),
+        Some("did you mean \"ManagedApplication\"?")
+    );
+}
+
+#[test]
+fn bestie_rules() {
+    let cases = [
+        (
+            "maxReplicas: 10",
+            "maxReplicas: 2",
+            "spec.maxReplicas",
+            "less than size (3)",
+        ),
+        ("size: 3", "size: -3", "spec.size", "between 0 and 10000"),
+        (
+            "image: quay.io/opdev/bestie",
+            "image: quay.io/opdev/bestie:1.3",
+            "spec.image",
+            "carries a tag",
+        ),
+        (
+            "maxReplicas: 10",
+            "maxReplica: 10",
+            "spec.maxReplica",
+            "unknown field",
+        ),
+    ];
+    for (from, to, field, reason) in cases {
+        let f = only_finding(&SEED_001.replace(from, to));
+        assert_eq!(f.field.as_deref(), Some(field), "{to}");
+        assert!(f.reason.contains(reason), "{to}: {f}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_the_place_and_keep_nothing() {
+    let text = format!("{APP}---\nspec: [unclosed\n");
+    let report = check(&text);
+    assert!(
+        report.definitions.is_empty(),
+        "nothing of a file that does not parse is applied"
+    );
+    assert_eq!(report.findings.len(), 1);
+    assert!(
+        report.findings[0].reason.starts_with("YAML syntax error"),
+        "{}",
+        report.findings[0]
+    );
+    assert!(report.findings[0].line.is_some());
+}
+
+#[test]
+fn an_invalid_document_does_not_hide_a_valid_one_beside_it() {
+    let text = format!(
+        "{}---\n{APP}",
+        APP.replace("shop", "cart").replace("v1.0.0", "1.0")
+    );
+    let report = check(&text);
+    assert_eq!(report.findings.len(), 1);
+    assert_eq!(report.findings[0].document, Some(1));
+    assert_eq!(
+        report.findings[0].resource.as_deref(),
+        Some("ManagedApplication/cart")
+    );
+    assert_eq!(report.definitions.len(), 1);
+    assert_eq!(report.definitions[0].name(), "shop");
+}
+
+#[test]
+fn the_same_app_defined_twice_keeps_neither() {
+    let other = APP.replace("shop\n", "shop\n  namespace: other\n");
+    let report = validate_files(
+        [("a.yaml", APP), ("b.yaml", APP), ("c.yaml", other.as_str())],
+        &Limits::default(),
+    );
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!(f.file, "b.yaml");
+    assert!(f.reason.contains("defined twice: also at a.yaml:1"), "{f}");
+    // The same name in another namespace is another app.
+    assert_eq!(report.definitions.len(), 1);
+    assert_eq!(report.definitions[0].namespace(), Some("other"));
+}
+
+#[test]
+fn findings_render_file_line_column_field_reason_hint() {
+    let f = only_finding(&app_with("  verison: v2\n"));
+    assert_eq!(
+        f.to_string(),
+        "apps/app.yaml:7:3: document 1 (ManagedApplication/shop): spec.verison: unknown field \"verison\" (did you mean \"version\"?)"
+    );
+}
+
+#[test]
+fn pauses_may_wait_for_promotion() {
+    let report = check(&app_with(
+        "  upgradeStrategy:\n    type: Canary\n    canary:\n      steps:\n        - {weight: 20, pause: untilPromoted}\n        - {weight: 60, pause: 1h30m}\n",
+    ));
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    let Resource::ManagedApplication(app) = &report.definitions[0].resource else {
+        panic!()
+    };
+    let steps = &app
+        .spec
+        .upgrade_strategy
+        .canary
+        .as_ref()
+        .expect("canary")
+        .steps;
+    assert_eq!(steps[0].pause, Some(Pause::UntilPromoted));
+    assert_eq!(steps[1].pause.as_ref().and_then(Pause::seconds), Some(5400));
+}
+
+#[test]
+fn env_and_resources_use_the_kubernetes_types() {
+    let report = check(&app_with(
+        "  env:\n    - {name: MODE, value: prod}\n  resources:\n    requests: {cpu: 100m, memory: 64Mi}\n    limits: {cpu: 1}\n",
+    ));
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    let f = only_finding(&app_with("  env:\n    - {value: prod}\n"));
+    assert_eq!(f.field.as_deref(), Some("spec.env[0].name"));
+}

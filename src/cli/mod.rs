@@ -1,0 +1,106 @@
+//! The command line: `bosun validate`, `bosun crds`.
+
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Bosun: safe application upgrades driven from git.
+#[derive(Debug, Parser)]
+#[command(name = "bosun", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check ManagedApplication and Bestie definitions in files or directories of YAML.
+    ///
+    /// Exit code 0: every definition is valid; 1: some are not; 2: the command could not run.
+    Validate {
+        /// Files or directories (searched for *.yaml and *.yml, hidden directories skipped).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// How to print the result.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Also list the documents of other kinds that were passed over.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Largest file read, in bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        max_file_bytes: usize,
+    },
+    /// Print the CustomResourceDefinitions, or write or check them in a directory.
+    Crds {
+        /// Write one file per CRD into this directory (as deploy/crds/ holds them).
+        #[arg(long, conflicts_with = "check")]
+        write: Option<PathBuf>,
+        /// Exit 1 when the files in this directory differ from what this build generates.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Runs a parsed command line and returns the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate {
+            paths,
+            output,
+            verbose,
+            max_file_bytes,
+        } => validate::run(&paths, output, verbose, max_file_bytes),
+        Command::Crds { write, check } => crds(write, check),
+    }
+}
+
+fn crds(write: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
+    use bosun_core::model::Kind;
+    let result: anyhow::Result<bool> = (|| {
+        if let Some(dir) = write {
+            std::fs::create_dir_all(&dir)?;
+            for kind in Kind::ALL {
+                let path = dir.join(crate::crds::file_name(kind));
+                std::fs::write(&path, crate::crds::render(kind)?)?;
+                println!("wrote {}", path.display());
+            }
+            return Ok(true);
+        }
+        if let Some(dir) = check {
+            let mut fresh = true;
+            for kind in Kind::ALL {
+                let path = dir.join(crate::crds::file_name(kind));
+                let want = crate::crds::render(kind)?;
+                if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+                    eprintln!(
+                        "{} is stale: run `cargo run -- crds --write {}`",
+                        path.display(),
+                        dir.display()
+                    );
+                    fresh = false;
+                }
+            }
+            return Ok(fresh);
+        }
+        print!("{}", crate::crds::render_all()?);
+        Ok(true)
+    })();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bosun crds: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Bosun: a GitOps upgrade daemon for Kubernetes.
+//!
+//! The flow: fetch (git) → parse and validate (`bosun_core::validate`) → observe (cluster) → plan
+//! (`bosun_core`) → apply → report (status, git, pull request). This crate holds the edges: the command
+//! line, and one module per outside system; the decisions live in `bosun-core`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod crds;
+pub mod files;
