@@ -1,0 +1,117 @@
+//! The CRDs in deploy/crds on a real API server: what `bosun validate` accepts, the API server accepts;
+//! what the schema forbids, the API server refuses too.
+
+mod support;
+
+use bosun_core::validate::{Resource, validate_file};
+use bosun_core::yaml::Limits;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use support::{TestNamespace, wait_until};
+
+async fn install_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in bosun_core::model::crds() {
+        let name = crd.metadata.name.clone().expect("named");
+        crds.patch(
+            &name,
+            &PatchParams::apply("bosun-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        wait_until(&format!("CRD {name} established"), || async {
+            let c = crds.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+fn api_for(ns: &TestNamespace, api_version: &str, kind: &str) -> Api<DynamicObject> {
+    let (group, version) = api_version.split_once('/').expect("group/version");
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    Api::namespaced_with(ns.client.clone(), &ns.name, &ar)
+}
+
+async fn create(ns: &TestNamespace, json: serde_json::Value) -> Result<DynamicObject, kube::Error> {
+    let api = api_for(
+        ns,
+        json["apiVersion"].as_str().expect("apiVersion"),
+        json["kind"].as_str().expect("kind"),
+    );
+    let obj: DynamicObject = serde_json::from_value(json).expect("object");
+    api.create(&PostParams::default(), &obj).await
+}
+
+#[tokio::test]
+async fn what_validate_accepts_the_api_server_accepts() {
+    let ns = TestNamespace::new("crds-accept").await;
+    install_crds(&ns.client).await;
+    let files = [
+        "fixtures/seeds/000-bestie.yaml",
+        "fixtures/seeds/002-my-app.yaml",
+        "examples/apps/shop/frontend.yaml",
+        "examples/apps/shop/orders.yaml",
+    ];
+    for file in files {
+        let text = std::fs::read_to_string(file).expect("fixture");
+        let report = validate_file(file, &text, &Limits::default());
+        assert!(report.findings.is_empty(), "{file}: {:?}", report.findings);
+        for def in report.definitions {
+            // What Bosun will apply: the typed resource, re-serialized, in the test namespace.
+            let mut json = match &def.resource {
+                Resource::ManagedApplication(r) => serde_json::to_value(r),
+                Resource::Bestie(r) => serde_json::to_value(r),
+            }
+            .expect("serializes");
+            json["metadata"]["namespace"] = serde_json::Value::Null;
+            let created = create(&ns, json).await.unwrap_or_else(|e| {
+                panic!("{file}: the API server refused a valid definition: {e}")
+            });
+            assert_eq!(created.metadata.name.as_deref(), Some(def.name()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_the_schema_forbids_the_api_server_refuses_too() {
+    let ns = TestNamespace::new("crds-refuse").await;
+    install_crds(&ns.client).await;
+    let base = serde_json::json!({
+        "apiVersion": "apps.example.com/v1alpha1",
+        "kind": "ManagedApplication",
+        "metadata": {"name": "shop"},
+        "spec": {"version": "v1", "upgradeStrategy": {"type": "Canary", "canary": {"steps": [{"weight": 10}]}}}
+    });
+    let mut cases = Vec::new();
+    let mut weight = base.clone();
+    weight["spec"]["upgradeStrategy"]["canary"]["steps"][0]["weight"] = 150.into();
+    cases.push(("weight 150", weight));
+    let mut strategy = base.clone();
+    strategy["spec"]["upgradeStrategy"]["type"] = "FastForward".into();
+    cases.push(("unknown strategy", strategy));
+    let mut version = base.clone();
+    version["spec"]["version"] = 1.1.into();
+    cases.push(("numeric version", version));
+    let mut missing = base.clone();
+    missing["spec"]
+        .as_object_mut()
+        .expect("object")
+        .remove("version");
+    cases.push(("missing version", missing));
+    for (what, json) in cases {
+        let err = create(&ns, json).await.expect_err(what);
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 422),
+            "{what}: {err:?}"
+        );
+    }
+    create(&ns, base).await.expect("the base object is valid");
+}

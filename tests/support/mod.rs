@@ -1,0 +1,142 @@
+//! Test support shared by the integration tests.
+//!
+//! Tests that touch Kubernetes run against the real test cluster of `scripts/cluster` (`scripts/test`
+//! brings it up and exports `BOSUN_CLUSTER_KUBECONFIG`). Each test gets its own namespace, deleted when
+//! the [`TestNamespace`] is dropped, so tests run in parallel without seeing each other.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// How long a test waits for the cluster to reach a state before it fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+fn kubeconfig_path(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: these tests need the real test cluster. Run `scripts/test`, or \
+             `scripts/cluster up && eval \"$(scripts/cluster env)\"` before `cargo test`."
+        )
+    })
+}
+
+async fn client_from(var: &str) -> Client {
+    let path = kubeconfig_path(var);
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("kubeconfig {path}: {e}"));
+    Client::try_from(config).expect("a client from the test kubeconfig")
+}
+
+/// A client acting as the cluster's administrator.
+pub async fn admin_client() -> Client {
+    client_from("BOSUN_CLUSTER_KUBECONFIG").await
+}
+
+/// A client acting as `bosun-restricted`, a user with no permissions until a test grants some.
+pub async fn restricted_client() -> Client {
+    client_from("BOSUN_CLUSTER_RESTRICTED_KUBECONFIG").await
+}
+
+/// A namespace of the test's own, deleted on drop.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<random>` and waits until its `default` ServiceAccount exists (pods need it).
+    pub async fn new(prefix: &str) -> TestNamespace {
+        let client = admin_client().await;
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time after 1970")
+            .subsec_nanos();
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let suffix = nanos ^ std::process::id().rotate_left(16) ^ n.wrapping_mul(0x9E37_79B9);
+        let name = format!("{prefix}-{:08x}", suffix);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"bosun.dev/test": "true"}}
+        }))
+        .expect("namespace object");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        wait_until(&format!("ServiceAccount default in {name}"), || async {
+            sas.get_opt("default").await.ok().flatten()
+        })
+        .await;
+        TestNamespace { client, name }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await: delete from a thread and runtime of its own, with a client of its own (a
+        // client is bound to the runtime that made it, which is blocked here).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            rt.block_on(async {
+                let _ = Api::<Namespace>::all(admin_client().await)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing the test with `what` after [`WAIT`].
+pub async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Keeps checking that `probe` holds for `duration`; fails the test the moment it does not.
+pub async fn holds_for<F, Fut>(what: &str, duration: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        assert!(probe().await, "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
