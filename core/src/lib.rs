@@ -4,5 +4,6 @@
 
 pub mod model;
 pub mod names;
+pub mod sync;
 pub mod validate;
 pub mod yaml;

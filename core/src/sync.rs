@@ -1,0 +1,349 @@
+//! Deciding what a git revision changes in the cluster: a pure function from (desired definitions, files
+//! that failed validation, live objects of this source, settings) to a [`SyncPlan`].
+//!
+//! Rules, in the order they apply:
+//! - a definition with no live object is created; one whose spec hash differs is updated; one whose hash
+//!   matches costs nothing (no write at all, so 1,999 unchanged apps cost zero API calls);
+//! - a live object whose file failed validation keeps its last good state: it is neither changed nor
+//!   pruned until the file is fixed;
+//! - a live object no longer defined is pruned only when the source opted in, and never all at once when
+//!   the revision suddenly yields no definitions at all (a typo in `path` must not empty the cluster),
+//!   unless the source also allows an empty revision (as Argo CD's `allowEmpty`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::model::Kind;
+use crate::validate::{Definition, Resource};
+
+/// Label on everything Bosun applies from git: the source (repository) it came from.
+pub const LABEL_SOURCE: &str = "bosun.dev/source";
+/// Label on everything Bosun manages.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "bosun";
+/// Annotation: the commit at which the object last changed.
+pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
+/// Annotation: the file (repository-relative) that defines the object.
+pub const ANNOTATION_SOURCE_PATH: &str = "bosun.dev/source-path";
+/// Annotation: the hash of what was applied; equal hashes mean nothing to do.
+pub const ANNOTATION_SPEC_HASH: &str = "bosun.dev/spec-hash";
+
+/// Identifies a resource in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// A definition ready to apply: the object as JSON, with Bosun's labels and annotations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub key: ObjectKey,
+    pub source_path: String,
+    pub spec_hash: String,
+    pub object: serde_json::Value,
+}
+
+/// What Bosun needs to know of a live object of this source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub key: ObjectKey,
+    pub source_path: Option<String>,
+    pub spec_hash: Option<String>,
+}
+
+/// Why an object is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyReason {
+    Create,
+    Update,
+}
+
+/// One thing to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SyncAction {
+    Apply {
+        desired: Box<Desired>,
+        reason: ApplyReason,
+    },
+    Prune {
+        key: ObjectKey,
+    },
+}
+
+/// A live object left alone although git no longer defines it as it is, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// Its file failed validation: the last good state stays in force.
+    InvalidFile { key: ObjectKey, file: String },
+    /// Not defined any more, and pruning is off for this source.
+    PruneDisabled { key: ObjectKey },
+    /// Not defined any more, but the revision defines nothing at all: refused as a likely mistake.
+    EmptyRevisionGuard { key: ObjectKey },
+}
+
+/// What one revision changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncPlan {
+    pub actions: Vec<SyncAction>,
+    pub kept: Vec<Kept>,
+    /// Definitions whose live object already matches.
+    pub unchanged: usize,
+}
+
+/// The settings of one source that shape a plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncPolicy {
+    pub prune: bool,
+    pub allow_empty: bool,
+}
+
+/// Decides what to apply and prune. Pure: no client, no clock.
+pub fn plan_sync(
+    desired: &[Desired],
+    invalid_files: &BTreeSet<String>,
+    live: &[Live],
+    policy: SyncPolicy,
+) -> SyncPlan {
+    let mut plan = SyncPlan::default();
+    let live_by_key: BTreeMap<&ObjectKey, &Live> = live.iter().map(|l| (&l.key, l)).collect();
+    let desired_keys: BTreeSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
+
+    for d in desired {
+        match live_by_key.get(&d.key) {
+            Some(l) if l.spec_hash.as_deref() == Some(d.spec_hash.as_str()) => plan.unchanged += 1,
+            Some(_) => plan.actions.push(SyncAction::Apply {
+                desired: Box::new(d.clone()),
+                reason: ApplyReason::Update,
+            }),
+            None => plan.actions.push(SyncAction::Apply {
+                desired: Box::new(d.clone()),
+                reason: ApplyReason::Create,
+            }),
+        }
+    }
+
+    let empty_revision = desired.is_empty() && invalid_files.is_empty();
+    for l in live.iter().filter(|l| !desired_keys.contains(&l.key)) {
+        let key = l.key.clone();
+        match &l.source_path {
+            Some(file) if invalid_files.contains(file) => plan.kept.push(Kept::InvalidFile {
+                key,
+                file: file.clone(),
+            }),
+            _ if !policy.prune => plan.kept.push(Kept::PruneDisabled { key }),
+            _ if empty_revision && !policy.allow_empty => {
+                plan.kept.push(Kept::EmptyRevisionGuard { key })
+            }
+            _ => plan.actions.push(SyncAction::Prune { key }),
+        }
+    }
+    plan
+}
+
+/// Turns a validated definition into what is applied: the typed resource as JSON, in `default_namespace`
+/// when it names none, with Bosun's labels and annotations, and the hash that decides whether it changed.
+pub fn desired_from(
+    def: &Definition,
+    source: &str,
+    revision: &str,
+    default_namespace: &str,
+) -> Desired {
+    let mut object = match &def.resource {
+        Resource::ManagedApplication(r) => serde_json::to_value(r),
+        Resource::Bestie(r) => serde_json::to_value(r),
+    }
+    .expect("typed resources serialize to JSON");
+    let namespace = def.namespace().unwrap_or(default_namespace).to_string();
+    if let Some(obj) = object.as_object_mut() {
+        obj.remove("status");
+    }
+    let meta = &mut object["metadata"];
+    meta["namespace"] = namespace.clone().into();
+    meta["labels"][LABEL_SOURCE] = source.into();
+    meta["labels"][LABEL_MANAGED_BY] = MANAGED_BY.into();
+    meta["annotations"][ANNOTATION_SOURCE_PATH] = def.source.file.clone().into();
+    // The hash covers everything applied except the revision, so a commit that does not touch an
+    // object does not rewrite it.
+    let spec_hash = hash_json(&object);
+    let meta = &mut object["metadata"];
+    meta["annotations"][ANNOTATION_SPEC_HASH] = spec_hash.clone().into();
+    meta["annotations"][ANNOTATION_REVISION] = revision.into();
+    Desired {
+        key: ObjectKey {
+            kind: def.kind(),
+            namespace,
+            name: def.name().to_string(),
+        },
+        source_path: def.source.file.clone(),
+        spec_hash,
+        object,
+    }
+}
+
+/// A short, stable hash of a JSON value (object keys are sorted by serde_json's map).
+pub fn hash_json(value: &serde_json::Value) -> String {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::ManagedApplication,
+            namespace: "shop".into(),
+            name: name.into(),
+        }
+    }
+
+    fn desired(name: &str, hash: &str) -> Desired {
+        Desired {
+            key: key(name),
+            source_path: format!("apps/{name}.yaml"),
+            spec_hash: hash.into(),
+            object: serde_json::json!({}),
+        }
+    }
+
+    fn live(name: &str, hash: &str) -> Live {
+        Live {
+            key: key(name),
+            source_path: Some(format!("apps/{name}.yaml")),
+            spec_hash: Some(hash.into()),
+        }
+    }
+
+    fn applied(plan: &SyncPlan) -> Vec<(String, ApplyReason)> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                SyncAction::Apply { desired, reason } => Some((desired.key.name.clone(), *reason)),
+                SyncAction::Prune { .. } => None,
+            })
+            .collect()
+    }
+
+    fn pruned(plan: &SyncPlan) -> Vec<String> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                SyncAction::Prune { key } => Some(key.name.clone()),
+                SyncAction::Apply { .. } => None,
+            })
+            .collect()
+    }
+
+    const PRUNE: SyncPolicy = SyncPolicy {
+        prune: true,
+        allow_empty: false,
+    };
+
+    #[test]
+    fn one_changed_file_among_many_is_one_apply_and_no_other_write() {
+        let mut d: Vec<_> = (0..2000)
+            .map(|i| desired(&format!("app{i}"), "h1"))
+            .collect();
+        let l: Vec<_> = (0..2000).map(|i| live(&format!("app{i}"), "h1")).collect();
+        d[1234].spec_hash = "h2".into();
+        let plan = plan_sync(&d, &BTreeSet::new(), &l, PRUNE);
+        assert_eq!(
+            applied(&plan),
+            [("app1234".to_string(), ApplyReason::Update)]
+        );
+        assert_eq!(plan.unchanged, 1999);
+        assert!(plan.kept.is_empty());
+    }
+
+    #[test]
+    fn new_definitions_are_created() {
+        let plan = plan_sync(&[desired("a", "h")], &BTreeSet::new(), &[], PRUNE);
+        assert_eq!(applied(&plan), [("a".to_string(), ApplyReason::Create)]);
+    }
+
+    #[test]
+    fn removed_files_are_pruned_only_when_the_source_opted_in() {
+        let d = [desired("a", "h")];
+        let l = [live("a", "h"), live("gone", "h")];
+        assert_eq!(
+            pruned(&plan_sync(&d, &BTreeSet::new(), &l, PRUNE)),
+            ["gone"]
+        );
+        let keep = plan_sync(&d, &BTreeSet::new(), &l, SyncPolicy::default());
+        assert!(pruned(&keep).is_empty());
+        assert_eq!(keep.kept, [Kept::PruneDisabled { key: key("gone") }]);
+    }
+
+    #[test]
+    fn an_invalid_file_keeps_its_last_good_state() {
+        let invalid: BTreeSet<String> = ["apps/b.yaml".to_string()].into();
+        let plan = plan_sync(
+            &[desired("a", "h")],
+            &invalid,
+            &[live("a", "h"), live("b", "h")],
+            PRUNE,
+        );
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert_eq!(
+            plan.kept,
+            [Kept::InvalidFile {
+                key: key("b"),
+                file: "apps/b.yaml".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_revision_that_suddenly_defines_nothing_prunes_nothing() {
+        let l = [live("a", "h"), live("b", "h")];
+        let plan = plan_sync(&[], &BTreeSet::new(), &l, PRUNE);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.kept.len(), 2);
+        assert!(matches!(plan.kept[0], Kept::EmptyRevisionGuard { .. }));
+        let allowed = plan_sync(
+            &[],
+            &BTreeSet::new(),
+            &l,
+            SyncPolicy {
+                prune: true,
+                allow_empty: true,
+            },
+        );
+        assert_eq!(pruned(&allowed), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_spec_hash_ignores_the_revision_but_not_the_spec() {
+        let text = "apiVersion: apps.example.com/v1alpha1\nkind: ManagedApplication\nmetadata: {name: shop}\nspec: {version: v1}\n";
+        let report =
+            crate::validate::validate_file("apps/shop.yaml", text, &crate::yaml::Limits::default());
+        let def = &report.definitions[0];
+        let a = desired_from(def, "repo", "aaa", "default");
+        let b = desired_from(def, "repo", "bbb", "default");
+        assert_eq!(a.spec_hash, b.spec_hash);
+        assert_eq!(a.key.namespace, "default");
+        assert_eq!(a.object["metadata"]["labels"][LABEL_SOURCE], "repo");
+        assert_eq!(
+            a.object["metadata"]["annotations"][ANNOTATION_REVISION],
+            "aaa"
+        );
+        let report = crate::validate::validate_file(
+            "apps/shop.yaml",
+            &text.replace("v1}", "v2}"),
+            &crate::yaml::Limits::default(),
+        );
+        let c = desired_from(&report.definitions[0], "repo", "aaa", "default");
+        assert_ne!(a.spec_hash, c.spec_hash);
+    }
+}
