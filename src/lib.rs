@@ -8,3 +8,4 @@
 pub mod cli;
 pub mod crds;
 pub mod files;
+pub mod webhook;

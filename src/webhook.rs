@@ -1,0 +1,262 @@
+//! Push webhooks: a signed request from the forge makes Bosun poll that repository at once.
+//!
+//! The signature is checked on the raw body before anything else is read from it: GitHub's and Gitea's
+//! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`, Gitea's older `X-Gitea-Signature: <hex>`, or GitLab's
+//! `X-Gitlab-Token: <secret>`; all compared in constant time. The body is capped before it is read. A bad
+//! or missing signature gets 401 and does nothing. Polling stays on as the backstop: forges do not
+//! redeliver a webhook that was lost.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+/// The largest webhook body read. GitHub caps payloads at 25 MB; a push of definitions is far smaller.
+pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+
+/// The shared secret of the webhook. Never printed.
+#[derive(Clone)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    pub fn new(secret: impl Into<Vec<u8>>) -> WebhookSecret {
+        WebhookSecret(secret.into())
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(***)")
+    }
+}
+
+/// A watched repository and branch, and how to wake its poller.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    /// The repository, normalised by [`normalize_repo_url`].
+    pub repo: String,
+    pub branch: String,
+    pub wake: Arc<Notify>,
+}
+
+#[derive(Clone, Debug)]
+struct WebhookState {
+    secret: WebhookSecret,
+    watched: Arc<Vec<Watched>>,
+}
+
+/// The webhook route, `POST /webhook`, for every forge.
+pub fn router(secret: WebhookSecret, watched: Vec<Watched>, max_body: usize) -> Router {
+    Router::new()
+        .route("/webhook", post(receive))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(WebhookState {
+            secret,
+            watched: Arc::new(watched),
+        })
+}
+
+async fn receive(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    if let Err(why) = verify(&state.secret, &headers, &body) {
+        tracing::warn!(reason = why, "webhook refused");
+        return (StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    }
+    let event = headers
+        .get("x-github-event")
+        .or_else(|| headers.get("x-gitea-event"))
+        .or_else(|| headers.get("x-gitlab-event"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("push");
+    if event == "ping" {
+        return (StatusCode::OK, "pong\n".into());
+    }
+    if !matches!(event, "push" | "Push Hook") {
+        return (StatusCode::OK, format!("ignored event {event:?}\n"));
+    }
+    let Some(push) = Push::parse(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "not a push event: expected ref and repository\n".into(),
+        );
+    };
+    let mut woken = 0;
+    for w in state.watched.iter() {
+        if push.branch.as_deref() == Some(w.branch.as_str()) && push.repos.contains(&w.repo) {
+            w.wake.notify_one();
+            woken += 1;
+        }
+    }
+    tracing::info!(repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
+    if woken == 0 {
+        (
+            StatusCode::OK,
+            "no source watches this repository and branch\n".into(),
+        )
+    } else {
+        (
+            StatusCode::ACCEPTED,
+            format!("polling {woken} source(s) now\n"),
+        )
+    }
+}
+
+/// Checks the request's signature against the raw body.
+///
+/// # Errors
+/// A short reason, safe to return to the caller (it never holds the secret).
+pub fn verify(
+    secret: &WebhookSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(sig) = header("x-hub-signature-256") {
+        let hex_sig = sig
+            .strip_prefix("sha256=")
+            .ok_or("X-Hub-Signature-256 must start with sha256=")?;
+        return check_hmac(secret, body, hex_sig);
+    }
+    if let Some(sig) = header("x-gitea-signature") {
+        return check_hmac(secret, body, sig);
+    }
+    if let Some(token) = header("x-gitlab-token") {
+        return if bool::from(token.as_bytes().ct_eq(&secret.0)) {
+            Ok(())
+        } else {
+            Err("X-Gitlab-Token does not match")
+        };
+    }
+    Err("missing signature: expected X-Hub-Signature-256, X-Gitea-Signature or X-Gitlab-Token")
+}
+
+fn check_hmac(secret: &WebhookSecret, body: &[u8], hex_sig: &str) -> Result<(), &'static str> {
+    let given = hex::decode(hex_sig.trim()).map_err(|_| "signature is not hexadecimal")?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes a key of any length");
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&given)
+        .map_err(|_| "signature does not match the body")
+}
+
+/// The parts of a push event Bosun uses.
+#[derive(Debug, PartialEq, Eq)]
+struct Push {
+    /// Every URL the forge gave for the repository, normalised.
+    repos: Vec<String>,
+    branch: Option<String>,
+}
+
+impl Push {
+    fn parse(body: &[u8]) -> Option<Push> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let git_ref = v.get("ref")?.as_str()?;
+        let repo = v.get("repository").or_else(|| v.get("project"))?;
+        let repos = [
+            "clone_url",
+            "ssh_url",
+            "git_url",
+            "html_url",
+            "git_http_url",
+            "git_ssh_url",
+            "url",
+        ]
+        .iter()
+        .filter_map(|k| repo.get(*k).and_then(|u| u.as_str()))
+        .map(normalize_repo_url)
+        .collect();
+        Some(Push {
+            repos,
+            branch: git_ref.strip_prefix("refs/heads/").map(str::to_string),
+        })
+    }
+}
+
+/// Reduces a repository URL to `host/path` so the forms of one repository compare equal:
+/// `https://user@github.com/org/app.git`, `git@github.com:org/app`, `ssh://git@github.com:22/org/app.git`
+/// all become `github.com/org/app`. The port is dropped (HTTP and SSH of one forge differ in it).
+pub fn normalize_repo_url(url: &str) -> String {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest.to_string(),
+        // scp-like: user@host:path
+        None => match url.split_once(':') {
+            Some((host, path)) if !host.contains('/') => format!("{host}/{path}"),
+            _ => url.to_string(),
+        },
+    };
+    let rest = rest.rsplit_once('@').map_or(rest.as_str(), |(_, r)| r);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("{host}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_repository_written_many_ways_normalises_to_one_name() {
+        for url in [
+            "https://github.com/Org/app.git",
+            "https://x-access-token:secret@github.com/Org/app",
+            "git@github.com:Org/app.git",
+            "ssh://git@GitHub.com:22/Org/app.git",
+            "https://github.com/Org/app/",
+        ] {
+            assert_eq!(normalize_repo_url(url), "github.com/Org/app", "{url}");
+        }
+        assert_eq!(
+            normalize_repo_url("http://127.0.0.1:8080/git/apps.git"),
+            "127.0.0.1/git/apps"
+        );
+    }
+
+    #[test]
+    fn a_github_push_names_its_repository_and_branch() {
+        let body = br#"{"ref":"refs/heads/main","after":"abc","repository":{"clone_url":"https://github.com/org/app.git","ssh_url":"git@github.com:org/app.git"}}"#;
+        let push = Push::parse(body).expect("a push");
+        assert_eq!(push.branch.as_deref(), Some("main"));
+        assert!(push.repos.contains(&"github.com/org/app".to_string()));
+    }
+
+    #[test]
+    fn signatures_are_checked_against_the_body() {
+        let secret = WebhookSecret::new("s3cret");
+        let body = b"{}";
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").expect("key");
+        mac.update(body);
+        let good = hex::encode(mac.finalize().into_bytes());
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-hub-signature-256",
+            format!("sha256={good}").parse().expect("header"),
+        );
+        assert_eq!(verify(&secret, &h, body), Ok(()));
+        assert_eq!(
+            verify(&secret, &h, b"{ }"),
+            Err("signature does not match the body")
+        );
+        let mut gitea = HeaderMap::new();
+        gitea.insert("x-gitea-signature", good.parse().expect("header"));
+        assert_eq!(verify(&secret, &gitea, body), Ok(()));
+        let mut gitlab = HeaderMap::new();
+        gitlab.insert("x-gitlab-token", "wrong".parse().expect("header"));
+        assert!(verify(&secret, &gitlab, body).is_err());
+        assert!(verify(&secret, &HeaderMap::new(), body).is_err());
+        assert!(!format!("{secret:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,193 @@
+//! The webhook receiver as a forge reaches it: a real HTTP server on loopback, raw requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun::webhook::{self, Watched, WebhookSecret, normalize_repo_url};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+const SECRET: &str = "webhook-test-secret";
+const REPO: &str = "http://127.0.0.1:9/git/apps.git";
+
+struct Server {
+    addr: std::net::SocketAddr,
+    wake: Arc<Notify>,
+}
+
+async fn start(max_body: usize) -> Server {
+    let wake = Arc::new(Notify::new());
+    let watched = vec![Watched {
+        repo: normalize_repo_url(REPO),
+        branch: "main".into(),
+        wake: wake.clone(),
+    }];
+    let app = webhook::router(WebhookSecret::new(SECRET), watched, max_body);
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    Server { addr, wake }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn push_body(repo: &str, branch: &str) -> Vec<u8> {
+    serde_json::json!({
+        "ref": format!("refs/heads/{branch}"),
+        "after": "0123456789abcdef0123456789abcdef01234567",
+        "repository": {"clone_url": repo, "full_name": "team/apps"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends one request and returns the status code and body.
+async fn post(server: &Server, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut req = format!(
+        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write head");
+    // A server that refuses early may close before the whole body is sent.
+    let _ = stream.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+async fn woken(server: &Server) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), server.wake.notified())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_signed_push_to_a_watched_branch_triggers_a_poll_at_once() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let body = push_body(REPO, "main");
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-Hub-Signature-256", sign(&body)),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    assert!(woken(&server).await, "the poller was woken");
+}
+
+#[tokio::test]
+async fn a_bad_signature_gets_401_and_does_nothing() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let body = push_body(REPO, "main");
+    let forged = sign(b"another body");
+    let (status, text) = post(&server, &[("X-Hub-Signature-256", forged)], &body).await;
+    assert_eq!(status, 401);
+    assert!(text.contains("does not match"), "{text}");
+    assert!(!text.contains(SECRET));
+    assert!(!woken(&server).await);
+}
+
+#[tokio::test]
+async fn a_missing_signature_gets_401_and_does_nothing() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let body = push_body(REPO, "main");
+    let (status, _) = post(&server, &[("X-GitHub-Event", "push".into())], &body).await;
+    assert_eq!(status, 401);
+    assert!(!woken(&server).await);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_it_is_read() {
+    let server = start(1024).await;
+    let mut body = push_body(REPO, "main");
+    body.extend(std::iter::repeat_n(b' ', 4096));
+    let (status, _) = post(&server, &[("X-Hub-Signature-256", sign(&body))], &body).await;
+    assert_eq!(status, 413);
+    assert!(!woken(&server).await);
+}
+
+#[tokio::test]
+async fn a_push_to_another_branch_or_repository_wakes_nothing() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    for body in [
+        push_body(REPO, "feature"),
+        push_body("https://github.com/other/repo.git", "main"),
+    ] {
+        let (status, text) = post(&server, &[("X-Hub-Signature-256", sign(&body))], &body).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("no source watches"), "{text}");
+    }
+    assert!(!woken(&server).await);
+}
+
+#[tokio::test]
+async fn gitlab_and_gitea_forms_are_accepted() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let gitlab = serde_json::json!({"ref": "refs/heads/main", "project": {"git_http_url": REPO}})
+        .to_string()
+        .into_bytes();
+    let (status, _) = post(
+        &server,
+        &[
+            ("X-Gitlab-Event", "Push Hook".into()),
+            ("X-Gitlab-Token", SECRET.into()),
+        ],
+        &gitlab,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(woken(&server).await);
+    let body = push_body(REPO, "main");
+    let hex_sig = sign(&body).trim_start_matches("sha256=").to_string();
+    let (status, _) = post(
+        &server,
+        &[
+            ("X-Gitea-Event", "push".into()),
+            ("X-Gitea-Signature", hex_sig),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(woken(&server).await);
+}
+
+#[tokio::test]
+async fn a_ping_is_answered() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let body = b"{\"zen\":\"hi\"}";
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-GitHub-Event", "ping".into()),
+            ("X-Hub-Signature-256", sign(body)),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "pong\n"));
+}
