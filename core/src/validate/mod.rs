@@ -10,6 +10,7 @@ mod schema;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde_json::Value as J;
@@ -383,27 +384,8 @@ fn check_document(kind: Kind, root: &Node) -> Result<Resource, Vec<Problem>> {
     let mut problems = Vec::new();
     rules::check_metadata(kind, root, &mut problems);
 
-    let crd = kind.crd();
-    let schema = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(J::Null);
-    let mut body_schema = schema.clone();
-    if let Some(props) = body_schema.get_mut("properties").and_then(J::as_object_mut) {
-        // apiVersion, kind and metadata were checked above; status is never read from git.
-        for field in ["apiVersion", "kind", "metadata"] {
-            props.insert(field.to_string(), serde_json::json!({}));
-        }
-        props.insert(
-            "status".to_string(),
-            serde_json::json!({"x-kubernetes-preserve-unknown-fields": true}),
-        );
-    }
-    schema::check(&body_schema, root, &mut Vec::new(), &mut problems);
+    let body_schema = body_schema(kind);
+    schema::check(body_schema, root, &mut Vec::new(), &mut problems);
     if kind == Kind::ManagedApplication {
         rules::check_pauses(root, &mut problems);
     }
@@ -430,6 +412,43 @@ fn check_document(kind: Kind, root: &Node) -> Result<Resource, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// The schema a document of `kind` is checked against: the CRD's, generated once per process, with
+/// `apiVersion`, `kind` and `metadata` left to [`rules::check_metadata`] and `status` ignored (never read
+/// from git).
+fn body_schema(kind: Kind) -> &'static J {
+    static SCHEMAS: OnceLock<Vec<(Kind, J)>> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| {
+        Kind::ALL
+            .into_iter()
+            .map(|k| {
+                let crd = k.crd();
+                let mut schema = crd
+                    .spec
+                    .versions
+                    .first()
+                    .and_then(|v| v.schema.as_ref())
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .expect("every kind's CRD has an OpenAPI v3 schema");
+                if let Some(props) = schema.get_mut("properties").and_then(J::as_object_mut) {
+                    for field in ["apiVersion", "kind", "metadata"] {
+                        props.insert(field.to_string(), serde_json::json!({}));
+                    }
+                    props.insert(
+                        "status".to_string(),
+                        serde_json::json!({"x-kubernetes-preserve-unknown-fields": true}),
+                    );
+                }
+                (k, schema)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, s)| s)
+        .expect("a schema for every kind")
 }
 
 /// Converts checked JSON to the typed resource; a failure here names the field serde refused.
