@@ -5,6 +5,8 @@
 //! the [`TestNamespace`] is dropped, so tests run in parallel without seeing each other.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod gitserver;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};

@@ -1,0 +1,459 @@
+//! Bosun's git source: the "fetch" step of the flow, and the only module that talks to git remotes.
+//!
+//! A [`GitSource`] follows one branch of one repository. It keeps a bare cache repository under a
+//! cache directory (one per URL and branch, named by a hash of both), and offers three blocking
+//! calls (run them in `tokio::task::spawn_blocking`):
+//!
+//! - [`GitSource::remote_head`]: one ref advertisement, no object transfer: where the branch is now.
+//! - [`GitSource::poll`]: the same advertisement; only when the tip differs from the last seen
+//!   revision (or is missing from the cache) it downloads the missing objects over the same
+//!   connection, incrementally, and says whether the branch was force-pushed.
+//! - [`GitSource::read_tree`]: the `.yaml`/`.yml` files under the source's path at a revision, read
+//!   from git objects (never a checkout). Symbolic links, submodules, unsafe names, non-UTF-8 and
+//!   oversized files are refused one by one and reported; too many files or bytes refuse the whole
+//!   revision.
+//!
+//! Transports: `https://`, `http://`, `ssh://user@host:port/path`, scp-like `user@host:path`,
+//! `git://`, `file://` and plain paths. Credentials come from [`Auth`]; a rejected credential is not
+//! offered twice. SSH host keys are checked against the [`Auth::SshKey`] `known_hosts` file by the
+//! SHA-256 of the key (an unknown or changed key is refused), so an `ssh` source must use
+//! [`Auth::SshKey`]. HTTPS certificates are verified by libgit2 with OpenSSL against the system's
+//! trust store; to trust a private CA, put it there or set `SSL_CERT_FILE` to a bundle holding it in
+//! the environment Bosun starts with (libgit2 reads it once; Bosun cannot set it safely later).
+//!
+//! Every network call is bounded by [`SourceLimits::fetch_timeout`]: the progress callbacks abort a
+//! slow transfer, and a call that hears nothing at all (a server that accepts and never answers) is
+//! given up on by a watchdog. The abandoned call keeps one thread until the OS closes its socket,
+//! and while it lives the next call on this source fails fast with [`GitError::Timeout`] rather than
+//! pile up threads. (`git2::opts::set_server_timeout_in_milliseconds` would bound the socket itself,
+//! but it is `unsafe`, and this crate forbids unsafe code.)
+//!
+//! Errors are [`GitError`]s: each names the redacted URL and the branch and says what to do, and
+//! [`GitError::kind`] sorts them into transient and stalled. [`Secret`]s print as `***` and never
+//! reach a message.
+
+mod error;
+mod known_hosts;
+mod remote;
+mod tree;
+mod url;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use error::{ErrorKind, GitError, Limit};
+pub use git2::Oid;
+
+use sha2::{Digest, Sha256};
+use url::{RemoteUrl, Transport};
+
+/// A password or token. `Debug` and `Display` print `***`; only this module reads the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to authenticate to the remote.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// Anonymous: public HTTP(S), `git://`, local repositories.
+    None,
+    /// HTTP(S) basic auth.
+    Basic { username: String, password: Secret },
+    /// A forge token, sent as HTTP basic auth `x-access-token:<token>`.
+    Token(Secret),
+    /// An SSH key (OpenSSH or PEM format, no passphrase) and the `known_hosts` file the server's host
+    /// key must be listed in. `<private_key>.pub` is used as the public key when it exists.
+    SshKey {
+        username: String,
+        private_key: PathBuf,
+        known_hosts: PathBuf,
+    },
+}
+
+/// Bounds on what one source may cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// YAML files under the path; more fail the revision ([`Limit::Files`]).
+    pub max_files: usize,
+    /// Their total size; more fail the revision ([`Limit::TotalBytes`]).
+    pub max_total_bytes: u64,
+    /// A larger file is refused on its own and reported in [`Snapshot::refused`].
+    pub max_file_bytes: u64,
+    /// The most one network call ([`GitSource::remote_head`], [`GitSource::poll`]) may take.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for SourceLimits {
+    fn default() -> Self {
+        SourceLimits {
+            max_files: 5000,
+            max_total_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 1024 * 1024,
+            fetch_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which repository, branch and directory a source follows, and how.
+#[derive(Clone, Debug)]
+pub struct RepoSpec {
+    pub url: String,
+    pub branch: String,
+    /// A directory of the repository, `/`-separated, relative to its root; `""` is the root.
+    pub path: String,
+    pub auth: Auth,
+    pub limits: SourceLimits,
+}
+
+/// What a poll found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// The branch is still at the last seen revision; nothing was downloaded.
+    Unchanged(Oid),
+    /// The branch moved; its new tip is in the cache and [`GitSource::read_tree`] can read it.
+    Changed {
+        revision: Oid,
+        previous: Option<Oid>,
+        /// The new tip does not descend from `previous`: history was rewritten.
+        force_pushed: bool,
+        /// What this poll downloaded (zero when the cache had the objects already).
+        transfer: Transfer,
+    },
+}
+
+/// Objects and bytes one fetch received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub objects: usize,
+    pub bytes: usize,
+}
+
+/// The YAML files under the source's path at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: Oid,
+    /// `(repository-relative path, UTF-8 text)`, sorted by path.
+    pub files: Vec<(String, String)>,
+    /// `(repository-relative path, why it was not read)`: links, submodules, unsafe names,
+    /// non-UTF-8 and oversized files.
+    pub refused: Vec<(String, String)>,
+}
+
+/// One branch of one repository, cached in a bare repository. See the module documentation.
+pub struct GitSource {
+    inner: Arc<Inner>,
+    /// Set while a network call runs in its worker thread, including one abandoned after a timeout.
+    busy: Arc<AtomicBool>,
+}
+
+/// What the worker threads share: the validated spec and where its cache lives.
+struct Inner {
+    spec: RepoSpec,
+    url: RemoteUrl,
+    /// `spec.path` normalised: no leading, trailing or doubled `/`.
+    path: String,
+    cache: PathBuf,
+}
+
+/// How long the watchdog waits beyond the deadline the callbacks enforce themselves.
+const WATCHDOG_GRACE: Duration = Duration::from_millis(500);
+
+impl GitSource {
+    /// Validates `spec` and opens (creating it when missing) its cache under `cache_dir`. No network.
+    ///
+    /// # Errors
+    ///
+    /// [`GitError::InvalidSpec`] for a URL, branch or path that cannot work, or auth that does not
+    /// fit the transport; [`GitError::OpenCache`] when the cache cannot be created or opened.
+    pub fn open(spec: RepoSpec, cache_dir: &Path) -> Result<GitSource, GitError> {
+        let url = RemoteUrl::parse(&spec.url).map_err(|reason| GitError::InvalidSpec {
+            url: url::redact_unparsed(&spec.url),
+            reason,
+        })?;
+        let invalid = |reason: String| GitError::InvalidSpec {
+            url: url.redacted().to_owned(),
+            reason,
+        };
+        if spec.branch.is_empty()
+            || !git2::Reference::is_valid_name(&format!("refs/heads/{}", spec.branch))
+        {
+            return Err(invalid(format!(
+                "{:?} is not a valid branch name",
+                spec.branch
+            )));
+        }
+        let path = normalise_path(&spec.path).map_err(&invalid)?;
+        check_auth_fits(&url, &spec.auth).map_err(&invalid)?;
+        let key = Sha256::digest(format!("{}\n{}", url.redacted(), spec.branch));
+        let name: String = key[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let cache = cache_dir.join(format!("{name}.git"));
+        let inner = Inner {
+            spec,
+            url,
+            path,
+            cache,
+        };
+        inner.open_cache_or_init()?;
+        Ok(GitSource {
+            inner: Arc::new(inner),
+            busy: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Where the branch points on the remote now: one ref advertisement, no objects downloaded.
+    ///
+    /// # Errors
+    ///
+    /// Connecting, authenticating, host key or certificate verification, a missing repository or
+    /// branch, or the fetch timeout.
+    pub fn remote_head(&self) -> Result<Oid, GitError> {
+        self.bounded("listing the branches of", remote::remote_head)
+    }
+
+    /// Compares the remote branch with `last_seen` and downloads what is new, only when it moved.
+    ///
+    /// # Errors
+    ///
+    /// As [`GitSource::remote_head`], plus [`GitError::FetchBranch`] when the download fails.
+    pub fn poll(&mut self, last_seen: Option<Oid>) -> Result<Poll, GitError> {
+        self.bounded("fetching", move |inner, deadline| {
+            remote::poll(inner, last_seen, deadline)
+        })
+    }
+
+    /// The YAML files under the source's path at `revision`, from the cache's objects.
+    ///
+    /// # Errors
+    ///
+    /// [`GitError::ReadRevision`] when the revision is not in the cache (poll first),
+    /// [`GitError::PathNotFound`] / [`GitError::PathNotDirectory`] for a path that is missing or a
+    /// link or file, [`GitError::LimitExceeded`] for too many files or bytes.
+    pub fn read_tree(&self, revision: Oid) -> Result<Snapshot, GitError> {
+        tree::read(&self.inner, revision)
+    }
+
+    /// Runs a network call in a worker thread and gives up on it after the fetch timeout.
+    fn bounded<T, F>(&self, action: &'static str, call: F) -> Result<T, GitError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, Instant) -> Result<T, GitError> + Send + 'static,
+    {
+        let timeout = self.inner.spec.limits.fetch_timeout;
+        let timed_out = || self.inner.timeout(action);
+        if self.busy.swap(true, Ordering::SeqCst) {
+            // An earlier call timed out and still runs: don't start a second one beside it.
+            return Err(timed_out());
+        }
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::clone(&self.inner);
+        let busy = Arc::clone(&self.busy);
+        let spawned = std::thread::Builder::new()
+            .name("bosun-git".to_owned())
+            .spawn(move || {
+                let result = call(&inner, deadline);
+                busy.store(false, Ordering::SeqCst);
+                // After a timeout nobody listens any more; the result is dropped.
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            self.busy.store(false, Ordering::SeqCst);
+            return Err(self
+                .inner
+                .connect_error(format!("starting a worker thread: {e}")));
+        }
+        match rx.recv_timeout(timeout + WATCHDOG_GRACE) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self
+                .inner
+                .connect_error("the git worker thread panicked".to_owned())),
+        }
+    }
+}
+
+impl Inner {
+    fn url(&self) -> String {
+        self.url.redacted().to_owned()
+    }
+
+    fn branch(&self) -> String {
+        self.spec.branch.clone()
+    }
+
+    /// Replaces every secret this source knows (password, token, the raw URL) in `text`.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.replace(self.url.raw(), self.url.redacted());
+        let secret = match &self.spec.auth {
+            Auth::Basic { password, .. } => Some(password.expose()),
+            Auth::Token(token) => Some(token.expose()),
+            Auth::None | Auth::SshKey { .. } => None,
+        };
+        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+            out = out.replace(secret, "***");
+        }
+        out
+    }
+
+    fn open_cache_or_init(&self) -> Result<git2::Repository, GitError> {
+        if self.cache.exists() {
+            return self.open_cache();
+        }
+        if let Some(parent) = self.cache.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| self.cache_error(e.to_string()))?;
+        }
+        git2::Repository::init_bare(&self.cache).map_err(|e| self.cache_error(e.message()))
+    }
+
+    fn open_cache(&self) -> Result<git2::Repository, GitError> {
+        git2::Repository::open_bare(&self.cache).map_err(|e| self.cache_error(e.message()))
+    }
+
+    fn cache_error(&self, detail: impl AsRef<str>) -> GitError {
+        GitError::OpenCache {
+            url: self.url(),
+            cache: self.cache.clone(),
+            detail: self.redact(detail.as_ref()),
+        }
+    }
+
+    fn connect_error(&self, detail: String) -> GitError {
+        GitError::ConnectRemote {
+            url: self.url(),
+            branch: self.branch(),
+            detail: self.redact(&detail),
+        }
+    }
+
+    fn timeout(&self, action: &'static str) -> GitError {
+        GitError::Timeout {
+            url: self.url(),
+            branch: self.branch(),
+            action,
+            timeout: self.spec.limits.fetch_timeout,
+        }
+    }
+}
+
+/// `apps/`, `/apps` and `apps//web` are refused rather than guessed at; `""` and `"."` are the root.
+fn normalise_path(path: &str) -> Result<String, String> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed == "." {
+        return Ok(String::new());
+    }
+    if trimmed.starts_with('/') {
+        return Err(format!(
+            "the path {path:?} is absolute; give it relative to the repository's root"
+        ));
+    }
+    for component in trimmed.split('/') {
+        if let Some(reason) = tree::unsafe_name(component) {
+            return Err(format!(
+                "the path {path:?} has a component that is {reason}"
+            ));
+        }
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn check_auth_fits(url: &RemoteUrl, auth: &Auth) -> Result<(), String> {
+    match (url.transport(), auth) {
+        (Transport::Ssh, Auth::SshKey { .. }) => Ok(()),
+        (Transport::Ssh, _) => Err(
+            "an ssh remote needs an SSH key and a known_hosts file to check the server's host key"
+                .to_owned(),
+        ),
+        (_, Auth::SshKey { .. }) => {
+            Err("an SSH key can only be used with an ssh remote".to_owned())
+        }
+        (Transport::Http | Transport::Https, _) => Ok(()),
+        (Transport::Git | Transport::Local, Auth::None) => Ok(()),
+        (Transport::Git | Transport::Local, _) => Err(
+            "git:// and local remotes take no credentials; remove them or use https://".to_owned(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, path: &str, auth: Auth) -> RepoSpec {
+        RepoSpec {
+            url: url.to_owned(),
+            branch: "main".to_owned(),
+            path: path.to_owned(),
+            auth,
+            limits: SourceLimits::default(),
+        }
+    }
+
+    #[test]
+    fn secrets_print_as_stars() {
+        let auth = Auth::Basic {
+            username: "bosun".to_owned(),
+            password: Secret::new("hunter2"),
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        assert_eq!(Secret::new("t0ken").to_string(), "***");
+    }
+
+    #[test]
+    fn a_spec_that_cannot_work_is_refused_before_any_network() {
+        let cache = tempfile::tempdir().expect("a temp dir");
+        let refused = |s: RepoSpec| match GitSource::open(s, cache.path()) {
+            Err(e @ GitError::InvalidSpec { .. }) => e.to_string(),
+            Err(e) => panic!("expected InvalidSpec, got {e}"),
+            Ok(_) => panic!("expected InvalidSpec, got a source"),
+        };
+        let msg = refused(spec("https://u:pw@h/r.git", "../etc", Auth::None));
+        assert!(msg.contains(".."), "{msg}");
+        assert!(!msg.contains("pw"), "{msg}");
+        refused(spec("https://h/r.git", "/abs", Auth::None));
+        refused(spec("https://h/r.git", "a/.git/b", Auth::None));
+        refused(spec("ssh://git@h/r.git", "", Auth::None));
+        refused(spec("git://h/r.git", "", Auth::Token(Secret::new("t"))));
+        let mut bad_branch = spec("https://h/r.git", "", Auth::None);
+        bad_branch.branch = "a..b".to_owned();
+        refused(bad_branch);
+    }
+
+    #[test]
+    fn one_url_and_branch_share_one_cache() {
+        let cache = tempfile::tempdir().expect("a temp dir");
+        let a = GitSource::open(spec("https://h/r.git", "", Auth::None), cache.path())
+            .expect("a source");
+        let b = GitSource::open(spec("https://h/r.git", "apps", Auth::None), cache.path())
+            .expect("a source");
+        let mut other = spec("https://h/r.git", "", Auth::None);
+        other.branch = "dev".to_owned();
+        let c = GitSource::open(other, cache.path()).expect("a source");
+        assert_eq!(a.inner.cache, b.inner.cache);
+        assert_ne!(a.inner.cache, c.inner.cache);
+    }
+}

@@ -1,0 +1,250 @@
+//! Reading a revision's YAML files from git objects: the commit's tree, walked under the source's
+//! path, never checked out, so no link is ever followed and nothing outside the path is read.
+
+use git2::{Odb, Oid, Repository, Tree};
+
+use super::{GitError, Inner, Limit, Snapshot};
+
+/// Tree entry modes (git stores no others).
+const MODE_TREE: i32 = 0o040000;
+const MODE_BLOB: i32 = 0o100644;
+const MODE_BLOB_GROUP_WRITABLE: i32 = 0o100664;
+const MODE_EXECUTABLE: i32 = 0o100755;
+const MODE_LINK: i32 = 0o120000;
+const MODE_GITLINK: i32 = 0o160000;
+
+/// Directories nested deeper than this under the path are refused, not walked.
+const MAX_DEPTH: usize = 64;
+
+/// Why a path component can never be read, whatever the repository says: `None` when it is fine.
+pub(super) fn unsafe_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty")
+    } else if name == "." || name == ".." {
+        Some("`.` or `..`")
+    } else if name.contains(['/', '\\', '\0']) {
+        Some("a name with a slash, backslash or NUL")
+    } else if name.eq_ignore_ascii_case(".git") {
+        Some("`.git`")
+    } else {
+        None
+    }
+}
+
+pub(super) fn read(inner: &Inner, revision: Oid) -> Result<Snapshot, GitError> {
+    let repo = inner.open_cache()?;
+    let read_error = |detail: String| GitError::ReadRevision {
+        url: inner.url(),
+        branch: inner.branch(),
+        revision,
+        detail,
+    };
+    let commit = repo.find_commit(revision).map_err(|e| {
+        read_error(format!(
+            "{}; the cache holds only what polls fetched, so poll the source first",
+            e.message()
+        ))
+    })?;
+    let root = commit
+        .tree()
+        .map_err(|e| read_error(e.message().to_owned()))?;
+    let start = descend(inner, &repo, root, revision)?;
+    let odb = repo.odb().map_err(|e| read_error(e.message().to_owned()))?;
+    let mut walk = Walk {
+        inner,
+        repo: &repo,
+        odb,
+        revision,
+        files: Vec::new(),
+        refused: Vec::new(),
+        seen_files: 0,
+        total_bytes: 0,
+    };
+    walk.directory(&start, &inner.path, 0)?;
+    let Walk {
+        mut files,
+        mut refused,
+        ..
+    } = walk;
+    files.sort();
+    refused.sort();
+    Ok(Snapshot {
+        revision,
+        files,
+        refused,
+    })
+}
+
+/// The tree at the source's path: each component must be a directory, never a link.
+fn descend<'r>(
+    inner: &Inner,
+    repo: &'r Repository,
+    root: Tree<'r>,
+    revision: Oid,
+) -> Result<Tree<'r>, GitError> {
+    let mut tree = root;
+    let mut so_far = String::new();
+    for component in inner.path.split('/').filter(|c| !c.is_empty()) {
+        if !so_far.is_empty() {
+            so_far.push('/');
+        }
+        so_far.push_str(component);
+        let not_found = || GitError::PathNotFound {
+            url: inner.url(),
+            branch: inner.branch(),
+            revision,
+            path: so_far.clone(),
+        };
+        let not_directory = |what| GitError::PathNotDirectory {
+            url: inner.url(),
+            branch: inner.branch(),
+            revision,
+            path: so_far.clone(),
+            what,
+        };
+        let (mode, id) = {
+            let entry = tree.get_name(component).ok_or_else(not_found)?;
+            (entry.filemode(), entry.id())
+        };
+        match mode {
+            MODE_TREE => {}
+            MODE_LINK => return Err(not_directory("a symbolic link (links are not followed)")),
+            MODE_GITLINK => return Err(not_directory("a submodule (submodules are not read)")),
+            _ => return Err(not_directory("a file")),
+        }
+        tree = repo.find_tree(id).map_err(|_| not_found())?;
+    }
+    Ok(tree)
+}
+
+struct Walk<'a> {
+    inner: &'a Inner,
+    repo: &'a Repository,
+    odb: Odb<'a>,
+    revision: Oid,
+    files: Vec<(String, String)>,
+    refused: Vec<(String, String)>,
+    seen_files: usize,
+    total_bytes: u64,
+}
+
+impl Walk<'_> {
+    fn directory(&mut self, tree: &Tree<'_>, prefix: &str, depth: usize) -> Result<(), GitError> {
+        for entry in tree.iter() {
+            let Ok(name) = entry.name() else {
+                let lossy = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+                self.refuse(join(prefix, &lossy), "a name that is not UTF-8".to_owned());
+                continue;
+            };
+            let path = join(prefix, name);
+            if let Some(reason) = unsafe_name(name) {
+                self.refuse(path, format!("an unsafe name ({reason})"));
+                continue;
+            }
+            if name.starts_with('.') {
+                continue; // hidden: .github/, .config.yaml and the like are not desired state
+            }
+            match entry.filemode() {
+                MODE_LINK => {
+                    self.refuse(path, "a symbolic link; links are not followed".to_owned())
+                }
+                MODE_GITLINK => {
+                    self.refuse(path, "a submodule; submodules are not read".to_owned())
+                }
+                MODE_TREE if depth + 1 >= MAX_DEPTH => self.refuse(
+                    path,
+                    format!("a directory nested more than {MAX_DEPTH} levels deep"),
+                ),
+                MODE_TREE => {
+                    let subtree = self
+                        .repo
+                        .find_tree(entry.id())
+                        .map_err(|e| self.read_error(&path, e))?;
+                    self.directory(&subtree, &path, depth + 1)?;
+                }
+                MODE_BLOB | MODE_BLOB_GROUP_WRITABLE | MODE_EXECUTABLE => {
+                    if is_yaml(name) {
+                        self.file(path, entry.id())?;
+                    }
+                }
+                other => self.refuse(path, format!("an unknown kind of entry (mode {other:o})")),
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: String, id: Oid) -> Result<(), GitError> {
+        let limits = &self.inner.spec.limits;
+        self.seen_files += 1;
+        if self.seen_files > limits.max_files {
+            return Err(self.limit(Limit::Files, limits.max_files as u64, "YAML files"));
+        }
+        let (size, _) = self
+            .odb
+            .read_header(id)
+            .map_err(|e| self.read_error(&path, e))?;
+        let size = size as u64;
+        if size > limits.max_file_bytes {
+            let reason = format!(
+                "{size} bytes, over the limit of {} bytes per file (max_file_bytes)",
+                limits.max_file_bytes
+            );
+            self.refuse(path, reason);
+            return Ok(());
+        }
+        self.total_bytes += size;
+        if self.total_bytes > limits.max_total_bytes {
+            return Err(self.limit(Limit::TotalBytes, limits.max_total_bytes, "bytes of YAML"));
+        }
+        let blob = self
+            .repo
+            .find_blob(id)
+            .map_err(|e| self.read_error(&path, e))?;
+        match std::str::from_utf8(blob.content()) {
+            Ok(text) => self.files.push((path, text.to_owned())),
+            Err(e) => self.refuse(
+                path,
+                format!("not UTF-8 text (byte {} is invalid)", e.valid_up_to()),
+            ),
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, path: String, reason: String) {
+        self.refused.push((path, reason));
+    }
+
+    fn limit(&self, limit: Limit, allowed: u64, unit: &'static str) -> GitError {
+        GitError::LimitExceeded {
+            url: self.inner.url(),
+            branch: self.inner.branch(),
+            revision: self.revision,
+            path: self.inner.path.clone(),
+            limit,
+            allowed,
+            unit,
+        }
+    }
+
+    fn read_error(&self, path: &str, e: git2::Error) -> GitError {
+        GitError::ReadRevision {
+            url: self.inner.url(),
+            branch: self.inner.branch(),
+            revision: self.revision,
+            detail: format!("reading {path}: {}", e.message()),
+        }
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+fn is_yaml(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml")
+}
