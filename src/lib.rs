@@ -6,6 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod crds;
 pub mod files;
+pub mod git;
+pub mod run;
+pub mod watch;
 pub mod webhook;

@@ -1,5 +1,6 @@
 //! The command line: `bosun validate`, `bosun crds`.
 
+mod run;
 mod validate;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Command {
         #[arg(long, default_value_t = 1024 * 1024)]
         max_file_bytes: usize,
     },
+    /// Watch git repositories (or local directories) and make the cluster match them.
+    Run(Box<run::RunArgs>),
     /// Print the CustomResourceDefinitions, or write or check them in a directory.
     Crds {
         /// Write one file per CRD into this directory (as deploy/crds/ holds them).
@@ -61,6 +64,40 @@ pub fn run(cli: Cli) -> ExitCode {
             max_file_bytes,
         } => validate::run(&paths, output, verbose, max_file_bytes),
         Command::Crds { write, check } => crds(write, check),
+        Command::Run(args) => run_daemon(&args),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BOSUN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("BOSUN_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run_daemon(args: &run::RunArgs) -> ExitCode {
+    init_logging();
+    let config = match run::config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bosun run: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(crate::run::run(config)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bosun run: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -1,0 +1,310 @@
+//! `bosun run`: configuration from flags, environment variables (`BOSUN_*`) and a config file with the
+//! same names, then the daemon.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bosun_core::sync::SyncPolicy;
+use serde::Deserialize;
+
+use crate::git::{Auth, RepoSpec, Secret, SourceLimits};
+use crate::run::{Origin, RunConfig, SourceConfig};
+use crate::webhook::WebhookSecret;
+
+/// The flags of `bosun run` (each also read from the environment variable named beside it).
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A YAML file of sources and settings (see README: "Configuring bosun run").
+    #[arg(long, env = "BOSUN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The repository to watch: https://, ssh://, user@host:path, git://, file:// or a local path.
+    #[arg(long, env = "BOSUN_REPO", conflicts_with = "dir")]
+    pub repo: Option<String>,
+    /// A local directory to watch instead of a repository (reacts to saved files).
+    #[arg(long, env = "BOSUN_DIR")]
+    pub dir: Option<PathBuf>,
+    #[arg(long, env = "BOSUN_BRANCH", default_value = "main")]
+    pub branch: String,
+    /// The directory of the repository that holds the definitions.
+    #[arg(long, env = "BOSUN_PATH", default_value = "")]
+    pub path: String,
+    /// The source's name (label bosun.dev/source). Defaults to the repository's or directory's name.
+    #[arg(long, env = "BOSUN_SOURCE_NAME")]
+    pub name: Option<String>,
+    /// Delete resources whose files were removed from git.
+    #[arg(long, env = "BOSUN_PRUNE")]
+    pub prune: bool,
+    /// Let a revision that defines nothing prune everything (off: such a revision prunes nothing).
+    #[arg(long, env = "BOSUN_ALLOW_EMPTY")]
+    pub allow_empty: bool,
+    /// The namespace of definitions that name none.
+    #[arg(long, env = "BOSUN_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Seconds between polls (jittered by ±20 %).
+    #[arg(long, env = "BOSUN_POLL_INTERVAL", default_value_t = 60)]
+    pub poll_interval: u64,
+    /// HTTP basic auth user for the repository.
+    #[arg(long, env = "BOSUN_GIT_USERNAME")]
+    pub git_username: Option<String>,
+    /// A file holding the HTTP password (or set BOSUN_GIT_PASSWORD).
+    #[arg(long, env = "BOSUN_GIT_PASSWORD_FILE")]
+    pub git_password_file: Option<PathBuf>,
+    /// A file holding a forge token (or set BOSUN_GIT_TOKEN).
+    #[arg(long, env = "BOSUN_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// An SSH private key for ssh:// repositories.
+    #[arg(long, env = "BOSUN_SSH_KEY_FILE")]
+    pub ssh_key_file: Option<PathBuf>,
+    /// The known_hosts file the SSH server's host key must be in.
+    #[arg(long, env = "BOSUN_KNOWN_HOSTS_FILE")]
+    pub known_hosts_file: Option<PathBuf>,
+    /// Where fetched repositories are cached.
+    #[arg(long, env = "BOSUN_CACHE_DIR", default_value = "/tmp/bosun-cache")]
+    pub cache_dir: PathBuf,
+    /// Address for webhooks and /healthz (loopback by default).
+    #[arg(long, env = "BOSUN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A file holding the webhook secret; without one, webhooks are off.
+    #[arg(long, env = "BOSUN_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Seconds of failure before a source is reported unavailable.
+    #[arg(long, env = "BOSUN_GRACE", default_value_t = 120)]
+    pub grace: u64,
+    /// Seconds one fetch may take.
+    #[arg(long, env = "BOSUN_FETCH_TIMEOUT", default_value_t = 60)]
+    pub fetch_timeout: u64,
+    /// Most YAML files read from one revision.
+    #[arg(long, env = "BOSUN_MAX_FILES", default_value_t = 5000)]
+    pub max_files: usize,
+    /// Most bytes read from one revision.
+    #[arg(long, env = "BOSUN_MAX_TOTAL_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_total_bytes: u64,
+    /// Sync every source once and exit: 0 when all applied, 1 otherwise.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// The config file: the same settings as the flags, and any number of sources.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    webhook_secret_file: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    grace: Option<u64>,
+    #[serde(default)]
+    sources: Vec<FileSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileSource {
+    name: Option<String>,
+    repo: Option<String>,
+    dir: Option<PathBuf>,
+    branch: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    prune: bool,
+    #[serde(default)]
+    allow_empty: bool,
+    namespace: Option<String>,
+    poll_interval: Option<u64>,
+    git_username: Option<String>,
+    git_password_file: Option<PathBuf>,
+    git_token_file: Option<PathBuf>,
+    ssh_key_file: Option<PathBuf>,
+    known_hosts_file: Option<PathBuf>,
+    fetch_timeout: Option<u64>,
+    max_files: Option<usize>,
+    max_total_bytes: Option<u64>,
+}
+
+fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} from {}", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn name_from(url_or_dir: &str) -> String {
+    let last = url_or_dir
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("source");
+    let name: String = last
+        .trim_end_matches(".git")
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() {
+        "source".into()
+    } else {
+        name
+    }
+}
+
+impl FileSource {
+    fn from_args(a: &RunArgs) -> FileSource {
+        FileSource {
+            name: a.name.clone(),
+            repo: a.repo.clone(),
+            dir: a.dir.clone(),
+            branch: Some(a.branch.clone()),
+            path: Some(a.path.clone()),
+            prune: a.prune,
+            allow_empty: a.allow_empty,
+            namespace: Some(a.namespace.clone()),
+            poll_interval: Some(a.poll_interval),
+            git_username: a.git_username.clone(),
+            git_password_file: a.git_password_file.clone(),
+            git_token_file: a.git_token_file.clone(),
+            ssh_key_file: a.ssh_key_file.clone(),
+            known_hosts_file: a.known_hosts_file.clone(),
+            fetch_timeout: Some(a.fetch_timeout),
+            max_files: Some(a.max_files),
+            max_total_bytes: Some(a.max_total_bytes),
+        }
+    }
+
+    fn into_config(self, index: usize) -> anyhow::Result<SourceConfig> {
+        let at = format!("source {}", index + 1);
+        let (origin, default_name) = match (self.repo, self.dir) {
+            (Some(url), None) => {
+                let auth = match (&self.git_token_file, &self.git_password_file, &self.ssh_key_file) {
+                    (Some(f), None, None) => Auth::Token(Secret::new(read_secret(f, "git token")?)),
+                    (None, Some(f), None) => Auth::Basic {
+                        username: self.git_username.clone().unwrap_or_else(|| "git".into()),
+                        password: Secret::new(read_secret(f, "git password")?),
+                    },
+                    (None, None, Some(key)) => Auth::SshKey {
+                        username: self.git_username.clone().unwrap_or_else(|| "git".into()),
+                        private_key: key.clone(),
+                        known_hosts: self.known_hosts_file.clone().with_context(|| {
+                            format!("{at}: an SSH key needs knownHostsFile (--known-hosts-file): Bosun checks the server's host key")
+                        })?,
+                    },
+                    (None, None, None) => match (std::env::var("BOSUN_GIT_TOKEN"), std::env::var("BOSUN_GIT_PASSWORD")) {
+                        (Ok(t), _) => Auth::Token(Secret::new(t)),
+                        (_, Ok(p)) => Auth::Basic {
+                            username: self.git_username.clone().unwrap_or_else(|| "git".into()),
+                            password: Secret::new(p),
+                        },
+                        _ => Auth::None,
+                    },
+                    _ => bail!("{at}: give one of gitTokenFile, gitPasswordFile, sshKeyFile"),
+                };
+                let defaults = SourceLimits::default();
+                let spec = RepoSpec {
+                    url: url.clone(),
+                    branch: self.branch.unwrap_or_else(|| "main".into()),
+                    path: self.path.unwrap_or_default(),
+                    auth,
+                    limits: SourceLimits {
+                        max_files: self.max_files.unwrap_or(defaults.max_files),
+                        max_total_bytes: self.max_total_bytes.unwrap_or(defaults.max_total_bytes),
+                        max_file_bytes: defaults.max_file_bytes,
+                        fetch_timeout: self
+                            .fetch_timeout
+                            .map_or(defaults.fetch_timeout, Duration::from_secs),
+                    },
+                };
+                (Origin::Git(spec), name_from(&url))
+            }
+            (None, Some(dir)) => {
+                let name = name_from(&dir.display().to_string());
+                (Origin::Dir(dir), name)
+            }
+            (Some(_), Some(_)) => bail!("{at}: give either repo or dir, not both"),
+            (None, None) => bail!("{at}: give a repo (--repo) or a local dir (--dir)"),
+        };
+        let name = self.name.unwrap_or(default_name);
+        if !bosun_core::names::is_dns1123_label(&name) {
+            bail!(
+                "{at}: the source name {name:?} must be a DNS label (it is used as a label value)"
+            );
+        }
+        Ok(SourceConfig {
+            name,
+            origin,
+            policy: SyncPolicy {
+                prune: self.prune,
+                allow_empty: self.allow_empty,
+            },
+            default_namespace: self.namespace.unwrap_or_else(|| "default".into()),
+            poll_interval: Duration::from_secs(self.poll_interval.unwrap_or(60).max(1)),
+        })
+    }
+}
+
+/// Builds the daemon's configuration from the config file (if any) and the flags.
+///
+/// # Errors
+/// A message naming the file, the source and the setting at fault.
+pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let docs =
+                bosun_core::yaml::parse_documents(&text, &bosun_core::yaml::Limits::default())
+                    .with_context(|| format!("{}: not valid YAML", path.display()))?;
+            let json = docs
+                .into_iter()
+                .find_map(|d| d.root)
+                .map(|n| n.to_json())
+                .unwrap_or_default();
+            serde_json::from_value::<FileConfig>(json)
+                .with_context(|| format!("{}: invalid configuration", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut sources = file.sources;
+    if args.repo.is_some() || args.dir.is_some() {
+        sources.push(FileSource::from_args(args));
+    }
+    if sources.is_empty() {
+        bail!("nothing to watch: give --repo URL (or --dir PATH), or sources in --config FILE");
+    }
+    let sources: Vec<SourceConfig> = sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| s.into_config(i))
+        .collect::<anyhow::Result<_>>()?;
+    let mut names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!(
+            "two sources are named {:?}: give each a name of its own",
+            w[0]
+        );
+    }
+    let secret_file = args
+        .webhook_secret_file
+        .clone()
+        .or(file.webhook_secret_file);
+    let webhook_secret = match secret_file {
+        Some(f) => Some(WebhookSecret::new(read_secret(&f, "webhook secret")?)),
+        None => std::env::var("BOSUN_WEBHOOK_SECRET")
+            .ok()
+            .map(WebhookSecret::new),
+    };
+    Ok(RunConfig {
+        sources,
+        cache_dir: file.cache_dir.unwrap_or_else(|| args.cache_dir.clone()),
+        listen: Some(file.listen.unwrap_or(args.listen)),
+        webhook_secret,
+        grace: Duration::from_secs(file.grace.unwrap_or(args.grace)),
+        once: args.once,
+    })
+}

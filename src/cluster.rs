@@ -1,0 +1,156 @@
+//! Kubernetes, for the git source: list what a source applied, apply definitions with server-side apply,
+//! prune what the source no longer defines. Decisions are `bosun_core::sync`'s; this only acts.
+
+use bosun_core::model::{Bestie, Kind, ManagedApplication};
+use bosun_core::sync::{
+    ANNOTATION_SOURCE_PATH, ANNOTATION_SPEC_HASH, Desired, LABEL_SOURCE, Live, ObjectKey,
+};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject};
+use kube::{Api, Client};
+
+/// The field manager of everything Bosun applies from git.
+pub const FIELD_MANAGER: &str = "bosun";
+
+/// What went wrong talking to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to Kubernetes: {0} (set KUBECONFIG, or run in a cluster)")]
+    Connect(#[source] kube::Error),
+    #[error("listing {kind} objects of source {source_name}: {error}")]
+    ListSource {
+        kind: Kind,
+        source_name: String,
+        #[source]
+        error: kube::Error,
+    },
+    #[error("applying {key}: {error}")]
+    Apply {
+        key: ObjectKey,
+        #[source]
+        error: kube::Error,
+    },
+    #[error("pruning {key}: {error}")]
+    Prune {
+        key: ObjectKey,
+        #[source]
+        error: kube::Error,
+    },
+}
+
+impl ClusterError {
+    /// The reason, as metric label and log field.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClusterError::Connect(_) => "Connect",
+            ClusterError::ListSource { .. } => "ListSource",
+            ClusterError::Apply { .. } => "Apply",
+            ClusterError::Prune { .. } => "Prune",
+        }
+    }
+}
+
+/// A handle on the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+}
+
+fn api_resource(kind: Kind) -> ApiResource {
+    match kind {
+        Kind::ManagedApplication => ApiResource::erase::<ManagedApplication>(&()),
+        Kind::Bestie => ApiResource::erase::<Bestie>(&()),
+    }
+}
+
+impl Cluster {
+    /// Connects with the usual rules: `KUBECONFIG` or `~/.kube/config`, else the in-cluster account.
+    ///
+    /// # Errors
+    /// When no configuration is found or it is unusable.
+    pub async fn connect() -> Result<Cluster, ClusterError> {
+        let client = Client::try_default().await.map_err(ClusterError::Connect)?;
+        Ok(Cluster { client })
+    }
+
+    pub fn from_client(client: Client) -> Cluster {
+        Cluster { client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The objects a source applied: their keys, files and spec hashes, from metadata alone.
+    ///
+    /// # Errors
+    /// When a list call fails.
+    pub async fn live_of_source(&self, source: &str) -> Result<Vec<Live>, ClusterError> {
+        let mut out = Vec::new();
+        let params = ListParams::default().labels(&format!("{LABEL_SOURCE}={source}"));
+        for kind in Kind::ALL {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource(kind));
+            let list =
+                api.list_metadata(&params)
+                    .await
+                    .map_err(|error| ClusterError::ListSource {
+                        kind,
+                        source_name: source.to_string(),
+                        error,
+                    })?;
+            for item in list.items {
+                let meta = item.metadata;
+                let annotation =
+                    |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k)).cloned();
+                out.push(Live {
+                    key: ObjectKey {
+                        kind,
+                        namespace: meta.namespace.clone().unwrap_or_default(),
+                        name: meta.name.clone().unwrap_or_default(),
+                    },
+                    source_path: annotation(ANNOTATION_SOURCE_PATH),
+                    spec_hash: annotation(ANNOTATION_SPEC_HASH),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Server-side applies one definition with Bosun's field manager.
+    ///
+    /// # Errors
+    /// When the API server refuses the object (a missing namespace, say).
+    pub async fn apply(&self, desired: &Desired) -> Result<(), ClusterError> {
+        let key = &desired.key;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &api_resource(key.kind));
+        api.patch(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired.object),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|error| ClusterError::Apply {
+            key: key.clone(),
+            error,
+        })
+    }
+
+    /// Deletes an object the source no longer defines. Already gone counts as done.
+    ///
+    /// # Errors
+    /// When the delete is refused.
+    pub async fn prune(&self, key: &ObjectKey) -> Result<(), ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &api_resource(key.kind));
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(error) => Err(ClusterError::Prune {
+                key: key.clone(),
+                error,
+            }),
+        }
+    }
+}

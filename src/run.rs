@@ -1,0 +1,366 @@
+//! `bosun run`: the daemon's git-to-cluster loop.
+//!
+//! For each configured source, a task runs the pipeline: poll (git) → read the tree → validate → observe
+//! (what this source applied before) → plan (`bosun_core::sync`) → apply → report. It waits between runs
+//! for the poll interval (jittered so sources do not poll in step), or less when a webhook or, for a local
+//! directory, a saved file wakes it. Failures are retried with capped, jittered backoff; the last applied
+//! state stays in force meanwhile, and a failure that persists past the grace period is logged as such.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bosun_core::sync::{self, ApplyReason, Kept, SyncAction, SyncPolicy};
+use bosun_core::validate::validate_files;
+use bosun_core::yaml::Limits;
+use tokio::sync::Notify;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::cluster::Cluster;
+use crate::git::{self, GitSource, Poll};
+use crate::webhook::{self, Watched, WebhookSecret};
+
+/// Where a source reads its definitions.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Git(git::RepoSpec),
+    /// A local directory, re-read when a file in it is saved (for local development).
+    Dir(PathBuf),
+}
+
+/// One source: where definitions come from and how they are applied.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    /// Names the source in labels (`bosun.dev/source`), logs and metrics.
+    pub name: String,
+    pub origin: Origin,
+    pub policy: SyncPolicy,
+    /// The namespace of definitions that name none.
+    pub default_namespace: String,
+    pub poll_interval: Duration,
+}
+
+/// The whole daemon's configuration.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub sources: Vec<SourceConfig>,
+    pub cache_dir: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub webhook_secret: Option<WebhookSecret>,
+    /// How long failures may last before they are reported as an outage.
+    pub grace: Duration,
+    /// Sync every source once and exit (exit code 1 when any failed).
+    pub once: bool,
+}
+
+/// What one sync did, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub revision: String,
+    pub created: usize,
+    pub updated: usize,
+    pub pruned: usize,
+    pub unchanged: usize,
+    pub invalid_files: usize,
+    pub errors: usize,
+}
+
+/// Runs the daemon until interrupted (or, with `once`, until every source synced once).
+///
+/// # Errors
+/// When the cluster cannot be reached at start, or the webhook listener cannot bind.
+pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
+    let cluster = Cluster::connect().await?;
+    let mut watched = Vec::new();
+    let mut tasks = Vec::new();
+    for source in config.sources.clone() {
+        let wake = Arc::new(Notify::new());
+        match &source.origin {
+            Origin::Git(spec) => watched.push(Watched {
+                repo: webhook::normalize_repo_url(&spec.url),
+                branch: spec.branch.clone(),
+                wake: wake.clone(),
+            }),
+            Origin::Dir(dir) => crate::watch::spawn(dir.clone(), wake.clone())?,
+        }
+        let runner = SourceRunner::new(source, cluster.clone(), &config)?;
+        if config.once {
+            tasks.push(tokio::spawn(async move { runner.once().await }));
+        } else {
+            tokio::spawn(runner.forever(wake));
+        }
+    }
+    if config.once {
+        let mut ok = true;
+        for t in tasks {
+            ok &= t.await.unwrap_or(false);
+        }
+        return Ok(ok);
+    }
+    if let Some(addr) = config.listen {
+        let mut app =
+            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        match &config.webhook_secret {
+            Some(secret) => {
+                app = app.merge(webhook::router(
+                    secret.clone(),
+                    watched,
+                    webhook::DEFAULT_MAX_BODY,
+                ));
+            }
+            None => warn!("no webhook secret configured: push webhooks are off, polling only"),
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        info!(%addr, "listening for webhooks and health checks");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+    tokio::signal::ctrl_c().await?;
+    info!("interrupted; stopping");
+    Ok(true)
+}
+
+/// One source's loop and its state between runs.
+struct SourceRunner {
+    config: SourceConfig,
+    cluster: Cluster,
+    git: Option<Arc<std::sync::Mutex<GitSource>>>,
+    last_applied: Option<String>,
+    last_seen: Option<git::Oid>,
+    grace: Duration,
+}
+
+impl SourceRunner {
+    fn new(
+        config: SourceConfig,
+        cluster: Cluster,
+        run: &RunConfig,
+    ) -> anyhow::Result<SourceRunner> {
+        let git = match &config.origin {
+            Origin::Git(spec) => Some(Arc::new(std::sync::Mutex::new(GitSource::open(
+                spec.clone(),
+                &run.cache_dir,
+            )?))),
+            Origin::Dir(_) => None,
+        };
+        Ok(SourceRunner {
+            config,
+            cluster,
+            git,
+            last_applied: None,
+            last_seen: None,
+            grace: run.grace,
+        })
+    }
+
+    async fn once(mut self) -> bool {
+        let span = info_span!("sync", source = %self.config.name);
+        match self.sync().instrument(span).await {
+            Ok(outcome) => outcome.errors == 0,
+            Err(e) => {
+                error!(source = %self.config.name, error = %e, "sync failed");
+                false
+            }
+        }
+    }
+
+    async fn forever(mut self, wake: Arc<Notify>) {
+        let mut failing_since: Option<Instant> = None;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let span = info_span!("sync", source = %self.config.name);
+            let wait = match self.sync().instrument(span).await {
+                Ok(_) => {
+                    if failing_since.take().is_some() {
+                        info!(source = %self.config.name, "source recovered");
+                    }
+                    backoff = Duration::from_secs(1);
+                    jitter(self.config.poll_interval)
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.grace {
+                        error!(source = %self.config.name, error = %e, failing_for = ?since.elapsed(),
+                            "source unavailable; the last applied state stays in force");
+                    } else {
+                        warn!(source = %self.config.name, error = %e, retry_in = ?backoff, "sync failed; retrying");
+                    }
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    wait
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = wake.notified() => info!(source = %self.config.name, "woken by a webhook or a saved file"),
+            }
+        }
+    }
+
+    /// One pass of the pipeline.
+    async fn sync(&mut self) -> anyhow::Result<SyncOutcome> {
+        // fetch
+        let (revision, files, refused) = match (&self.config.origin, &self.git) {
+            (Origin::Git(_), Some(git)) => {
+                let git = git.clone();
+                let last_seen = self.last_seen;
+                let poll = tokio::task::spawn_blocking({
+                    let git = git.clone();
+                    move || git.lock().expect("git source lock").poll(last_seen)
+                })
+                .await??;
+                let revision = match poll {
+                    Poll::Unchanged(oid) => oid,
+                    Poll::Changed {
+                        revision,
+                        force_pushed,
+                        previous,
+                        ..
+                    } => {
+                        if force_pushed {
+                            warn!(?previous, %revision, "the branch was force-pushed; reading the new tip");
+                        }
+                        revision
+                    }
+                };
+                self.last_seen = Some(revision);
+                if self.last_applied.as_deref() == Some(revision.to_string().as_str()) {
+                    return Ok(SyncOutcome {
+                        revision: revision.to_string(),
+                        ..SyncOutcome::default()
+                    });
+                }
+                let snapshot = tokio::task::spawn_blocking(move || {
+                    git.lock().expect("git source lock").read_tree(revision)
+                })
+                .await??;
+                (revision.to_string(), snapshot.files, snapshot.refused)
+            }
+            (Origin::Dir(dir), _) => read_dir(dir)?,
+            (Origin::Git(_), None) => unreachable!("a git origin always has a git source"),
+        };
+        if self.last_applied.as_deref() == Some(revision.as_str()) {
+            return Ok(SyncOutcome {
+                revision,
+                ..SyncOutcome::default()
+            });
+        }
+
+        // parse and validate
+        let report = validate_files(
+            files.iter().map(|(p, t)| (p.as_str(), t.as_str())),
+            &Limits::default(),
+        );
+        let mut invalid_files: BTreeSet<String> =
+            report.findings.iter().map(|f| f.file.clone()).collect();
+        for finding in &report.findings {
+            warn!(file = %finding.file, finding = %finding, "invalid definition; its last good state stays in force");
+        }
+        for (path, why) in &refused {
+            warn!(file = %path, reason = %why, "file not read");
+            invalid_files.insert(path.clone());
+        }
+        let desired: Vec<_> = report
+            .definitions
+            .iter()
+            .map(|d| {
+                sync::desired_from(
+                    d,
+                    &self.config.name,
+                    &revision,
+                    &self.config.default_namespace,
+                )
+            })
+            .collect();
+
+        // observe, plan
+        let live = self.cluster.live_of_source(&self.config.name).await?;
+        let plan = sync::plan_sync(&desired, &invalid_files, &live, self.config.policy);
+        let mut outcome = SyncOutcome {
+            revision: revision.clone(),
+            unchanged: plan.unchanged,
+            invalid_files: invalid_files.len(),
+            ..SyncOutcome::default()
+        };
+        for kept in &plan.kept {
+            match kept {
+                Kept::InvalidFile { key, file } => info!(%key, %file, "kept: its file is invalid"),
+                Kept::PruneDisabled { key } => {
+                    info!(%key, "no longer in git; not pruned (prune is off)")
+                }
+                Kept::EmptyRevisionGuard { key } => warn!(%key,
+                    "not pruned: this revision defines nothing at all, which looks like a mistake (allow it with allowEmpty)"),
+            }
+        }
+
+        // apply
+        for action in &plan.actions {
+            let result = match action {
+                SyncAction::Apply { desired, reason } => {
+                    let r = self.cluster.apply(desired).await;
+                    if r.is_ok() {
+                        match reason {
+                            ApplyReason::Create => outcome.created += 1,
+                            ApplyReason::Update => outcome.updated += 1,
+                        }
+                        info!(key = %desired.key, ?reason, %revision, "applied");
+                    }
+                    r
+                }
+                SyncAction::Prune { key } => {
+                    let r = self.cluster.prune(key).await;
+                    if r.is_ok() {
+                        outcome.pruned += 1;
+                        info!(%key, "pruned: its file was removed from git");
+                    }
+                    r
+                }
+            };
+            if let Err(e) = result {
+                outcome.errors += 1;
+                error!(error = %e, reason = e.reason(), "apply failed");
+            }
+        }
+        if outcome.errors == 0 {
+            self.last_applied = Some(revision.clone());
+        }
+        info!(revision = %outcome.revision, created = outcome.created, updated = outcome.updated,
+            pruned = outcome.pruned, unchanged = outcome.unchanged, invalid_files = outcome.invalid_files,
+            errors = outcome.errors, "synced");
+        Ok(outcome)
+    }
+}
+
+type Read = (String, Vec<(String, String)>, Vec<(String, String)>);
+
+/// Reads a local directory as a source: files relative to it, the revision a hash of their contents.
+fn read_dir(dir: &std::path::Path) -> anyhow::Result<Read> {
+    let found = crate::files::collect(&[dir.to_path_buf()], Limits::default().max_bytes)?;
+    let mut files = Vec::new();
+    let mut refused = Vec::new();
+    for f in found {
+        let rel = f
+            .path
+            .strip_prefix(dir)
+            .unwrap_or(&f.path)
+            .display()
+            .to_string();
+        match f.text {
+            Ok(text) => files.push((rel, text)),
+            Err(why) => refused.push((rel, why)),
+        }
+    }
+    let revision = sync::hash_json(&serde_json::json!(files));
+    Ok((format!("dir-{revision}"), files, refused))
+}
+
+/// Spreads waits by ±20 % so that sources started together do not poll together.
+fn jitter(d: Duration) -> Duration {
+    let factor = rand::random_range(0.8..1.2);
+    d.mul_f64(factor)
+}

@@ -1,0 +1,447 @@
+//! `bosun run` end to end: a real git server, the real test cluster, the bosun binary.
+//!
+//! Each scenario commits to a repository on the git server and runs `bosun run --once` (or the daemon
+//! with a webhook), then looks at what is in the cluster.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bosun_core::model::{Bestie, ManagedApplication};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use support::gitserver::{self, TestRepo};
+use support::{TestNamespace, wait_until};
+
+fn app(name: &str, version: &str) -> String {
+    format!(
+        "apiVersion: apps.example.com/v1alpha1\nkind: ManagedApplication\nmetadata:\n  name: {name}\nspec:\n  version: {version}\n"
+    )
+}
+
+const BESTIE: &str = "apiVersion: pets.bestie.com/v1\nkind: Bestie\nmetadata:\n  name: bestie\nspec:\n  size: 3\n  image: quay.io/opdev/bestie\n  version: \"1.3\"\n";
+
+async fn install_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in bosun_core::model::crds() {
+        let name = crd.metadata.name.clone().expect("named");
+        crds.patch(
+            &name,
+            &PatchParams::apply("bosun-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
+        wait_until("CRD established", || async {
+            let c = crds.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+struct Scenario {
+    ns: TestNamespace,
+    repo: TestRepo,
+    cache: tempfile::TempDir,
+    password_file: tempfile::NamedTempFile,
+}
+
+impl Scenario {
+    async fn new(prefix: &str, files: &[(&str, &str)]) -> Scenario {
+        let ns = TestNamespace::new(prefix).await;
+        install_crds(&ns.client).await;
+        let server = gitserver::shared();
+        let repo = server.create_repo(&ns.name, files);
+        let password_file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(password_file.path(), &server.http_password).expect("write password");
+        Scenario {
+            ns,
+            repo,
+            cache: tempfile::tempdir().expect("cache dir"),
+            password_file,
+        }
+    }
+
+    fn bosun_args(&self, extra: &[&str]) -> Vec<String> {
+        let server = gitserver::shared();
+        let mut args: Vec<String> = [
+            "run",
+            "--repo",
+            &self.repo.http_url,
+            "--path",
+            "apps",
+            "--namespace",
+            &self.ns.name,
+            "--name",
+            &self.ns.name,
+            "--git-username",
+            &server.http_user,
+            "--git-password-file",
+            self.password_file.path().to_str().expect("utf-8"),
+            "--cache-dir",
+            self.cache.path().to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// `bosun run --once`, as the admin of the test cluster.
+    fn sync(&self, extra: &[&str]) -> Output {
+        let mut args = self.bosun_args(extra);
+        args.push("--once".into());
+        let out = Command::new(env!("CARGO_BIN_EXE_bosun"))
+            .args(&args)
+            .env(
+                "KUBECONFIG",
+                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
+            )
+            .env("BOSUN_LOG", "info")
+            .output()
+            .expect("bosun runs");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !log.contains(&gitserver::shared().http_password),
+            "the git password must never be logged:\n{log}"
+        );
+        out
+    }
+
+    async fn app(&self, name: &str) -> Option<ManagedApplication> {
+        self.ns
+            .api::<ManagedApplication>()
+            .get_opt(name)
+            .await
+            .expect("get")
+    }
+}
+
+fn head_of(repo: &TestRepo) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo.work_dir())
+        .output()
+        .expect("git rev-parse");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn log_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn annotation<'a>(obj: &'a impl kube::Resource, key: &str) -> Option<&'a str> {
+    obj.meta()
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+#[tokio::test]
+async fn a_commit_reaches_the_cluster_annotated_with_its_revision_and_file() {
+    let s = Scenario::new(
+        "sync-apply",
+        &[
+            ("apps/shop.yaml", &app("shop", "v1.0.0")),
+            ("apps/pets/bestie.yaml", BESTIE),
+        ],
+    )
+    .await;
+    let out = s.sync(&[]);
+    assert!(out.status.success(), "{}", log_of(&out));
+
+    let shop = s.app("shop").await.expect("shop applied");
+    assert_eq!(shop.spec.version, "v1.0.0");
+    let head = head_of(&s.repo);
+    assert_eq!(annotation(&shop, "bosun.dev/revision"), Some(head.as_str()));
+    assert_eq!(
+        annotation(&shop, "bosun.dev/source-path"),
+        Some("apps/shop.yaml")
+    );
+    let bestie =
+        s.ns.api::<Bestie>()
+            .get("bestie")
+            .await
+            .expect("bestie applied");
+    assert_eq!(bestie.spec.version, "1.3");
+
+    // A version bump updates that app and writes nothing else.
+    let bestie_rv = bestie.metadata.resource_version.clone();
+    let bump = s
+        .repo
+        .commit("bump shop", &[("apps/shop.yaml", app("shop", "v1.1.0"))]);
+    let out = s.sync(&[]);
+    assert!(out.status.success(), "{}", log_of(&out));
+    let shop = s.app("shop").await.expect("shop");
+    assert_eq!(shop.spec.version, "v1.1.0");
+    assert_eq!(annotation(&shop, "bosun.dev/revision"), Some(bump.as_str()));
+    let bestie = s.ns.api::<Bestie>().get("bestie").await.expect("bestie");
+    assert_eq!(
+        bestie.metadata.resource_version, bestie_rv,
+        "an unchanged definition is not written"
+    );
+    assert_eq!(
+        annotation(&bestie, "bosun.dev/revision"),
+        Some(head.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_file_is_reported_and_every_other_app_still_applies() {
+    let s = Scenario::new(
+        "sync-invalid",
+        &[
+            ("apps/good.yaml", &app("good", "v1")),
+            ("apps/bad.yaml", &app("bad", "v1")),
+        ],
+    )
+    .await;
+    assert!(s.sync(&[]).status.success());
+    // Break bad.yaml and bump good.yaml in one commit.
+    s.repo.commit(
+        "break one, bump the other",
+        &[
+            ("apps/bad.yaml", app("bad", "1.10")),
+            ("apps/good.yaml", app("good", "v2")),
+        ],
+    );
+    let out = s.sync(&["--prune"]);
+    let log = log_of(&out);
+    assert!(
+        log.contains("apps/bad.yaml:6:12"),
+        "the finding names file, line and column:\n{log}"
+    );
+    assert!(log.contains("spec.version"), "{log}");
+    assert_eq!(s.app("good").await.expect("good").spec.version, "v2");
+    let bad = s
+        .app("bad")
+        .await
+        .expect("the invalid app keeps its last good state, not pruned");
+    assert_eq!(bad.spec.version, "v1");
+}
+
+#[tokio::test]
+async fn a_removed_file_is_pruned_only_with_prune() {
+    let s = Scenario::new(
+        "sync-prune",
+        &[
+            ("apps/a.yaml", &app("a", "v1")),
+            ("apps/b.yaml", &app("b", "v1")),
+        ],
+    )
+    .await;
+    assert!(s.sync(&[]).status.success());
+    s.repo.remove("remove b", &["apps/b.yaml"]);
+    let out = s.sync(&[]);
+    assert!(out.status.success());
+    assert!(
+        s.app("b").await.is_some(),
+        "without --prune, b stays:\n{}",
+        log_of(&out)
+    );
+    assert!(log_of(&out).contains("not pruned (prune is off)"));
+    let out = s.sync(&["--prune"]);
+    assert!(out.status.success(), "{}", log_of(&out));
+    wait_until("b to be pruned", || async {
+        s.app("b").await.is_none().then_some(())
+    })
+    .await;
+    assert!(s.app("a").await.is_some());
+}
+
+#[tokio::test]
+async fn a_revision_that_suddenly_defines_nothing_prunes_nothing() {
+    let s = Scenario::new("sync-empty", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    assert!(s.sync(&["--prune"]).status.success());
+    // The definitions moved away; the directory holds only a file of another kind.
+    s.repo.commit(
+        "move everything away",
+        &[
+            ("elsewhere/a.yaml", app("a", "v1")),
+            (
+                "apps/notes.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n".to_string(),
+            ),
+        ],
+    );
+    s.repo.remove("oops", &["apps/a.yaml"]);
+    let out = s.sync(&["--prune"]);
+    assert!(
+        s.app("a").await.is_some(),
+        "the guard kept a:\n{}",
+        log_of(&out)
+    );
+    assert!(
+        log_of(&out).contains("defines nothing at all"),
+        "{}",
+        log_of(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_no_longer_exists_is_an_error_and_prunes_nothing() {
+    let s = Scenario::new("sync-nopath", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    assert!(s.sync(&["--prune"]).status.success());
+    s.repo.commit(
+        "rename the directory",
+        &[("applications/a.yaml", app("a", "v1"))],
+    );
+    s.repo.remove("rename the directory", &["apps/a.yaml"]);
+    let out = s.sync(&["--prune"]);
+    assert!(!out.status.success());
+    assert!(
+        log_of(&out).contains("does not exist at that revision"),
+        "{}",
+        log_of(&out)
+    );
+    assert!(s.app("a").await.is_some());
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_without_touching_the_cluster_or_logging_the_secret() {
+    let s = Scenario::new("sync-auth", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    std::fs::write(s.password_file.path(), "not-the-password").expect("write");
+    let out = s.sync(&[]);
+    assert!(!out.status.success());
+    let log = log_of(&out);
+    assert!(!log.contains("not-the-password"), "{log}");
+    assert!(log.to_lowercase().contains("auth"), "{log}");
+    assert!(s.app("a").await.is_none());
+}
+
+#[tokio::test]
+async fn a_signed_webhook_applies_a_push_within_a_second() {
+    let s = Scenario::new("sync-webhook", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    let secret = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(secret.path(), "hook-secret").expect("write");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let args = s.bosun_args(&[
+        "--listen",
+        &listen,
+        "--webhook-secret-file",
+        secret.path().to_str().expect("utf-8"),
+        "--poll-interval",
+        "3600",
+    ]);
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(&args)
+        .env(
+            "KUBECONFIG",
+            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bosun starts");
+    wait_until("the first sync", || async { s.app("a").await }).await;
+
+    s.repo.commit("bump", &[("apps/a.yaml", app("a", "v2"))]);
+    let body =
+        serde_json::json!({"ref": "refs/heads/main", "repository": {"clone_url": s.repo.http_url}})
+            .to_string();
+    let sig = {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").expect("key");
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let sent = Instant::now();
+    let status = post_webhook(&listen, &sig, &body).await;
+    assert_eq!(status, 202);
+    wait_until("the push to reach the cluster", || async {
+        (s.app("a").await?.spec.version == "v2").then_some(())
+    })
+    .await;
+    let took = sent.elapsed();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    // Polling is hourly here: only the webhook can explain a quick update.
+    assert!(took < Duration::from_secs(30), "applied after {took:?}");
+}
+
+async fn post_webhook(addr: &str, signature: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("connecting to bosun at {addr}: {e}"),
+        }
+    };
+    let req = format!(
+        "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("read");
+    out.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_local_directory_is_reapplied_when_a_file_is_saved() {
+    let ns = TestNamespace::new("sync-dir").await;
+    install_crds(&ns.client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("a.yaml"), app("a", "v1")).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args([
+            "run",
+            "--dir",
+            dir.path().to_str().expect("utf-8"),
+            "--namespace",
+            &ns.name,
+            "--name",
+            &ns.name,
+        ])
+        .args([
+            "--poll-interval",
+            "3600",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env(
+            "KUBECONFIG",
+            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bosun starts");
+    let apps = ns.api::<ManagedApplication>();
+    wait_until("the first sync", || async {
+        apps.get_opt("a").await.ok().flatten()
+    })
+    .await;
+    std::fs::write(dir.path().join("a.yaml"), app("a", "v2")).expect("save");
+    // Polling is hourly: only the file watch explains the update.
+    wait_until("the saved file to reach the cluster", || async {
+        (apps.get_opt("a").await.ok()??.spec.version == "v2").then_some(())
+    })
+    .await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
