@@ -30,6 +30,12 @@ pub enum ClusterError {
         #[source]
         error: kube::Error,
     },
+    #[error("setting the SourceReady condition of {key}: {error}")]
+    SetCondition {
+        key: ObjectKey,
+        #[source]
+        error: kube::Error,
+    },
     #[error("pruning {key}: {error}")]
     Prune {
         key: ObjectKey,
@@ -46,6 +52,7 @@ impl ClusterError {
             ClusterError::ListSource { .. } => "ListSource",
             ClusterError::Apply { .. } => "Apply",
             ClusterError::Prune { .. } => "Prune",
+            ClusterError::SetCondition { .. } => "SetCondition",
         }
     }
 }
@@ -135,6 +142,46 @@ impl Cluster {
             key: key.clone(),
             error,
         })
+    }
+
+    /// Sets one condition in the status of each object, owning only that condition's entry (server-side
+    /// apply on the status subresource, conditions being a map list keyed by type).
+    ///
+    /// # Errors
+    /// The first refused write; the others are still attempted.
+    pub async fn set_condition(
+        &self,
+        objects: &[ObjectKey],
+        field_manager: &str,
+        condition: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+    ) -> Result<(), ClusterError> {
+        let mut first_error = None;
+        for key in objects {
+            let ar = api_resource(key.kind);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
+            let patch = serde_json::json!({
+                "apiVersion": ar.api_version,
+                "kind": ar.kind,
+                "status": {"conditions": [condition]},
+            });
+            let result = api
+                .patch_status(
+                    &key.name,
+                    &PatchParams::apply(field_manager).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await;
+            if let Err(error) = result
+                && first_error.is_none()
+            {
+                first_error = Some(ClusterError::SetCondition {
+                    key: key.clone(),
+                    error,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Deletes an object the source no longer defines. Already gone counts as done.

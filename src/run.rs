@@ -169,8 +169,32 @@ impl SourceRunner {
         }
     }
 
+    /// Writes `SourceReady` to every object of this source. Called only when the state flips.
+    async fn report_source(&self, ready: bool, reason: &str, message: &str) {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let condition = sync::source_ready_condition(ready, reason, message, now);
+        let keys: Vec<_> = match self.cluster.live_of_source(&self.config.name).await {
+            Ok(live) => live.into_iter().map(|l| l.key).collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot list the source's objects to report SourceReady");
+                return;
+            }
+        };
+        match self
+            .cluster
+            .set_condition(&keys, sync::SOURCE_FIELD_MANAGER, &condition)
+            .await
+        {
+            Ok(()) => info!(ready, reason, objects = keys.len(), "SourceReady reported"),
+            Err(e) => warn!(error = %e, "reporting SourceReady failed"),
+        }
+    }
+
     async fn forever(mut self, wake: Arc<Notify>) {
         let mut failing_since: Option<Instant> = None;
+        let mut reported_down = false;
         let mut backoff = Duration::from_secs(1);
         loop {
             let span = info_span!("sync", source = %self.config.name);
@@ -178,6 +202,11 @@ impl SourceRunner {
                 Ok(_) => {
                     if failing_since.take().is_some() {
                         info!(source = %self.config.name, "source recovered");
+                    }
+                    if reported_down {
+                        self.report_source(true, "Fetched", "the source is read and applied again")
+                            .await;
+                        reported_down = false;
                     }
                     backoff = Duration::from_secs(1);
                     jitter(self.config.poll_interval)
@@ -187,6 +216,13 @@ impl SourceRunner {
                     if since.elapsed() >= self.grace {
                         error!(source = %self.config.name, error = %e, failing_for = ?since.elapsed(),
                             "source unavailable; the last applied state stays in force");
+                        if !reported_down {
+                            let reason = e
+                                .downcast_ref::<git::GitError>()
+                                .map_or("SyncFailed", git::GitError::reason);
+                            self.report_source(false, reason, &format!("{e:#}")).await;
+                            reported_down = true;
+                        }
                     } else {
                         warn!(source = %self.config.name, error = %e, retry_in = ?backoff, "sync failed; retrying");
                     }

@@ -445,3 +445,93 @@ async fn a_local_directory_is_reapplied_when_a_file_is_saved() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+fn source_ready(app: &ManagedApplication) -> Option<(String, String)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "SourceReady")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test]
+async fn an_unreadable_source_is_surfaced_as_source_ready_false_then_true_again() {
+    let s = Scenario::new("sync-down", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let args = s.bosun_args(&[
+        "--grace",
+        "0",
+        "--poll-interval",
+        "1",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(&args)
+        .env(
+            "KUBECONFIG",
+            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bosun starts");
+    wait_until("the first sync", || async { s.app("a").await }).await;
+
+    // The repository disappears from the server.
+    let hidden = s.repo.bare.with_extension("hidden");
+    std::fs::rename(&s.repo.bare, &hidden).expect("hide the repository");
+    let (status, reason) = wait_until("SourceReady=False", || async {
+        source_ready(&s.app("a").await?).filter(|(status, _)| status == "False")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert_eq!(reason, "FindRepository");
+    assert_eq!(
+        s.app("a").await.expect("kept").spec.version,
+        "v1",
+        "the last applied state stays"
+    );
+
+    std::fs::rename(&hidden, &s.repo.bare).expect("restore the repository");
+    wait_until("SourceReady=True", || async {
+        source_ready(&s.app("a").await?).filter(|(status, _)| status == "True")
+    })
+    .await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[test]
+fn several_sources_come_from_a_config_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &config,
+        "sources:\n  - {name: apps, repo: http://127.0.0.1:1/git/apps.git, path: apps, prune: true}\n  - {name: apps, dir: /tmp}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["run", "--config", config.to_str().expect("utf-8"), "--once"])
+        .output()
+        .expect("bosun runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two sources are named \"apps\""));
+
+    std::fs::write(
+        &config,
+        "sources:\n  - {name: apps, repo: x, pruen: true}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["run", "--config", config.to_str().expect("utf-8"), "--once"])
+        .output()
+        .expect("bosun runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown field `pruen`"), "{err}");
+}

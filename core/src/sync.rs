@@ -30,6 +30,32 @@ pub const ANNOTATION_SOURCE_PATH: &str = "bosun.dev/source-path";
 /// Annotation: the hash of what was applied; equal hashes mean nothing to do.
 pub const ANNOTATION_SPEC_HASH: &str = "bosun.dev/spec-hash";
 
+/// The condition that tells whether a resource's git source can be read. Written by the source loop
+/// (field manager [`SOURCE_FIELD_MANAGER`]) only when its state flips: `False` once a failure outlasts the
+/// grace period, `True` again when the source recovers.
+pub const CONDITION_SOURCE_READY: &str = "SourceReady";
+/// The field manager that owns the `SourceReady` condition in status.
+pub const SOURCE_FIELD_MANAGER: &str = "bosun-source";
+
+/// Builds the `SourceReady` condition. Pure: the caller passes the time.
+pub fn source_ready_condition(
+    ready: bool,
+    reason: &str,
+    message: &str,
+    now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    // Kubernetes caps a condition's message at 32 KiB; keep it readable.
+    let message: String = message.chars().take(1024).collect();
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: CONDITION_SOURCE_READY.into(),
+        status: if ready { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: now,
+        observed_generation: None,
+    }
+}
+
 /// Identifies a resource in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
