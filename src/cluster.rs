@@ -123,6 +123,30 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Whether any object of the source carries `SourceReady=False` (written before a restart).
+    /// A failed list counts as yes: writing `True` once more is harmless.
+    pub async fn source_reported_down(&self, source: &str) -> bool {
+        let params = ListParams::default().labels(&format!("{LABEL_SOURCE}={source}"));
+        for kind in Kind::ALL {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource(kind));
+            let Ok(list) = api.list(&params).await else {
+                return true;
+            };
+            let down = list.items.iter().any(|o| {
+                o.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == bosun_core::sync::CONDITION_SOURCE_READY
+                            && c["status"] == "False"
+                    })
+                })
+            });
+            if down {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Server-side applies one definition with Bosun's field manager.
     ///
     /// # Errors

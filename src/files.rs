@@ -78,7 +78,7 @@ fn walk(dir: &Path, max_bytes: usize, out: &mut Vec<Found>) -> Result<(), Collec
             }
         } else if file_type.is_dir() {
             walk(&path, max_bytes, out)?;
-        } else if is_yaml {
+        } else if is_yaml && file_type.is_file() {
             out.push(read(&path, max_bytes));
         }
     }
@@ -86,23 +86,31 @@ fn walk(dir: &Path, max_bytes: usize, out: &mut Vec<Found>) -> Result<(), Collec
 }
 
 fn read(path: &Path, max_bytes: usize) -> Found {
-    let text = match fs::metadata(path) {
-        Ok(m) if m.len() > max_bytes as u64 => Err(format!(
-            "file is {} bytes, over the limit of {max_bytes} bytes",
-            m.len()
-        )),
-        Ok(_) => fs::read(path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|e| {
-                    format!(
-                        "not UTF-8 text (invalid byte at offset {})",
-                        e.utf8_error().valid_up_to()
-                    )
-                })
-            }),
-        Err(e) => Err(format!("cannot read: {e}")),
-    };
+    use std::io::Read;
+    // Read at most one byte past the limit, whatever the file is (a FIFO, /dev/zero): never unbounded.
+    let text = fs::File::open(path)
+        .and_then(|f| {
+            let mut bytes = Vec::new();
+            f.take(max_bytes as u64 + 1).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        })
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|bytes| {
+            if bytes.len() > max_bytes {
+                let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                return Err(if size > max_bytes as u64 {
+                    format!("file is {size} bytes, over the limit of {max_bytes} bytes")
+                } else {
+                    format!("file is over the limit of {max_bytes} bytes")
+                });
+            }
+            String::from_utf8(bytes).map_err(|e| {
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        });
     Found {
         path: path.to_path_buf(),
         text,

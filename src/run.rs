@@ -194,7 +194,8 @@ impl SourceRunner {
 
     async fn forever(mut self, wake: Arc<Notify>) {
         let mut failing_since: Option<Instant> = None;
-        let mut reported_down = false;
+        // After a restart, an earlier SourceReady=False must still be cleared once the source reads.
+        let mut reported_down = self.cluster.source_reported_down(&self.config.name).await;
         let mut backoff = Duration::from_secs(1);
         loop {
             let span = info_span!("sync", source = %self.config.name);
@@ -213,7 +214,12 @@ impl SourceRunner {
                 }
                 Err(e) => {
                     let since = *failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.grace {
+                    // A stalled error (credentials, host key, limits, path) does not heal by retrying
+                    // fast: it is reported at once and retried at the poll interval.
+                    let stalled = e
+                        .downcast_ref::<git::GitError>()
+                        .is_some_and(|g| g.kind() == git::ErrorKind::Stalled);
+                    if stalled || since.elapsed() >= self.grace {
                         error!(source = %self.config.name, error = %e, failing_for = ?since.elapsed(),
                             "source unavailable; the last applied state stays in force");
                         if !reported_down {
@@ -226,9 +232,13 @@ impl SourceRunner {
                     } else {
                         warn!(source = %self.config.name, error = %e, retry_in = ?backoff, "sync failed; retrying");
                     }
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
-                    wait
+                    if stalled {
+                        jitter(self.config.poll_interval)
+                    } else {
+                        let wait = jitter(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(300));
+                        wait
+                    }
                 }
             };
             tokio::select! {
@@ -301,7 +311,7 @@ impl SourceRunner {
             warn!(file = %path, reason = %why, "file not read");
             invalid_files.insert(path.clone());
         }
-        let desired: Vec<_> = report
+        let mut desired: Vec<_> = report
             .definitions
             .iter()
             .map(|d| {
@@ -313,6 +323,19 @@ impl SourceRunner {
                 )
             })
             .collect();
+        // One object defined twice once namespaces are defaulted (`shop` and `shop` in the default
+        // namespace): neither copy is applied, and both files count as invalid.
+        let mut seen = std::collections::BTreeMap::new();
+        for d in &desired {
+            seen.entry(d.key.clone())
+                .or_insert_with(Vec::new)
+                .push(d.source_path.clone());
+        }
+        for (key, files) in seen.into_iter().filter(|(_, f)| f.len() > 1) {
+            warn!(%key, files = ?files, "defined twice (once the default namespace is applied); neither copy is applied");
+            invalid_files.extend(files);
+            desired.retain(|d| d.key != key);
+        }
 
         // observe, plan
         let live = self.cluster.live_of_source(&self.config.name).await?;

@@ -319,7 +319,7 @@ async fn a_wrong_password_fails_without_touching_the_cluster_or_logging_the_secr
 }
 
 #[tokio::test]
-async fn a_signed_webhook_applies_a_push_within_a_second() {
+async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
     let s = Scenario::new("sync-webhook", &[("apps/a.yaml", &app("a", "v1"))]).await;
     let secret = tempfile::NamedTempFile::new().expect("temp");
     std::fs::write(secret.path(), "hook-secret").expect("write");
@@ -534,4 +534,45 @@ fn several_sources_come_from_a_config_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown field `pruen`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_duplicate_definition_keeps_the_live_app_and_applies_neither_copy() {
+    let s = Scenario::new("sync-dup", &[("apps/a.yaml", &app("shop", "v1"))]).await;
+    assert!(s.sync(&["--prune"]).status.success());
+    // The same app again in another file, once plainly and once with the default namespace spelled out.
+    let explicit = app("shop", "v3").replace(
+        "  name: shop\n",
+        &format!("  name: shop\n  namespace: {}\n", s.ns.name),
+    );
+    for (file, text) in [
+        ("apps/z.yaml", app("shop", "v2")),
+        ("apps/z.yaml", explicit),
+    ] {
+        s.repo.commit("duplicate shop", &[(file, text)]);
+        let out = s.sync(&["--prune"]);
+        let log = log_of(&out);
+        assert!(log.contains("defined twice"), "{log}");
+        let shop = s.app("shop").await.expect("not pruned");
+        assert_eq!(shop.spec.version, "v1", "neither copy applied:\n{log}");
+    }
+}
+
+#[test]
+fn an_empty_webhook_secret_is_refused_at_start() {
+    let secret = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(secret.path(), "\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args([
+            "run",
+            "--repo",
+            "http://127.0.0.1:1/x.git",
+            "--once",
+            "--webhook-secret-file",
+        ])
+        .arg(secret.path())
+        .output()
+        .expect("bosun runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the webhook secret is empty"));
 }

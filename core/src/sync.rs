@@ -158,7 +158,9 @@ pub fn plan_sync(
         }
     }
 
-    let empty_revision = desired.is_empty() && invalid_files.is_empty();
+    // Objects of invalid files are kept by the first arm below; what is left of an empty revision would
+    // all be pruned, which is the mistake the guard is for.
+    let empty_revision = desired.is_empty();
     for l in live.iter().filter(|l| !desired_keys.contains(&l.key)) {
         let key = l.key.clone();
         match &l.source_path {
@@ -328,6 +330,14 @@ mod tests {
                 file: "apps/b.yaml".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_refused_file_beside_an_emptied_path_does_not_disable_the_guard() {
+        let invalid: BTreeSet<String> = ["apps/link.yaml".to_string()].into();
+        let plan = plan_sync(&[], &invalid, &[live("a", "h")], PRUNE);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert!(matches!(plan.kept[0], Kept::EmptyRevisionGuard { .. }));
     }
 
     #[test]

@@ -300,12 +300,15 @@ enum Frame {
         start: Span,
         anchor: usize,
         items: Vec<Node>,
+        /// The height of the tallest child so far (a scalar is 1).
+        height: usize,
     },
     Map {
         start: Span,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        height: usize,
     },
 }
 
@@ -323,7 +326,8 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
     }
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchored node with its height, so that an alias cannot paste a subtree deeper than the limit.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut nodes = 0usize;
     let mut doc_start = Pos::default();
     let mut root: Option<Node> = None;
@@ -334,7 +338,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
             reason: e.info().to_string(),
         })?;
         let pos = Pos::from_marker(span.start);
-        let finished: Option<(Node, usize)> = match event {
+        let finished: Option<(Node, usize, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
                 if docs.len() >= limits.max_documents {
@@ -360,9 +364,15 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                 None
             }
             Event::Alias(id) => {
-                let node = anchors
+                let (node, height) = anchors
                     .get(&id)
                     .ok_or(YamlError::UnknownAlias { pos, anchor: id })?;
+                if stack.len() + height > limits.max_depth {
+                    return Err(YamlError::TooDeep {
+                        pos,
+                        limit: limits.max_depth,
+                    });
+                }
                 nodes += node.size();
                 if nodes > limits.max_nodes {
                     return Err(YamlError::TooManyNodes {
@@ -373,7 +383,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                 let mut copy = node.clone();
                 copy.start = pos;
                 copy.end = Pos::from_marker(span.end);
-                Some((copy, 0))
+                Some((copy, 0, *height))
             }
             Event::Scalar(text, style, anchor, tag) => {
                 nodes += 1;
@@ -393,6 +403,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         style: Some(style.into()),
                     },
                     anchor,
+                    1,
                 ))
             }
             Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
@@ -424,6 +435,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         start: span,
                         anchor,
                         items: Vec::new(),
+                        height: 0,
                     }
                 } else {
                     Frame::Map {
@@ -431,6 +443,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         anchor,
                         entries: Vec::new(),
                         pending_key: None,
+                        height: 0,
                     }
                 });
                 None
@@ -442,6 +455,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         start,
                         anchor,
                         items,
+                        height,
                     }) => Some((
                         Node {
                             value: Value::Seq(items),
@@ -451,11 +465,13 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                             style: None,
                         },
                         anchor,
+                        height + 1,
                     )),
                     Some(Frame::Map {
                         start,
                         anchor,
                         entries,
+                        height,
                         ..
                     }) => Some((
                         Node {
@@ -466,21 +482,26 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                             style: None,
                         },
                         anchor,
+                        height + 1,
                     )),
                     None => None,
                 }
             }
         };
-        if let Some((node, anchor)) = finished {
+        if let Some((node, anchor, node_height)) = finished {
             if anchor != 0 {
-                anchors.insert(anchor, node.clone());
+                anchors.insert(anchor, (node.clone(), node_height));
             }
             match stack.last_mut() {
                 None => root = Some(node),
-                Some(Frame::Seq { items, .. }) => items.push(node),
+                Some(Frame::Seq { items, height, .. }) => {
+                    *height = (*height).max(node_height);
+                    items.push(node);
+                }
                 Some(Frame::Map {
                     entries,
                     pending_key,
+                    height,
                     ..
                 }) => match pending_key.take() {
                     None => {
@@ -495,7 +516,10 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         }
                         *pending_key = Some(node);
                     }
-                    Some(key) => entries.push((key, node)),
+                    Some(key) => {
+                        *height = (*height).max(node_height);
+                        entries.push((key, node));
+                    }
                 },
             }
         }
@@ -724,6 +748,25 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused() {
         let text = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let err = parse_documents(&text, &Limits::default()).expect_err("must be refused");
+        assert!(
+            matches!(err, YamlError::TooDeep { limit: 64, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn aliases_cannot_paste_a_subtree_deeper_than_the_limit() {
+        // Each anchor nests the previous alias 40 levels deeper: few nodes, but ever deeper.
+        let mut text = String::from("a0: &a0 x\n");
+        for i in 1..5 {
+            text.push_str(&format!(
+                "a{i}: &a{i} {}*a{}{}\n",
+                "[".repeat(40),
+                i - 1,
+                "]".repeat(40)
+            ));
+        }
         let err = parse_documents(&text, &Limits::default()).expect_err("must be refused");
         assert!(
             matches!(err, YamlError::TooDeep { limit: 64, .. }),

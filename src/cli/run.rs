@@ -177,7 +177,9 @@ impl FileSource {
         }
     }
 
-    fn into_config(self, index: usize) -> anyhow::Result<SourceConfig> {
+    /// `from_flags`: only the source given by flags may take credentials from the environment
+    /// (`BOSUN_GIT_TOKEN`, `BOSUN_GIT_PASSWORD`); a config-file source names its own.
+    fn into_config(self, index: usize, from_flags: bool) -> anyhow::Result<SourceConfig> {
         let at = format!("source {}", index + 1);
         let (origin, default_name) = match (self.repo, self.dir) {
             (Some(url), None) => {
@@ -194,6 +196,7 @@ impl FileSource {
                             format!("{at}: an SSH key needs knownHostsFile (--known-hosts-file): Bosun checks the server's host key")
                         })?,
                     },
+                    (None, None, None) if !from_flags => Auth::None,
                     (None, None, None) => match (std::env::var("BOSUN_GIT_TOKEN"), std::env::var("BOSUN_GIT_PASSWORD")) {
                         (Ok(t), _) => Auth::Token(Secret::new(t)),
                         (_, Ok(p)) => Auth::Basic {
@@ -269,9 +272,10 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         }
         None => FileConfig::default(),
     };
-    let mut sources = file.sources;
+    let mut sources: Vec<(FileSource, bool)> =
+        file.sources.into_iter().map(|s| (s, false)).collect();
     if args.repo.is_some() || args.dir.is_some() {
-        sources.push(FileSource::from_args(args));
+        sources.push((FileSource::from_args(args), true));
     }
     if sources.is_empty() {
         bail!("nothing to watch: give --repo URL (or --dir PATH), or sources in --config FILE");
@@ -279,7 +283,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     let sources: Vec<SourceConfig> = sources
         .into_iter()
         .enumerate()
-        .map(|(i, s)| s.into_config(i))
+        .map(|(i, (s, from_flags))| s.into_config(i, from_flags))
         .collect::<anyhow::Result<_>>()?;
     let mut names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
@@ -294,11 +298,19 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         .clone()
         .or(file.webhook_secret_file);
     let webhook_secret = match secret_file {
-        Some(f) => Some(WebhookSecret::new(read_secret(&f, "webhook secret")?)),
-        None => std::env::var("BOSUN_WEBHOOK_SECRET")
-            .ok()
-            .map(WebhookSecret::new),
+        Some(f) => Some(read_secret(&f, "webhook secret")?),
+        None => std::env::var("BOSUN_WEBHOOK_SECRET").ok(),
     };
+    // An empty secret would accept anything: an empty X-Gitlab-Token, or an HMAC anyone can compute.
+    if webhook_secret
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        bail!(
+            "the webhook secret is empty: put a long random value in it, or give none to turn webhooks off"
+        );
+    }
+    let webhook_secret = webhook_secret.map(WebhookSecret::new);
     Ok(RunConfig {
         sources,
         cache_dir: file.cache_dir.unwrap_or_else(|| args.cache_dir.clone()),

@@ -210,20 +210,22 @@ fn find_duplicates(defs: &[Definition]) -> Vec<(ResourceKey, Finding)> {
     }
     let mut out = Vec::new();
     for (key, copies) in seen.into_iter().filter(|(_, v)| v.len() > 1) {
-        let first = copies[0];
-        for later in &copies[1..] {
+        // Every copy gets a finding, so that every file involved counts as invalid and the live object
+        // keeps its last good state (it must not be pruned because neither copy is applied).
+        for (i, copy) in copies.iter().enumerate() {
+            let other = if i == 0 { copies[1] } else { copies[0] };
             out.push((
                 key.clone(),
                 Finding {
-                    file: later.source.file.clone(),
-                    document: Some(later.source.document),
-                    line: Some(later.source.line),
+                    file: copy.source.file.clone(),
+                    document: Some(copy.source.document),
+                    line: Some(copy.source.line),
                     column: None,
                     resource: Some(format!("{}/{}", key.0, key.2)),
                     field: Some("metadata.name".into()),
                     reason: format!(
                         "{} {:?} is defined twice: also at {}:{} (document {}); neither copy is applied",
-                        key.0, key.2, first.source.file, first.source.line, first.source.document
+                        key.0, key.2, other.source.file, other.source.line, other.source.document
                     ),
                     hint: Some("keep one definition, or give the other a different name".into()),
                 },

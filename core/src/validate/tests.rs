@@ -387,10 +387,16 @@ fn the_same_app_defined_twice_keeps_neither() {
         [("a.yaml", APP), ("b.yaml", APP), ("c.yaml", other.as_str())],
         &Limits::default(),
     );
-    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
-    let f = &report.findings[0];
-    assert_eq!(f.file, "b.yaml");
-    assert!(f.reason.contains("defined twice: also at a.yaml:1"), "{f}");
+    assert_eq!(report.findings.len(), 2, "{:#?}", report.findings);
+    let files: Vec<_> = report.findings.iter().map(|f| f.file.as_str()).collect();
+    assert_eq!(files, ["a.yaml", "b.yaml"], "every copy's file is named");
+    assert!(
+        report.findings[1]
+            .reason
+            .contains("defined twice: also at a.yaml:1"),
+        "{}",
+        report.findings[1]
+    );
     // The same name in another namespace is another app.
     assert_eq!(report.definitions.len(), 1);
     assert_eq!(report.definitions[0].namespace(), Some("other"));
