@@ -5,34 +5,10 @@ mod support;
 
 use bosun_core::validate::{Resource, validate_file};
 use bosun_core::yaml::Limits;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
-use support::{TestNamespace, wait_until};
-
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in bosun_core::model::crds() {
-        let name = crd.metadata.name.clone().expect("named");
-        crds.patch(
-            &name,
-            &PatchParams::apply("bosun-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        wait_until(&format!("CRD {name} established"), || async {
-            let c = crds.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-}
+use support::{TestNamespace, install_crds};
 
 fn api_for(ns: &TestNamespace, api_version: &str, kind: &str) -> Api<DynamicObject> {
     let (group, version) = api_version.split_once('/').expect("group/version");

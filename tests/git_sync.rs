@@ -9,11 +9,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use bosun_core::model::{Bestie, ManagedApplication};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use support::gitserver::{self, TestRepo};
-use support::{TestNamespace, wait_until};
+use support::{TestNamespace, install_crds, wait_until};
 
 fn app(name: &str, version: &str) -> String {
     format!(
@@ -22,29 +19,6 @@ fn app(name: &str, version: &str) -> String {
 }
 
 const BESTIE: &str = "apiVersion: pets.bestie.com/v1\nkind: Bestie\nmetadata:\n  name: bestie\nspec:\n  size: 3\n  image: quay.io/opdev/bestie\n  version: \"1.3\"\n";
-
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in bosun_core::model::crds() {
-        let name = crd.metadata.name.clone().expect("named");
-        crds.patch(
-            &name,
-            &PatchParams::apply("bosun-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("apply CRD");
-        wait_until("CRD established", || async {
-            let c = crds.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-}
 
 struct Scenario {
     ns: TestNamespace,
@@ -122,6 +96,30 @@ impl Scenario {
             .get_opt(name)
             .await
             .expect("get")
+    }
+}
+
+/// `bosun run` as a daemon, as the test cluster's admin; stopped when dropped, even when a test fails.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(command: &mut Command) -> Daemon {
+        let child = command
+            .env(
+                "KUBECONFIG",
+                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
+            )
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("bosun starts");
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -336,15 +334,7 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
         "--poll-interval",
         "3600",
     ]);
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(&args)
-        .env(
-            "KUBECONFIG",
-            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-        )
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("bosun starts");
+    let _daemon = Daemon::start(Command::new(env!("CARGO_BIN_EXE_bosun")).args(&args));
     wait_until("the first sync", || async { s.app("a").await }).await;
 
     s.repo.commit("bump", &[("apps/a.yaml", app("a", "v2"))]);
@@ -365,8 +355,6 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
     })
     .await;
     let took = sent.elapsed();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     // Polling is hourly here: only the webhook can explain a quick update.
     assert!(took < Duration::from_secs(30), "applied after {took:?}");
 }
@@ -408,29 +396,24 @@ async fn a_local_directory_is_reapplied_when_a_file_is_saved() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args([
-            "run",
-            "--dir",
-            dir.path().to_str().expect("utf-8"),
-            "--namespace",
-            &ns.name,
-            "--name",
-            &ns.name,
-        ])
-        .args([
-            "--poll-interval",
-            "3600",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env(
-            "KUBECONFIG",
-            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-        )
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("bosun starts");
+    let _daemon = Daemon::start(
+        Command::new(env!("CARGO_BIN_EXE_bosun"))
+            .args([
+                "run",
+                "--dir",
+                dir.path().to_str().expect("utf-8"),
+                "--namespace",
+                &ns.name,
+                "--name",
+                &ns.name,
+            ])
+            .args([
+                "--poll-interval",
+                "3600",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ]),
+    );
     let apps = ns.api::<ManagedApplication>();
     wait_until("the first sync", || async {
         apps.get_opt("a").await.ok().flatten()
@@ -442,8 +425,6 @@ async fn a_local_directory_is_reapplied_when_a_file_is_saved() {
         (apps.get_opt("a").await.ok()??.spec.version == "v2").then_some(())
     })
     .await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 }
 
 fn source_ready(app: &ManagedApplication) -> Option<(String, String)> {
@@ -471,15 +452,7 @@ async fn an_unreadable_source_is_surfaced_as_source_ready_false_then_true_again(
         "--listen",
         &format!("127.0.0.1:{port}"),
     ]);
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(&args)
-        .env(
-            "KUBECONFIG",
-            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-        )
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("bosun starts");
+    let _daemon = Daemon::start(Command::new(env!("CARGO_BIN_EXE_bosun")).args(&args));
     wait_until("the first sync", || async { s.app("a").await }).await;
 
     // The repository disappears from the server.
@@ -502,8 +475,6 @@ async fn an_unreadable_source_is_surfaced_as_source_ready_false_then_true_again(
         source_ready(&s.app("a").await?).filter(|(status, _)| status == "True")
     })
     .await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 }
 
 #[test]
