@@ -60,18 +60,18 @@ pub struct RunArgs {
     /// The known_hosts file the SSH server's host key must be in.
     #[arg(long, env = "BOSUN_KNOWN_HOSTS_FILE")]
     pub known_hosts_file: Option<PathBuf>,
-    /// Where fetched repositories are cached.
-    #[arg(long, env = "BOSUN_CACHE_DIR", default_value = "/tmp/bosun-cache")]
-    pub cache_dir: PathBuf,
-    /// Address for webhooks and /healthz (loopback by default).
-    #[arg(long, env = "BOSUN_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Where fetched repositories are cached [default: /tmp/bosun-cache].
+    #[arg(long, env = "BOSUN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Address for webhooks and /healthz [default: 127.0.0.1:8080].
+    #[arg(long, env = "BOSUN_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// A file holding the webhook secret; without one, webhooks are off.
     #[arg(long, env = "BOSUN_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
-    /// Seconds of failure before a source is reported unavailable.
-    #[arg(long, env = "BOSUN_GRACE", default_value_t = 120)]
-    pub grace: u64,
+    /// Seconds of failure before a source is reported unavailable [default: 120].
+    #[arg(long, env = "BOSUN_GRACE")]
+    pub grace: Option<u64>,
     /// Seconds one fetch may take.
     #[arg(long, env = "BOSUN_FETCH_TIMEOUT", default_value_t = 60)]
     pub fetch_timeout: u64,
@@ -311,12 +311,21 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         );
     }
     let webhook_secret = webhook_secret.map(WebhookSecret::new);
+    // A flag (or its environment variable) wins over the file, the file over the default.
     Ok(RunConfig {
         sources,
-        cache_dir: file.cache_dir.unwrap_or_else(|| args.cache_dir.clone()),
-        listen: Some(file.listen.unwrap_or(args.listen)),
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .or(file.cache_dir)
+            .unwrap_or_else(|| PathBuf::from("/tmp/bosun-cache")),
+        listen: Some(
+            args.listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        ),
         webhook_secret,
-        grace: Duration::from_secs(file.grace.unwrap_or(args.grace)),
+        grace: Duration::from_secs(args.grace.or(file.grace).unwrap_or(120)),
         once: args.once,
     })
 }
