@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod crds;
+pub mod engine;
 pub mod files;
 pub mod git;
 pub mod run;

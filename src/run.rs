@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub grace: Duration,
     /// Sync every source once and exit (exit code 1 when any failed).
     pub once: bool,
+    /// The namespace the upgrade engine acts in; `None`: every namespace.
+    pub engine_namespace: Option<String>,
 }
 
 /// What one sync did, for logs and tests.
@@ -91,6 +93,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         } else {
             tokio::spawn(runner.forever(wake));
         }
+    }
+    if !config.once {
+        tokio::spawn(crate::engine::run(
+            cluster.client().clone(),
+            config.engine_namespace.clone(),
+        ));
     }
     if config.once {
         let mut ok = true;

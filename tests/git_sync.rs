@@ -55,6 +55,8 @@ impl Scenario {
             &self.ns.name,
             "--name",
             &self.ns.name,
+            "--engine-namespace",
+            &self.ns.name,
             "--git-username",
             &server.http_user,
             "--git-password-file",
@@ -405,6 +407,8 @@ async fn a_local_directory_is_reapplied_when_a_file_is_saved() {
                 "--namespace",
                 &ns.name,
                 "--name",
+                &ns.name,
+                "--engine-namespace",
                 &ns.name,
             ])
             .args([

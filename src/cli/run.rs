@@ -81,6 +81,9 @@ pub struct RunArgs {
     /// Most bytes read from one revision.
     #[arg(long, env = "BOSUN_MAX_TOTAL_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_total_bytes: u64,
+    /// Run the upgrade engine only for ManagedApplications of this namespace (default: every namespace).
+    #[arg(long, env = "BOSUN_ENGINE_NAMESPACE")]
+    pub engine_namespace: Option<String>,
     /// Sync every source once and exit: 0 when all applied, 1 otherwise.
     #[arg(long)]
     pub once: bool,
@@ -327,5 +330,6 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         webhook_secret,
         grace: Duration::from_secs(args.grace.or(file.grace).unwrap_or(120)),
         once: args.once,
+        engine_namespace: args.engine_namespace.clone(),
     })
 }
