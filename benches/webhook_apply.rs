@@ -93,7 +93,14 @@ async fn main() {
         .arg(dir.path().join("secret"))
         .args(["--cache-dir"])
         .arg(dir.path().join("cache"))
-        .args(["--poll-interval", "3600", "--listen", &addr, "--engine-namespace", &ns])
+        .args([
+            "--poll-interval",
+            "3600",
+            "--listen",
+            &addr,
+            "--engine-namespace",
+            &ns,
+        ])
         .env("KUBECONFIG", &kubeconfig)
         .env("BOSUN_LOG", "warn")
         .stderr(Stdio::null())
