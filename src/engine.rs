@@ -243,11 +243,24 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                 version,
                 replicas,
             } => {
-                let d = deployment(&app, *role, version, *replicas, &owner);
-                deployments
-                    .patch(&workload_name(&name, *role), &pp, &Patch::Apply(&d))
-                    .await
-                    .map_err(act_err)?;
+                let mut d = deployment(&app, *role, version, *replicas, &owner);
+                let hash = stamp(&mut d);
+                let live = match role {
+                    Role::Stable => stable.as_ref(),
+                    Role::Canary => canary.as_ref(),
+                };
+                // No write when the live object is what we last applied and still has its replica
+                // count (a hand scale is corrected): a steady app costs reads only.
+                let unchanged = live.is_some_and(|l| {
+                    applied_hash(l) == Some(hash.as_str())
+                        && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
+                });
+                if !unchanged {
+                    deployments
+                        .patch(&workload_name(&name, *role), &pp, &Patch::Apply(&d))
+                        .await
+                        .map_err(act_err)?;
+                }
             }
             Action::Remove { role } => match deployments
                 .delete(&workload_name(&name, *role), &DeleteParams::background())
@@ -298,6 +311,25 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         Some(secs) => Requeue::requeue(Duration::from_secs(secs.max(1))),
         None => Requeue::requeue(Duration::from_secs(300)),
     })
+}
+
+/// Annotation holding the hash of what the engine last applied to an object.
+const ANNOTATION_APPLIED_HASH: &str = "bosun.dev/applied-hash";
+
+/// Puts the hash of `object` (as built, before the annotation) into its annotations and returns it.
+fn stamp(object: &mut serde_json::Value) -> String {
+    let hash = bosun_core::sync::hash_json(object);
+    object["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] = hash.clone().into();
+    hash
+}
+
+fn applied_hash(object: &impl Resource) -> Option<&str> {
+    object
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_APPLIED_HASH)
+        .map(String::as_str)
 }
 
 fn image_of(app: &ManagedApplication) -> String {
@@ -434,15 +466,23 @@ async fn ensure_service(
             "ports": [{"name": "http", "port": service.port.unwrap_or(80), "targetPort": container_port(app)}],
         }
     });
-    Api::<Service>::namespaced(client.clone(), ns)
+    let mut svc = svc;
+    let hash = stamp(&mut svc);
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    let act_err = |error| EngineError::Act {
+        app: name.clone(),
+        action: "ApplyService".into(),
+        error,
+    };
+    let live = services.get_opt(&name).await.map_err(act_err)?;
+    if live.is_some_and(|l| applied_hash(&l) == Some(hash.as_str())) {
+        return Ok(());
+    }
+    services
         .patch(&name, pp, &Patch::Apply(&svc))
         .await
         .map(|_| ())
-        .map_err(|error| EngineError::Act {
-            app: name.clone(),
-            action: "ApplyService".into(),
-            error,
-        })
+        .map_err(act_err)
 }
 
 #[cfg(test)]
