@@ -374,4 +374,30 @@ pub struct ManagedApplicationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The git commit whose definition asked for `targetVersion` (the source's `bosun.dev/revision`
+    /// when the upgrade started): where commit statuses and the pull request comment go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
+    /// The transitions of the current (or last) upgrade, oldest first; reset when a new target starts,
+    /// at most 50 entries. What the pull request comment and the git note are rendered from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One transition of an upgrade, as recorded in `status.history`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The phase entered.
+    pub phase: Phase,
+    /// When it was entered.
+    pub time: Time,
+    /// The canary step (0-based) this entry belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// The canary weight at that moment, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// What happened, for humans.
+    pub message: String,
 }
