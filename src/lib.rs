@@ -11,6 +11,8 @@ pub mod crds;
 pub mod engine;
 pub mod files;
 pub mod git;
+pub mod leader;
+pub mod metrics;
 pub mod run;
 pub mod watch;
 pub mod webhook;

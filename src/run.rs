@@ -18,8 +18,11 @@ use bosun_core::yaml::Limits;
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use anyhow::Context;
+
 use crate::cluster::Cluster;
 use crate::git::{self, GitSource, Poll};
+use crate::leader::{Fence, WriteGate};
 use crate::webhook::{self, Watched, WebhookSecret};
 
 /// Where a source reads its definitions.
@@ -55,6 +58,8 @@ pub struct RunConfig {
     pub once: bool,
     /// The namespace the upgrade engine acts in; `None`: every namespace.
     pub engine_namespace: Option<String>,
+    /// Leader election among replicas; `None`: this process is the only one and always writes.
+    pub leader_election: Option<crate::leader::LeaseConfig>,
 }
 
 /// What one sync did, for logs and tests.
@@ -74,9 +79,18 @@ pub struct SyncOutcome {
 /// # Errors
 /// When the cluster cannot be reached at start, or the webhook listener cannot bind.
 pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
-    let cluster = Cluster::connect().await?;
+    let kube_config = kube::Config::infer()
+        .await
+        .context("finding the cluster: set KUBECONFIG, or run in a pod with a ServiceAccount")?;
+    let fence = match &config.leader_election {
+        Some(_) => Fence::closed(),
+        None => Fence::always(),
+    };
+    // Every write of the daemon goes through the gate: a replica without the lease cannot write.
+    let client = WriteGate::new(fence.clone()).client(kube_config.clone())?;
+    let cluster = Cluster::from_client(client.clone());
     let mut watched = Vec::new();
-    let mut tasks = Vec::new();
+    let mut runners = Vec::new();
     for source in config.sources.clone() {
         let wake = Arc::new(Notify::new());
         match &source.origin {
@@ -87,20 +101,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
             }),
             Origin::Dir(dir) => crate::watch::spawn(dir.clone(), wake.clone())?,
         }
-        let runner = SourceRunner::new(source, cluster.clone(), &config)?;
-        if config.once {
-            tasks.push(tokio::spawn(async move { runner.once().await }));
-        } else {
-            tokio::spawn(runner.forever(wake));
-        }
-    }
-    if !config.once {
-        tokio::spawn(crate::engine::run(
-            cluster.client().clone(),
-            config.engine_namespace.clone(),
-        ));
+        runners.push((SourceRunner::new(source, cluster.clone(), &config)?, wake));
     }
     if config.once {
+        let mut tasks = Vec::new();
+        for (runner, _) in runners {
+            tasks.push(tokio::spawn(async move { runner.once().await }));
+        }
         let mut ok = true;
         for t in tasks {
             ok &= t.await.unwrap_or(false);
@@ -108,29 +115,99 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         return Ok(ok);
     }
     if let Some(addr) = config.listen {
-        let mut app =
-            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
-        match &config.webhook_secret {
-            Some(secret) => {
-                app = app.merge(webhook::router(
-                    secret.clone(),
-                    watched,
-                    webhook::DEFAULT_MAX_BODY,
-                ));
-            }
-            None => warn!("no webhook secret configured: push webhooks are off, polling only"),
-        }
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        info!(%addr, "listening for webhooks and health checks");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                error!(error = %e, "HTTP server stopped");
-            }
-        });
+        serve_http(addr, &config, watched, fence.clone()).await?;
     }
-    tokio::signal::ctrl_c().await?;
-    info!("interrupted; stopping");
-    Ok(true)
+    // Only the leader writes: wait for the lease before starting anything that does.
+    let lost = match &config.leader_election {
+        Some(lease) => {
+            let plain = kube::Client::try_from(kube_config)?;
+            let keeper = crate::leader::acquire(plain, lease.clone(), fence.clone()).await?;
+            Some(keeper)
+        }
+        None => {
+            crate::metrics::global().leader.set(1);
+            None
+        }
+    };
+    for (runner, wake) in runners {
+        tokio::spawn(runner.forever(wake));
+    }
+    tokio::spawn(crate::engine::run(
+        client.clone(),
+        config.engine_namespace.clone(),
+    ));
+    match lost {
+        Some(keeper) => tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; info!("interrupted; stopping"); Ok(true) }
+            lost = keeper => {
+                let e = lost.context("the lease keeper stopped")?;
+                error!(error = %e, "leadership lost");
+                Err(e.into())
+            }
+        },
+        None => {
+            tokio::signal::ctrl_c().await?;
+            info!("interrupted; stopping");
+            Ok(true)
+        }
+    }
+}
+
+/// Serves `/healthz`, `/readyz`, `/metrics` and, with a secret, `/webhook`, on every replica.
+async fn serve_http(
+    addr: SocketAddr,
+    config: &RunConfig,
+    watched: Vec<Watched>,
+    fence: Arc<Fence>,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let mut app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let fence = fence.clone();
+                async move {
+                    if fence.is_leader() {
+                        "ok: leader\n"
+                    } else {
+                        "ok: standby\n"
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    crate::metrics::global().render(),
+                )
+            }),
+        );
+    match &config.webhook_secret {
+        Some(secret) => {
+            app = app.merge(webhook::router(
+                secret.clone(),
+                watched,
+                webhook::DEFAULT_MAX_BODY,
+            ));
+        }
+        None => warn!("no webhook secret configured: push webhooks are off, polling only"),
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    info!(%addr, "serving /healthz, /readyz, /metrics and webhooks");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(())
 }
 
 /// One source's loop and its state between runs.

@@ -87,6 +87,21 @@ pub struct RunArgs {
     /// Sync every source once and exit: 0 when all applied, 1 otherwise.
     #[arg(long)]
     pub once: bool,
+    /// Elect a leader among replicas on a Lease: only the holder writes to the cluster, git and GitHub.
+    #[arg(long, env = "BOSUN_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The namespace of the Lease (default: $POD_NAMESPACE, else bosun-system).
+    #[arg(long, env = "BOSUN_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// The name of the Lease.
+    #[arg(long, env = "BOSUN_LEASE_NAME", default_value = "bosun")]
+    pub lease_name: String,
+    /// Seconds a leader's lease lasts without renewal: a standby takes over after this long.
+    #[arg(long, env = "BOSUN_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease (default: $POD_NAME, else the host name and process id).
+    #[arg(long, env = "BOSUN_IDENTITY")]
+    pub identity: Option<String>,
 }
 
 /// The config file: the same settings as the flags, and any number of sources.
@@ -331,5 +346,29 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         grace: Duration::from_secs(args.grace.or(file.grace).unwrap_or(120)),
         once: args.once,
         engine_namespace: args.engine_namespace.clone(),
+        leader_election: args.leader_elect.then(|| lease_config(args)),
     })
+}
+
+fn lease_config(args: &RunArgs) -> crate::leader::LeaseConfig {
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "bosun".into());
+            format!("{host}-{}", std::process::id())
+        });
+    crate::leader::LeaseConfig {
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "bosun-system".into()),
+        name: args.lease_name.clone(),
+        identity,
+        duration: Duration::from_secs(args.lease_duration.max(3)),
+    }
 }
