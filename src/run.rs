@@ -298,6 +298,16 @@ impl SourceRunner {
                     jitter(self.config.poll_interval)
                 }
                 Err(e) => {
+                    let reason = e
+                        .downcast_ref::<git::GitError>()
+                        .map_or("SyncFailed", git::GitError::reason);
+                    crate::metrics::global()
+                        .git_failures
+                        .get_or_create(&crate::metrics::labels(&[
+                            ("source", self.config.name.as_str()),
+                            ("reason", reason),
+                        ]))
+                        .inc();
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     // A stalled error (credentials, host key, limits, path) does not heal by retrying
                     // fast: it is reported at once and retried at the poll interval.
@@ -333,6 +343,16 @@ impl SourceRunner {
         }
     }
 
+    fn count_apply(&self, action: &str) {
+        crate::metrics::global()
+            .sync_applies
+            .get_or_create(&crate::metrics::labels(&[
+                ("source", self.config.name.as_str()),
+                ("action", action),
+            ]))
+            .inc();
+    }
+
     /// One pass of the pipeline.
     async fn sync(&mut self) -> anyhow::Result<SyncOutcome> {
         // fetch
@@ -340,11 +360,26 @@ impl SourceRunner {
             (Origin::Git(_), Some(git)) => {
                 let git = git.clone();
                 let last_seen = self.last_seen;
+                let started = Instant::now();
+                let source = [("source", self.config.name.as_str())];
                 let poll = tokio::task::spawn_blocking({
                     let git = git.clone();
                     move || git.lock().expect("git source lock").poll(last_seen)
                 })
-                .await??;
+                .await?;
+                let m = crate::metrics::global();
+                m.git_poll_duration
+                    .get_or_create(&crate::metrics::labels(&source))
+                    .observe(started.elapsed().as_secs_f64());
+                let result = match &poll {
+                    Ok(Poll::Unchanged(_)) => "unchanged",
+                    Ok(Poll::Changed { .. }) => "changed",
+                    Err(_) => "error",
+                };
+                m.git_polls
+                    .get_or_create(&crate::metrics::labels(&[source[0], ("result", result)]))
+                    .inc();
+                let poll = poll?;
                 let revision = match poll {
                     Poll::Unchanged(oid) => oid,
                     Poll::Changed {
@@ -448,10 +483,17 @@ impl SourceRunner {
                 SyncAction::Apply { desired, reason } => {
                     let r = self.cluster.apply(desired).await;
                     if r.is_ok() {
-                        match reason {
-                            ApplyReason::Create => outcome.created += 1,
-                            ApplyReason::Update => outcome.updated += 1,
-                        }
+                        let what = match reason {
+                            ApplyReason::Create => {
+                                outcome.created += 1;
+                                "create"
+                            }
+                            ApplyReason::Update => {
+                                outcome.updated += 1;
+                                "update"
+                            }
+                        };
+                        self.count_apply(what);
                         info!(key = %desired.key, ?reason, %revision, "applied");
                     }
                     r
@@ -460,6 +502,7 @@ impl SourceRunner {
                     let r = self.cluster.prune(key).await;
                     if r.is_ok() {
                         outcome.pruned += 1;
+                        self.count_apply("prune");
                         info!(%key, "pruned: its file was removed from git");
                     }
                     r

@@ -1,0 +1,182 @@
+//! `/metrics` scraped by a real Prometheus (Debian's package, installed by `scripts/prometheus install`):
+//! Bosun runs against a git repository of the test git server and the real test cluster, Prometheus
+//! scrapes it every second, and the test asks Prometheus's query API what it stored.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::gitserver;
+use support::{TestNamespace, install_crds, wait_until};
+
+const APP: &str = "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: \"v1\"
+";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path_and_query: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The value Prometheus holds for an instant query, if it has exactly one sample.
+fn query(prometheus: u16, promql: &str) -> Option<f64> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = http_get(prometheus, &format!("/api/v1/query?query={encoded}"))?;
+    // Chunked transfer is possible: find the JSON object in the body.
+    let json_start = body.find('{')?;
+    let json_end = body.rfind('}')?;
+    let v: serde_json::Value = serde_json::from_str(&body[json_start..=json_end]).ok()?;
+    let result = v["data"]["result"].as_array()?;
+    if result.len() != 1 {
+        return None;
+    }
+    result[0]["value"][1].as_str()?.parse().ok()
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_leader_git_and_kube_metrics() {
+    let prometheus_bin = std::env::var("BOSUN_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    let ns = TestNamespace::new("metrics").await;
+    install_crds(&ns.client).await;
+    let server = gitserver::shared();
+    let repo = server.create_repo(&ns.name, &[("apps/shop.yaml", APP)]);
+    let cache = tempfile::tempdir().expect("cache");
+    let bosun_port = free_port();
+    let _bosun = Killed(
+        Command::new(env!("CARGO_BIN_EXE_bosun"))
+            .args(["run", "--repo", &repo.file_url(), "--path", "apps"])
+            .args(["--namespace", &ns.name, "--name", &ns.name])
+            .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
+            .args(["--listen", &format!("127.0.0.1:{bosun_port}")])
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .env(
+                "KUBECONFIG",
+                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
+            )
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bosun starts"),
+    );
+
+    let data = tempfile::tempdir().expect("prometheus data");
+    let config = data.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: bosun\n    static_configs:\n      - targets: ['127.0.0.1:{bosun_port}']\n"
+        ),
+    )
+    .expect("config");
+    let prometheus_port = free_port();
+    let _prometheus = Killed(
+        Command::new(&prometheus_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                data.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {prometheus_bin} (run `scripts/prometheus install`): {e}")
+            }),
+    );
+
+    wait_until("Prometheus scraped Bosun as up", || async {
+        (query(prometheus_port, "up{job=\"bosun\"}")? == 1.0).then_some(())
+    })
+    .await;
+    let leader = wait_until("bosun_leader", || async {
+        query(prometheus_port, "bosun_leader")
+    })
+    .await;
+    assert_eq!(leader, 1.0, "a single replica leads");
+    let created = wait_until("the app's creation counted", || async {
+        query(
+            prometheus_port,
+            &format!(
+                "bosun_sync_applies_total{{source=\"{}\",action=\"create\"}}",
+                ns.name
+            ),
+        )
+    })
+    .await;
+    assert_eq!(created, 1.0, "one ManagedApplication created");
+    let polls = wait_until("unchanged git polls counted", || async {
+        query(
+            prometheus_port,
+            &format!(
+                "bosun_git_polls_total{{source=\"{}\",result=\"unchanged\"}}",
+                ns.name
+            ),
+        )
+        .filter(|n| *n >= 2.0)
+    })
+    .await;
+    assert!(polls >= 2.0);
+    wait_until("a git poll duration histogram", || async {
+        query(
+            prometheus_port,
+            &format!(
+                "bosun_git_poll_duration_seconds_count{{source=\"{}\"}}",
+                ns.name
+            ),
+        )
+        .filter(|n| *n >= 1.0)
+    })
+    .await;
+    wait_until("the apply counted as a kube write", || async {
+        query(
+            prometheus_port,
+            "sum(bosun_kube_requests_total{verb=\"patch\",resource=\"managedapplications\"})",
+        )
+        .filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        query(prometheus_port, "bosun_kube_writes_refused_total"),
+        Some(0.0),
+        "nothing refused without leader election"
+    );
+}
