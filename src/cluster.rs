@@ -36,6 +36,12 @@ pub enum ClusterError {
         #[source]
         error: kube::Error,
     },
+    #[error("reading {key}: {error}")]
+    Get {
+        key: ObjectKey,
+        #[source]
+        error: kube::Error,
+    },
     #[error("pruning {key}: {error}")]
     Prune {
         key: ObjectKey,
@@ -51,6 +57,7 @@ impl ClusterError {
             ClusterError::Connect(_) => "Connect",
             ClusterError::ListSource { .. } => "ListSource",
             ClusterError::Apply { .. } => "Apply",
+            ClusterError::Get { .. } => "Get",
             ClusterError::Prune { .. } => "Prune",
             ClusterError::SetCondition { .. } => "SetCondition",
         }
@@ -145,6 +152,23 @@ impl Cluster {
             }
         }
         false
+    }
+
+    /// The live object of `key` as JSON, if it exists.
+    ///
+    /// # Errors
+    /// When the API server cannot be read.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<serde_json::Value>, ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &api_resource(key.kind));
+        let object = api
+            .get_opt(&key.name)
+            .await
+            .map_err(|error| ClusterError::Get {
+                key: key.clone(),
+                error,
+            })?;
+        Ok(object.map(|o| serde_json::to_value(o).expect("a DynamicObject serializes")))
     }
 
     /// Server-side applies one definition with Bosun's field manager.

@@ -355,6 +355,15 @@ impl SourceRunner {
 
     /// One pass of the pipeline.
     async fn sync(&mut self) -> anyhow::Result<SyncOutcome> {
+        let prepared = match self.prepare().await? {
+            Ok(p) => p,
+            Err(unchanged) => return Ok(unchanged),
+        };
+        self.apply(prepared).await
+    }
+
+    /// fetch → parse and validate → observe → plan. `Err(outcome)`: the revision was applied already.
+    async fn prepare(&mut self) -> anyhow::Result<Result<Prepared, SyncOutcome>> {
         // fetch
         let (revision, files, refused) = match (&self.config.origin, &self.git) {
             (Origin::Git(_), Some(git)) => {
@@ -396,10 +405,10 @@ impl SourceRunner {
                 };
                 self.last_seen = Some(revision);
                 if self.last_applied.as_deref() == Some(revision.to_string().as_str()) {
-                    return Ok(SyncOutcome {
+                    return Ok(Err(SyncOutcome {
                         revision: revision.to_string(),
                         ..SyncOutcome::default()
-                    });
+                    }));
                 }
                 let snapshot = tokio::task::spawn_blocking(move || {
                     git.lock().expect("git source lock").read_tree(revision)
@@ -411,10 +420,10 @@ impl SourceRunner {
             (Origin::Git(_), None) => unreachable!("a git origin always has a git source"),
         };
         if self.last_applied.as_deref() == Some(revision.as_str()) {
-            return Ok(SyncOutcome {
+            return Ok(Err(SyncOutcome {
                 revision,
                 ..SyncOutcome::default()
-            });
+            }));
         }
 
         // parse and validate
@@ -460,6 +469,23 @@ impl SourceRunner {
         // observe, plan
         let live = self.cluster.live_of_source(&self.config.name).await?;
         let plan = sync::plan_sync(&desired, &invalid_files, &live, self.config.policy);
+        Ok(Ok(Prepared {
+            revision,
+            plan,
+            invalid_files,
+            findings: report.findings.iter().map(ToString::to_string).collect(),
+            refused,
+        }))
+    }
+
+    /// apply → report.
+    async fn apply(&mut self, prepared: Prepared) -> anyhow::Result<SyncOutcome> {
+        let Prepared {
+            revision,
+            plan,
+            invalid_files,
+            ..
+        } = prepared;
         let mut outcome = SyncOutcome {
             revision: revision.clone(),
             unchanged: plan.unchanged,
@@ -524,6 +550,36 @@ impl SourceRunner {
 }
 
 type Read = (String, Vec<(String, String)>, Vec<(String, String)>);
+
+/// What one source's current revision asks for, before anything is applied.
+#[derive(Debug)]
+pub struct Prepared {
+    pub revision: String,
+    pub plan: sync::SyncPlan,
+    pub invalid_files: BTreeSet<String>,
+    /// Every validation finding, rendered as `file:line:col: ...`.
+    pub findings: Vec<String>,
+    /// Files not read (symlinks, submodules, limits), with why.
+    pub refused: Vec<(String, String)>,
+}
+
+/// `bosun plan`: what each source's current revision would change in the cluster, changing nothing.
+///
+/// # Errors
+/// When a source cannot be read or the cluster cannot be listed.
+pub async fn plan(config: RunConfig) -> anyhow::Result<Vec<(String, Prepared)>> {
+    let cluster = Cluster::connect().await?;
+    let mut out = Vec::new();
+    for source in config.sources.clone() {
+        let name = source.name.clone();
+        let mut runner = SourceRunner::new(source, cluster.clone(), &config)?;
+        match runner.prepare().await? {
+            Ok(p) => out.push((name, p)),
+            Err(_) => unreachable!("a fresh runner has applied nothing yet"),
+        }
+    }
+    Ok(out)
+}
 
 /// Reads a local directory as a source: files relative to it, the revision a hash of their contents.
 fn read_dir(dir: &std::path::Path) -> anyhow::Result<Read> {

@@ -1,5 +1,6 @@
-//! The command line: `bosun validate`, `bosun crds`.
+//! The command line: `bosun validate`, `crds`, `run`, `plan`, `status`, `promote`, `abort`, `retry`.
 
+pub mod ops;
 mod run;
 mod validate;
 
@@ -37,6 +38,32 @@ pub enum Command {
     },
     /// Watch git repositories (or local directories) and make the cluster match them.
     Run(Box<run::RunArgs>),
+    /// Show what the current git revision would change in the cluster, changing nothing.
+    ///
+    /// Takes the same source flags as `run`. Exit code 0: the plan is shown; 1: some definitions are
+    /// invalid; 2: the source or the cluster could not be read.
+    Plan(Box<run::RunArgs>),
+    /// Every ManagedApplication: phase, current and target version, canary step and weight, last transition.
+    Status {
+        /// The namespace (default: the kubeconfig's).
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+        /// Keep watching and redraw on every change.
+        #[arg(long, short)]
+        watch: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Promote the canary step (or blue-green switch) an app is waiting at.
+    Promote(AppArgs),
+    /// Abort an app's running upgrade: it rolls back to the last healthy version.
+    Abort(AppArgs),
+    /// Try an app's failed version again.
+    Retry(AppArgs),
     /// Print the CustomResourceDefinitions, or write or check them in a directory.
     Crds {
         /// Write one file per CRD into this directory (as deploy/crds/ holds them).
@@ -46,6 +73,16 @@ pub enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
+}
+
+/// Names one ManagedApplication.
+#[derive(Debug, clap::Args)]
+pub struct AppArgs {
+    /// The ManagedApplication's name.
+    pub app: String,
+    /// Its namespace (default: the kubeconfig's).
+    #[arg(long, short)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -65,7 +102,49 @@ pub fn run(cli: Cli) -> ExitCode {
         } => validate::run(&paths, output, verbose, max_file_bytes),
         Command::Crds { write, check } => crds(write, check),
         Command::Run(args) => run_daemon(&args),
+        Command::Plan(args) => {
+            let config = match run::config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("bosun plan: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            block_on(ops::plan(config))
+        }
+        Command::Status {
+            namespace,
+            all_namespaces,
+            watch,
+            json,
+        } => block_on(ops::status(
+            namespace.as_deref(),
+            all_namespaces,
+            watch,
+            json,
+        )),
+        Command::Promote(a) => block_on(ops::request(
+            ops::Request::Promote,
+            &a.app,
+            a.namespace.as_deref(),
+        )),
+        Command::Abort(a) => block_on(ops::request(
+            ops::Request::Abort,
+            &a.app,
+            a.namespace.as_deref(),
+        )),
+        Command::Retry(a) => block_on(ops::request(
+            ops::Request::Retry,
+            &a.app,
+            a.namespace.as_deref(),
+        )),
     }
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    tokio::runtime::Runtime::new()
+        .expect("a tokio runtime starts")
+        .block_on(f)
 }
 
 fn init_logging() {
