@@ -280,9 +280,8 @@ fn plain_is_safe(s: &str) -> bool {
     };
     let indicator = "-?:,[]{}#&*!|>'\"%@`=<~".contains(first);
     // YAML 1.1 reads 2024-01-02 (and 2024-01-02T10:00:00Z) as a timestamp, not a string.
-    let date_like = s.len() >= 8
-        && s.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        && s.as_bytes()[4] == b'-';
+    let date_like =
+        s.len() >= 8 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b'-';
     !indicator
         && !date_like
         && s.trim() == s
@@ -450,9 +449,13 @@ pub enum OutcomeResult {
         reason: String,
     },
     /// Failed with nothing to roll back to.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// A newer commit asked for another version before this one finished.
-    Superseded { by_version: String },
+    Superseded {
+        by_version: String,
+    },
 }
 
 /// What one source commit did to one application.
@@ -606,7 +609,10 @@ fn split_sections(text: &str) -> Vec<String> {
 
 fn section_key(section: &str) -> &str {
     let first = section.lines().next().unwrap_or_default();
-    match first.strip_prefix("bosun ").and_then(|rest| rest.find(": ")) {
+    match first
+        .strip_prefix("bosun ")
+        .and_then(|rest| rest.find(": "))
+    {
         Some(colon) => &first[.."bosun ".len() + colon],
         None => section,
     }
@@ -861,7 +867,10 @@ spec:
         }
         for bad in ["", " ", "1.4\n0", "a\tb"] {
             assert!(
-                matches!(edit("a: 1", "x", bad), Err(EditError::InvalidVersion { .. })),
+                matches!(
+                    edit("a: 1", "x", bad),
+                    Err(EditError::InvalidVersion { .. })
+                ),
                 "{bad:?}"
             );
         }
@@ -950,9 +959,15 @@ Bosun-Failed-Version: 1.5.0
     fn rollback_branch_names_are_valid_git_refs() {
         let cases = [
             (("prod", "web", "1.5.0"), "bosun/rollback-prod-web-1.5.0"),
-            (("prod", "web", "v1..2~^:x"), "bosun/rollback-prod-web-v1.2-x"),
+            (
+                ("prod", "web", "v1..2~^:x"),
+                "bosun/rollback-prod-web-v1.2-x",
+            ),
             (("prod", "web", "1.0.lock"), "bosun/rollback-prod-web-1.0"),
-            (("prod", "web", "2/../x y"), "bosun/rollback-prod-web-2-.-x-y"),
+            (
+                ("prod", "web", "2/../x y"),
+                "bosun/rollback-prod-web-2-.-x-y",
+            ),
         ];
         for ((ns, app, v), want) in cases {
             assert_eq!(rollback_branch_name(ns, app, v), want);
@@ -963,7 +978,13 @@ Bosun-Failed-Version: 1.5.0
         Time(s.parse().expect("an RFC 3339 time"))
     }
 
-    fn entry(phase: Phase, time: &str, step: Option<i32>, weight: Option<i32>, m: &str) -> HistoryEntry {
+    fn entry(
+        phase: Phase,
+        time: &str,
+        step: Option<i32>,
+        weight: Option<i32>,
+        m: &str,
+    ) -> HistoryEntry {
         HistoryEntry {
             phase,
             time: at(time),
@@ -981,10 +1002,34 @@ Bosun-Failed-Version: 1.5.0
             to_version: "1.5.0".into(),
             history: vec![
                 entry(Phase::Pending, "2026-11-22T01:00:00Z", None, None, ""),
-                entry(Phase::Migrating, "2026-11-22T01:00:01Z", None, None, "Job web-migration-1.5.0"),
-                entry(Phase::Deploying, "2026-11-22T01:00:30Z", Some(0), Some(10), "canary 10%"),
-                entry(Phase::HealthChecking, "2026-11-22T01:01:00Z", Some(1), Some(50), ""),
-                entry(Phase::Failed, "2026-11-22T01:02:00Z", Some(1), Some(50), "health check failed\n3 times"),
+                entry(
+                    Phase::Migrating,
+                    "2026-11-22T01:00:01Z",
+                    None,
+                    None,
+                    "Job web-migration-1.5.0",
+                ),
+                entry(
+                    Phase::Deploying,
+                    "2026-11-22T01:00:30Z",
+                    Some(0),
+                    Some(10),
+                    "canary 10%",
+                ),
+                entry(
+                    Phase::HealthChecking,
+                    "2026-11-22T01:01:00Z",
+                    Some(1),
+                    Some(50),
+                    "",
+                ),
+                entry(
+                    Phase::Failed,
+                    "2026-11-22T01:02:00Z",
+                    Some(1),
+                    Some(50),
+                    "health check failed\n3 times",
+                ),
             ],
             result: OutcomeResult::RolledBack {
                 restored_version: "1.4.0".into(),
@@ -1001,7 +1046,13 @@ Bosun-Failed-Version: 1.5.0
             app: "api".into(),
             from_version: None,
             to_version: "2.0".into(),
-            history: vec![entry(Phase::Healthy, "2026-11-22T01:00:40Z", None, None, "")],
+            history: vec![entry(
+                Phase::Healthy,
+                "2026-11-22T01:00:40Z",
+                None,
+                None,
+                "",
+            )],
             result: OutcomeResult::Healthy,
             rollback_commit: None,
         };

@@ -310,7 +310,9 @@ impl GitWriter {
                 Edit::Edited(text) => text,
                 Edit::AlreadyAt(_) => return Ok(WriteOutcome::AlreadyDone { commit: None }),
                 Edit::ChangedByHuman(current) => {
-                    return Ok(WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman { current }));
+                    return Ok(WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman {
+                        current,
+                    }));
                 }
                 Edit::NotFound(reason) => {
                     return Ok(WriteOutcome::LeftAlone(LeftAlone::NotFound {
@@ -327,7 +329,12 @@ impl GitWriter {
             drop(repo);
             self.hook(PushTarget::Branch, attempt);
             match self.push(push_ref, &branch_ref)? {
-                Pushed::Done => return Ok(WriteOutcome::Committed { commit, attempts: attempt }),
+                Pushed::Done => {
+                    return Ok(WriteOutcome::Committed {
+                        commit,
+                        attempts: attempt,
+                    });
+                }
                 Pushed::Conflict(_) => self.back_off(attempt),
                 Pushed::Refused(refused) => {
                     return self.pull_request_branch(commit, rollback, &trailers, refused);
@@ -439,17 +446,23 @@ impl GitWriter {
     /// the remote has no such ref.
     fn fetch(&self, remote_ref: &str, local_ref: &str) -> Result<Option<Oid>, WriteError> {
         let (remote_ref, local_ref) = (remote_ref.to_owned(), local_ref.to_owned());
-        super::bounded(&self.inner, &self.busy, "fetching", move |inner, deadline| {
-            fetch_ref(inner, &remote_ref, &local_ref, deadline)
-        })
+        super::bounded(
+            &self.inner,
+            &self.busy,
+            "fetching",
+            move |inner, deadline| fetch_ref(inner, &remote_ref, &local_ref, deadline),
+        )
         .map_err(WriteError::Remote)
     }
 
     fn push(&self, local_ref: &str, remote_ref: &str) -> Result<Pushed, WriteError> {
         let (local_ref, remote_ref) = (local_ref.to_owned(), remote_ref.to_owned());
-        super::bounded(&self.inner, &self.busy, "pushing to", move |inner, deadline| {
-            push_ref(inner, &local_ref, &remote_ref, deadline)
-        })
+        super::bounded(
+            &self.inner,
+            &self.busy,
+            "pushing to",
+            move |inner, deadline| push_ref(inner, &local_ref, &remote_ref, deadline),
+        )
     }
 
     fn hook(&self, target: PushTarget, attempt: u32) {
@@ -513,7 +526,10 @@ impl GitWriter {
     ) -> Result<Option<FileAt>, WriteError> {
         let refuse = |reason: String| self.read_error(revision, path, &reason);
         let git = |e: git2::Error| self.read_error(revision, path, e.message());
-        let mut tree = repo.find_commit(revision).and_then(|c| c.tree()).map_err(git)?;
+        let mut tree = repo
+            .find_commit(revision)
+            .and_then(|c| c.tree())
+            .map_err(git)?;
         let components: Vec<&str> = path.split('/').collect();
         let (file_name, dirs) = components
             .split_last()
@@ -547,7 +563,11 @@ impl GitWriter {
             }
             MODE_GITLINK => return Err(refuse("it is a submodule".to_owned())),
             MODE_TREE => return Err(refuse("it is a directory".to_owned())),
-            other => return Err(refuse(format!("it is an unknown kind of entry ({other:o})"))),
+            other => {
+                return Err(refuse(format!(
+                    "it is an unknown kind of entry ({other:o})"
+                )));
+            }
         }
         let odb = repo.odb().map_err(git)?;
         let (size, _) = odb.read_header(id).map_err(git)?;
@@ -559,7 +579,12 @@ impl GitWriter {
         }
         let blob = repo.find_blob(id).map_err(git)?;
         let text = std::str::from_utf8(blob.content())
-            .map_err(|e| refuse(format!("it is not UTF-8 (byte {} is invalid)", e.valid_up_to())))?
+            .map_err(|e| {
+                refuse(format!(
+                    "it is not UTF-8 (byte {} is invalid)",
+                    e.valid_up_to()
+                ))
+            })?
             .to_owned();
         Ok(Some(FileAt { text, mode }))
     }
@@ -591,11 +616,8 @@ impl GitWriter {
         trailers: &BosunTrailers,
         refused: String,
     ) -> Result<WriteOutcome, WriteError> {
-        let branch = rollback_branch_name(
-            &rollback.namespace,
-            &rollback.app,
-            &rollback.failed_version,
-        );
+        let branch =
+            rollback_branch_name(&rollback.namespace, &rollback.app, &rollback.failed_version);
         let remote_ref = format!("refs/heads/{branch}");
         let local_ref = format!("refs/bosun/pull-request/{branch}");
         if let Some(existing) = self.fetch(&remote_ref, &local_ref)? {
@@ -617,8 +639,13 @@ impl GitWriter {
             };
         }
         let repo = self.inner.open_cache()?;
-        repo.reference(&local_ref, commit, true, "bosun: rollback for a pull request")
-            .map_err(|e| self.objects_error(e.message()))?;
+        repo.reference(
+            &local_ref,
+            commit,
+            true,
+            "bosun: rollback for a pull request",
+        )
+        .map_err(|e| self.objects_error(e.message()))?;
         drop(repo);
         self.hook(PushTarget::PullRequestBranch(branch.clone()), 1);
         match self.push(&local_ref, &remote_ref)? {
