@@ -273,7 +273,7 @@ impl GitWriter {
         let branch_ref = format!("refs/heads/{}", self.inner.spec.branch);
         for attempt in 1..=self.limits.attempts.max(1) {
             let tip = self.fetch(&branch_ref, &branch_ref)?.ok_or_else(|| {
-                WriteError::Remote(GitError::FindBranch {
+                WriteError::from(GitError::FindBranch {
                     url: self.inner.url(),
                     branch: self.inner.branch(),
                     available: "it is gone from the remote".to_owned(),
@@ -304,7 +304,7 @@ impl GitWriter {
                 branch: self.inner.branch(),
                 revision: tip,
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             let new_text = match edit {
                 Edit::Edited(text) => text,
@@ -452,7 +452,7 @@ impl GitWriter {
             "fetching",
             move |inner, deadline| fetch_ref(inner, &remote_ref, &local_ref, deadline),
         )
-        .map_err(WriteError::Remote)
+        .map_err(WriteError::from)
     }
 
     fn push(&self, local_ref: &str, remote_ref: &str) -> Result<Pushed, WriteError> {
@@ -774,6 +774,9 @@ fn fetch_ref(
     Ok(Some(tip))
 }
 
+/// A ref the server answered for, and its error (`None`: updated).
+type RefStatus = (String, Option<String>);
+
 /// Pushes `local_ref` to `remote_ref`, never forced, and reads the server's verdict.
 fn push_ref(
     inner: &Inner,
@@ -786,7 +789,7 @@ fn push_ref(
     let mut remote = repo
         .remote_anonymous(inner.url.raw())
         .map_err(|e| session.error(Stage::Connect, &e))?;
-    let statuses: Rc<RefCell<Vec<(String, Option<String>)>>> = Rc::default();
+    let statuses: Rc<RefCell<Vec<RefStatus>>> = Rc::default();
     let sideband: Rc<RefCell<String>> = Rc::default();
     let mut callbacks = session.callbacks();
     let seen_statuses = Rc::clone(&statuses);
@@ -819,7 +822,7 @@ fn push_ref(
                 refname: remote_ref.to_owned(),
                 detail,
             },
-            other => WriteError::Remote(other),
+            other => WriteError::from(other),
         });
     }
     let status = statuses
@@ -881,7 +884,7 @@ pub enum WriteError {
     /// Connecting, credentials, host keys, certificates, the cache, fetching, timeouts: as for a
     /// git source.
     #[error(transparent)]
-    Remote(#[from] GitError),
+    Remote(Box<GitError>),
 
     #[error("invalid write-back request for {url}: {reason}")]
     InvalidRequest { url: String, reason: String },
@@ -904,7 +907,7 @@ pub enum WriteError {
         branch: String,
         revision: Oid,
         path: String,
-        source: EditError,
+        source: Box<EditError>,
     },
 
     #[error(
@@ -963,6 +966,12 @@ pub enum WriteError {
         branch: String,
         app: String,
     },
+}
+
+impl From<GitError> for WriteError {
+    fn from(e: GitError) -> Self {
+        WriteError::Remote(Box::new(e))
+    }
 }
 
 impl WriteError {
