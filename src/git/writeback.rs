@@ -839,6 +839,12 @@ fn push_ref(
     } else {
         format!("{status}: {server_said}")
     });
+    Ok(verdict(&status, detail))
+}
+
+/// Sorts a ref the server did not update: lost a race (fetch again and retry), or refused.
+/// The statuses are git receive-pack's and libgit2's words.
+fn verdict(status: &str, detail: String) -> Pushed {
     let lower = status.to_ascii_lowercase();
     let lost_race = [
         "non-fast-forward",
@@ -851,11 +857,11 @@ fn push_ref(
     ]
     .iter()
     .any(|s| lower.contains(s));
-    Ok(if lost_race {
+    if lost_race {
         Pushed::Conflict(detail)
     } else {
         Pushed::Refused(detail)
-    })
+    }
 }
 
 /// What the server printed on the sideband, as one line: `remote:`/`error:` prefixes and control
@@ -1011,6 +1017,33 @@ impl WriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_race_is_retried_and_anything_else_is_a_refusal() {
+        let conflicts = [
+            "non-fast-forward",
+            "failed to update ref",
+            "failed to lock",
+            "cannot lock ref 'refs/heads/main': is at 1234 but expected 5678",
+        ];
+        for status in conflicts {
+            assert!(
+                matches!(verdict(status, String::new()), Pushed::Conflict(_)),
+                "{status}"
+            );
+        }
+        for status in [
+            "pre-receive hook declined",
+            "hook declined",
+            "deny updating a hidden ref",
+            "protected branch hook declined",
+        ] {
+            assert!(
+                matches!(verdict(status, String::new()), Pushed::Refused(_)),
+                "{status}"
+            );
+        }
+    }
 
     #[test]
     fn the_servers_words_become_one_line() {
