@@ -805,3 +805,28 @@ fn credentials_never_reach_an_error_message() {
     assert_eq!(err.reason(), "Authenticate", "{err}");
     assert_eq!(main_tip(&repo), bump);
 }
+
+#[test]
+fn a_push_the_server_could_not_apply_because_the_ref_was_busy_is_retried() {
+    let (repo, bump) = bumped_repo("rollback-ref-locked");
+    // A pre-receive hook that holds main's lock during Bosun's first push, as a concurrent push
+    // being applied would: receive-pack then reports the ref as not updated.
+    let hook = repo.bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n\
+         if [ -e refs/heads/main.lock ]; then rm -f refs/heads/main.lock; exit 0; fi\n\
+         if [ ! -e busy-once ]; then touch busy-once refs/heads/main.lock; fi\n\
+         exit 0\n",
+    )
+    .expect("writing the hook");
+    let mut perms = std::fs::metadata(&hook).expect("the hook").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).expect("making the hook executable");
+
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    assert_eq!(attempts, 2, "the ref was busy once");
+    assert!(repo.bare.join("busy-once").exists(), "the hook ran");
+    assert_rollback_on_main(&repo, commit, &bump);
+}
