@@ -8,4 +8,5 @@ pub mod model;
 pub mod names;
 pub mod sync;
 pub mod validate;
+pub mod writeback;
 pub mod yaml;

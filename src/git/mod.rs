@@ -37,6 +37,7 @@ mod known_hosts;
 mod remote;
 mod tree;
 mod url;
+pub mod writeback;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -191,33 +192,7 @@ impl GitSource {
     /// [`GitError::InvalidSpec`] for a URL, branch or path that cannot work, or auth that does not
     /// fit the transport; [`GitError::OpenCache`] when the cache cannot be created or opened.
     pub fn open(spec: RepoSpec, cache_dir: &Path) -> Result<GitSource, GitError> {
-        let url = RemoteUrl::parse(&spec.url).map_err(|reason| GitError::InvalidSpec {
-            url: url::redact_unparsed(&spec.url),
-            reason,
-        })?;
-        let invalid = |reason: String| GitError::InvalidSpec {
-            url: url.redacted().to_owned(),
-            reason,
-        };
-        if spec.branch.is_empty()
-            || !git2::Reference::is_valid_name(&format!("refs/heads/{}", spec.branch))
-        {
-            return Err(invalid(format!(
-                "{:?} is not a valid branch name",
-                spec.branch
-            )));
-        }
-        let path = normalise_path(&spec.path).map_err(&invalid)?;
-        check_auth_fits(&url, &spec.auth).map_err(&invalid)?;
-        let key = Sha256::digest(format!("{}\n{}", url.redacted(), spec.branch));
-        let name: String = key[..12].iter().map(|b| format!("{b:02x}")).collect();
-        let cache = cache_dir.join(format!("{name}.git"));
-        let inner = Inner {
-            spec,
-            url,
-            path,
-            cache,
-        };
+        let inner = Inner::new(spec, cache_dir, "")?;
         inner.open_cache_or_init()?;
         Ok(GitSource {
             inner: Arc::new(inner),
@@ -263,41 +238,93 @@ impl GitSource {
         T: Send + 'static,
         F: FnOnce(&Inner, Instant) -> Result<T, GitError> + Send + 'static,
     {
-        let timeout = self.inner.spec.limits.fetch_timeout;
-        let timed_out = || self.inner.timeout(action);
-        if self.busy.swap(true, Ordering::SeqCst) {
-            // An earlier call timed out and still runs: don't start a second one beside it.
-            return Err(timed_out());
-        }
-        let deadline = Instant::now() + timeout;
-        let (tx, rx) = mpsc::channel();
-        let inner = Arc::clone(&self.inner);
-        let busy = Arc::clone(&self.busy);
-        let spawned = std::thread::Builder::new()
-            .name("bosun-git".to_owned())
-            .spawn(move || {
-                let result = call(&inner, deadline);
-                busy.store(false, Ordering::SeqCst);
-                // After a timeout nobody listens any more; the result is dropped.
-                let _ = tx.send(result);
-            });
-        if let Err(e) = spawned {
-            self.busy.store(false, Ordering::SeqCst);
-            return Err(self
-                .inner
-                .connect_error(format!("starting a worker thread: {e}")));
-        }
-        match rx.recv_timeout(timeout + WATCHDOG_GRACE) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self
-                .inner
-                .connect_error("the git worker thread panicked".to_owned())),
-        }
+        bounded(&self.inner, &self.busy, action, call)
+    }
+}
+
+/// Runs a network call of `inner` in a worker thread and gives up on it after the fetch timeout;
+/// `busy` is set while it runs (shared by [`GitSource`] and [`writeback::GitWriter`]).
+fn bounded<T, E, F>(
+    inner: &Arc<Inner>,
+    busy: &Arc<AtomicBool>,
+    action: &'static str,
+    call: F,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<GitError> + Send + 'static,
+    F: FnOnce(&Inner, Instant) -> Result<T, E> + Send + 'static,
+{
+    let timeout = inner.spec.limits.fetch_timeout;
+    let timed_out = || E::from(inner.timeout(action));
+    if busy.swap(true, Ordering::SeqCst) {
+        // An earlier call timed out and still runs: don't start a second one beside it.
+        return Err(timed_out());
+    }
+    let deadline = Instant::now() + timeout;
+    let (tx, rx) = mpsc::channel();
+    let worker_inner = Arc::clone(inner);
+    let worker_busy = Arc::clone(busy);
+    let spawned = std::thread::Builder::new()
+        .name("bosun-git".to_owned())
+        .spawn(move || {
+            let result = call(&worker_inner, deadline);
+            worker_busy.store(false, Ordering::SeqCst);
+            // After a timeout nobody listens any more; the result is dropped.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        busy.store(false, Ordering::SeqCst);
+        return Err(E::from(
+            inner.connect_error(format!("starting a worker thread: {e}")),
+        ));
+    }
+    match rx.recv_timeout(timeout + WATCHDOG_GRACE) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(E::from(
+            inner.connect_error("the git worker thread panicked".to_owned()),
+        )),
     }
 }
 
 impl Inner {
+    /// Validates `spec` and names its cache under `cache_dir`: one per URL and branch, and per
+    /// `purpose` (`""` for sources, so existing caches keep their names). No I/O.
+    fn new(spec: RepoSpec, cache_dir: &Path, purpose: &str) -> Result<Inner, GitError> {
+        let url = RemoteUrl::parse(&spec.url).map_err(|reason| GitError::InvalidSpec {
+            url: url::redact_unparsed(&spec.url),
+            reason,
+        })?;
+        let invalid = |reason: String| GitError::InvalidSpec {
+            url: url.redacted().to_owned(),
+            reason,
+        };
+        if spec.branch.is_empty()
+            || !git2::Reference::is_valid_name(&format!("refs/heads/{}", spec.branch))
+        {
+            return Err(invalid(format!(
+                "{:?} is not a valid branch name",
+                spec.branch
+            )));
+        }
+        let path = normalise_path(&spec.path).map_err(&invalid)?;
+        check_auth_fits(&url, &spec.auth).map_err(&invalid)?;
+        let key = if purpose.is_empty() {
+            Sha256::digest(format!("{}\n{}", url.redacted(), spec.branch))
+        } else {
+            Sha256::digest(format!("{purpose}\n{}\n{}", url.redacted(), spec.branch))
+        };
+        let name: String = key[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let cache = cache_dir.join(format!("{name}.git"));
+        Ok(Inner {
+            spec,
+            url,
+            path,
+            cache,
+        })
+    }
+
     fn url(&self) -> String {
         self.url.redacted().to_owned()
     }

@@ -31,7 +31,7 @@ struct HostKeyRefusal {
 }
 
 /// One call's callbacks and what they saw.
-struct Session<'a> {
+pub(super) struct Session<'a> {
     inner: &'a Inner,
     deadline: Instant,
     seen: Rc<RefCell<Seen>>,
@@ -152,13 +152,13 @@ fn branch_tip(inner: &Inner, heads: &[RemoteHead<'_>]) -> Result<Oid, GitError> 
 }
 
 #[derive(Clone, Copy)]
-enum Stage {
+pub(super) enum Stage {
     Connect,
     Download,
 }
 
 impl<'a> Session<'a> {
-    fn new(inner: &'a Inner, deadline: Instant) -> Session<'a> {
+    pub(super) fn new(inner: &'a Inner, deadline: Instant) -> Session<'a> {
         Session {
             inner,
             deadline,
@@ -167,7 +167,7 @@ impl<'a> Session<'a> {
     }
 
     /// A fresh set of callbacks sharing this session's record (libgit2 takes them by value).
-    fn callbacks(&self) -> RemoteCallbacks<'static> {
+    pub(super) fn callbacks(&self) -> RemoteCallbacks<'static> {
         let mut callbacks = RemoteCallbacks::new();
         let deadline = self.deadline;
 
@@ -226,8 +226,16 @@ impl<'a> Session<'a> {
         callbacks
     }
 
+    /// A progress check for callbacks set by the caller (push's sideband): `false`, which aborts
+    /// the transfer, once the deadline has passed.
+    pub(super) fn progress_check(&self) -> impl Fn() -> bool + 'static {
+        let deadline = self.deadline;
+        let seen = Rc::clone(&self.seen);
+        move || within(deadline, &seen)
+    }
+
     /// Names the real cause of a libgit2 failure, from what the callbacks saw first.
-    fn error(&self, stage: Stage, e: &git2::Error) -> GitError {
+    pub(super) fn error(&self, stage: Stage, e: &git2::Error) -> GitError {
         let inner = self.inner;
         let seen = self.seen.borrow();
         let detail = inner.redact(e.message());

@@ -6,12 +6,12 @@ use git2::{Odb, Oid, Repository, Tree};
 use super::{GitError, Inner, Limit, Snapshot};
 
 /// Tree entry modes (git stores no others).
-const MODE_TREE: i32 = 0o040000;
-const MODE_BLOB: i32 = 0o100644;
-const MODE_BLOB_GROUP_WRITABLE: i32 = 0o100664;
-const MODE_EXECUTABLE: i32 = 0o100755;
-const MODE_LINK: i32 = 0o120000;
-const MODE_GITLINK: i32 = 0o160000;
+pub(super) const MODE_TREE: i32 = 0o040000;
+pub(super) const MODE_BLOB: i32 = 0o100644;
+pub(super) const MODE_BLOB_GROUP_WRITABLE: i32 = 0o100664;
+pub(super) const MODE_EXECUTABLE: i32 = 0o100755;
+pub(super) const MODE_LINK: i32 = 0o120000;
+pub(super) const MODE_GITLINK: i32 = 0o160000;
 
 /// Directories nested deeper than this under the path are refused, not walked.
 const MAX_DEPTH: usize = 64;

@@ -1,0 +1,1105 @@
+//! Writing back to git, decided purely: the "report" step of the flow, before any git call.
+//!
+//! When Bosun rolls an upgrade back it makes git say what runs again. Everything that decides
+//! *what* to write lives here, with no I/O; `bosun::git::writeback` fetches, commits and pushes.
+//!
+//! - [`set_version`]: the edit of one file: finds the document of an application in a
+//!   (multi-document) YAML file and replaces the bytes of its `spec.version` scalar, and only
+//!   those, keeping comments, order, line endings and the quoting style. It refuses to touch a
+//!   value a human has changed since ([`Edit::ChangedByHuman`]).
+//! - [`RollbackCommit`]: the typed summary a rollback commit's message is rendered from, with
+//!   trailers that [`parse_bosun_trailers`] reads back, so Bosun recognises its own commits.
+//! - [`CommitOutcome`]: what one source commit did to each application, rendered to the text of a
+//!   git note (`refs/notes/bosun`) by [`render_note`]; [`merge_note`] folds it into the note a
+//!   commit may already have, one section per application.
+
+use std::fmt::Write as _;
+
+use crate::model::{HistoryEntry, Phase};
+use crate::yaml::{self, Limits, Node, Style, Value};
+
+/// What [`set_version`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// The new text: the input with only the version's bytes replaced.
+    Edited(String),
+    /// The version already reads the target: nothing to do.
+    AlreadyAt(String),
+    /// The version is neither the failed one nor the target: a human changed it; leave it alone.
+    /// Holds the value found.
+    ChangedByHuman(String),
+    /// The file has no such application, or it has no `spec.version`: why, in words.
+    NotFound(String),
+}
+
+/// Why [`set_version`] could not decide or could not edit in place.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("the file is not valid YAML ({0}); Bosun edits only files it can read, fix it by hand")]
+    ReadYaml(#[from] yaml::YamlError),
+
+    #[error(
+        "{count} documents of the file define {kind} {name}; Bosun cannot tell which one to edit, \
+         keep one definition per application"
+    )]
+    Ambiguous {
+        kind: String,
+        name: String,
+        count: usize,
+    },
+
+    #[error(
+        "spec.version of {kind} {name} is written {how}, which Bosun cannot rewrite without \
+         touching other bytes; set it to {to:?} by hand"
+    )]
+    CannotEditInPlace {
+        kind: String,
+        name: String,
+        how: String,
+        to: String,
+    },
+
+    #[error("{version:?} cannot be written as a version: {reason}")]
+    InvalidVersion { version: String, reason: String },
+}
+
+/// Sets `spec.version` of the `kind` named `name` (in `namespace`, when given) from `from` to `to`.
+///
+/// A document matches when its `kind` and `metadata.name` match and, with a namespace given, its
+/// `metadata.namespace` is that namespace or absent (the source's default namespace applies). A
+/// plain value stays plain unless YAML 1.1 would read the new one as something else than a
+/// string (`1.10`, `true`, `2024-01-02`), which is then double-quoted; a quoted value keeps its
+/// quote character.
+///
+/// # Errors
+///
+/// [`EditError`]: unreadable YAML, two matching documents, a version written as an alias, a block
+/// scalar or over several lines, or a `to` that is empty or has control characters.
+pub fn set_version(
+    text: &str,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> Result<Edit, EditError> {
+    check_version(to)?;
+    let docs = yaml::parse_documents(text, &Limits::default())?;
+    let roots: Vec<&Node> = docs.iter().filter_map(|d| d.root.as_ref()).collect();
+    let node = match find_app(&roots, kind, namespace, name) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            let place = namespace.map_or(String::new(), |ns| format!(" in namespace {ns}"));
+            return Ok(Edit::NotFound(format!(
+                "the file defines no {kind} named {name}{place}"
+            )));
+        }
+        Err(count) => {
+            return Err(EditError::Ambiguous {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                count,
+            });
+        }
+    };
+    let Some(version) = node.get("spec").and_then(|s| s.get("version")) else {
+        return Ok(Edit::NotFound(format!(
+            "{kind} {name} has no spec.version in this file"
+        )));
+    };
+    let Some(current) = version.raw.as_deref() else {
+        return Ok(Edit::ChangedByHuman(version.describe()));
+    };
+    if current == to {
+        return Ok(Edit::AlreadyAt(to.to_owned()));
+    }
+    if current != from {
+        return Ok(Edit::ChangedByHuman(current.to_owned()));
+    }
+    let cannot = |how: &str| EditError::CannotEditInPlace {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        how: how.to_owned(),
+        to: to.to_owned(),
+    };
+    let style = version.style.unwrap_or(Style::Plain);
+    let (start, end) = scalar_bytes(text, version, current, style).map_err(cannot)?;
+    let replacement = match style {
+        Style::Plain if plain_is_safe(to) => to.to_owned(),
+        Style::Plain | Style::DoubleQuoted => double_quoted(to),
+        Style::SingleQuoted => format!("'{}'", to.replace('\'', "''")),
+        Style::Literal | Style::Folded => return Err(cannot("as a block scalar (| or >)")),
+    };
+    let mut edited = String::with_capacity(text.len() + replacement.len());
+    edited.push_str(&text[..start]);
+    edited.push_str(&replacement);
+    edited.push_str(&text[end..]);
+    // Belt and braces: the edited file must read back with the new version and the same documents.
+    let check = yaml::parse_documents(&edited, &Limits::default())
+        .map_err(|_| cannot("in a way the edit made unreadable"))?;
+    let check_roots: Vec<&Node> = check.iter().filter_map(|d| d.root.as_ref()).collect();
+    let reads_back = check_roots.len() == roots.len()
+        && matches!(
+            find_app(&check_roots, kind, namespace, name),
+            Ok(Some(root)) if root.get("spec").and_then(|s| s.get("version"))
+                .is_some_and(|v| v.value == Value::Str(to.to_owned()))
+        );
+    if !reads_back {
+        return Err(cannot("in a way that did not read back as the new version"));
+    }
+    Ok(Edit::Edited(edited))
+}
+
+/// The one document of `kind`/`name`; `Err(count)` when several match.
+fn find_app<'a>(
+    roots: &[&'a Node],
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<&'a Node>, usize> {
+    let field = |root: &'a Node, key: &str| -> Option<&'a str> {
+        root.get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(Node::as_str)
+    };
+    let named: Vec<&Node> = roots
+        .iter()
+        .copied()
+        .filter(|r| r.get("kind").and_then(Node::as_str) == Some(kind))
+        .filter(|r| field(r, "name") == Some(name))
+        .collect();
+    let matching: Vec<&Node> = match namespace {
+        None => named,
+        Some(ns) => {
+            let explicit: Vec<&Node> = named
+                .iter()
+                .copied()
+                .filter(|r| field(r, "namespace") == Some(ns))
+                .collect();
+            if explicit.is_empty() {
+                named
+                    .into_iter()
+                    .filter(|r| r.get("metadata").and_then(|m| m.get("namespace")).is_none())
+                    .collect()
+            } else {
+                explicit
+            }
+        }
+    };
+    match matching.len() {
+        0 => Ok(None),
+        1 => Ok(Some(matching[0])),
+        n => Err(n),
+    }
+}
+
+/// The byte range of the scalar's text (quotes included), after any anchor or tag.
+fn scalar_bytes(
+    text: &str,
+    node: &Node,
+    raw: &str,
+    style: Style,
+) -> Result<(usize, usize), &'static str> {
+    // The parser counts characters; the edit needs bytes.
+    let start = text
+        .char_indices()
+        .nth(node.start.offset)
+        .map_or(text.len(), |(b, _)| b);
+    let bytes = text.as_bytes();
+    let mut i = start;
+    // The node's span starts at its properties: `&anchor` and `!tag` come before the value.
+    while i < bytes.len() && matches!(bytes[i], b'&' | b'!') {
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+    }
+    if bytes.get(i) == Some(&b'*') {
+        return Err("as an alias (*name) of a value defined elsewhere");
+    }
+    match style {
+        Style::Plain => {
+            if text[i..].starts_with(raw) {
+                Ok((i, i + raw.len()))
+            } else {
+                Err("as a plain value over several lines")
+            }
+        }
+        Style::SingleQuoted => {
+            if bytes.get(i) != Some(&b'\'') {
+                return Err("in an unexpected way");
+            }
+            let mut j = i + 1;
+            while j < bytes.len() {
+                match bytes[j] {
+                    b'\'' if bytes.get(j + 1) == Some(&b'\'') => j += 2,
+                    b'\'' => return Ok((i, j + 1)),
+                    _ => j += 1,
+                }
+            }
+            Err("with an unterminated quote")
+        }
+        Style::DoubleQuoted => {
+            if bytes.get(i) != Some(&b'"') {
+                return Err("in an unexpected way");
+            }
+            let mut j = i + 1;
+            while j < bytes.len() {
+                match bytes[j] {
+                    b'\\' => j += 2,
+                    b'"' => return Ok((i, j + 1)),
+                    _ => j += 1,
+                }
+            }
+            Err("with an unterminated quote")
+        }
+        Style::Literal | Style::Folded => Err("as a block scalar (| or >)"),
+    }
+}
+
+fn check_version(to: &str) -> Result<(), EditError> {
+    let invalid = |reason: &str| EditError::InvalidVersion {
+        version: to.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if to.trim().is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if to.chars().any(char::is_control) {
+        return Err(invalid("it has a line break or control character"));
+    }
+    Ok(())
+}
+
+/// Whether `s` written plain reads back as the same string, for kubectl's YAML 1.1 reader too.
+fn plain_is_safe(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    let indicator = "-?:,[]{}#&*!|>'\"%@`=<~".contains(first);
+    // YAML 1.1 reads 2024-01-02 (and 2024-01-02T10:00:00Z) as a timestamp, not a string.
+    let date_like =
+        s.len() >= 8 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b'-';
+    !indicator
+        && !date_like
+        && s.trim() == s
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.ends_with(':')
+        && !s.contains(['[', ']', '{', '}', ',', ':'])
+        && yaml::resolve_plain(s) == Value::Str(s.to_owned())
+}
+
+fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Trailer keys of Bosun's rollback commits.
+pub const TRAILER_ROLLBACK_OF: &str = "Bosun-Rollback-Of";
+pub const TRAILER_APP: &str = "Bosun-App";
+pub const TRAILER_FAILED_VERSION: &str = "Bosun-Failed-Version";
+
+/// The longest reason kept in a commit message (characters); longer ones end in `…`.
+pub const MAX_REASON_CHARS: usize = 600;
+
+/// What a rollback commit does, from which its message is rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackCommit {
+    pub namespace: String,
+    pub app: String,
+    pub failed_version: String,
+    pub restored_version: String,
+    /// Why the upgrade failed, for humans (one paragraph; long text is cut).
+    pub reason: String,
+    /// The commit whose version bump is undone.
+    pub undoes: String,
+    /// The file whose `spec.version` the commit edits, relative to the repository's root.
+    pub source_path: String,
+}
+
+impl RollbackCommit {
+    /// The commit message: subject, the reason, what Bosun did, and the trailers.
+    pub fn message(&self) -> String {
+        let app = format!("{}/{}", one_line(&self.namespace), one_line(&self.app));
+        let failed = one_line(&self.failed_version);
+        let restored = one_line(&self.restored_version);
+        let mut out = format!("Roll back {app} from {failed} to {restored}\n\n");
+        let reason = cut(&one_line(&self.reason), MAX_REASON_CHARS);
+        if !reason.is_empty() {
+            out.push_str(&wrap(&reason, 72));
+            out.push_str("\n\n");
+        }
+        let what = format!(
+            "Bosun rolled {app} back to {restored}, its last healthy version, and sets \
+             spec.version in {} to match, so that git says what runs. This undoes the version \
+             change of {}. To try {failed} again, commit a change that asks for it.",
+            one_line(&self.source_path),
+            one_line(&self.undoes),
+        );
+        out.push_str(&wrap(&what, 72));
+        out.push_str("\n\n");
+        let _ = writeln!(out, "{TRAILER_ROLLBACK_OF}: {}", one_line(&self.undoes));
+        let _ = writeln!(out, "{TRAILER_APP}: {app}");
+        let _ = writeln!(out, "{TRAILER_FAILED_VERSION}: {failed}");
+        out
+    }
+
+    /// The trailers [`RollbackCommit::message`] writes, as [`parse_bosun_trailers`] reads them.
+    pub fn trailers(&self) -> BosunTrailers {
+        BosunTrailers {
+            rollback_of: one_line(&self.undoes),
+            namespace: one_line(&self.namespace),
+            app: one_line(&self.app),
+            failed_version: one_line(&self.failed_version),
+        }
+    }
+}
+
+/// The trailers that mark a commit as one of Bosun's rollbacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BosunTrailers {
+    pub rollback_of: String,
+    pub namespace: String,
+    pub app: String,
+    pub failed_version: String,
+}
+
+/// Reads Bosun's trailers from the last paragraph of a commit message; `None` for any commit that
+/// is not one of Bosun's rollbacks (keys are case-insensitive, as git's are).
+pub fn parse_bosun_trailers(message: &str) -> Option<BosunTrailers> {
+    let normalised = message.replace("\r\n", "\n");
+    let last = normalised
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or_default();
+    let mut rollback_of = None;
+    let mut app = None;
+    let mut failed_version = None;
+    for line in last.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().to_owned();
+        if key.eq_ignore_ascii_case(TRAILER_ROLLBACK_OF) {
+            rollback_of = Some(value);
+        } else if key.eq_ignore_ascii_case(TRAILER_APP) {
+            app = Some(value);
+        } else if key.eq_ignore_ascii_case(TRAILER_FAILED_VERSION) {
+            failed_version = Some(value);
+        }
+    }
+    let (namespace, app) = app?
+        .split_once('/')
+        .map(|(ns, a)| (ns.to_owned(), a.to_owned()))?;
+    let rollback_of = rollback_of.filter(|s| !s.is_empty())?;
+    Some(BosunTrailers {
+        rollback_of,
+        namespace,
+        app,
+        failed_version: failed_version.unwrap_or_default(),
+    })
+}
+
+/// The branch a rollback goes to when the watched branch refuses Bosun's push:
+/// `bosun/rollback-<namespace>-<app>-<failed version>`, with anything git would refuse replaced.
+pub fn rollback_branch_name(namespace: &str, app: &str, failed_version: &str) -> String {
+    let raw = format!("rollback-{namespace}-{app}-{failed_version}");
+    let mut name = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let keep = c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+        let c = if keep { c } else { '-' };
+        // No `..`, no `--` runs from replacements.
+        if (c == '.' || c == '-') && name.ends_with(c) {
+            continue;
+        }
+        name.push(c);
+    }
+    let mut name: String = name.chars().take(200).collect();
+    while name.ends_with(['.', '-']) || name.ends_with(".lock") {
+        name = name
+            .trim_end_matches(".lock")
+            .trim_end_matches(['.', '-'])
+            .to_owned();
+    }
+    format!("bosun/{name}")
+}
+
+/// How an upgrade started by a commit ended (or stands).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeResult {
+    /// Still running when the note was written.
+    InProgress,
+    Healthy,
+    /// Failed and rolled back to `restored_version`.
+    RolledBack {
+        restored_version: String,
+        reason: String,
+    },
+    /// Failed with nothing to roll back to.
+    Failed {
+        reason: String,
+    },
+    /// A newer commit asked for another version before this one finished.
+    Superseded {
+        by_version: String,
+    },
+}
+
+/// What one source commit did to one application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppOutcome {
+    pub namespace: String,
+    pub app: String,
+    /// The version that ran before, if any.
+    pub from_version: Option<String>,
+    pub to_version: String,
+    /// The upgrade's transitions, as in `status.history`.
+    pub history: Vec<HistoryEntry>,
+    pub result: OutcomeResult,
+    /// The commit that set the version back in git, when there was one.
+    pub rollback_commit: Option<String>,
+}
+
+/// What one source commit did, per application: the input of [`render_note`].
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct CommitOutcome {
+    pub apps: Vec<AppOutcome>,
+}
+
+/// The note text for a commit: one section per application, separated by blank lines, each
+/// starting with `bosun <namespace>/<app>:` (the key [`merge_note`] replaces sections by).
+pub fn render_note(outcome: &CommitOutcome) -> String {
+    let sections: Vec<String> = outcome.apps.iter().map(render_app).collect();
+    let mut out = sections.join("\n");
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+fn render_app(app: &AppOutcome) -> String {
+    let name = format!("{}/{}", one_line(&app.namespace), one_line(&app.app));
+    let change = match &app.from_version {
+        Some(from) => format!("{} -> {}", one_line(from), one_line(&app.to_version)),
+        None => one_line(&app.to_version),
+    };
+    let result = match &app.result {
+        OutcomeResult::InProgress => "in progress".to_owned(),
+        OutcomeResult::Healthy => "healthy".to_owned(),
+        OutcomeResult::RolledBack {
+            restored_version, ..
+        } => format!("rolled back to {}", one_line(restored_version)),
+        OutcomeResult::Failed { .. } => "failed".to_owned(),
+        OutcomeResult::Superseded { by_version } => {
+            format!("superseded by {}", one_line(by_version))
+        }
+    };
+    let mut out = format!("bosun {name}: {change}, {result}\n");
+    for entry in &app.history {
+        let phase = phase_name(entry.phase);
+        let _ = write!(out, "  {}  {phase:<14}", entry.time.0);
+        let mut detail = String::new();
+        match (entry.step, entry.weight) {
+            (Some(step), Some(weight)) => {
+                let _ = write!(detail, "step {step} ({weight}%)");
+            }
+            (Some(step), None) => {
+                let _ = write!(detail, "step {step}");
+            }
+            (None, Some(weight)) => {
+                let _ = write!(detail, "{weight}%");
+            }
+            (None, None) => {}
+        }
+        let message = cut(&one_line(&entry.message), 300);
+        if !message.is_empty() {
+            if !detail.is_empty() {
+                detail.push_str(": ");
+            }
+            detail.push_str(&message);
+        }
+        if !detail.is_empty() {
+            out.push_str("  ");
+            out.push_str(&detail);
+        }
+        let trimmed = out.trim_end().len();
+        out.truncate(trimmed);
+        out.push('\n');
+    }
+    match &app.result {
+        OutcomeResult::RolledBack { reason, .. } | OutcomeResult::Failed { reason } => {
+            let _ = writeln!(out, "  reason: {}", cut(&one_line(reason), 600));
+        }
+        OutcomeResult::InProgress | OutcomeResult::Healthy | OutcomeResult::Superseded { .. } => {}
+    }
+    if let Some(commit) = &app.rollback_commit {
+        let _ = writeln!(out, "  rollback commit: {}", one_line(commit));
+    }
+    out
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pending => "Pending",
+        Phase::Migrating => "Migrating",
+        Phase::Deploying => "Deploying",
+        Phase::HealthChecking => "HealthChecking",
+        Phase::Healthy => "Healthy",
+        Phase::Failed => "Failed",
+    }
+}
+
+/// Folds `addition` into a commit's `existing` note: each section of `addition` replaces the
+/// section of `existing` with the same key (its `bosun <ns>/<app>:` header; for other text, the
+/// text itself), or is appended. `None` when the note would not change: no new notes commit.
+pub fn merge_note(existing: Option<&str>, addition: &str) -> Option<String> {
+    let mut sections: Vec<String> = existing.map(split_sections).unwrap_or_default();
+    for section in split_sections(addition) {
+        let key = section_key(&section);
+        match sections.iter_mut().find(|s| section_key(s) == key) {
+            Some(old) => *old = section,
+            None => sections.push(section),
+        }
+    }
+    let merged = if sections.is_empty() {
+        String::new()
+    } else {
+        let mut text = sections.join("\n\n");
+        text.push('\n');
+        text
+    };
+    let unchanged = match existing {
+        Some(old) => old.trim_end() == merged.trim_end(),
+        None => merged.trim().is_empty(),
+    };
+    (!unchanged).then_some(merged)
+}
+
+fn split_sections(text: &str) -> Vec<String> {
+    let mut sections = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                sections.push(current.join("\n"));
+                current.clear();
+            }
+        } else {
+            current.push(line.trim_end());
+        }
+    }
+    if !current.is_empty() {
+        sections.push(current.join("\n"));
+    }
+    sections
+}
+
+fn section_key(section: &str) -> &str {
+    let first = section.lines().next().unwrap_or_default();
+    match first
+        .strip_prefix("bosun ")
+        .and_then(|rest| rest.find(": "))
+    {
+        Some(colon) => &first[.."bosun ".len() + colon],
+        None => section,
+    }
+}
+
+/// Whitespace (line breaks included) collapsed to single spaces, control characters dropped.
+fn one_line(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| w.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// At most `max` characters, ending in `…` when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.truncate(out.trim_end().len());
+    out.push('…');
+    out
+}
+
+/// Words wrapped at `width` columns (a longer word stands on its own line).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let len = word.chars().count();
+        if line_len > 0 && line_len + 1 + len > width {
+            out.push('\n');
+            line_len = 0;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const APP: &str = "ManagedApplication";
+
+    fn edit(text: &str, from: &str, to: &str) -> Result<Edit, EditError> {
+        set_version(text, APP, Some("prod"), "web", from, to)
+    }
+
+    fn edited(text: &str, from: &str, to: &str) -> String {
+        match edit(text, from, to) {
+            Ok(Edit::Edited(out)) => out,
+            other => panic!("expected an edit of\n{text}\ngot {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rollback_edits_only_the_version_bytes() {
+        // (input, from, to, expected output), byte for byte.
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "# the web app\nkind: ManagedApplication\nmetadata:\n  name: web # main site\nspec:\n  version: 1.5.0   # bumped by CI\n  paused: false\n",
+                "1.5.0",
+                "1.4.0",
+                "# the web app\nkind: ManagedApplication\nmetadata:\n  name: web # main site\nspec:\n  version: 1.4.0   # bumped by CI\n  paused: false\n",
+            ),
+            (
+                "kind: ManagedApplication\r\nmetadata:\r\n  name: web\r\nspec:\r\n  version: \"1.5.0\"\r\n  replicas: 2\r\n",
+                "1.5.0",
+                "1.4.0",
+                "kind: ManagedApplication\r\nmetadata:\r\n  name: web\r\nspec:\r\n  version: \"1.4.0\"\r\n  replicas: 2\r\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata: {name: web, namespace: prod}\nspec: {version: 'v2', paused: false}\n",
+                "v2",
+                "v1",
+                "kind: ManagedApplication\nmetadata: {name: web, namespace: prod}\nspec: {version: 'v1', paused: false}\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.2.0\n",
+                "1.2.0",
+                "1.10",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: \"1.10\"\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.2.0\n",
+                "1.2.0",
+                "true",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: \"true\"\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: '1.2.0'\n",
+                "1.2.0",
+                "it's",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 'it''s'\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: \"1.10\"\n",
+                "1.10",
+                "1.9",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: \"1.9\"\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 2024.11.3\n",
+                "2024.11.3",
+                "2024-11-02",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: \"2024-11-02\"\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: !!str 1.10\n",
+                "1.10",
+                "1.9.1",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: !!str 1.9.1\n",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\n  labels: {tier: \"é\"}\nspec:\n  version: &v café-2\n",
+                "café-2",
+                "thé-1",
+                "kind: ManagedApplication\nmetadata:\n  name: web\n  labels: {tier: \"é\"}\nspec:\n  version: &v thé-1\n",
+            ),
+        ];
+        for (input, from, to, want) in cases {
+            assert_eq!(&edited(input, from, to), want, "editing\n{input}");
+        }
+    }
+
+    #[test]
+    fn only_the_document_of_the_app_changes_in_a_multi_document_file() {
+        let text = "\
+# apps of the prod namespace
+---
+kind: ManagedApplication
+metadata:
+  name: api
+  namespace: prod
+spec:
+  version: 1.5.0
+---
+kind: ManagedApplication
+metadata:
+  name: web
+  namespace: staging
+spec:
+  version: 1.5.0
+---
+kind: ManagedApplication
+metadata:
+  name: web
+  namespace: prod
+spec:
+  version: 1.5.0 # this one
+...
+";
+        let want = text.replace("1.5.0 # this one", "1.4.0 # this one");
+        assert_eq!(edited(text, "1.5.0", "1.4.0"), want);
+    }
+
+    #[test]
+    fn a_document_without_namespace_takes_the_default_namespace() {
+        let text = "kind: Bestie\nmetadata:\n  name: web\nspec:\n  version: 1.5.0\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.5.0\n";
+        let want = "kind: Bestie\nmetadata:\n  name: web\nspec:\n  version: 1.5.0\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.4.0\n";
+        assert_eq!(edited(text, "1.5.0", "1.4.0"), want);
+    }
+
+    #[test]
+    fn a_version_a_human_changed_is_left_alone() {
+        let text = "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.6.0\n";
+        assert_eq!(
+            edit(text, "1.5.0", "1.4.0"),
+            Ok(Edit::ChangedByHuman("1.6.0".to_owned()))
+        );
+        let text = "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: [1]\n";
+        assert_eq!(
+            edit(text, "1.5.0", "1.4.0"),
+            Ok(Edit::ChangedByHuman("a list".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_version_already_rolled_back_is_not_edited_again() {
+        let text = "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: '1.4.0'\n";
+        assert_eq!(
+            edit(text, "1.5.0", "1.4.0"),
+            Ok(Edit::AlreadyAt("1.4.0".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_missing_app_or_version_is_not_found() {
+        let cases = [
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: api\nspec:\n  version: 1\n",
+                "no ManagedApplication named web in namespace prod",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\n  namespace: dev\nspec:\n  version: 1\n",
+                "no ManagedApplication named web in namespace prod",
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  paused: true\n",
+                "has no spec.version",
+            ),
+            ("", "no ManagedApplication"),
+        ];
+        for (text, want) in cases {
+            match edit(text, "1.5.0", "1.4.0") {
+                Ok(Edit::NotFound(reason)) => assert!(reason.contains(want), "{reason}"),
+                other => panic!("expected NotFound for\n{text}\ngot {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_edited_in_place_is_refused_with_a_reason() {
+        let cases = [
+            (
+                "base: &v 1.5.0\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: &w 1.5.0\n  other: *w\n",
+                None,
+            ),
+            (
+                "v: &v 1.5.0\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: *v\n",
+                Some("alias"),
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: |\n    1.5.0\n",
+                Some("changed"),
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: >-\n    1.5.0\n",
+                Some("block scalar"),
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\n---\nkind: ManagedApplication\nmetadata:\n  name: web\n",
+                Some("2 documents"),
+            ),
+            ("kind: [", Some("not valid YAML")),
+        ];
+        for (text, want) in cases {
+            let got = edit(text, "1.5.0", "1.4.0");
+            match (want, got) {
+                (None, Ok(Edit::Edited(_))) => {}
+                (Some("changed"), Ok(Edit::ChangedByHuman(v))) => assert_eq!(v, "1.5.0\n"),
+                (Some(want), Err(e)) => assert!(e.to_string().contains(want), "{e}"),
+                (want, got) => panic!("{want:?} for\n{text}\ngot {got:?}"),
+            }
+        }
+        for bad in ["", " ", "1.4\n0", "a\tb"] {
+            assert!(
+                matches!(
+                    edit("a: 1", "x", bad),
+                    Err(EditError::InvalidVersion { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_multibyte_text_before_the_version_are_kept() {
+        let text = "\u{feff}# ünïcödé\nkind: ManagedApplication\nmetadata:\n  name: web\n  annotations: {note: \"日本\"}\nspec:\n  version: \"1.5.0\"\n";
+        let want = text.replace("1.5.0", "1.4.0");
+        assert_eq!(edited(text, "1.5.0", "1.4.0"), want);
+    }
+
+    fn rollback() -> RollbackCommit {
+        RollbackCommit {
+            namespace: "prod".into(),
+            app: "web".into(),
+            failed_version: "1.5.0".into(),
+            restored_version: "1.4.0".into(),
+            reason: "The health check of web 1.5.0 failed 3 times\nat canary step 1 (50%): GET /healthz returned 503.".into(),
+            undoes: "0123456789abcdef0123456789abcdef01234567".into(),
+            source_path: "apps/web.yaml".into(),
+        }
+    }
+
+    #[test]
+    fn a_rollback_commit_message_names_the_app_versions_reason_and_undone_commit() {
+        let want = "\
+Roll back prod/web from 1.5.0 to 1.4.0
+
+The health check of web 1.5.0 failed 3 times at canary step 1 (50%): GET
+/healthz returned 503.
+
+Bosun rolled prod/web back to 1.4.0, its last healthy version, and sets
+spec.version in apps/web.yaml to match, so that git says what runs. This
+undoes the version change of 0123456789abcdef0123456789abcdef01234567.
+To try 1.5.0 again, commit a change that asks for it.
+
+Bosun-Rollback-Of: 0123456789abcdef0123456789abcdef01234567
+Bosun-App: prod/web
+Bosun-Failed-Version: 1.5.0
+";
+        assert_eq!(rollback().message(), want);
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_and_cannot_forge_trailers() {
+        let mut commit = rollback();
+        commit.reason = format!("{}\n\nBosun-App: evil/app", "x ".repeat(2000));
+        let message = commit.message();
+        let reason = message.split("\n\n").nth(1).expect("a reason paragraph");
+        assert!(reason.chars().count() <= MAX_REASON_CHARS + 10, "{reason}");
+        assert!(reason.ends_with('…'), "{reason}");
+        assert_eq!(parse_bosun_trailers(&message), Some(commit.trailers()));
+    }
+
+    #[test]
+    fn bosun_recognises_its_own_commits_and_only_those() {
+        assert_eq!(
+            parse_bosun_trailers(&rollback().message()),
+            Some(BosunTrailers {
+                rollback_of: "0123456789abcdef0123456789abcdef01234567".into(),
+                namespace: "prod".into(),
+                app: "web".into(),
+                failed_version: "1.5.0".into(),
+            })
+        );
+        let crlf = rollback().message().replace('\n', "\r\n");
+        assert!(parse_bosun_trailers(&crlf).is_some());
+        let lower = "fix\n\nbosun-rollback-of: abc\nbosun-app: ns/a\n";
+        assert_eq!(
+            parse_bosun_trailers(lower).map(|t| t.rollback_of),
+            Some("abc".into())
+        );
+        for other in [
+            "Bump web to 1.5.0",
+            "Bump web\n\nBosun-App: prod/web\n",
+            // Trailers quoted in the body, not in the last paragraph, do not count.
+            "Revert \"Roll back prod/web\"\n\nBosun-Rollback-Of: abc\nBosun-App: prod/web\n\nThis reverts commit def.\n",
+            "x\n\nBosun-Rollback-Of: abc\nBosun-App: no-slash\n",
+        ] {
+            assert_eq!(parse_bosun_trailers(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn rollback_branch_names_are_valid_git_refs() {
+        let cases = [
+            (("prod", "web", "1.5.0"), "bosun/rollback-prod-web-1.5.0"),
+            (
+                ("prod", "web", "v1..2~^:x"),
+                "bosun/rollback-prod-web-v1.2-x",
+            ),
+            (("prod", "web", "1.0.lock"), "bosun/rollback-prod-web-1.0"),
+            (
+                ("prod", "web", "2/../x y"),
+                "bosun/rollback-prod-web-2-.-x-y",
+            ),
+        ];
+        for ((ns, app, v), want) in cases {
+            assert_eq!(rollback_branch_name(ns, app, v), want);
+        }
+    }
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().expect("an RFC 3339 time"))
+    }
+
+    fn entry(
+        phase: Phase,
+        time: &str,
+        step: Option<i32>,
+        weight: Option<i32>,
+        m: &str,
+    ) -> HistoryEntry {
+        HistoryEntry {
+            phase,
+            time: at(time),
+            step,
+            weight,
+            message: m.to_owned(),
+        }
+    }
+
+    fn failed_canary() -> AppOutcome {
+        AppOutcome {
+            namespace: "prod".into(),
+            app: "web".into(),
+            from_version: Some("1.4.0".into()),
+            to_version: "1.5.0".into(),
+            history: vec![
+                entry(Phase::Pending, "2026-11-22T01:00:00Z", None, None, ""),
+                entry(
+                    Phase::Migrating,
+                    "2026-11-22T01:00:01Z",
+                    None,
+                    None,
+                    "Job web-migration-1.5.0",
+                ),
+                entry(
+                    Phase::Deploying,
+                    "2026-11-22T01:00:30Z",
+                    Some(0),
+                    Some(10),
+                    "canary 10%",
+                ),
+                entry(
+                    Phase::HealthChecking,
+                    "2026-11-22T01:01:00Z",
+                    Some(1),
+                    Some(50),
+                    "",
+                ),
+                entry(
+                    Phase::Failed,
+                    "2026-11-22T01:02:00Z",
+                    Some(1),
+                    Some(50),
+                    "health check failed\n3 times",
+                ),
+            ],
+            result: OutcomeResult::RolledBack {
+                restored_version: "1.4.0".into(),
+                reason: "GET /healthz returned 503".into(),
+            },
+            rollback_commit: Some("89abcdef".into()),
+        }
+    }
+
+    #[test]
+    fn a_note_lists_each_apps_phases_result_and_rollback_commit() {
+        let healthy = AppOutcome {
+            namespace: "prod".into(),
+            app: "api".into(),
+            from_version: None,
+            to_version: "2.0".into(),
+            history: vec![entry(
+                Phase::Healthy,
+                "2026-11-22T01:00:40Z",
+                None,
+                None,
+                "",
+            )],
+            result: OutcomeResult::Healthy,
+            rollback_commit: None,
+        };
+        let note = render_note(&CommitOutcome {
+            apps: vec![failed_canary(), healthy],
+        });
+        let want = "\
+bosun prod/web: 1.4.0 -> 1.5.0, rolled back to 1.4.0
+  2026-11-22T01:00:00Z  Pending
+  2026-11-22T01:00:01Z  Migrating       Job web-migration-1.5.0
+  2026-11-22T01:00:30Z  Deploying       step 0 (10%): canary 10%
+  2026-11-22T01:01:00Z  HealthChecking  step 1 (50%)
+  2026-11-22T01:02:00Z  Failed          step 1 (50%): health check failed 3 times
+  reason: GET /healthz returned 503
+  rollback commit: 89abcdef
+
+bosun prod/api: 2.0, healthy
+  2026-11-22T01:00:40Z  Healthy
+";
+        assert_eq!(note, want);
+    }
+
+    #[test]
+    fn merging_a_note_replaces_the_apps_section_and_keeps_the_others() {
+        let mut running = failed_canary();
+        running.result = OutcomeResult::InProgress;
+        running.history.truncate(2);
+        running.rollback_commit = None;
+        let first = render_note(&CommitOutcome {
+            apps: vec![running],
+        });
+        let other = "bosun prod/api: 2.0, healthy\n";
+        let human = "Checked by hand: fine.\n";
+        let existing = format!("{first}\n{other}\n{human}");
+        let last = render_note(&CommitOutcome {
+            apps: vec![failed_canary()],
+        });
+        let merged = merge_note(Some(&existing), &last).expect("the note changes");
+        assert_eq!(merged, format!("{last}\n{other}\n{human}"));
+        // The same outcome again: nothing to write.
+        assert_eq!(merge_note(Some(&merged), &last), None);
+        assert_eq!(merge_note(Some(&merged), other), None);
+        assert_eq!(merge_note(None, &last), Some(last.clone()));
+        assert_eq!(merge_note(None, ""), None);
+        // Text that is not a Bosun section is appended once.
+        let with_human = merge_note(Some(&last), human).expect("appended");
+        assert_eq!(with_human, format!("{last}\n{human}"));
+        assert_eq!(merge_note(Some(&with_human), human), None);
+    }
+}
