@@ -86,25 +86,21 @@ fn shipped_config() -> Value {
         .to_json()
 }
 
-/// Every file path the configuration names (credentials, webhook secret).
+/// Every file the configuration names (`…File` keys, at the top or in a source: credentials, the
+/// webhook secret, and any added later).
 fn config_files(config: &Value) -> Vec<String> {
-    let mut files = vec![];
-    if let Some(f) = config["webhookSecretFile"].as_str() {
-        files.push(f.to_string());
-    }
-    for source in config["sources"].as_array().into_iter().flatten() {
-        for key in [
-            "gitTokenFile",
-            "gitPasswordFile",
-            "sshKeyFile",
-            "knownHostsFile",
-        ] {
-            if let Some(f) = source[key].as_str() {
-                files.push(f.to_string());
-            }
-        }
-    }
-    files
+    let sources = config["sources"].as_array().into_iter().flatten();
+    std::iter::once(config)
+        .chain(sources)
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.iter())
+        .filter(|(k, _)| k.ends_with("File"))
+        .map(|(k, v)| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("config {k}: a path"))
+                .to_string()
+        })
+        .collect()
 }
 
 #[test]
