@@ -1,0 +1,974 @@
+//! Installing Bosun in a cluster from `deploy/`.
+//!
+//! First the manifests as files: the Deployment's securityContext, probes, mounts and configuration fit
+//! together; the RBAC has no wildcards and cannot enumerate Secrets; the kustomization lists every
+//! manifest. Then on the real test cluster: `kubectl apply -k deploy/` (a server-side dry run, then for
+//! real), and the real `bosun run` binary run as the ServiceAccount `deploy/` creates — with a token
+//! from the TokenRequest API and the shipped configuration file — so that the RBAC of `deploy/` is what
+//! is exercised: a full upgrade must succeed with nothing forbidden, and what Bosun does not need is
+//! refused.
+//!
+//! The install is cluster-wide (namespace bosun-system, ClusterRoles), so the cluster tests of this
+//! file take turns ([`INSTALL`]) and each removes it when done (never the CRDs, which other tests
+//! share). The applications live in test namespaces.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bosun_core::model::{ManagedApplication, Phase};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::{Value, json};
+use support::gitserver::{self, TestRepo};
+use support::{TestNamespace, wait_until};
+
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+const NAMESPACE: &str = "bosun-system";
+const SERVICE_ACCOUNT: &str = "bosun";
+/// The user the image runs as (Dockerfile `USER`, the Deployment's `runAsUser`).
+const UID: i64 = 65532;
+
+// --- the manifests, as files -----------------------------------------------------------------------
+
+fn read(rel: &str) -> String {
+    let path = Path::new(DEPLOY).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The documents of a manifest, read as kubectl reads YAML (1.1: `0440` is octal).
+fn documents(rel: &str) -> Vec<Value> {
+    let text = read(rel);
+    bosun_core::yaml::parse_documents(&text, &bosun_core::yaml::Limits::default())
+        .unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+        .into_iter()
+        .filter_map(|d| d.root.map(|n| n.to_json()))
+        .collect()
+}
+
+fn only<T: serde::de::DeserializeOwned>(rel: &str) -> T {
+    let docs = documents(rel);
+    assert_eq!(docs.len(), 1, "deploy/{rel} holds one object");
+    serde_json::from_value(docs[0].clone()).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+}
+
+fn deployment() -> Deployment {
+    only("deployment.yaml")
+}
+
+/// The shipped `bosun run` configuration: the ConfigMap's `config.yaml`.
+fn shipped_config() -> Value {
+    let cm: ConfigMap = only("configmap.yaml");
+    assert_eq!(cm.metadata.name.as_deref(), Some("bosun-config"));
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("config.yaml"))
+        .expect("the ConfigMap bosun-config has a key config.yaml");
+    let docs = bosun_core::yaml::parse_documents(text, &bosun_core::yaml::Limits::default())
+        .expect("config.yaml is YAML");
+    docs.into_iter()
+        .find_map(|d| d.root)
+        .expect("config.yaml is not empty")
+        .to_json()
+}
+
+/// Every file the configuration names (`…File` keys, at the top or in a source: credentials, the
+/// webhook secret, and any added later).
+fn config_files(config: &Value) -> Vec<String> {
+    let sources = config["sources"].as_array().into_iter().flatten();
+    std::iter::once(config)
+        .chain(sources)
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.iter())
+        .filter(|(k, _)| k.ends_with("File"))
+        .map(|(k, v)| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("config {k}: a path"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_deployment_runs_two_non_root_replicas_with_a_read_only_root_and_no_capabilities() {
+    let d = deployment();
+    let spec = d.spec.expect("spec");
+    assert_eq!(
+        spec.replicas,
+        Some(2),
+        "two replicas: a leader and a standby"
+    );
+    let pod = spec.template.spec.expect("pod spec");
+    assert_eq!(pod.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));
+
+    let psc = pod.security_context.expect("a pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.run_as_user, Some(UID));
+    assert_eq!(
+        psc.seccomp_profile.map(|s| s.type_).as_deref(),
+        Some("RuntimeDefault")
+    );
+
+    assert!(!pod.containers.is_empty());
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        let sc = c
+            .security_context
+            .clone()
+            .unwrap_or_else(|| panic!("container {} has a securityContext", c.name));
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_ne!(sc.privileged, Some(true), "{}", c.name);
+        assert_ne!(sc.run_as_non_root, Some(false), "{}", c.name);
+        assert!(matches!(sc.run_as_user, None | Some(UID)), "{}", c.name);
+        let caps = sc.capabilities.expect("capabilities");
+        assert_eq!(caps.drop, Some(vec!["ALL".to_string()]), "{}", c.name);
+        assert!(caps.add.unwrap_or_default().is_empty(), "{}", c.name);
+        if let Some(seccomp) = sc.seccomp_profile {
+            assert_eq!(seccomp.type_, "RuntimeDefault", "{}", c.name);
+        }
+        let resources = c.resources.clone().expect("resources");
+        for (what, list) in [
+            ("requests", resources.requests),
+            ("limits", resources.limits),
+        ] {
+            let list = list.unwrap_or_else(|| panic!("{}: resource {what}", c.name));
+            for r in ["cpu", "memory"] {
+                assert!(list.contains_key(r), "{}: {what} of {r}", c.name);
+            }
+        }
+    }
+
+    // The replicas spread over nodes.
+    let anti = pod
+        .affinity
+        .and_then(|a| a.pod_anti_affinity)
+        .expect("pod anti-affinity");
+    let labels = spec
+        .template
+        .metadata
+        .and_then(|m| m.labels)
+        .expect("pod labels");
+    let terms = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap_or_default();
+    assert!(
+        terms.iter().any(|t| {
+            t.pod_affinity_term.topology_key == "kubernetes.io/hostname"
+                && t.pod_affinity_term
+                    .label_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .is_some_and(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        }),
+        "anti-affinity by hostname over the pods' own labels: {terms:?}"
+    );
+
+    // The image agrees: it runs as the same user, `bosun run` as its entrypoint.
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("the Dockerfile");
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.trim() == format!("USER {UID}:{UID}")),
+        "Dockerfile: USER {UID}:{UID}"
+    );
+    let entrypoint = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("Dockerfile: ENTRYPOINT");
+    let entrypoint: Vec<String> = serde_json::from_str(entrypoint).expect("exec-form ENTRYPOINT");
+    assert_eq!(entrypoint.last().map(String::as_str), Some("run"));
+    assert!(entrypoint[0].ends_with("/bosun"), "{entrypoint:?}");
+    assert!(
+        dockerfile.contains("cargo build --release --locked"),
+        "the image is built from the lock file"
+    );
+}
+
+#[test]
+fn probes_mounts_secrets_and_the_config_file_fit_together() {
+    let template = deployment().spec.expect("spec").template;
+    let pod = template.spec.expect("pod spec");
+    let pod_labels = template
+        .metadata
+        .and_then(|m| m.labels)
+        .expect("pod labels");
+    let c = &pod.containers[0];
+    let volumes = pod.volumes.clone().unwrap_or_default();
+    let mounts = c.volume_mounts.clone().unwrap_or_default();
+    let mount_of = |pred: &dyn Fn(&k8s_openapi::api::core::v1::Volume) -> bool| {
+        let v = volumes.iter().find(|v| pred(v))?;
+        mounts.iter().find(|m| m.name == v.name).cloned()
+    };
+
+    // The configuration file: the ConfigMap bosun-config, passed with --config.
+    let config_mount = mount_of(&|v| {
+        v.config_map
+            .as_ref()
+            .is_some_and(|cm| cm.name == "bosun-config")
+    })
+    .expect("the ConfigMap bosun-config is mounted");
+    assert_eq!(
+        c.args.clone().unwrap_or_default(),
+        vec![format!("--config={}/config.yaml", config_mount.mount_path)],
+        "the image's entrypoint is `bosun run`; the args name the config file"
+    );
+    let config = shipped_config();
+
+    // The HTTP port: the config listens on it, the probes and the Service use it by name.
+    let port = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .expect("a container port named http");
+    let listen: std::net::SocketAddr = config["listen"]
+        .as_str()
+        .expect("config: listen")
+        .parse()
+        .expect("listen is an address");
+    assert!(
+        listen.ip().is_unspecified(),
+        "the kubelet and the Service reach the pod on its IP, not on loopback: {listen}"
+    );
+    assert_eq!(i32::from(listen.port()), port.container_port);
+    for (probe, path) in [
+        (c.liveness_probe.clone(), "/healthz"),
+        (c.readiness_probe.clone(), "/readyz"),
+    ] {
+        let get = probe.and_then(|p| p.http_get).expect("an HTTP probe");
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.port, IntOrString::String("http".into()));
+    }
+    let service: Service = only("service.yaml");
+    let sspec = service.spec.expect("service spec");
+    let selects = |selector: &std::collections::BTreeMap<String, String>| {
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(selects(&sspec.selector.clone().unwrap_or_default()));
+    assert!(
+        sspec
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.target_port == Some(IntOrString::String("http".into())))
+    );
+    let pdb: PodDisruptionBudget = only("poddisruptionbudget.yaml");
+    let pdb = pdb.spec.expect("pdb spec");
+    assert_eq!(pdb.min_available, Some(IntOrString::Int(1)));
+    assert!(selects(
+        &pdb.selector
+            .and_then(|s| s.match_labels)
+            .unwrap_or_default()
+    ));
+
+    // Writable places are emptyDirs: the git cache and /tmp.
+    let cache_dir = config["cacheDir"].as_str().expect("config: cacheDir");
+    for path in [cache_dir, "/tmp"] {
+        let m = mounts
+            .iter()
+            .find(|m| m.mount_path == path)
+            .unwrap_or_else(|| panic!("{path} is mounted"));
+        let v = volumes.iter().find(|v| v.name == m.name).expect("volume");
+        assert!(v.empty_dir.is_some(), "{path} is an emptyDir");
+    }
+
+    // Every credential the config names is a file of a mounted Secret, read-only, readable by Bosun's
+    // group only.
+    let files = config_files(&config);
+    assert!(!files.is_empty());
+    for file in files {
+        let m = mounts
+            .iter()
+            .find(|m| Path::new(&file).parent() == Some(Path::new(&m.mount_path)))
+            .unwrap_or_else(|| panic!("{file} named by the config is in a mounted volume"));
+        assert_eq!(m.read_only, Some(true), "{file}");
+        let v = volumes.iter().find(|v| v.name == m.name).expect("volume");
+        let secret = v
+            .secret
+            .as_ref()
+            .unwrap_or_else(|| panic!("{file} comes from a Secret"));
+        assert_eq!(secret.default_mode, Some(0o440), "{file}");
+    }
+    assert!(
+        !read("configmap.yaml").contains("password:") && !read("configmap.yaml").contains("token:"),
+        "no credential in the ConfigMap"
+    );
+}
+
+#[test]
+fn rbac_has_no_wildcards_no_escalation_and_cannot_enumerate_secrets() {
+    let allowed_verbs: BTreeSet<&str> = [
+        "get", "list", "watch", "create", "patch", "update", "delete",
+    ]
+    .into();
+    let docs = documents("rbac.yaml");
+    let mut secrets_roles = vec![];
+    for doc in &docs {
+        let kind = doc["kind"].as_str().expect("kind");
+        let name = doc["metadata"]["name"].as_str().expect("name");
+        match kind {
+            "ClusterRole" | "Role" => {
+                if kind == "Role" {
+                    assert_eq!(doc["metadata"]["namespace"], NAMESPACE, "{name}");
+                }
+                assert!(doc.get("aggregationRule").is_none(), "{kind} {name}");
+                for rule in doc["rules"].as_array().expect("rules") {
+                    let list = |k: &str| -> Vec<String> {
+                        rule[k]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|v| v.as_str().expect("a string").to_string())
+                            .collect()
+                    };
+                    let (groups, resources, verbs) =
+                        (list("apiGroups"), list("resources"), list("verbs"));
+                    assert!(
+                        rule.get("nonResourceURLs").is_none(),
+                        "{kind} {name}: {rule}"
+                    );
+                    assert!(
+                        !resources.is_empty() && !verbs.is_empty() && !groups.is_empty(),
+                        "{rule}"
+                    );
+                    for v in groups.iter().chain(&resources).chain(&verbs) {
+                        assert!(!v.contains('*'), "{kind} {name}: a wildcard in {rule}");
+                    }
+                    for v in &verbs {
+                        assert!(
+                            allowed_verbs.contains(v.as_str()),
+                            "{kind} {name}: verb {v} (escalate, bind, impersonate, deletecollection are never Bosun's)"
+                        );
+                    }
+                    for r in &resources {
+                        assert!(
+                            ![
+                                "clusterroles",
+                                "clusterrolebindings",
+                                "roles",
+                                "rolebindings"
+                            ]
+                            .contains(&r.as_str()),
+                            "Bosun grants no permissions: {rule}"
+                        );
+                    }
+                    if resources.iter().any(|r| r == "secrets") {
+                        secrets_roles.push(name.to_string());
+                        assert!(
+                            !verbs.iter().any(|v| v == "list" || v == "watch"),
+                            "{kind} {name}: Secrets are never listed or watched: {rule}"
+                        );
+                    }
+                    if resources.iter().any(|r| r == "leases") {
+                        assert_eq!(kind, "Role", "Leases only in Bosun's own namespace");
+                    }
+                }
+            }
+            "ClusterRoleBinding" | "RoleBinding" => {
+                assert_ne!(
+                    doc["roleRef"]["name"], "cluster-admin",
+                    "{kind} {name} binds cluster-admin"
+                );
+                assert_eq!(
+                    doc["subjects"],
+                    json!([{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]),
+                    "{kind} {name} binds Bosun's ServiceAccount only"
+                );
+            }
+            other => panic!("deploy/rbac.yaml holds RBAC only, not {other}"),
+        }
+    }
+    assert_eq!(
+        secrets_roles,
+        ["bosun-app-secrets"],
+        "Secrets only through the ClusterRole kept apart for them"
+    );
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest_of_deploy() {
+    let k: Value = documents("kustomization.yaml").remove(0);
+    let listed: BTreeSet<String> = k["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().expect("a path").to_string())
+        .collect();
+    let mut present = BTreeSet::new();
+    for dir in ["", "crds"] {
+        for entry in std::fs::read_dir(Path::new(DEPLOY).join(dir)).expect("deploy/") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).expect("a name");
+            if name.ends_with(".yaml") && name != "kustomization.yaml" {
+                present.insert(if dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dir}/{name}")
+                });
+            }
+        }
+    }
+    assert_eq!(
+        listed, present,
+        "deploy/kustomization.yaml lists exactly the manifests of deploy/"
+    );
+}
+
+// --- on the test cluster -------------------------------------------------------------------------
+
+/// The install is cluster-wide: one test at a time holds it.
+static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn kubeconfig() -> String {
+    std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect(
+        "BOSUN_CLUSTER_KUBECONFIG is not set: run `scripts/test`, or `scripts/cluster up` and \
+         `eval \"$(scripts/cluster env)\"` first",
+    )
+}
+
+/// Runs kubectl as the test cluster's admin; fails the test with its output unless it succeeds.
+fn kubectl(args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .output()
+        .expect("kubectl runs (the demo and these tests need it on PATH)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}\n{stdout}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The manifests of deploy/ other than the CRDs, which other tests share and are never removed.
+fn own_manifests() -> Vec<String> {
+    let k: Value = documents("kustomization.yaml").remove(0);
+    k["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .filter(|r| !r.starts_with("crds/"))
+        .map(|r| format!("{DEPLOY}/{r}"))
+        .collect()
+}
+
+/// `deploy/` applied to the test cluster; removed on drop (the CRDs stay).
+struct Installed {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    admin: Client,
+    /// Whether the ClusterRole `bosun` existed before the server-side dry run, and after it.
+    cluster_role_before_dry_run: bool,
+    cluster_role_after_dry_run: bool,
+    dry_run: String,
+    applied: String,
+}
+
+async fn cluster_role_exists(admin: &Client) -> bool {
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone())
+        .get_opt("bosun")
+        .await
+        .expect("get clusterrole")
+        .is_some()
+}
+
+impl Installed {
+    async fn new() -> Installed {
+        let turn = INSTALL.lock().await;
+        let admin = support::admin_client().await;
+        // A namespace being deleted (by an earlier test) refuses new objects: wait until it is gone.
+        let namespaces: Api<Namespace> = Api::all(admin.clone());
+        wait_until(
+            &format!("namespace {NAMESPACE} not terminating"),
+            || async {
+                let ns = namespaces.get_opt(NAMESPACE).await.ok()?;
+                let terminating = ns
+                    .and_then(|n| n.status)
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p == "Terminating");
+                (!terminating).then_some(())
+            },
+        )
+        .await;
+        // The dry run of namespaced objects needs their namespace (the API server checks it exists).
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &format!("{DEPLOY}/namespace.yaml"),
+        ]);
+        let before = cluster_role_exists(&admin).await;
+        // The CRDs are also applied by other tests under another field manager: take them over.
+        let dry_run = kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-k",
+            DEPLOY,
+        ]);
+        let after = cluster_role_exists(&admin).await;
+        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", DEPLOY]);
+        Installed {
+            _turn: turn,
+            admin,
+            cluster_role_before_dry_run: before,
+            cluster_role_after_dry_run: after,
+            dry_run,
+            applied,
+        }
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let mut args = vec![
+            "--kubeconfig".to_string(),
+            kubeconfig(),
+            "delete".into(),
+            "--ignore-not-found".into(),
+            "--wait=false".into(),
+        ];
+        for f in own_manifests() {
+            args.push("-f".into());
+            args.push(f);
+        }
+        let _ = Command::new("kubectl").args(&args).output();
+    }
+}
+
+#[tokio::test]
+async fn deploy_applies_with_a_server_dry_run_then_for_real_and_its_pods_are_admitted() {
+    let installed = Installed::new().await;
+    let objects: Vec<&str> = installed
+        .applied
+        .lines()
+        .filter(|l| l.ends_with(" serverside-applied"))
+        .collect();
+    let dry: Vec<&str> = installed
+        .dry_run
+        .lines()
+        .filter(|l| l.ends_with(" serverside-applied (server dry run)"))
+        .collect();
+    // Every document of every manifest, CRDs included, is applied.
+    let expected: usize = documents("kustomization.yaml")[0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| documents(r.as_str().expect("path")).len())
+        .sum();
+    assert_eq!(objects.len(), expected, "{}", installed.applied);
+    assert_eq!(dry.len(), expected, "{}", installed.dry_run);
+    if !installed.cluster_role_before_dry_run {
+        assert!(
+            !installed.cluster_role_after_dry_run,
+            "a dry run creates nothing"
+        );
+    }
+
+    // The pods meet the namespace's "restricted" Pod Security level (or they would not be created) and
+    // both replicas run.
+    let deployments: Api<Deployment> = Api::namespaced(installed.admin.clone(), NAMESPACE);
+    wait_until("Deployment bosun with 2 available replicas", || async {
+        let d = deployments.get("bosun").await.ok()?;
+        (d.status?.available_replicas? == 2).then_some(())
+    })
+    .await;
+    let ns = Api::<Namespace>::all(installed.admin.clone())
+        .get(NAMESPACE)
+        .await
+        .expect("namespace");
+    assert_eq!(
+        ns.metadata
+            .labels
+            .unwrap_or_default()
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted")
+    );
+
+    // Applying again changes nothing and fails nothing: the install is idempotent.
+    let again = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", DEPLOY]);
+    assert_eq!(
+        again
+            .lines()
+            .filter(|l| l.ends_with(" serverside-applied"))
+            .count(),
+        expected
+    );
+}
+
+/// A kubeconfig (file and client) acting as Bosun's ServiceAccount, with a token from the
+/// TokenRequest API: exactly what a pod of the Deployment gets.
+struct AsServiceAccount {
+    file: tempfile::NamedTempFile,
+    client: Client,
+    token: String,
+}
+
+impl AsServiceAccount {
+    async fn new(admin: &Client) -> AsServiceAccount {
+        let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        let token = sas
+            .create_token_request(SERVICE_ACCOUNT, &PostParams::default(), &request)
+            .await
+            .expect("a token for the ServiceAccount bosun")
+            .status
+            .expect("TokenRequest status")
+            .token
+            .expect("a token");
+        let admin_config = Kubeconfig::read_from(kubeconfig()).expect("admin kubeconfig");
+        let cluster = admin_config.clusters[0].cluster.clone().expect("a cluster");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: bosun\n  user:\n    token: {token}\ncontexts:\n- name: bosun\n  context:\n    cluster: test\n    user: bosun\n    namespace: {NAMESPACE}\ncurrent-context: bosun\n",
+            cluster.server.expect("server"),
+            cluster
+                .certificate_authority_data
+                .expect("certificate-authority-data"),
+        );
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write kubeconfig");
+        let config = Config::from_custom_kubeconfig(
+            Kubeconfig::from_yaml(&text).expect("kubeconfig"),
+            &KubeConfigOptions::default(),
+        )
+        .await
+        .expect("config");
+        let client = Client::try_from(config).expect("client");
+        AsServiceAccount {
+            file,
+            client,
+            token,
+        }
+    }
+}
+
+fn shop(version: &str) -> String {
+    format!(
+        "apiVersion: apps.example.com/v1alpha1\nkind: ManagedApplication\nmetadata:\n  name: shop\nspec:\n  version: {version}\n  replicas: 2\n  upgradeStrategy:\n    type: Rolling\n"
+    )
+}
+
+/// The shipped config.yaml, pointed at the test's repository, namespace and temporary files; every other
+/// setting as shipped.
+fn localized_config(
+    repo: &TestRepo,
+    namespace: &str,
+    listen: std::net::SocketAddr,
+    dir: &Path,
+) -> PathBuf {
+    let mut config = shipped_config();
+    let token = dir.join("git-token");
+    std::fs::write(&token, &gitserver::shared().http_token).expect("write token");
+    let webhook = dir.join("webhook-secret");
+    std::fs::write(&webhook, "a-long-random-webhook-secret-for-tests").expect("write secret");
+    let cache = dir.join("cache");
+    // Each replaced setting must be one the shipped file has: the test runs the file as shipped.
+    let set = |value: &mut Value, key: &str, new: Value| {
+        assert!(
+            value.get(key).is_some(),
+            "the shipped config.yaml has no {key}"
+        );
+        value[key] = new;
+    };
+    set(&mut config, "listen", json!(listen.to_string()));
+    set(&mut config, "cacheDir", json!(cache));
+    set(&mut config, "webhookSecretFile", json!(webhook));
+    let source = &mut config["sources"][0];
+    set(source, "repo", json!(repo.http_url));
+    set(source, "namespace", json!(namespace));
+    set(source, "gitTokenFile", json!(token));
+    set(source, "pollInterval", json!(1));
+    set(source, "path", json!("apps"));
+    // The source's name labels what it applies; one of the test's own keeps tests apart.
+    set(source, "name", json!(namespace));
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
+    path
+}
+
+/// The real binary, stopped on drop; its log kept in a file.
+struct Bosun {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Bosun {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bosun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: bosun\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn forbidden_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.to_ascii_lowercase().contains("forbidden"))
+        .collect()
+}
+
+/// Waits for the app to reach `phase` at `version`; fails at once, with the lines, when Bosun's log shows
+/// a refusal (a missing rule would otherwise show only as a timeout).
+async fn phase_is(bosun: &Bosun, apps: &Api<ManagedApplication>, phase: Phase, version: &str) {
+    wait_until(&format!("shop {phase} at {version}"), || async {
+        let log = bosun.log();
+        let refused = forbidden_lines(&log);
+        assert!(
+            refused.is_empty(),
+            "Bosun was refused something it needs (deploy/rbac.yaml):\n{}",
+            refused.join("\n")
+        );
+        let app = apps.get("shop").await.ok()?;
+        let s = app.status?;
+        (s.phase == Some(phase) && s.current_version.as_deref() == Some(version)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
+    let installed = Installed::new().await;
+    let admin = installed.admin.clone();
+    // Bosun watches every namespace, as deployed. Namespaces other tests are still deleting refuse new
+    // content (403 "being terminated"): let them go first, so that any "forbidden" below is ours.
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    wait_until("no namespace terminating", || async {
+        let list = namespaces.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|n| {
+                n.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+                    || n.metadata.name.as_deref() == Some(NAMESPACE)
+            })
+            .then_some(())
+    })
+    .await;
+    let ns = TestNamespace::new("deploy-sa").await;
+    let sa = AsServiceAccount::new(&admin).await;
+    let repo =
+        gitserver::shared().create_repo(&ns.name, &[("apps/shop.yaml", shop("v1").as_str())]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = localized_config(&repo, &ns.name, listen, dir.path());
+    let log = dir.path().join("bosun.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("KUBECONFIG", sa.file.path())
+        .env("BOSUN_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("bosun starts");
+    let bosun = Bosun { child, log };
+
+    let apps: Api<ManagedApplication> = Api::namespaced(admin.clone(), &ns.name);
+    phase_is(&bosun, &apps, Phase::Healthy, "v1").await;
+    repo.commit("shop v2", &[("apps/shop.yaml", shop("v2"))]);
+    phase_is(&bosun, &apps, Phase::Healthy, "v2").await;
+    let d = Api::<Deployment>::namespaced(admin.clone(), &ns.name)
+        .get("shop")
+        .await
+        .expect("the shop Deployment");
+    let image = d
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().and_then(|c| c.image.clone()));
+    assert_eq!(image.as_deref(), Some("shop:v2"));
+    // The engine's Events (events.k8s.io) were written as the ServiceAccount too.
+    let events = Api::<Event>::namespaced(admin.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    assert!(
+        events.items.iter().any(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("shop")
+                && e.reporting_controller.as_deref() == Some("bosun")
+        }),
+        "Bosun's Events on shop: {:?}",
+        events.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
+    // The shipped listen setting serves health checks.
+    let health = wait_until("GET /healthz", || async { http_get(listen, "/healthz") }).await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200"),
+        "{health}"
+    );
+
+    let text = bosun.log();
+    drop(bosun);
+    let forbidden = forbidden_lines(&text);
+    assert!(
+        forbidden.is_empty(),
+        "Bosun was refused something it needs (deploy/rbac.yaml):\n{}",
+        forbidden.join("\n")
+    );
+    assert!(text.contains("synced"), "Bosun ran:\n{text}");
+    for secret in [sa.token.as_str(), gitserver::shared().http_token.as_str()] {
+        assert!(!text.contains(secret), "a credential reached the log");
+    }
+}
+
+fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_service_account_is_refused_what_bosun_does_not_need() {
+    let installed = Installed::new().await;
+    let ns = TestNamespace::new("deploy-refused").await;
+    let sa = AsServiceAccount::new(&installed.admin).await.client;
+
+    // What it needs works (so the refusals below are RBAC's, not a broken token).
+    Api::<ManagedApplication>::all(sa.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("listing ManagedApplications everywhere");
+    let discovery = kube::Discovery::new(sa.clone())
+        .run()
+        .await
+        .expect("API discovery needs no rule of Bosun's own");
+    assert!(
+        discovery.groups().any(|g| g.name() == "apps.example.com"),
+        "discovery finds Bosun's API group"
+    );
+    let leases: Api<Lease> = Api::namespaced(sa.clone(), NAMESPACE);
+    let lease: Lease =
+        serde_json::from_value(json!({"metadata": {"name": "bosun"}})).expect("lease");
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("creating its Lease");
+    leases.get("bosun").await.expect("reading its Lease");
+    // Bestie's database Secret: created, and read by name, in an app's namespace.
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "bestie-db"}, "stringData": {"password": "generated"}}),
+    )
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("creating a Bestie's database Secret");
+    secrets.get("bestie-db").await.expect("reading it by name");
+
+    // What it does not need is refused.
+    refused(
+        "listing Secrets in an app's namespace",
+        secrets.list(&ListParams::default()).await,
+    );
+    refused(
+        "listing Secrets everywhere",
+        Api::<Secret>::all(sa.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    refused(
+        "listing Secrets of kube-system",
+        Api::<Secret>::namespaced(sa.clone(), "kube-system")
+            .list(&ListParams::default())
+            .await,
+    );
+    refused(
+        "deleting a Secret",
+        secrets.delete("bestie-db", &DeleteParams::default()).await,
+    );
+    refused(
+        "deleting a namespace",
+        Api::<Namespace>::all(sa.clone())
+            .delete(&ns.name, &DeleteParams::default())
+            .await,
+    );
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "bosun-escalates"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
+    }))
+    .expect("binding");
+    refused(
+        "creating a ClusterRoleBinding to cluster-admin",
+        Api::<ClusterRoleBinding>::all(sa.clone())
+            .create(&PostParams::default(), &binding)
+            .await,
+    );
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "not-bosuns"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .expect("pod");
+    refused(
+        "creating a Pod (Bosun creates Deployments and Jobs, never Pods)",
+        Api::<Pod>::namespaced(sa.clone(), &ns.name)
+            .create(&PostParams::default(), &pod)
+            .await,
+    );
+    refused(
+        "reading its own ConfigMap through the API (it is a mounted file)",
+        Api::<ConfigMap>::namespaced(sa.clone(), NAMESPACE)
+            .get("bosun-config")
+            .await,
+    );
+    refused("reading another Lease", leases.get("someone-elses").await);
+    refused("listing Leases", leases.list(&ListParams::default()).await);
+    refused(
+        "deleting its Lease",
+        leases.delete("bosun", &DeleteParams::default()).await,
+    );
+}
