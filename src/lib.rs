@@ -13,6 +13,7 @@ pub mod files;
 pub mod git;
 pub mod leader;
 pub mod metrics;
+pub mod report;
 pub mod run;
 pub mod watch;
 pub mod webhook;

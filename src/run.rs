@@ -60,6 +60,8 @@ pub struct RunConfig {
     pub engine_namespace: Option<String>,
     /// Leader election among replicas; `None`: this process is the only one and always writes.
     pub leader_election: Option<crate::leader::LeaseConfig>,
+    /// Write rollback commits and notes to git sources.
+    pub git_write_back: bool,
 }
 
 /// What one sync did, for logs and tests.
@@ -136,6 +138,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         client.clone(),
         config.engine_namespace.clone(),
     ));
+    if config.git_write_back {
+        let targets = crate::report::targets(&config.sources, &config.cache_dir)?;
+        tokio::spawn(crate::report::run(
+            client.clone(),
+            config.engine_namespace.clone(),
+            targets,
+            fence.clone(),
+        ));
+    }
     match lost {
         Some(keeper) => tokio::select! {
             r = tokio::signal::ctrl_c() => { r?; info!("interrupted; stopping"); Ok(true) }

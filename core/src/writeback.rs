@@ -657,6 +657,99 @@ fn wrap(text: &str, width: usize) -> String {
     out
 }
 
+/// What the write-back knows of one app: its spec version, status, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppView {
+    pub namespace: String,
+    pub app: String,
+    pub spec_version: String,
+    pub status: crate::model::ManagedApplicationStatus,
+    /// The file that defines the app (the `bosun.dev/source-path` annotation).
+    pub source_path: Option<String>,
+    /// The source commit whose upgrade Bosun already rolled back in git (`bosun.dev/rollback-of`).
+    pub rolled_back: Option<String>,
+    /// The rollback commit (or pull request branch) written for it (`bosun.dev/rollback-commit`).
+    pub rollback_commit: Option<String>,
+}
+
+/// One write to git that an app's state calls for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GitAction {
+    /// Set the version in git back to the one running.
+    Rollback(RollbackCommit),
+    /// Record the outcome of the upgrade on its source commit.
+    Note { revision: String, outcome: AppOutcome },
+}
+
+/// Decides the git writes for one app. Pure: called on every change of the app.
+///
+/// - A failed upgrade that was rolled back (status Failed, `failedVersion` = `spec.version`, a last
+///   healthy version to go back to) and not yet written back: a rollback commit.
+/// - An upgrade that ended (Healthy, or Failed and written back): a note on its source commit.
+/// - Nothing while an upgrade runs, and nothing for an app Bosun did not start from a commit.
+pub fn git_actions(view: &AppView) -> Vec<GitAction> {
+    let s = &view.status;
+    let Some(revision) = s.target_revision.clone() else {
+        return Vec::new();
+    };
+    let target = s.target_version.clone().unwrap_or_default();
+    let failed_here = s.phase == Some(Phase::Failed)
+        && s.failed_version.as_deref() == Some(view.spec_version.as_str());
+    let restored = s.last_healthy_version.clone().filter(|v| *v != target);
+    let reason = s.message.clone().unwrap_or_default();
+    if failed_here {
+        if let (Some(restored), Some(path)) = (&restored, &view.source_path) {
+            if view.rolled_back.as_deref() != Some(revision.as_str()) {
+                return vec![GitAction::Rollback(RollbackCommit {
+                    namespace: view.namespace.clone(),
+                    app: view.app.clone(),
+                    failed_version: target,
+                    restored_version: restored.clone(),
+                    reason,
+                    undoes: revision,
+                    source_path: path.clone(),
+                })];
+            }
+        }
+    }
+    let result = match s.phase {
+        Some(Phase::Healthy) if s.current_version.as_deref() == Some(target.as_str()) => {
+            OutcomeResult::Healthy
+        }
+        Some(Phase::Failed) if s.failed_version.as_deref() == Some(target.as_str()) => {
+            match restored {
+                Some(restored_version) => OutcomeResult::RolledBack {
+                    restored_version,
+                    reason,
+                },
+                None => OutcomeResult::Failed { reason },
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let from_version = match &result {
+        OutcomeResult::RolledBack {
+            restored_version, ..
+        } => Some(restored_version.clone()),
+        _ => None,
+    };
+    vec![GitAction::Note {
+        revision,
+        outcome: AppOutcome {
+            namespace: view.namespace.clone(),
+            app: view.app.clone(),
+            from_version,
+            to_version: target,
+            history: s.history.clone(),
+            result,
+            rollback_commit: view
+                .rollback_commit
+                .clone()
+                .filter(|_| view.rolled_back.as_deref() == s.target_revision.as_deref()),
+        },
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1101,5 +1194,82 @@ bosun prod/api: 2.0, healthy
         let with_human = merge_note(Some(&last), human).expect("appended");
         assert_eq!(with_human, format!("{last}\n{human}"));
         assert_eq!(merge_note(Some(&with_human), human), None);
+    }
+
+    fn view(phase: Phase, target: &str, failed: Option<&str>) -> AppView {
+        AppView {
+            namespace: "shop".into(),
+            app: "orders".into(),
+            spec_version: target.into(),
+            status: crate::model::ManagedApplicationStatus {
+                phase: Some(phase),
+                current_version: Some(if phase == Phase::Healthy { target } else { "v1" }.into()),
+                target_version: Some(target.into()),
+                last_healthy_version: Some(if phase == Phase::Healthy { target } else { "v1" }.into()),
+                failed_version: failed.map(Into::into),
+                target_revision: Some("abc123".into()),
+                message: Some("health checks of v2 failed".into()),
+                ..Default::default()
+            },
+            source_path: Some("apps/orders.yaml".into()),
+            rolled_back: None,
+            rollback_commit: None,
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_upgrade_asks_for_one_rollback_commit_then_a_note() {
+        let mut v = view(Phase::Failed, "v2", Some("v2"));
+        let actions = git_actions(&v);
+        let [GitAction::Rollback(rc)] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            (rc.failed_version.as_str(), rc.restored_version.as_str(), rc.undoes.as_str()),
+            ("v2", "v1", "abc123")
+        );
+        assert_eq!(rc.source_path, "apps/orders.yaml");
+        v.rolled_back = Some("abc123".into());
+        v.rollback_commit = Some("def456".into());
+        let actions = git_actions(&v);
+        let [GitAction::Note { revision, outcome }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(revision, "abc123");
+        assert_eq!(outcome.rollback_commit.as_deref(), Some("def456"));
+        assert!(matches!(&outcome.result, OutcomeResult::RolledBack { restored_version, .. } if restored_version == "v1"));
+    }
+
+    #[test]
+    fn a_healthy_upgrade_gets_a_note_and_a_running_one_nothing() {
+        let actions = git_actions(&view(Phase::Healthy, "v2", None));
+        assert!(matches!(actions.as_slice(), [GitAction::Note { outcome, .. }] if outcome.result == OutcomeResult::Healthy));
+        assert!(git_actions(&view(Phase::Deploying, "v2", None)).is_empty());
+        assert!(git_actions(&view(Phase::HealthChecking, "v2", None)).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_written_back_without_a_source_commit_or_a_version_to_return_to() {
+        let mut v = view(Phase::Failed, "v2", Some("v2"));
+        v.status.target_revision = None;
+        assert!(git_actions(&v).is_empty(), "not started from a commit");
+        let mut first = view(Phase::Failed, "v1", Some("v1"));
+        first.status.last_healthy_version = None;
+        let actions = git_actions(&first);
+        assert!(
+            matches!(actions.as_slice(), [GitAction::Note { outcome, .. }] if matches!(outcome.result, OutcomeResult::Failed { .. })),
+            "a first deploy that failed has nothing to roll back to: {actions:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_version_no_longer_asked_for_is_not_rolled_back_again() {
+        // The rollback commit landed: spec.version is v1 again while status still says v2 failed.
+        let mut v = view(Phase::Failed, "v2", Some("v2"));
+        v.spec_version = "v1".into();
+        assert!(
+            !git_actions(&v).iter().any(|a| matches!(a, GitAction::Rollback(_))),
+            "no second rollback"
+        );
     }
 }

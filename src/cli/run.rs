@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// Sync every source once and exit: 0 when all applied, 1 otherwise.
     #[arg(long)]
     pub once: bool,
+    /// Write back to git sources: a rollback commit when an upgrade was rolled back, and a note under
+    /// refs/notes/bosun on each source commit when its upgrade ended.
+    #[arg(long, env = "BOSUN_GIT_WRITE_BACK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub git_write_back: bool,
     /// Elect a leader among replicas on a Lease: only the holder writes to the cluster, git and GitHub.
     #[arg(long, env = "BOSUN_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -347,6 +351,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         once: args.once,
         engine_namespace: args.engine_namespace.clone(),
         leader_election: args.leader_elect.then(|| lease_config(args)),
+        git_write_back: args.git_write_back,
     })
 }
 
