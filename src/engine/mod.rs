@@ -1,21 +1,29 @@
-//! The upgrade engine's executor for ManagedApplications: observe the app's Deployments and migration
-//! Job, ask `bosun_core::engine::app::decide`, carry out its actions with server-side apply, write status
-//! only when it changed, and raise an Event per phase transition.
+//! The upgrade engine's executor for ManagedApplications, one reconcile per app in the order of the
+//! pipeline: observe (its Deployments `<app>`, `<app>-canary`, `<app>-preview`, its migration Jobs, its
+//! annotations) → probe (active HTTP health checks, when `bosun_core::engine::app::probe_target` says a
+//! round is due) → decide (`bosun_core::engine::app::decide`, pure) → act (server-side apply with field
+//! manager `bosun-engine`, skipping objects that already hold what would be applied) → report (status
+//! merge-patched only when it changed, then one Event per transition).
 //!
-//! Work in progress toward issue [D]: Rolling, Recreate and canary steps run; active HTTP health checks,
-//! BlueGreen, down-migrations and Bestie come next.
+//! Every API write it makes (apply, create, delete, patch; not Events) is counted in
+//! [`engine_writes`], for the metrics endpoint and the idle benchmark: a steady app costs none.
+
+mod objects;
+mod probe;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bosun_core::engine::app::{self, Action, JobObs, Observed, Role, WorkloadObs};
-use bosun_core::model::{ManagedApplication, StrategyType};
+use bosun_core::engine::app::{self, Action, JobKind, JobObs, Observed, Role, WorkloadObs};
+use bosun_core::engine::health::Thresholds;
+use bosun_core::model::{ManagedApplication, Phase};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -23,10 +31,25 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+pub use bosun_core::engine::app::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
+pub use objects::{job_name, migration_job_name};
+
 /// The field manager of what the engine applies.
 pub const FIELD_MANAGER: &str = "bosun-engine";
-/// Annotation a human sets (through `bosun promote`) to the index of the canary step to promote.
-pub const ANNOTATION_PROMOTE_STEP: &str = "bosun.dev/promote-step";
+/// The annotation the git source sets to the commit that last changed the app.
+pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
+
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// API writes the engine has made in this process: applies, creates, deletes and status or metadata
+/// patches (Events are not counted).
+pub fn engine_writes() -> u64 {
+    WRITES.load(Ordering::Relaxed)
+}
+
+fn count_write() {
+    WRITES.fetch_add(1, Ordering::Relaxed);
+}
 
 /// What went wrong reconciling one app.
 #[derive(Debug, thiserror::Error)]
@@ -95,39 +118,6 @@ fn error_policy(_app: Arc<ManagedApplication>, error: &EngineError, _ctx: Arc<Ct
     Requeue::requeue(Duration::from_secs(5))
 }
 
-/// The deterministic name of an app's migration Job for a version: `<app>-migration-<version>`, made a
-/// valid name (lowercase; `_` and other characters become `-`; at most 63 characters).
-pub fn migration_job_name(app: &str, version: &str) -> String {
-    let v: String = version
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let mut name = format!("{app}-migration-{v}");
-    name.truncate(63);
-    name.trim_end_matches(['-', '.']).to_string()
-}
-
-fn workload_name(app: &str, role: Role) -> String {
-    match role {
-        Role::Stable => app.to_string(),
-        Role::Canary => format!("{app}-canary"),
-    }
-}
-
-fn role_label(role: Role) -> &'static str {
-    match role {
-        Role::Stable => "stable",
-        Role::Canary => "canary",
-    }
-}
-
 fn observe_deployment(d: &Deployment) -> WorkloadObs {
     let spec_replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = d.status.clone().unwrap_or_default();
@@ -148,12 +138,37 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
     WorkloadObs {
         version: d
             .labels()
-            .get("bosun.dev/version")
+            .get(objects::LABEL_VERSION)
             .cloned()
             .unwrap_or_default(),
         replicas: spec_replicas,
         ready,
         stalled,
+    }
+}
+
+fn observe_job(job: Option<Job>) -> JobObs {
+    let Some(job) = job else {
+        return JobObs::Absent;
+    };
+    // A Job being deleted (a retry's cleanup) is not this cycle's outcome.
+    if job.metadata.deletion_timestamp.is_some() {
+        return JobObs::Running;
+    }
+    match job.status {
+        None => JobObs::Running,
+        Some(s) if s.succeeded.unwrap_or(0) > 0 => JobObs::Succeeded,
+        Some(s) => match s
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.type_ == "Failed" && c.status == "True")
+        {
+            Some(c) => JobObs::Failed {
+                reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
+            },
+            None => JobObs::Running,
+        },
     }
 }
 
@@ -167,52 +182,78 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         app: name.clone(),
         error,
     };
+    let status = app.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
 
     // observe
-    let stable = deployments
-        .get_opt(&workload_name(&name, Role::Stable))
-        .await
-        .map_err(observe_err)?;
-    let canary = deployments
-        .get_opt(&workload_name(&name, Role::Canary))
-        .await
-        .map_err(observe_err)?;
-    let job = jobs
-        .get_opt(&migration_job_name(&name, &app.spec.version))
-        .await
-        .map_err(observe_err)?;
-    let migration = match job.and_then(|j| j.status) {
-        None => JobObs::Absent,
-        Some(s) if s.succeeded.unwrap_or(0) > 0 => JobObs::Succeeded,
-        Some(s) => match s
-            .conditions
-            .unwrap_or_default()
-            .iter()
-            .find(|c| c.type_ == "Failed" && c.status == "True")
+    let mut live = std::collections::HashMap::new();
+    for role in [Role::Stable, Role::Canary, Role::Preview] {
+        if let Some(d) = deployments
+            .get_opt(&objects::workload_name(&name, role))
+            .await
+            .map_err(observe_err)?
         {
-            Some(c) => JobObs::Failed {
-                reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
-            },
-            None => JobObs::Running,
-        },
+            live.insert(objects::role_label(role), d);
+        }
+    }
+    let side = |role: Role| live.get(objects::role_label(role));
+    let migration = if app.spec.upgrade_strategy.migration_job.is_some() {
+        observe_job(
+            jobs.get_opt(&job_name(&name, JobKind::Up, &app.spec.version))
+                .await
+                .map_err(observe_err)?,
+        )
+    } else {
+        JobObs::Absent
     };
-    let status = app.status.clone().unwrap_or_default();
-    let promoted = app
-        .annotations()
-        .get(ANNOTATION_PROMOTE_STEP)
-        .and_then(|v| v.parse::<i32>().ok())
+    let down_migration = match &status.down_migration {
+        Some(r) => observe_job(
+            jobs.get_opt(&job_name(&name, JobKind::Down, &r.version))
+                .await
+                .map_err(observe_err)?,
+        ),
+        None => JobObs::Absent,
+    };
+    let annotation = |key: &str| app.annotations().get(key).cloned();
+    let promoted = annotation(ANNOTATION_PROMOTE_STEP)
+        .and_then(|v| v.trim().parse::<i32>().ok())
         .is_some_and(|s| Some(s) == status.step_index);
+
+    // probe, when a round is due
+    let mut probes = Vec::new();
+    if let Some(role) = app::probe_target(&app.spec, &status, &now)
+        && let Some(hc) = &app.spec.upgrade_strategy.health_check
+    {
+        let target = status.target_version.clone().unwrap_or_default();
+        let selector = format!(
+            "app={name},{}={},{}={target}",
+            objects::LABEL_ROLE,
+            objects::role_label(role),
+            objects::LABEL_VERSION
+        );
+        let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(observe_err)?;
+        let targets = probe::probe_targets(&pods.items);
+        let timeout = Duration::from_secs(Thresholds::of(hc).timeout.unsigned_abs());
+        probes = probe::probe_all(&targets, &hc.http_get, timeout).await;
+    }
+
     let observed = Observed {
-        stable: stable.as_ref().map(observe_deployment),
-        canary: canary.as_ref().map(observe_deployment),
+        stable: side(Role::Stable).map(observe_deployment),
+        canary: side(Role::Canary).map(observe_deployment),
+        preview: side(Role::Preview).map(observe_deployment),
         migration,
-        // Readiness probes gate the pods; active HTTP checks come next ([D]).
-        healthy: Some(true),
+        down_migration,
+        probes,
         promoted,
+        revision: annotation(ANNOTATION_REVISION),
+        abort: annotation(ANNOTATION_ABORT),
+        retry: annotation(ANNOTATION_RETRY),
     };
 
     // decide
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
     let decision = app::decide(&app.spec, &status, &observed, &now);
 
     // act
@@ -220,7 +261,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         .controller_owner_ref(&())
         .expect("a ManagedApplication from the API has a uid");
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    ensure_service(&client, &app, &ns, &owner, &pp).await?;
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
     for action in &decision.actions {
         let act_err = |error| EngineError::Act {
             app: name.clone(),
@@ -229,48 +270,108 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         };
         match action {
             Action::RunMigration { version } => {
-                let job = migration_job(&app, version, &owner);
-                jobs.patch(
-                    &migration_job_name(&name, version),
+                if let Some(job) = objects::migration_job(&app, version, &owner) {
+                    apply_new(&jobs, &job_name(&name, JobKind::Up, version), &job, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
+            }
+            Action::RunDownMigration { record } => {
+                let job = objects::down_migration_job(&app, record, &owner);
+                apply_new(
+                    &jobs,
+                    &job_name(&name, JobKind::Down, &record.version),
+                    &job,
                     &pp,
-                    &Patch::Apply(&job),
                 )
                 .await
                 .map_err(act_err)?;
+            }
+            Action::DeleteJob { kind, version } => {
+                let job_name = job_name(&name, *kind, version);
+                let exists = match kind {
+                    JobKind::Up => {
+                        version == &app.spec.version
+                            && app.spec.upgrade_strategy.migration_job.is_some()
+                            && observed.migration != JobObs::Absent
+                    }
+                    JobKind::Down => true,
+                };
+                // An up Job of another version was not observed: ask the API whether it exists.
+                if exists || jobs.get_opt(&job_name).await.map_err(act_err)?.is_some() {
+                    delete(&jobs, &job_name, &DeleteParams::background())
+                        .await
+                        .map_err(act_err)?;
+                }
             }
             Action::Run {
                 role,
                 version,
                 replicas,
             } => {
-                let mut d = deployment(&app, *role, version, *replicas, &owner);
+                let mut d = objects::deployment(&app, *role, version, *replicas, &owner);
                 let hash = stamp(&mut d);
-                let live = match role {
-                    Role::Stable => stable.as_ref(),
-                    Role::Canary => canary.as_ref(),
-                };
                 // No write when the live object is what we last applied and still has its replica
                 // count (a hand scale is corrected): a steady app costs reads only.
-                let unchanged = live.is_some_and(|l| {
+                let unchanged = side(*role).is_some_and(|l| {
                     applied_hash(l) == Some(hash.as_str())
                         && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
                 });
                 if !unchanged {
+                    count_write();
                     deployments
-                        .patch(&workload_name(&name, *role), &pp, &Patch::Apply(&d))
+                        .patch(
+                            &objects::workload_name(&name, *role),
+                            &pp,
+                            &Patch::Apply(&d),
+                        )
+                        .await
+                        .map_err(act_err)?;
+                }
+                if *role == Role::Preview && objects::services_enabled(&app) {
+                    let svc = objects::preview_service(&app, &owner);
+                    apply_if_changed(&services, svc, &pp)
                         .await
                         .map_err(act_err)?;
                 }
             }
-            Action::Remove { role } => match deployments
-                .delete(&workload_name(&name, *role), &DeleteParams::background())
+            Action::Remove { role } => {
+                delete(
+                    &deployments,
+                    &objects::workload_name(&name, *role),
+                    &DeleteParams::background(),
+                )
                 .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(act_err(e)),
-            },
-            Action::CheckHealth { .. } => {}
+                .map_err(act_err)?;
+                if *role == Role::Preview {
+                    delete(
+                        &services,
+                        &objects::workload_name(&name, Role::Preview),
+                        &DeleteParams::default(),
+                    )
+                    .await
+                    .map_err(act_err)?;
+                }
+            }
+            Action::Serve { version } => {
+                if objects::services_enabled(&app) {
+                    let svc = objects::active_service(&app, version.as_deref(), &owner);
+                    apply_if_changed(&services, svc, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
+            }
+            Action::ClearAnnotation { name: key } => {
+                let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
+                count_write();
+                apps.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {*key: null}}})),
+                )
+                .await
+                .map_err(act_err)?;
+            }
         }
     }
 
@@ -279,10 +380,11 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     new_status.observed_generation = app.metadata.generation;
     if app.status.as_ref() != Some(&new_status) {
         let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
+        count_write();
         apps.patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": new_status})),
+            &Patch::Merge(status_patch(app.status.as_ref(), &new_status)),
         )
         .await
         .map_err(|error| EngineError::WriteStatus {
@@ -291,14 +393,14 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         })?;
     }
     if let Some(t) = &decision.transition {
-        info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, message = %t.message, "phase changed");
+        info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, reason = %t.reason, message = %t.message, "upgrade moved");
         let event = Event {
-            type_: if t.to == bosun_core::model::Phase::Failed {
+            type_: if t.to == Phase::Failed {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason: t.to.to_string(),
+            reason: t.reason.clone(),
             note: Some(t.message.clone()),
             action: "Upgrade".into(),
             secondary: None,
@@ -311,6 +413,74 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         Some(secs) => Requeue::requeue(Duration::from_secs(secs.max(1))),
         None => Requeue::requeue(Duration::from_secs(300)),
     })
+}
+
+/// A merge patch that sets `new` and removes the fields `old` had and `new` has not (a merge patch of
+/// `new` alone would leave them: `pauseStartTime`, `healthCheck`, `downMigration` must go away).
+fn status_patch(
+    old: Option<&bosun_core::model::ManagedApplicationStatus>,
+    new: &bosun_core::model::ManagedApplicationStatus,
+) -> serde_json::Value {
+    let mut status = serde_json::to_value(new).expect("a status serializes");
+    if let (Some(old), Some(fields)) = (
+        old.and_then(|o| serde_json::to_value(o).ok()),
+        status.as_object_mut(),
+    ) && let Some(old) = old.as_object()
+    {
+        for key in old.keys() {
+            if !fields.contains_key(key) {
+                fields.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
+    json!({ "status": status })
+}
+
+/// Creates a Job unless it exists (a Job's template cannot change; it is never re-applied).
+async fn apply_new(
+    jobs: &Api<Job>,
+    name: &str,
+    job: &serde_json::Value,
+    pp: &PatchParams,
+) -> Result<(), kube::Error> {
+    if jobs.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    count_write();
+    jobs.patch(name, pp, &Patch::Apply(job)).await.map(|_| ())
+}
+
+async fn apply_if_changed(
+    services: &Api<Service>,
+    mut svc: serde_json::Value,
+    pp: &PatchParams,
+) -> Result<(), kube::Error> {
+    let hash = stamp(&mut svc);
+    let name = svc["metadata"]["name"]
+        .as_str()
+        .expect("built with a name")
+        .to_string();
+    let live = services.get_opt(&name).await?;
+    if live.is_some_and(|l| applied_hash(&l) == Some(hash.as_str())) {
+        return Ok(());
+    }
+    count_write();
+    services
+        .patch(&name, pp, &Patch::Apply(&svc))
+        .await
+        .map(|_| ())
+}
+
+async fn delete<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    count_write();
+    match api.delete(name, dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Annotation holding the hash of what the engine last applied to an object.
@@ -332,173 +502,26 @@ fn applied_hash(object: &impl Resource) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn image_of(app: &ManagedApplication) -> String {
-    app.spec.image.clone().unwrap_or_else(|| app.name_any())
-}
-
-fn container_port(app: &ManagedApplication) -> i32 {
-    app.spec
-        .ports
-        .as_ref()
-        .and_then(|p| p.first())
-        .map_or(8080, |p| p.container_port)
-}
-
-fn deployment(
-    app: &ManagedApplication,
-    role: Role,
-    version: &str,
-    replicas: i32,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-) -> serde_json::Value {
-    let name = app.name_any();
-    let strategy = &app.spec.upgrade_strategy;
-    let ports: Vec<_> = match &app.spec.ports {
-        Some(p) => p
-            .iter()
-            .map(|p| json!({"name": p.name, "containerPort": p.container_port}))
-            .collect(),
-        None => vec![json!({"name": "http", "containerPort": 8080})],
-    };
-    let mut container = json!({
-        "name": "app",
-        "image": format!("{}:{version}", image_of(app)),
-        "ports": ports,
-    });
-    if let Some(env) = &app.spec.env {
-        container["env"] = json!(env);
-    }
-    if let Some(r) = &app.spec.resources {
-        container["resources"] = json!(r);
-    }
-    if let Some(h) = &strategy.health_check {
-        container["readinessProbe"] = json!({
-            "httpGet": {"path": h.http_get.path, "port": h.http_get.port},
-            "periodSeconds": h.period_seconds.unwrap_or(10),
-            "failureThreshold": h.failure_threshold.unwrap_or(3),
-        });
-    }
-    let labels =
-        json!({"app": name, "bosun.dev/role": role_label(role), "bosun.dev/version": version});
-    let mut template = json!({
-        "metadata": {"labels": labels},
-        "spec": {"containers": [container]},
-    });
-    if let Some(patch) = &app.spec.pod_template {
-        json_patch::merge(&mut template, patch);
-    }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": workload_name(&name, role),
-            "labels": labels,
-            "ownerReferences": [owner],
-        },
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": strategy.progress_deadline_seconds.unwrap_or(600),
-            "strategy": if strategy.type_ == StrategyType::Recreate { json!({"type": "Recreate"}) } else { json!({"type": "RollingUpdate"}) },
-            "selector": {"matchLabels": {"app": name, "bosun.dev/role": role_label(role)}},
-            "template": template,
-        }
-    })
-}
-
-fn migration_job(
-    app: &ManagedApplication,
-    version: &str,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-) -> serde_json::Value {
-    let m = app
-        .spec
-        .upgrade_strategy
-        .migration_job
-        .clone()
-        .expect("a migration is decided only when configured");
-    let mut container = json!({"name": "migration", "image": m.image});
-    if let Some(c) = m.command {
-        container["command"] = json!(c);
-    }
-    if let Some(a) = m.args {
-        container["args"] = json!(a);
-    }
-    if let Some(e) = m.env {
-        container["env"] = json!(e);
-    }
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": migration_job_name(&app.name_any(), version),
-            "labels": {"app": app.name_any(), "type": "migration", "bosun.dev/version": version},
-            "ownerReferences": [owner],
-        },
-        "spec": {
-            "backoffLimit": m.backoff_limit.unwrap_or(0),
-            "activeDeadlineSeconds": m.active_deadline_seconds.unwrap_or(600),
-            "template": {
-                "metadata": {"labels": {"app": app.name_any(), "type": "migration"}},
-                "spec": {"restartPolicy": "Never", "containers": [container]}
-            }
-        }
-    })
-}
-
-async fn ensure_service(
-    client: &Client,
-    app: &ManagedApplication,
-    ns: &str,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    pp: &PatchParams,
-) -> Result<(), EngineError> {
-    let service = app.spec.service.clone().unwrap_or_default();
-    if service.enabled == Some(false) {
-        return Ok(());
-    }
-    let name = app.name_any();
-    let svc = json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "labels": {"app": name}, "ownerReferences": [owner]},
-        "spec": {
-            "selector": {"app": name},
-            "ports": [{"name": "http", "port": service.port.unwrap_or(80), "targetPort": container_port(app)}],
-        }
-    });
-    let mut svc = svc;
-    let hash = stamp(&mut svc);
-    let services = Api::<Service>::namespaced(client.clone(), ns);
-    let act_err = |error| EngineError::Act {
-        app: name.clone(),
-        action: "ApplyService".into(),
-        error,
-    };
-    let live = services.get_opt(&name).await.map_err(act_err)?;
-    if live.is_some_and(|l| applied_hash(&l) == Some(hash.as_str())) {
-        return Ok(());
-    }
-    services
-        .patch(&name, pp, &Patch::Apply(&svc))
-        .await
-        .map(|_| ())
-        .map_err(act_err)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::migration_job_name;
+    use super::*;
+    use bosun_core::model::ManagedApplicationStatus;
 
     #[test]
-    fn migration_jobs_are_named_after_the_app_and_version() {
+    fn a_status_patch_removes_fields_that_are_gone() {
+        let old = ManagedApplicationStatus {
+            pause_start_time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            message: Some("pausing".into()),
+            ..Default::default()
+        };
+        let new = ManagedApplicationStatus {
+            message: Some("step 2".into()),
+            ..Default::default()
+        };
+        let patch = status_patch(Some(&old), &new);
         assert_eq!(
-            migration_job_name("my-app", "v2.0.0"),
-            "my-app-migration-v2.0.0"
+            patch,
+            json!({"status": {"message": "step 2", "pauseStartTime": null}})
         );
-        assert_eq!(
-            migration_job_name("shop", "V2_RC1"),
-            "shop-migration-v2-rc1"
-        );
-        assert!(migration_job_name(&"a".repeat(50), &"1".repeat(40)).len() <= 63);
     }
 }
