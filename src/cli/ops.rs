@@ -13,12 +13,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-/// The annotation `bosun promote` sets to the index of the step to promote.
-pub const ANNOTATION_PROMOTE_STEP: &str = crate::engine::ANNOTATION_PROMOTE_STEP;
-/// The annotation `bosun abort` sets to the version whose upgrade to abort.
-pub const ANNOTATION_ABORT: &str = "bosun.dev/abort";
-/// The annotation `bosun retry` sets to the failed version to try again.
-pub const ANNOTATION_RETRY: &str = "bosun.dev/retry";
+use crate::engine::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
 
 /// Which request a user makes of one app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
