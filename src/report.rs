@@ -143,7 +143,10 @@ fn error_policy(_app: Arc<ManagedApplication>, error: &ReportError, _ctx: Arc<Ct
 fn count(kind: &str, result: &str) {
     crate::metrics::global()
         .git_writes
-        .get_or_create(&crate::metrics::labels(&[("kind", kind), ("result", result)]))
+        .get_or_create(&crate::metrics::labels(&[
+            ("kind", kind),
+            ("result", result),
+        ]))
         .inc();
 }
 
@@ -194,7 +197,10 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                     error,
                 })?;
                 let written = match &outcome {
-                    WriteOutcome::Committed { commit: c, attempts } => {
+                    WriteOutcome::Committed {
+                        commit: c,
+                        attempts,
+                    } => {
                         info!(app = %name, commit = %c, attempts, from = %commit.failed_version,
                             to = %commit.restored_version, "rollback committed to git");
                         count("rollback", "committed");
@@ -218,20 +224,22 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         format!("branch:{branch}")
                     }
                 };
-                let api: Api<ManagedApplication> = Api::namespaced(
-                    ctx.client.clone(),
-                    &app.namespace().unwrap_or_default(),
-                );
+                let api: Api<ManagedApplication> =
+                    Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
                 let patch = json!({"metadata": {"annotations": {
                     ANNOTATION_ROLLBACK_OF: undoes,
                     ANNOTATION_ROLLBACK_COMMIT: written,
                 }}});
-                api.patch(&app.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|error| ReportError::Annotate {
-                        app: name.clone(),
-                        error,
-                    })?;
+                api.patch(
+                    &app.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|error| ReportError::Annotate {
+                    app: name.clone(),
+                    error,
+                })?;
                 // The annotation change wakes this controller again for the note.
             }
             GitAction::Note { revision, outcome } => {

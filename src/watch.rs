@@ -20,8 +20,22 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 pub fn spawn(dir: PathBuf, wake: Arc<Notify>) -> notify::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
+        // Only changes count: reading the files (as every sync does) raises access events, which would
+        // wake the source over and over.
+        if let Ok(event) = event {
+            use notify::EventKind;
+            use notify::event::{MetadataKind, ModifyKind};
+            let change = match event.kind {
+                EventKind::Access(_) | EventKind::Other => false,
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+                EventKind::Any
+                | EventKind::Create(_)
+                | EventKind::Modify(_)
+                | EventKind::Remove(_) => true,
+            };
+            if change {
+                let _ = tx.send(());
+            }
         }
     })?;
     watcher.watch(&dir, RecursiveMode::Recursive)?;

@@ -678,7 +678,10 @@ pub enum GitAction {
     /// Set the version in git back to the one running.
     Rollback(RollbackCommit),
     /// Record the outcome of the upgrade on its source commit.
-    Note { revision: String, outcome: AppOutcome },
+    Note {
+        revision: String,
+        outcome: AppOutcome,
+    },
 }
 
 /// Decides the git writes for one app. Pure: called on every change of the app.
@@ -1203,9 +1206,23 @@ bosun prod/api: 2.0, healthy
             spec_version: target.into(),
             status: crate::model::ManagedApplicationStatus {
                 phase: Some(phase),
-                current_version: Some(if phase == Phase::Healthy { target } else { "v1" }.into()),
+                current_version: Some(
+                    if phase == Phase::Healthy {
+                        target
+                    } else {
+                        "v1"
+                    }
+                    .into(),
+                ),
                 target_version: Some(target.into()),
-                last_healthy_version: Some(if phase == Phase::Healthy { target } else { "v1" }.into()),
+                last_healthy_version: Some(
+                    if phase == Phase::Healthy {
+                        target
+                    } else {
+                        "v1"
+                    }
+                    .into(),
+                ),
                 failed_version: failed.map(Into::into),
                 target_revision: Some("abc123".into()),
                 message: Some("health checks of v2 failed".into()),
@@ -1225,7 +1242,11 @@ bosun prod/api: 2.0, healthy
             panic!("{actions:?}")
         };
         assert_eq!(
-            (rc.failed_version.as_str(), rc.restored_version.as_str(), rc.undoes.as_str()),
+            (
+                rc.failed_version.as_str(),
+                rc.restored_version.as_str(),
+                rc.undoes.as_str()
+            ),
             ("v2", "v1", "abc123")
         );
         assert_eq!(rc.source_path, "apps/orders.yaml");
@@ -1237,13 +1258,17 @@ bosun prod/api: 2.0, healthy
         };
         assert_eq!(revision, "abc123");
         assert_eq!(outcome.rollback_commit.as_deref(), Some("def456"));
-        assert!(matches!(&outcome.result, OutcomeResult::RolledBack { restored_version, .. } if restored_version == "v1"));
+        assert!(
+            matches!(&outcome.result, OutcomeResult::RolledBack { restored_version, .. } if restored_version == "v1")
+        );
     }
 
     #[test]
     fn a_healthy_upgrade_gets_a_note_and_a_running_one_nothing() {
         let actions = git_actions(&view(Phase::Healthy, "v2", None));
-        assert!(matches!(actions.as_slice(), [GitAction::Note { outcome, .. }] if outcome.result == OutcomeResult::Healthy));
+        assert!(
+            matches!(actions.as_slice(), [GitAction::Note { outcome, .. }] if outcome.result == OutcomeResult::Healthy)
+        );
         assert!(git_actions(&view(Phase::Deploying, "v2", None)).is_empty());
         assert!(git_actions(&view(Phase::HealthChecking, "v2", None)).is_empty());
     }
@@ -1268,7 +1293,9 @@ bosun prod/api: 2.0, healthy
         let mut v = view(Phase::Failed, "v2", Some("v2"));
         v.spec_version = "v1".into();
         assert!(
-            !git_actions(&v).iter().any(|a| matches!(a, GitAction::Rollback(_))),
+            !git_actions(&v)
+                .iter()
+                .any(|a| matches!(a, GitAction::Rollback(_))),
             "no second rollback"
         );
     }
