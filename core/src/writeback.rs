@@ -700,20 +700,18 @@ pub fn git_actions(view: &AppView) -> Vec<GitAction> {
         && s.failed_version.as_deref() == Some(view.spec_version.as_str());
     let restored = s.last_healthy_version.clone().filter(|v| *v != target);
     let reason = s.message.clone().unwrap_or_default();
-    if failed_here {
-        if let (Some(restored), Some(path)) = (&restored, &view.source_path) {
-            if view.rolled_back.as_deref() != Some(revision.as_str()) {
-                return vec![GitAction::Rollback(RollbackCommit {
-                    namespace: view.namespace.clone(),
-                    app: view.app.clone(),
-                    failed_version: target,
-                    restored_version: restored.clone(),
-                    reason,
-                    undoes: revision,
-                    source_path: path.clone(),
-                })];
-            }
-        }
+    if let (true, Some(restored), Some(path)) = (failed_here, &restored, &view.source_path)
+        && view.rolled_back.as_deref() != Some(revision.as_str())
+    {
+        return vec![GitAction::Rollback(RollbackCommit {
+            namespace: view.namespace.clone(),
+            app: view.app.clone(),
+            failed_version: target,
+            restored_version: restored.clone(),
+            reason,
+            undoes: revision,
+            source_path: path.clone(),
+        })];
     }
     let result = match s.phase {
         Some(Phase::Healthy) if s.current_version.as_deref() == Some(target.as_str()) => {
