@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod model;
 pub mod names;
+pub mod report;
 pub mod sync;
 pub mod validate;
 pub mod yaml;
