@@ -65,6 +65,9 @@ pub struct ReporterConfig {
     pub target_url: Option<String>,
     /// How long "this commit has no pull request" is believed (GitHub indexes merges with a delay).
     pub no_pull_request_ttl: Duration,
+    /// After a quiet spell, how long to wait for more updates before sending: the transitions of one
+    /// reconcile pass go out as one write per key.
+    pub settle: Duration,
 }
 
 impl Default for ReporterConfig {
@@ -78,6 +81,7 @@ impl Default for ReporterConfig {
             branch: None,
             target_url: None,
             no_pull_request_ttl: Duration::from_secs(300),
+            settle: Duration::from_secs(1),
         }
     }
 }
@@ -386,6 +390,7 @@ impl Worker {
             }
             let Some((key, seq, work)) = self.shared.take() else {
                 self.shared.notify.notified().await;
+                tokio::time::sleep(self.config.settle).await;
                 continue;
             };
             match self.process(&key, seq, &work).await {
