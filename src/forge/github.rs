@@ -990,7 +990,9 @@ mod tests {
             .expect("after 1970")
             .as_secs();
         let reset = (now + 30).to_string();
-        let cases: Vec<(StatusCode, HeaderMap, &str, Option<(u64, u64)>)> = vec![
+        // (status, headers, body, the wait expected: from..=to seconds)
+        type Case<'a> = (StatusCode, HeaderMap, &'a str, Option<(u64, u64)>);
+        let cases: Vec<Case> = vec![
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 h(&[("retry-after", "2")]),

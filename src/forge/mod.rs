@@ -496,10 +496,10 @@ impl Worker {
 
     async fn pull_request_of(&mut self, sha: &str) -> Result<Option<u64>, (Call, GitHubError)> {
         let now = Instant::now();
-        if let Some((pr, when)) = self.pr_of.get(&sha.to_string()) {
-            if pr.is_some() || now < *when + self.config.no_pull_request_ttl {
-                return Ok(*pr);
-            }
+        if let Some((pr, when)) = self.pr_of.get(&sha.to_string())
+            && (pr.is_some() || now < *when + self.config.no_pull_request_ttl)
+        {
+            return Ok(*pr);
         }
         let call = Call::ListPullRequestsOfCommit;
         self.attempt(call);
@@ -548,7 +548,10 @@ impl Worker {
             let call = Call::UpdateComment;
             self.write(call);
             match self.github.update_pr_comment(id, body).await {
-                Ok(c) => return Ok(self.commented(call, pr, c.id, body)),
+                Ok(c) => {
+                    self.commented(call, pr, c.id, body);
+                    return Ok(());
+                }
                 // Someone deleted the comment: post it anew below.
                 Err(e) if e.status() == Some(404) => {
                     self.comment_id.remove(&pr);

@@ -636,3 +636,22 @@ fn transitions_mirror_status_history() {
         )
     );
 }
+
+#[test]
+fn the_readme_shows_the_failed_canary_sample_verbatim() {
+    let readme = include_str!("../../../README.md");
+    let quoted: String = WEB_FAILED_WITH_ROLLBACK
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                ">\n".to_string()
+            } else {
+                format!("> {l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        readme.contains(&quoted),
+        "README's GitHub section should quote:\n{quoted}"
+    );
+}
