@@ -1127,3 +1127,96 @@ async fn a_deleted_comment_is_posted_again() {
     assert_eq!((patches.len(), posts.len()), (1, 1));
     assert_eq!(body(&posts[0]), json!({ "body": b }));
 }
+
+#[tokio::test(start_paused = true)]
+async fn upsert_edits_the_marked_comment_and_writes_nothing_when_it_already_says_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(comments_path()))
+        .respond_with(json_response(200, "issue-comments-page2.json"))
+        .mount(&server)
+        .await;
+    mount_comment_writes(&server).await;
+    let gh = github(&server);
+    let shown = fixture("issue-comments-page2.json")[0]["body"]
+        .as_str()
+        .expect("a body")
+        .to_string();
+
+    let same = gh.upsert_pr_comment(PR, &shown).await.expect("found");
+    assert_eq!(same.id, COMMENT_ID);
+    let new_body = pr_comment(&summary(vec![web(5)]));
+    let edited = gh.upsert_pr_comment(PR, &new_body).await.expect("edited");
+    assert_eq!(edited.id, COMMENT_ID);
+
+    let patches = requests(
+        &server,
+        "PATCH",
+        &format!("{REPO}/issues/comments/{COMMENT_ID}"),
+    )
+    .await;
+    assert_eq!(patches.len(), 1, "only the changed body is written");
+    assert_eq!(body(&patches[0]), json!({ "body": new_body }));
+    assert_eq!(requests(&server, "POST", &comments_path()).await.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_updates_are_bounded_and_the_oldest_is_dropped() {
+    let server = MockServer::start().await;
+    mount_statuses(&server).await;
+    let reporter = Reporter::spawn(
+        github(&server),
+        ReporterConfig {
+            max_pending: 2,
+            ..config()
+        },
+    );
+    let mut events = reporter.events();
+    for app in ["a", "b", "c", "d", "e"] {
+        reporter.submit(status_update(&format!("bosun/shop/{app}"), "in progress"));
+    }
+    reporter.idle().await;
+
+    let dropped: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            ReporterEvent::Dropped { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        ["a", "b", "c"]
+            .map(|a| format!("status bosun/shop/{a} of {SHA}"))
+            .to_vec()
+    );
+    let sent = requests(&server, "POST", &format!("{REPO}/statuses/{SHA}")).await;
+    let contexts: Vec<Value> = sent.iter().map(|r| body(r)["context"].clone()).collect();
+    assert_eq!(contexts, vec!["bosun/shop/d", "bosun/shop/e"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_github_enterprise_api_path_is_kept_and_carries_the_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/api/v3{REPO}/statuses/{SHA}")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(json_response(201, "status-created.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gh = github_at(&format!("{}/api/v3/", server.uri()), None);
+    let long = "x".repeat(300);
+    gh.set_commit_status(SHA, "bosun/shop/web", StatusState::Success, &long, None)
+        .await
+        .expect("set");
+    let sent = server.received_requests().await.expect("recording");
+    let description = body(&sent[0])["description"]
+        .as_str()
+        .map(|d| d.chars().count());
+    assert_eq!(
+        description,
+        Some(DESCRIPTION_LIMIT),
+        "cut to what GitHub accepts"
+    );
+}

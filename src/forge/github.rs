@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bosun_core::report::{COMMENT_MARKER, StatusState};
+use bosun_core::report::{COMMENT_MARKER, DESCRIPTION_LIMIT, StatusState, truncate};
 use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
 use serde::{Deserialize, Serialize};
@@ -497,10 +497,12 @@ impl GitHub {
         description: &str,
         target_url: Option<&str>,
     ) -> Result<(), GitHubError> {
+        // GitHub refuses (422) a longer description.
+        let description = truncate(description, DESCRIPTION_LIMIT);
         let body = serde_json::to_value(StatusRequest {
             state: state.as_str(),
             target_url,
-            description,
+            description: &description,
             context,
         })
         .expect("a status request serialises");
@@ -797,7 +799,7 @@ impl GitHub {
         } else {
             text
         };
-        bosun_core::report::truncate(&self.redact(&text), 300)
+        truncate(&self.redact(&text), 300)
     }
 
     fn unreachable(&self, call: Call, e: &octocrab::Error) -> GitHubError {
