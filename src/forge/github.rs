@@ -930,6 +930,35 @@ mod tests {
     }
 
     #[test]
+    fn token_file_is_trimmed_and_its_problems_name_the_file() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let good = dir.path().join("token");
+        std::fs::write(&good, "ghp_abc123\n").expect("write");
+        assert_eq!(
+            GitHubToken::from_file(&good).expect("read").expose(),
+            "ghp_abc123"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").expect("write");
+        let missing = dir.path().join("missing");
+        for (path, why) in [
+            (&empty, "the file is empty"),
+            (&missing, "entity not found"),
+        ] {
+            let err = GitHubToken::from_file(path)
+                .expect_err("refused")
+                .to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "GitHub token file {}: {why}; --github-token-file must name a file holding the token",
+                    path.display()
+                )
+            );
+        }
+    }
+
+    #[test]
     fn token_prints_as_stars() {
         let t = GitHubToken::new("ghp_secret");
         assert_eq!(format!("{t} {t:?}"), "*** GitHubToken(***)");
