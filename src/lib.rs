@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod crds;
 pub mod engine;
 pub mod files;
+pub mod forge;
 pub mod git;
 pub mod leader;
 pub mod metrics;

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod engine;
 pub mod model;
 pub mod names;
+pub mod report;
 pub mod sync;
 pub mod validate;
 pub mod writeback;
