@@ -99,6 +99,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
             cluster.client().clone(),
             config.engine_namespace.clone(),
         ));
+        tokio::spawn(crate::bestie::run(
+            cluster.client().clone(),
+            config.engine_namespace.clone(),
+        ));
     }
     if config.once {
         let mut ok = true;
