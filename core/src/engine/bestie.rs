@@ -498,12 +498,7 @@ pub fn stamp(object: &mut Value) -> String {
 
 /// An apply of `part`, skipped when the live object carries the same hash (and, for the Deployment, the
 /// same replica count).
-fn apply_step(
-    observed: &Observed,
-    part: Part,
-    mut desired: Value,
-    replicas: Option<i32>,
-) -> Step {
+fn apply_step(observed: &Observed, part: Part, mut desired: Value, replicas: Option<i32>) -> Step {
     let hash = stamp(&mut desired);
     let same_hash = observed
         .live
@@ -767,7 +762,11 @@ fn seed(input: &Input, observed: &Observed, kind: DbKind) -> (Step, bool, Option
                     },
                 }),
             );
-            (create_step(observed, part, job), false, Some(Stage::Seeding))
+            (
+                create_step(observed, part, job),
+                false,
+                Some(Stage::Seeding),
+            )
         }
     }
 }
@@ -841,12 +840,7 @@ fn app(
         },
     };
     let deployment = app_deployment(input, &version, db);
-    let mut step = apply_step(
-        observed,
-        Part::AppDeployment,
-        deployment,
-        Some(replicas),
-    );
+    let mut step = apply_step(observed, Part::AppDeployment, deployment, Some(replicas));
     if matches!(stage, Stage::RollingOut { .. } | Stage::RollingBack { .. }) {
         // The Deployment's status changes wake us; the requeue is a backstop for a missed watch event.
         step.requeue = Requeue::After(30);
@@ -1061,7 +1055,12 @@ fn is_warning(reason: &str) -> bool {
 
 /// Sets `Ready` and `Progressing` from the stage (other writers' conditions are kept) and returns an Event
 /// for each condition whose status or reason changed, one per reason.
-fn set_conditions(status: &mut BestieStatus, stage: &Stage, input: &Input, now: &Time) -> Vec<Note> {
+fn set_conditions(
+    status: &mut BestieStatus,
+    stage: &Stage,
+    input: &Input,
+    now: &Time,
+) -> Vec<Note> {
     let (ready, ready_reason, progressing, progressing_reason, message) =
         render(stage, input.progress_deadline_seconds);
     let mut events: Vec<Note> = Vec::new();

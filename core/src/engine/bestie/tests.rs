@@ -78,19 +78,17 @@ impl World {
                     let hash = object["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
                         .as_str()
                         .map(String::from);
-                    self.observed.live.insert(
-                        *part,
-                        Live {
-                            applied_hash: hash,
-                        },
-                    );
+                    self.observed
+                        .live
+                        .insert(*part, Live { applied_hash: hash });
                     if *part == Part::AppDeployment {
                         let version = object["spec"]["template"]["metadata"]["labels"]
                             [LABEL_VERSION]
                             .as_str()
                             .expect("a version label")
                             .to_string();
-                        let replicas = object["spec"]["replicas"].as_i64().expect("replicas") as i32;
+                        let replicas =
+                            object["spec"]["replicas"].as_i64().expect("replicas") as i32;
                         let old = self.observed.app.clone();
                         self.observed.app = Some(AppObs {
                             version,
@@ -167,7 +165,9 @@ fn applied(p: &Plan, part: Part) -> &Value {
     p.actions
         .iter()
         .find_map(|a| match a {
-            Action::Apply { part: q, object } | Action::Create { part: q, object } if *q == part => {
+            Action::Apply { part: q, object } | Action::Create { part: q, object }
+                if *q == part =>
+            {
                 Some(object)
             }
             _ => None,
@@ -206,7 +206,10 @@ fn a_new_bestie_starts_with_its_database_and_nothing_else() {
 fn the_seed_job_runs_once_the_database_is_ready_and_the_app_waits_for_it() {
     let mut w = World::new(seed_spec());
     w.act();
-    assert!(w.plan().actions.is_empty(), "nothing more while the database starts");
+    assert!(
+        w.plan().actions.is_empty(),
+        "nothing more while the database starts"
+    );
     w.observed.database = DbObs::Ready;
     let p = w.act();
     assert_eq!(parts(&p), vec![(Part::SeedJob, "create")]);
@@ -301,7 +304,11 @@ fn a_failed_seed_holds_the_app_back_and_says_how_to_retry() {
     assert_eq!(parts(&p), vec![]);
     let ready = condition(&p.status, CONDITION_READY);
     assert_eq!(ready.reason, reason::SEED_FAILED);
-    assert!(ready.message.contains("delete the Job"), "{}", ready.message);
+    assert!(
+        ready.message.contains("delete the Job"),
+        "{}",
+        ready.message
+    );
     assert_eq!(p.events.len(), 1);
     assert!(p.events[0].warning);
 }
@@ -326,10 +333,7 @@ fn a_version_change_rolls_out_and_becomes_the_appversion() {
     assert_eq!(p.status.appversion.as_deref(), Some("1.4"));
     assert_eq!(p.status.last_healthy_version.as_deref(), Some("1.4"));
     assert_eq!(
-        p.events
-            .iter()
-            .map(|e| e.reason)
-            .collect::<Vec<_>>(),
+        p.events.iter().map(|e| e.reason).collect::<Vec<_>>(),
         vec![reason::ROLLOUT_COMPLETE]
     );
 }
@@ -422,7 +426,11 @@ fn with_an_hpa_the_replica_count_follows_it_within_bounds() {
         max_replicas: None,
         ..seed_spec()
     };
-    assert_eq!(app_replicas(&no_hpa, Some(7)), 3, "a hand scale is corrected");
+    assert_eq!(
+        app_replicas(&no_hpa, Some(7)),
+        3,
+        "a hand scale is corrected"
+    );
     let zero = BestieSpec {
         size: 0,
         ..seed_spec()
@@ -439,7 +447,11 @@ fn removing_max_replicas_deletes_the_hpa() {
     let mut w = World::serving(seed_spec());
     w.spec.max_replicas = None;
     let p = w.plan();
-    assert!(parts(&p).contains(&(Part::Hpa, "delete")), "{:?}", parts(&p));
+    assert!(
+        parts(&p).contains(&(Part::Hpa, "delete")),
+        "{:?}",
+        parts(&p)
+    );
 }
 
 #[test]
@@ -579,8 +591,14 @@ fn postgres_cluster_readiness_is_read_from_its_instances() {
     let table = [
         (None, false),
         (Some(json!({})), false),
-        (Some(json!({"instances": [{"name": "i", "readyReplicas": 0}]})), false),
-        (Some(json!({"instances": [{"name": "i", "readyReplicas": 1}]})), true),
+        (
+            Some(json!({"instances": [{"name": "i", "readyReplicas": 0}]})),
+            false,
+        ),
+        (
+            Some(json!({"instances": [{"name": "i", "readyReplicas": 1}]})),
+            true,
+        ),
     ];
     for (status, want) in table {
         assert_eq!(postgres_cluster_ready(status.as_ref()), want, "{status:?}");
