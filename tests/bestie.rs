@@ -316,6 +316,43 @@ async fn seed_000_status_shows_appversion_and_a_podstatus_line_per_pod() {
             .is_none(),
         "seed 000 sets no maxReplicas: no HPA"
     );
+
+    // Left alone, a serving Bestie stays as it is: wake the controller with a harmless annotation and
+    // watch that neither the Bestie's status nor anything it owns changes (no churn of timestamps or
+    // hashes; that no request is sent at all is the planner's `a_serving_bestie_plans_no_writes...`).
+    let rv = |o: Option<kube::api::ObjectMeta>| o.and_then(|m| m.resource_version);
+    let deployment_rv = rv(exists::<Deployment>(&r, "bestie-app")
+        .await
+        .map(|d| d.metadata));
+    let sts_rv = rv(exists::<StatefulSet>(&r, "bestie-db")
+        .await
+        .map(|d| d.metadata));
+    let touched =
+        r.ns.api::<Bestie>()
+            .patch(
+                "bestie",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
+            )
+            .await
+            .expect("annotate the Bestie");
+    let bestie_rv = touched.metadata.resource_version;
+    holds_for(
+        "a serving Bestie and what it owns unchanged",
+        Duration::from_secs(4),
+        || async {
+            rv(exists::<Bestie>(&r, "bestie").await.map(|b| b.metadata)) == bestie_rv
+                && rv(exists::<Deployment>(&r, "bestie-app")
+                    .await
+                    .map(|d| d.metadata))
+                    == deployment_rv
+                && rv(exists::<StatefulSet>(&r, "bestie-db")
+                    .await
+                    .map(|d| d.metadata))
+                    == sts_rv
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
