@@ -77,6 +77,53 @@ pub enum BestieError {
     },
 }
 
+/// Exactly the permissions the controller uses, in the namespaces it acts in (a Role there, or a
+/// ClusterRole when it watches every namespace). Discovery of the optional APIs needs only what every
+/// authenticated user has (`system:discovery`).
+pub fn policy_rules() -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+    let rule =
+        |group: &str, resources: &[&str], verbs: &[&str]| k8s_openapi::api::rbac::v1::PolicyRule {
+            api_groups: Some(vec![group.into()]),
+            resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        };
+    vec![
+        rule("pets.bestie.com", &["besties"], &["get", "list", "watch"]),
+        rule("pets.bestie.com", &["besties/status"], &["patch"]),
+        rule(
+            "apps",
+            &["deployments", "statefulsets"],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        rule("batch", &["jobs"], &["get", "list", "watch", "create"]),
+        rule("", &["pods"], &["list", "watch"]),
+        rule("", &["services"], &["get", "create", "patch"]),
+        rule("", &["secrets"], &["get", "create"]),
+        rule(
+            "networking.k8s.io",
+            &["ingresses"],
+            &["get", "create", "patch", "delete"],
+        ),
+        rule(
+            "autoscaling",
+            &["horizontalpodautoscalers"],
+            &["get", "create", "patch", "delete"],
+        ),
+        rule(
+            "route.openshift.io",
+            &["routes"],
+            &["get", "create", "patch"],
+        ),
+        rule(
+            "postgres-operator.crunchydata.com",
+            &["postgresclusters"],
+            &["get", "create", "patch"],
+        ),
+        rule("events.k8s.io", &["events"], &["create", "patch"]),
+    ]
+}
+
 struct Ctx {
     client: Client,
     recorder: Recorder,

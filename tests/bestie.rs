@@ -545,3 +545,73 @@ async fn a_restart_keeps_the_password_and_never_reruns_the_seed_job() {
             .expect("the Bestie");
     assert_eq!(b.status.and_then(|s| s.database_seeded), Some(true));
 }
+
+#[tokio::test]
+async fn the_controller_works_with_exactly_the_documented_permissions() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let ns = TestNamespace::new("bestie-rbac").await;
+    install_crds(&ns.client).await;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "bosun-bestie"},
+        "rules": bosun::bestie::policy_rules(),
+    }))
+    .expect("a Role");
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create the Role");
+    let user = std::env::var("BOSUN_CLUSTER_RESTRICTED_USER").unwrap_or("bosun-restricted".into());
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "bosun-bestie"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "bosun-bestie"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("a RoleBinding");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create the RoleBinding");
+    let restricted = support::restricted_client().await;
+    let controller = tokio::spawn(bosun::bestie::run(restricted, Some(ns.name.clone())));
+    let mut r = Running {
+        ns,
+        controller,
+        volume: None,
+    };
+    provide_volume(&mut r, "bestie").await;
+    let yaml = SEED_001.replace(
+        "version: \"1.3\"",
+        "version: \"1.3\"\n  host: pets.example.com",
+    );
+    create_yaml(&r, &yaml, json!({ANNOTATION_PROGRESS_DEADLINE: "5"})).await;
+    appversion_is(&r, "1.3").await;
+    wait_until("the HPA", || {
+        exists::<HorizontalPodAutoscaler>(&r, "bestie-app")
+    })
+    .await;
+    // A rollback (Events with a warning, status writes) and removing the HPA (delete) also pass.
+    set_version(&r, "1.4-broken").await;
+    wait_until("a RolloutFailed Event", || async {
+        let events = r.ns.api::<Event>().list(&Default::default()).await.ok()?;
+        events
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reason::ROLLOUT_FAILED))
+    })
+    .await;
+    r.ns.api::<Bestie>()
+        .patch(
+            "bestie",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxReplicas": null}})),
+        )
+        .await
+        .expect("remove maxReplicas");
+    wait_until("the HPA removed", || async {
+        exists::<HorizontalPodAutoscaler>(&r, "bestie-app")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
