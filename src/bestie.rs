@@ -285,9 +285,11 @@ async fn observe(
     client: &Client,
     ns: &str,
     name: &str,
+    uid: &str,
     apis: Apis,
 ) -> Result<Observed, BestieError> {
     let mut objects: BTreeMap<Part, DynamicObject> = BTreeMap::new();
+    let mut foreign = std::collections::BTreeSet::new();
     for part in Part::ALL {
         let served = match part {
             Part::PostgresCluster => apis.postgres_cluster,
@@ -307,13 +309,16 @@ async fn observe(
                 name: object_name,
                 error,
             })?;
-        // Only what we own counts: a same-named object of someone else is not ours to judge.
-        if let Some(o) = found
-            && o.owner_references()
+        // Only what we own counts: a same-named object of someone else is never written.
+        if let Some(o) = found {
+            if o.owner_references()
                 .iter()
-                .any(|r| r.kind == "Bestie" && r.name == name && r.controller == Some(true))
-        {
-            objects.insert(part, o);
+                .any(|r| r.uid == uid && r.controller == Some(true))
+            {
+                objects.insert(part, o);
+            } else {
+                foreign.insert(part);
+            }
         }
     }
     let database = if let Some(pg) = objects.get(&Part::PostgresCluster) {
@@ -386,6 +391,7 @@ async fn observe(
                 )
             })
             .collect(),
+        foreign,
         database,
         seed_job,
         app,
@@ -511,7 +517,7 @@ async fn reconcile(bestie: Arc<Bestie>, ctx: Arc<Ctx>) -> Result<RequeueAction, 
 
     // discover, observe
     let apis = ctx.apis(&name).await?;
-    let observed = observe(client, &ns, &name, apis).await?;
+    let observed = observe(client, &ns, &name, &owner.uid, apis).await?;
 
     // decide
     let now = Time(k8s_openapi::jiff::Timestamp::now());

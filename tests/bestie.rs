@@ -615,3 +615,50 @@ async fn the_controller_works_with_exactly_the_documented_permissions() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_object_of_someone_else_with_our_name_is_left_alone_and_reported() {
+    let r = start("bestie-taken").await;
+    let theirs: Service = serde_json::from_value(json!({
+        "metadata": {"name": "bestie-app", "labels": {"owner": "someone-else"}},
+        "spec": {"ports": [{"port": 9999}]},
+    }))
+    .expect("a Service");
+    r.ns.api::<Service>()
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("create their Service");
+    create_yaml(
+        &r,
+        "apiVersion: pets.bestie.com/v1\nkind: Bestie\nmetadata:\n  name: bestie\nspec:\n  size: 1\n  \
+         image: quay.io/opdev/bestie\n  version: \"1.3\"\n  database:\n    enabled: false\n",
+        json!({}),
+    )
+    .await;
+    let ready = wait_until("Ready=False NameTaken", || async {
+        let b = r.ns.api::<Bestie>().get("bestie").await.ok()?;
+        b.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == CONDITION_READY && c.reason == reason::NAME_TAKEN)
+    })
+    .await;
+    assert!(
+        ready.message.contains("Service bestie-app"),
+        "{}",
+        ready.message
+    );
+    wait_until("the rest of the app created", || {
+        exists::<Deployment>(&r, "bestie-app")
+    })
+    .await;
+    let svc = exists::<Service>(&r, "bestie-app")
+        .await
+        .expect("their Service");
+    assert!(svc.metadata.owner_references.is_none(), "not taken over");
+    assert_eq!(
+        svc.spec.and_then(|s| s.ports).map(|p| p[0].port),
+        Some(9999),
+        "not changed"
+    );
+}

@@ -12,7 +12,7 @@
 //! not retried until `spec.version` changes again. The executor (`bosun::bestie`) observes, calls [`plan`]
 //! and carries the actions out; it never decides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use serde_json::{Value, json};
@@ -52,6 +52,7 @@ pub mod reason {
     pub const ROLLING_BACK: &str = "RollingBack";
     pub const ROLLOUT_FAILED: &str = "RolloutFailed";
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    pub const NAME_TAKEN: &str = "NameTaken";
 }
 
 /// How long to wait before looking again when nothing we watch will wake us (a PostgresCluster, whose
@@ -261,6 +262,8 @@ pub struct Observed {
     pub apis: Apis,
     /// The owned objects that exist.
     pub live: BTreeMap<Part, Live>,
+    /// Objects that have one of our names but another controller (or none): never written.
+    pub foreign: BTreeSet<Part>,
     pub database: DbObs,
     pub seed_job: JobObs,
     pub app: Option<AppObs>,
@@ -379,6 +382,11 @@ pub enum Stage {
         version: String,
         replicas: i32,
     },
+    /// Objects with the names we need belong to someone else; we leave them alone.
+    NameTaken {
+        /// `Kind name`, one per object.
+        objects: Vec<String>,
+    },
 }
 
 /// The result of one sub-reconciler.
@@ -444,17 +452,36 @@ pub fn plan(input: &Input, observed: &Observed, now: &Time) -> Plan {
         steps.push(hpa(input, observed));
     }
 
-    status.podstatus = pod_lines(&observed.pods);
-    status.observed_generation = input.generation;
-    let stage = stage.unwrap_or(Stage::WaitingForDatabase);
-    let events = set_conditions(&mut status, &stage, input, now);
-
     let mut actions = Vec::new();
     let mut requeue = Requeue::Idle;
     for step in steps {
         actions.extend(step.actions);
         requeue = requeue.combine(step.requeue);
     }
+    // Never write over an object of someone else's that holds one of our names.
+    let mut taken = Vec::new();
+    actions.retain(|a| {
+        let part = match a {
+            Action::Apply { part, .. } | Action::Create { part, .. } | Action::Delete { part } => {
+                *part
+            }
+            Action::CreateDatabaseSecret => Part::DatabaseSecret,
+        };
+        let foreign = observed.foreign.contains(&part);
+        if foreign {
+            taken.push(format!("{} {}", part.gvk().kind, part.name(input.name)));
+        }
+        !foreign
+    });
+
+    status.podstatus = pod_lines(&observed.pods);
+    status.observed_generation = input.generation;
+    let stage = if taken.is_empty() {
+        stage.unwrap_or(Stage::WaitingForDatabase)
+    } else {
+        Stage::NameTaken { objects: taken }
+    };
+    let events = set_conditions(&mut status, &stage, input, now);
     Plan {
         actions,
         status,
@@ -1039,6 +1066,17 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
                  version to roll back to; set spec.version to a working version"
             ),
         ),
+        Stage::NameTaken { objects } => (
+            false,
+            NAME_TAKEN,
+            false,
+            NAME_TAKEN,
+            format!(
+                "{} already exist(s) and not owned by this Bestie; Bosun leaves them alone. Delete or rename \
+                 them, and Bosun creates its own",
+                objects.join(", ")
+            ),
+        ),
         Stage::Serving { version, replicas } => (
             true,
             ROLLOUT_COMPLETE,
@@ -1050,7 +1088,9 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
 }
 
 fn is_warning(reason: &str) -> bool {
-    reason == reason::ROLLOUT_FAILED || reason == reason::SEED_FAILED
+    reason == reason::ROLLOUT_FAILED
+        || reason == reason::SEED_FAILED
+        || reason == reason::NAME_TAKEN
 }
 
 /// Sets `Ready` and `Progressing` from the stage (other writers' conditions are kept) and returns an Event

@@ -46,6 +46,7 @@ impl World {
             observed: Observed {
                 apis: Apis::default(),
                 live: BTreeMap::new(),
+                foreign: BTreeSet::new(),
                 database: DbObs::Absent,
                 seed_job: JobObs::Absent,
                 app: None,
@@ -635,5 +636,39 @@ fn the_database_secret_holds_the_password_and_a_uri() {
     assert_eq!(
         s["stringData"]["uri"],
         "postgresql://bestie:s3cret@bestie-db.pets.svc:5432/bestie"
+    );
+}
+
+#[test]
+fn an_object_of_someone_else_with_our_name_is_left_alone_and_reported() {
+    let mut w = World::new(BestieSpec {
+        database: Some(BestieDatabase {
+            enabled: Some(false),
+            ..BestieDatabase::default()
+        }),
+        ..seed_spec()
+    });
+    w.observed.foreign.insert(Part::AppService);
+    let p = w.plan();
+    assert!(
+        !parts(&p).iter().any(|(part, _)| *part == Part::AppService),
+        "{:?}",
+        parts(&p)
+    );
+    assert!(
+        parts(&p).contains(&(Part::AppDeployment, "apply")),
+        "the rest goes on"
+    );
+    let ready = condition(&p.status, CONDITION_READY);
+    assert_eq!(ready.reason, reason::NAME_TAKEN);
+    assert!(
+        ready.message.contains("Service bestie-app"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == reason::NAME_TAKEN)
     );
 }
