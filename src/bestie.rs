@@ -486,6 +486,20 @@ fn owned_status(status: &BestieStatus) -> BestieStatus {
 }
 
 async fn reconcile(bestie: Arc<Bestie>, ctx: Arc<Ctx>) -> Result<RequeueAction, BestieError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "reconcile_bestie",
+        bestie = %bestie.name_any(),
+        namespace = %bestie.namespace().unwrap_or_default(),
+        version = %bestie.spec.version,
+    );
+    reconcile_in_span(bestie, ctx).instrument(span).await
+}
+
+async fn reconcile_in_span(
+    bestie: Arc<Bestie>,
+    ctx: Arc<Ctx>,
+) -> Result<RequeueAction, BestieError> {
     let name = bestie.name_any();
     let ns = bestie.namespace().unwrap_or_else(|| "default".into());
     let client = &ctx.client;

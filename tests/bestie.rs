@@ -387,6 +387,20 @@ async fn a_broken_version_rolls_back_and_is_not_retried() {
     )
     .await;
     set_version(&r, "1.4-broken").await;
+    // While the pods roll, podstatus shows both versions side by side, as seed 000 does.
+    wait_until("podstatus with 1.3 and 1.4-broken pods", || async {
+        let lines =
+            r.ns.api::<Bestie>()
+                .get("bestie")
+                .await
+                .ok()?
+                .status?
+                .podstatus;
+        let old = lines.iter().filter(|l| l.ends_with(":1.3")).count();
+        let new = lines.iter().filter(|l| l.ends_with(":1.4-broken")).count();
+        (old == 3 && new == 1).then_some(())
+    })
+    .await;
     let b = wait_until("failedVersion 1.4-broken", || async {
         let b = r.ns.api::<Bestie>().get("bestie").await.ok()?;
         (b.status.as_ref()?.failed_version.as_deref() == Some("1.4-broken")).then_some(b)
