@@ -300,15 +300,24 @@ async fn observe(
             continue;
         }
         let object_name = part.name(name);
-        let found = dynamic(client, ns, part)
-            .get_opt(&object_name)
-            .await
-            .map_err(|error| BestieError::Observe {
-                bestie: name.into(),
-                kind: part.gvk().kind,
-                name: object_name,
-                error,
-            })?;
+        let objects_api = dynamic(client, ns, part);
+        // The Secret's metadata only: its password never passes through the controller after creation.
+        let found = match part {
+            Part::DatabaseSecret => objects_api.get_metadata_opt(&object_name).await.map(|m| {
+                m.map(|m| {
+                    let mut o = DynamicObject::new(&object_name, &resource(part));
+                    o.metadata = m.metadata;
+                    o
+                })
+            }),
+            _ => objects_api.get_opt(&object_name).await,
+        }
+        .map_err(|error| BestieError::Observe {
+            bestie: name.into(),
+            kind: part.gvk().kind,
+            name: object_name,
+            error,
+        })?;
         // Only what we own counts: a same-named object of someone else is never written.
         if let Some(o) = found {
             if o.owner_references()
