@@ -128,6 +128,7 @@ struct Ctx {
     client: Client,
     recorder: Recorder,
     apis: Mutex<Option<(Instant, Apis)>>,
+    discovery_ttl: Duration,
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -143,10 +144,16 @@ where
 
 /// Runs the Bestie controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>) {
+    run_with(client, namespace, DISCOVERY_TTL).await
+}
+
+/// [`run`], with the optional APIs looked up again every `discovery_ttl` instead of [`DISCOVERY_TTL`].
+pub async fn run_with(client: Client, namespace: Option<String>, discovery_ttl: Duration) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(planner::FIELD_MANAGER)),
         apis: Mutex::new(None),
+        discovery_ttl,
     });
     let ns = namespace.as_deref();
     let app_pods = watcher::Config::default().labels(&format!(
@@ -206,7 +213,7 @@ impl Ctx {
     async fn apis(&self, bestie: &str) -> Result<Apis, BestieError> {
         let mut cached = self.apis.lock().await;
         if let Some((at, apis)) = *cached
-            && at.elapsed() < DISCOVERY_TTL
+            && at.elapsed() < self.discovery_ttl
         {
             return Ok(apis);
         }

@@ -183,6 +183,56 @@ async fn a_route_is_created_instead_of_an_ingress_where_openshift_routes_exist()
 }
 
 #[tokio::test]
+async fn an_ingress_gives_way_to_a_route_once_the_route_api_is_installed() {
+    let _serial = SERIAL.lock().await;
+    let ns = TestNamespace::new("bestie-route-later").await;
+    install_crds(&ns.client).await;
+    let controller = tokio::spawn(bosun::bestie::run_with(
+        ns.client.clone(),
+        Some(ns.name.clone()),
+        Duration::from_secs(1),
+    ));
+    create_bestie(
+        &ns,
+        json!({
+            "apiVersion": "pets.bestie.com/v1",
+            "kind": "Bestie",
+            "metadata": {"name": "bestie"},
+            "spec": {"size": 1, "image": "quay.io/opdev/bestie", "version": "1.3", "database": {"enabled": false}},
+        }),
+    )
+    .await;
+    wait_until("the Ingress, while no Route API exists", || async {
+        ns.api::<Ingress>()
+            .get_opt("bestie-app")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+
+    let _crd = install_crd(&ns.client, "route.openshift.io", "v1", "Route", "routes").await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the discovery TTL
+    // Nothing the controller watches changes when an API appears: wake it as any edit would.
+    ns.api::<Bestie>()
+        .patch(
+            "bestie",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
+        )
+        .await
+        .expect("annotate the Bestie");
+    let routes = dynamic(&ns, "route.openshift.io", "v1", "Route", "routes");
+    wait_until("the Route, and the Ingress removed", || async {
+        let route = routes.get_opt("bestie-app").await.ok().flatten()?;
+        let ingress = ns.api::<Ingress>().get_opt("bestie-app").await.ok()?;
+        (owned_by_bestie(&route) && ingress.is_none()).then_some(())
+    })
+    .await;
+    controller.abort();
+}
+
+#[tokio::test]
 async fn a_postgres_cluster_is_the_database_where_the_crunchy_operator_is_installed() {
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::new("bestie-crunchy").await;
