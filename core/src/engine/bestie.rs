@@ -822,6 +822,15 @@ fn app(
 ) -> (Step, Stage) {
     let target = input.spec.version.as_str();
     let live = observed.app.as_ref();
+    // A hold lasts until spec.version changes: another version (even the failed one again, later) is a
+    // new attempt.
+    if status
+        .failed_version
+        .as_deref()
+        .is_some_and(|f| f != target)
+    {
+        status.failed_version = None;
+    }
     let mut failed = status.failed_version.as_deref() == Some(target);
     // A new failure: the target's rollout passed its progress deadline.
     if !failed && live.is_some_and(|a| a.version == target && a.current && a.stalled) {

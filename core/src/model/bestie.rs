@@ -92,7 +92,7 @@ pub struct BestieStatus {
     pub last_healthy_version: Option<String>,
     /// The last version whose pods did not become ready within the progress deadline. While it equals
     /// `spec.version` it is not retried (the app runs `lastHealthyVersion`); another `spec.version` clears
-    /// the hold.
+    /// it, so setting the version again later is a new attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_version: Option<String>,
     /// True once the seed Job succeeded: it never runs again, even when the Job is deleted.

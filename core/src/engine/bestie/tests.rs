@@ -672,3 +672,26 @@ fn an_object_of_someone_else_with_our_name_is_left_alone_and_reported() {
             .any(|e| e.warning && e.reason == reason::NAME_TAKEN)
     );
 }
+
+#[test]
+fn a_failed_version_set_again_after_another_version_is_tried_again() {
+    let mut w = World::serving(seed_spec());
+    w.spec.version = "1.4-broken".into();
+    w.act();
+    w.rollout_stalls();
+    w.act();
+    w.pods_become_ready();
+    w.act();
+    w.spec.version = "1.3".into();
+    let p = w.act();
+    assert_eq!(
+        p.status.failed_version, None,
+        "the hold ends with the change"
+    );
+    w.spec.version = "1.4-broken".into();
+    let p = w.act();
+    assert_eq!(
+        applied(&p, Part::AppDeployment)["spec"]["template"]["spec"]["containers"][0]["image"],
+        "quay.io/opdev/bestie:1.4-broken"
+    );
+}
