@@ -138,6 +138,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         client.clone(),
         config.engine_namespace.clone(),
     ));
+    tokio::spawn(crate::bestie::run(
+        client.clone(),
+        config.engine_namespace.clone(),
+    ));
     if config.git_write_back {
         let targets = crate::report::targets(&config.sources, &config.cache_dir)?;
         tokio::spawn(crate::report::run(

@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod health;
+pub mod bestie;
 pub mod replicas;

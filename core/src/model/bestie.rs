@@ -90,6 +90,14 @@ pub struct BestieStatus {
     /// The last version that rolled out fully: the rollback target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_healthy_version: Option<String>,
+    /// The last version whose pods did not become ready within the progress deadline. While it equals
+    /// `spec.version` it is not retried (the app runs `lastHealthyVersion`); another `spec.version` clears
+    /// it, so setting the version again later is a new attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<String>,
+    /// True once the seed Job succeeded: it never runs again, even when the Job is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_seeded: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Standard conditions, one per type (a map list, so that separate writers can own separate types).
