@@ -77,10 +77,7 @@ async fn serve(addr: SocketAddr, stores: Vec<Store<Pod>>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let namespaces: Vec<String> = std::env::args().skip(1).collect();
-    anyhow::ensure!(
-        !namespaces.is_empty(),
-        "usage: kwok_pod_http NAMESPACE..."
-    );
+    anyhow::ensure!(!namespaces.is_empty(), "usage: kwok_pod_http NAMESPACE...");
     let client = Client::try_default().await?;
     let mut streams = Vec::new();
     let mut stores = Vec::new();

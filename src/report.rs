@@ -6,7 +6,13 @@
 //! the source commit rolled back, `bosun.dev/rollback-commit`: what was written), so a restarted Bosun
 //! writes nothing twice; the git writes themselves are idempotent too.
 //!
-//! A slow or failing git server delays only this controller, never the engine's reconciles.
+//! With GitHub configured, every change of an app also refreshes the commit status of its source commit
+//! (`status.targetRevision`) and Bosun's one comment on the pull request that brought the commit, with
+//! every app that commit changed; the forge `Reporter` coalesces and paces those writes in the
+//! background. A rollback refused by a protected branch becomes a pull request.
+//!
+//! A slow or failing git server delays only this controller, never the engine's reconciles; GitHub never
+//! delays anything.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,11 +24,13 @@ use bosun_core::writeback::{AppView, CommitOutcome, GitAction, render_note};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::forge::{GitHub, Reporter, ReporterConfig};
 use crate::git::writeback::{GitWriter, NoteOutcome, RollbackRequest, WriteOutcome, WriterSpec};
 use crate::leader::Fence;
 
@@ -46,6 +54,12 @@ pub enum ReportError {
         #[source]
         error: kube::Error,
     },
+    #[error("opening the rollback pull request for {app}: {error}")]
+    GitHub {
+        app: String,
+        #[source]
+        error: crate::forge::GitHubError,
+    },
     #[error("the git writer task for {app} stopped: {error}")]
     Task {
         app: String,
@@ -63,7 +77,55 @@ struct Ctx {
     client: Client,
     /// By source name (the `bosun.dev/source` label).
     targets: HashMap<String, WriteTarget>,
+    github: Option<GitHubReporting>,
+    /// Every app, to gather the apps one commit changed into one comment.
+    store: Store<ManagedApplication>,
     fence: Arc<Fence>,
+}
+
+/// The rollback pull request Bosun opened (`<number> <url>`).
+pub const ANNOTATION_ROLLBACK_PR: &str = "bosun.dev/rollback-pr";
+
+/// GitHub: the background reporter for statuses and comments, and the client for rollback PRs.
+pub struct GitHubReporting {
+    reporter: Reporter,
+    client: GitHub,
+    /// The watched branch, the base of rollback pull requests.
+    branch: String,
+}
+
+impl GitHubReporting {
+    /// Starts the background reporter.
+    ///
+    /// # Errors
+    /// When the GitHub client cannot be built.
+    pub fn start(
+        settings: &crate::run::GitHubSettings,
+        sources: &[crate::run::SourceConfig],
+    ) -> anyhow::Result<GitHubReporting> {
+        let branch = sources
+            .iter()
+            .find_map(|s| match &s.origin {
+                crate::run::Origin::Git(spec) => Some(spec.branch.clone()),
+                crate::run::Origin::Dir(_) => None,
+            })
+            .unwrap_or_else(|| "main".into());
+        let client = GitHub::new(settings.config.clone())?;
+        let reporter = Reporter::spawn(
+            GitHub::new(settings.config.clone())?,
+            ReporterConfig {
+                writes_per_minute: settings.writes_per_minute,
+                branch: Some(branch.clone()),
+                target_url: settings.target_url.clone(),
+                ..ReporterConfig::default()
+            },
+        );
+        Ok(GitHubReporting {
+            reporter,
+            client,
+            branch,
+        })
+    }
 }
 
 /// Opens a writer for every git source (`<cache>/writeback/<source>`).
@@ -104,21 +166,25 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     targets: HashMap<String, WriteTarget>,
+    github: Option<GitHubReporting>,
     fence: Arc<Fence>,
 ) {
-    if targets.is_empty() {
+    if targets.is_empty() && github.is_none() {
         return;
     }
     let api: Api<ManagedApplication> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let controller = Controller::new(api, watcher::Config::default());
     let ctx = Arc::new(Ctx {
         client,
         targets,
+        github,
+        store: controller.store(),
         fence,
     });
-    Controller::new(api, watcher::Config::default())
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
@@ -165,6 +231,15 @@ fn view(app: &ManagedApplication) -> AppView {
 
 async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeue, ReportError> {
     let name = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    if !ctx.fence.may_write() {
+        return Ok(Requeue::requeue(Duration::from_secs(5)));
+    }
+    if let Some(gh) = &ctx.github {
+        open_rollback_pull_request(&app, gh, &ctx.client).await?;
+        if let Some(summary) = summary_of(&app, &ctx.store) {
+            gh.reporter.submit_summary(&summary);
+        }
+    }
     let Some(target) = app
         .labels()
         .get(bosun_core::sync::LABEL_SOURCE)
@@ -172,9 +247,6 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     else {
         return Ok(Requeue::await_change());
     };
-    if !ctx.fence.may_write() {
-        return Ok(Requeue::requeue(Duration::from_secs(5)));
-    }
     for action in bosun_core::writeback::git_actions(&view(&app)) {
         let writer = target.writer.clone();
         match action {
@@ -273,4 +345,158 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         }
     }
     Ok(Requeue::await_change())
+}
+
+/// Opens the pull request of a rollback that a protected branch refused, once, and records it.
+async fn open_rollback_pull_request(
+    app: &ManagedApplication,
+    gh: &GitHubReporting,
+    client: &Client,
+) -> Result<(), ReportError> {
+    let a = app.annotations();
+    let Some(branch) = a
+        .get(ANNOTATION_ROLLBACK_COMMIT)
+        .and_then(|c| c.strip_prefix("branch:"))
+    else {
+        return Ok(());
+    };
+    if a.contains_key(ANNOTATION_ROLLBACK_PR) {
+        return Ok(());
+    }
+    let name = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    let s = app.status.clone().unwrap_or_default();
+    let failed = s.failed_version.clone().unwrap_or_default();
+    let restored = s.last_healthy_version.clone().unwrap_or_default();
+    let title = format!("Roll back {name} from {failed} to {restored}");
+    let body = format!(
+        "Bosun rolled `{name}` back to `{restored}` in the cluster: {}\n\n\
+         The branch `{}` refused Bosun's rollback commit, so here it is as a pull request. Merge it \
+         so that git says what runs.",
+        s.message.unwrap_or_default(),
+        gh.branch
+    );
+    let pr = gh
+        .client
+        .open_pull_request(branch, &gh.branch, &title, &body)
+        .await
+        .map_err(|error| ReportError::GitHub {
+            app: name.clone(),
+            error,
+        })?;
+    info!(app = %name, number = pr.number, url = %pr.html_url, "rollback pull request opened");
+    let api: Api<ManagedApplication> =
+        Api::namespaced(client.clone(), &app.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"annotations": {
+        ANNOTATION_ROLLBACK_PR: format!("{} {}", pr.number, pr.html_url),
+    }}});
+    api.patch(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|error| ReportError::Annotate { app: name, error })?;
+    Ok(())
+}
+
+/// The change summary of the commit that started `app`'s upgrade: every app that commit changed.
+fn summary_of(
+    app: &ManagedApplication,
+    store: &Store<ManagedApplication>,
+) -> Option<bosun_core::report::ChangeSummary> {
+    let commit = app.status.as_ref()?.target_revision.clone()?;
+    // A local directory's revision is no commit.
+    crate::git::Oid::from_str(&commit).ok()?;
+    // Bosun's own rollback commit is no new work: its outcome is told on the commit it undid.
+    if app.annotations().get(ANNOTATION_ROLLBACK_COMMIT) == Some(&commit) {
+        return None;
+    }
+    let mut apps: Vec<Arc<ManagedApplication>> = store
+        .state()
+        .into_iter()
+        .filter(|a| {
+            a.status.as_ref().and_then(|s| s.target_revision.as_deref()) == Some(commit.as_str())
+        })
+        .collect();
+    if !apps.iter().any(|a| a.uid() == app.uid()) {
+        apps.push(Arc::new(app.clone()));
+    }
+    apps.sort_by_key(|a| (a.namespace(), a.name_any()));
+    let reports = apps.iter().filter_map(|a| app_report(a)).collect();
+    Some(bosun_core::report::ChangeSummary {
+        commit,
+        apps: reports,
+    })
+}
+
+fn app_report(app: &ManagedApplication) -> Option<bosun_core::report::AppReport> {
+    use bosun_core::model::Phase;
+    use bosun_core::report::{AppReport, Failure, Plan, Rollback, Transition};
+    let s = app.status.clone()?;
+    let phase = s.phase?;
+    let to = s.target_version.clone()?;
+    let a = app.annotations();
+    let restored = s.last_healthy_version.clone().filter(|v| *v != to);
+    let from_version = match phase {
+        // Once healthy, the version before is the one healthy before this one.
+        Phase::Healthy => s.healthy_versions.iter().rev().find(|v| **v != to).cloned(),
+        Phase::Failed => restored.clone(),
+        Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking => {
+            s.current_version.clone().filter(|v| *v != to)
+        }
+    };
+    let failure = (phase == Phase::Failed).then(|| {
+        let reason = s.message.clone().unwrap_or_default();
+        let job = reason
+            .contains("migration")
+            .then(|| crate::engine::migration_job_name(&app.name_any(), &to));
+        Failure {
+            reason,
+            pods: s
+                .health_check
+                .as_ref()
+                .map(|h| h.failing_pods.iter().map(|p| p.pod.clone()).collect())
+                .unwrap_or_default(),
+            job,
+        }
+    });
+    let rolled_back_here =
+        a.get(ANNOTATION_ROLLBACK_OF).map(String::as_str) == s.target_revision.as_deref();
+    let rollback = match (
+        phase,
+        rolled_back_here,
+        a.get(ANNOTATION_ROLLBACK_COMMIT),
+        a.get(ANNOTATION_ROLLBACK_PR),
+    ) {
+        (Phase::Failed, true, _, Some(pr)) => {
+            let (number, url) = pr.split_once(' ')?;
+            Some(Rollback::PullRequest {
+                version: restored.clone().unwrap_or_default(),
+                number: number.parse().ok()?,
+                url: url.to_string(),
+            })
+        }
+        (Phase::Failed, true, Some(sha), None)
+            if !sha.is_empty() && !sha.starts_with("branch:") =>
+        {
+            Some(Rollback::Commit {
+                version: restored.clone().unwrap_or_default(),
+                sha: sha.clone(),
+                url: None,
+            })
+        }
+        _ => None,
+    };
+    Some(AppReport {
+        namespace: app.namespace().unwrap_or_default(),
+        name: app.name_any(),
+        from_version,
+        to_version: to,
+        phase,
+        transitions: s.history.iter().map(Transition::from).collect(),
+        plan: Plan::from_strategy(&app.spec.upgrade_strategy),
+        failure,
+        rollback,
+        error: None,
+    })
 }

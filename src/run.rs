@@ -62,6 +62,17 @@ pub struct RunConfig {
     pub leader_election: Option<crate::leader::LeaseConfig>,
     /// Write rollback commits and notes to git sources.
     pub git_write_back: bool,
+    /// Commit statuses and the pull request comment on GitHub; `None`: off.
+    pub github: Option<GitHubSettings>,
+}
+
+/// How Bosun reports to GitHub.
+#[derive(Clone, Debug)]
+pub struct GitHubSettings {
+    pub config: crate::forge::GitHubConfig,
+    /// The commit status link; `{namespace}`, `{app}` and `{sha}` are replaced.
+    pub target_url: Option<String>,
+    pub writes_per_minute: u32,
 }
 
 /// What one sync did, for logs and tests.
@@ -142,15 +153,22 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         client.clone(),
         config.engine_namespace.clone(),
     ));
-    if config.git_write_back {
-        let targets = crate::report::targets(&config.sources, &config.cache_dir)?;
-        tokio::spawn(crate::report::run(
-            client.clone(),
-            config.engine_namespace.clone(),
-            targets,
-            fence.clone(),
-        ));
-    }
+    let targets = if config.git_write_back {
+        crate::report::targets(&config.sources, &config.cache_dir)?
+    } else {
+        Default::default()
+    };
+    let github = match &config.github {
+        Some(g) => Some(crate::report::GitHubReporting::start(g, &config.sources)?),
+        None => None,
+    };
+    tokio::spawn(crate::report::run(
+        client.clone(),
+        config.engine_namespace.clone(),
+        targets,
+        github,
+        fence.clone(),
+    ));
     match lost {
         Some(keeper) => tokio::select! {
             r = tokio::signal::ctrl_c() => { r?; info!("interrupted; stopping"); Ok(true) }

@@ -695,6 +695,10 @@ pub fn git_actions(view: &AppView) -> Vec<GitAction> {
     let Some(revision) = s.target_revision.clone() else {
         return Vec::new();
     };
+    // Bosun's own rollback commit is no new work: nothing to write about it.
+    if view.rollback_commit.as_deref() == Some(revision.as_str()) {
+        return Vec::new();
+    }
     let target = s.target_version.clone().unwrap_or_default();
     let failed_here = s.phase == Some(Phase::Failed)
         && s.failed_version.as_deref() == Some(view.spec_version.as_str());
@@ -1283,6 +1287,15 @@ bosun prod/api: 2.0, healthy
             matches!(actions.as_slice(), [GitAction::Note { outcome, .. }] if matches!(outcome.result, OutcomeResult::Failed { .. })),
             "a first deploy that failed has nothing to roll back to: {actions:?}"
         );
+    }
+
+    #[test]
+    fn bosuns_own_rollback_commit_gets_no_note() {
+        let mut v = view(Phase::Healthy, "v1", None);
+        v.status.target_revision = Some("def456".into());
+        v.rolled_back = Some("abc123".into());
+        v.rollback_commit = Some("def456".into());
+        assert!(git_actions(&v).is_empty());
     }
 
     #[test]

@@ -91,6 +91,21 @@ pub struct RunArgs {
     /// refs/notes/bosun on each source commit when its upgrade ended.
     #[arg(long, env = "BOSUN_GIT_WRITE_BACK", default_value_t = true, action = clap::ArgAction::Set)]
     pub git_write_back: bool,
+    /// A file holding a GitHub token: turns on commit statuses and the pull request comment.
+    #[arg(long, env = "BOSUN_GITHUB_TOKEN_FILE")]
+    pub github_token_file: Option<PathBuf>,
+    /// The GitHub API (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, env = "BOSUN_GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    /// The repository on GitHub, `owner/name` (default: from the first source's --repo URL).
+    #[arg(long, env = "BOSUN_GITHUB_REPO")]
+    pub github_repo: Option<String>,
+    /// The commit status link; `{namespace}`, `{app}` and `{sha}` are replaced.
+    #[arg(long, env = "BOSUN_STATUS_TARGET_URL")]
+    pub status_target_url: Option<String>,
+    /// Content-creating GitHub requests per minute at most (GitHub allows about 80).
+    #[arg(long, env = "BOSUN_GITHUB_WRITES_PER_MINUTE", default_value_t = 80)]
+    pub github_writes_per_minute: u32,
     /// Elect a leader among replicas on a Lease: only the holder writes to the cluster, git and GitHub.
     #[arg(long, env = "BOSUN_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -113,6 +128,10 @@ pub struct RunArgs {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    github_token_file: Option<PathBuf>,
+    github_api_url: Option<String>,
+    github_repo: Option<String>,
+    status_target_url: Option<String>,
     webhook_secret_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     grace: Option<u64>,
@@ -333,6 +352,35 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         );
     }
     let webhook_secret = webhook_secret.map(WebhookSecret::new);
+    let github = match args.github_token_file.clone().or(file.github_token_file) {
+        None => None,
+        Some(token_file) => {
+            use crate::forge::{GitHubConfig, GitHubToken, RepoRef};
+            let token = GitHubToken::from_file(&token_file)?;
+            let repo_text = args.github_repo.clone().or(file.github_repo).or_else(|| {
+                sources.iter().find_map(|s| match &s.origin {
+                    Origin::Git(spec) => Some(spec.url.clone()),
+                    Origin::Dir(_) => None,
+                })
+            });
+            let Some(repo_text) = repo_text else {
+                bail!(
+                    "--github-token-file is set but no repository: give --github-repo OWNER/NAME"
+                );
+            };
+            let repo = RepoRef::parse(&repo_text)
+                .with_context(|| format!("--github-repo {repo_text:?}: give OWNER/NAME"))?;
+            let mut gh = GitHubConfig::new(token, repo);
+            if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
+                gh.api_url = url;
+            }
+            Some(crate::run::GitHubSettings {
+                config: gh,
+                target_url: args.status_target_url.clone().or(file.status_target_url),
+                writes_per_minute: args.github_writes_per_minute.max(1),
+            })
+        }
+    };
     // A flag (or its environment variable) wins over the file, the file over the default.
     Ok(RunConfig {
         sources,
@@ -352,6 +400,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         engine_namespace: args.engine_namespace.clone(),
         leader_election: args.leader_elect.then(|| lease_config(args)),
         git_write_back: args.git_write_back,
+        github,
     })
 }
 

@@ -2,6 +2,6 @@
 //! now) to actions. Executors that carry the actions out live in the `bosun` crate.
 
 pub mod app;
-pub mod health;
 pub mod bestie;
+pub mod health;
 pub mod replicas;
