@@ -97,7 +97,14 @@ async fn publish_event(
         regarding: Some(app.object_ref(&())),
         reporting_controller: Some("bosun".into()),
         reporting_instance: Some("bosun".into()),
-        type_: Some(if t.to == Phase::Failed { "Warning" } else { "Normal" }.into()),
+        type_: Some(
+            if t.to == Phase::Failed {
+                "Warning"
+            } else {
+                "Normal"
+            }
+            .into(),
+        ),
         metadata: ObjectMeta {
             name: Some(format!("{}.{:x}", app.name_any(), now.as_nanosecond())),
             namespace: Some(ns.clone()),

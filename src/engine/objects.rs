@@ -246,7 +246,8 @@ pub fn preview_service(
     owner: &OwnerReference,
 ) -> serde_json::Value {
     let name = app.name_any();
-    let selector = json!({"app": name, LABEL_ROLE: role_label(Role::Preview), LABEL_VERSION: version});
+    let selector =
+        json!({"app": name, LABEL_ROLE: role_label(Role::Preview), LABEL_VERSION: version});
     service(app, &workload_name(&name, Role::Preview), selector, owner)
 }
 
