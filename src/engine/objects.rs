@@ -104,7 +104,11 @@ pub fn deployment(
     }
     if let Some(h) = &strategy.health_check {
         container["readinessProbe"] = json!({
-            "httpGet": {"path": h.http_get.path, "port": h.http_get.port},
+            "httpGet": {
+                "path": h.http_get.path,
+                "port": h.http_get.port,
+                "scheme": h.http_get.scheme.unwrap_or(bosun_core::model::Scheme::Http),
+            },
             "periodSeconds": h.period_seconds.unwrap_or(10),
             "failureThreshold": h.failure_threshold.unwrap_or(3),
         });
