@@ -104,14 +104,13 @@ pub fn deployment(
     }
     if let Some(h) = &strategy.health_check {
         container["readinessProbe"] = json!({
-            "httpGet": {
-                "path": h.http_get.path,
-                "port": h.http_get.port,
-                "scheme": h.http_get.scheme.unwrap_or(bosun_core::model::Scheme::Http),
-            },
+            "httpGet": {"path": h.http_get.path, "port": h.http_get.port},
             "periodSeconds": h.period_seconds.unwrap_or(10),
             "failureThreshold": h.failure_threshold.unwrap_or(3),
         });
+        if let Some(scheme) = h.http_get.scheme {
+            container["readinessProbe"]["httpGet"]["scheme"] = json!(scheme);
+        }
     }
     let labels = json!({"app": name, LABEL_ROLE: role_label(role), LABEL_VERSION: version});
     let mut template = json!({
