@@ -108,6 +108,9 @@ pub fn deployment(
             "periodSeconds": h.period_seconds.unwrap_or(10),
             "failureThreshold": h.failure_threshold.unwrap_or(3),
         });
+        if let Some(scheme) = h.http_get.scheme {
+            container["readinessProbe"]["httpGet"]["scheme"] = json!(scheme);
+        }
     }
     let labels = json!({"app": name, LABEL_ROLE: role_label(role), LABEL_VERSION: version});
     let mut template = json!({
@@ -239,10 +242,15 @@ pub fn active_service(
     service(app, &name, selector, owner)
 }
 
-/// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods.
-pub fn preview_service(app: &ManagedApplication, owner: &OwnerReference) -> serde_json::Value {
+/// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods of `version`.
+pub fn preview_service(
+    app: &ManagedApplication,
+    version: &str,
+    owner: &OwnerReference,
+) -> serde_json::Value {
     let name = app.name_any();
-    let selector = json!({"app": name, LABEL_ROLE: role_label(Role::Preview)});
+    let selector =
+        json!({"app": name, LABEL_ROLE: role_label(Role::Preview), LABEL_VERSION: version});
     service(app, &workload_name(&name, Role::Preview), selector, owner)
 }
 
