@@ -703,7 +703,14 @@ pub fn git_actions(view: &AppView) -> Vec<GitAction> {
     let failed_here = s.phase == Some(Phase::Failed)
         && s.failed_version.as_deref() == Some(view.spec_version.as_str());
     let restored = s.last_healthy_version.clone().filter(|v| *v != target);
-    let reason = s.message.clone().unwrap_or_default();
+    // Why it failed: the message of the first Failed transition (later ones say how the rollback went).
+    let reason = s
+        .history
+        .iter()
+        .find(|h| h.phase == Phase::Failed)
+        .map(|h| h.message.clone())
+        .or_else(|| s.message.clone())
+        .unwrap_or_default();
     if let (true, Some(restored), Some(path)) = (failed_here, &restored, &view.source_path)
         && view.rolled_back.as_deref() != Some(revision.as_str())
     {
