@@ -228,8 +228,11 @@ fn probes_mounts_secrets_and_the_config_file_fit_together() {
     .expect("the ConfigMap bosun-config is mounted");
     assert_eq!(
         c.args.clone().unwrap_or_default(),
-        vec![format!("--config={}/config.yaml", config_mount.mount_path)],
-        "the image's entrypoint is `bosun run`; the args name the config file"
+        vec![
+            format!("--config={}/config.yaml", config_mount.mount_path),
+            "--leader-elect".to_string()
+        ],
+        "the image's entrypoint is `bosun run`; the args name the config file and elect a leader"
     );
     let config = shipped_config();
 
@@ -807,6 +810,10 @@ async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
     let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["run", "--config"])
         .arg(&config)
+        // As the Deployment runs it: leader election on the Lease bosun-system/bosun.
+        .args(["--leader-elect", "--lease-duration", "5"])
+        .env("POD_NAMESPACE", NAMESPACE)
+        .env("POD_NAME", format!("deploy-test-{}", std::process::id()))
         .env("KUBECONFIG", sa.file.path())
         .env("BOSUN_LOG", "info")
         .env("NO_COLOR", "1")
