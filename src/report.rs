@@ -120,6 +120,38 @@ impl GitHubReporting {
                 ..ReporterConfig::default()
             },
         );
+        // GitHub's requests, failures and rate-limit waits, for /metrics.
+        let mut events = reporter.events();
+        tokio::spawn(async move {
+            use crate::forge::ReporterEvent;
+            let m = crate::metrics::global();
+            loop {
+                match events.recv().await {
+                    Ok(ReporterEvent::Sent { call, .. }) => {
+                        m.github_requests
+                            .get_or_create(&crate::metrics::labels(&[
+                                ("call", call.as_str()),
+                                ("status", "ok"),
+                            ]))
+                            .inc();
+                    }
+                    Ok(ReporterEvent::Failed { call, error, .. }) => {
+                        m.github_requests
+                            .get_or_create(&crate::metrics::labels(&[
+                                ("call", call.as_str()),
+                                ("status", "error"),
+                            ]))
+                            .inc();
+                        if error.contains("rate limited") {
+                            m.github_rate_limit_waits.inc();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
         Ok(GitHubReporting {
             reporter,
             client,

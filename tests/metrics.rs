@@ -174,6 +174,34 @@ async fn prometheus_scrapes_leader_git_and_kube_metrics() {
         .filter(|n| *n >= 1.0)
     })
     .await;
+    let healthy = wait_until("the app's phase", || async {
+        query(
+            prometheus_port,
+            &format!(
+                "bosun_app_phase{{namespace=\"{}\",app=\"shop\",phase=\"Healthy\"}}",
+                ns.name
+            ),
+        )
+        .filter(|v| *v == 1.0)
+    })
+    .await;
+    assert_eq!(healthy, 1.0);
+    wait_until("the upgrade counted as succeeded", || async {
+        query(
+            prometheus_port,
+            "bosun_upgrades_total{result=\"succeeded\"}",
+        )
+        .filter(|v| *v >= 1.0)
+    })
+    .await;
+    wait_until("reconciles counted and timed", || async {
+        query(
+            prometheus_port,
+            "sum(bosun_reconcile_duration_seconds_count{controller=\"managedapplication\"})",
+        )
+        .filter(|v| *v >= 1.0)
+    })
+    .await;
     assert_eq!(
         query(prometheus_port, "bosun_kube_writes_refused_total"),
         Some(0.0),

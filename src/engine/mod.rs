@@ -75,6 +75,17 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// The variant's name: the metric label of the failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::Observe { .. } => "Observe",
+            EngineError::Act { .. } => "Act",
+            EngineError::WriteStatus { .. } => "WriteStatus",
+        }
+    }
+}
+
 struct Ctx {
     client: Client,
     /// The engine's Deployments and Services as the watches last saw them: a reconcile reads these
@@ -182,13 +193,57 @@ pub async fn run(client: Client, namespace: Option<String>) {
     )
     .owns(api::<Deployment>(&client, ns), watcher::Config::default())
     .owns(api::<Job>(&client, ns), watcher::Config::default())
-    .run(reconcile, error_policy, ctx)
+    .run(reconcile_measured, error_policy, ctx)
     .for_each(|r| async move {
         if let Err(e) = r {
             warn!(error = %e, "reconcile failed");
         }
     })
     .await;
+}
+
+/// [`reconcile`], counted and timed for `/metrics`.
+async fn reconcile_measured(
+    app: Arc<ManagedApplication>,
+    ctx: Arc<Ctx>,
+) -> Result<Requeue, EngineError> {
+    let started = std::time::Instant::now();
+    let result = reconcile(app, ctx).await;
+    let m = crate::metrics::global();
+    let controller = ("controller", "managedapplication");
+    m.reconcile_duration
+        .get_or_create(&crate::metrics::labels(&[controller]))
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    m.reconciles
+        .get_or_create(&crate::metrics::labels(&[controller, ("result", outcome)]))
+        .inc();
+    if let Err(e) = &result {
+        m.reconcile_errors
+            .get_or_create(&crate::metrics::labels(&[
+                controller,
+                ("reason", e.reason()),
+            ]))
+            .inc();
+    }
+    result
+}
+
+/// Counts upgrades started, succeeded and rolled back, from one transition.
+fn count_upgrade(t: &app::Transition) {
+    let result = match (t.from, t.to) {
+        (
+            None | Some(Phase::Healthy | Phase::Failed | Phase::Pending),
+            Phase::Migrating | Phase::Deploying,
+        ) => "started",
+        (Some(from), Phase::Healthy) if from != Phase::Healthy => "succeeded",
+        (Some(from), Phase::Failed) if from != Phase::Failed => "rolled_back",
+        _ => return,
+    };
+    crate::metrics::global()
+        .upgrades
+        .get_or_create(&crate::metrics::labels(&[("result", result)]))
+        .inc();
 }
 
 fn error_policy(_app: Arc<ManagedApplication>, error: &EngineError, _ctx: Arc<Ctx>) -> Requeue {
@@ -472,7 +527,11 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             error,
         })?;
     }
+    if let Some(phase) = new_status.phase {
+        crate::metrics::set_app_phase(&ns, &name, &phase.to_string());
+    }
     if let Some(t) = &decision.transition {
+        count_upgrade(t);
         info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, reason = %t.reason, message = %t.message, "upgrade moved");
         if let Err(e) = publish_event(&client, &app, t).await {
             warn!(error = %e, "publishing an Event failed");
