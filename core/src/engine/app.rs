@@ -2013,4 +2013,68 @@ mod tests {
         assert_eq!(w.status.phase, Some(Phase::Migrating), "not interrupted");
         assert_eq!(w.observed.abort.as_deref(), Some("v1"), "kept for later");
     }
+
+    /// The whole loop, engine and write-back, for ten minutes of simulated time: a canary whose pods
+    /// never become ready is rolled back once, git gets one rollback commit, the rollback commit (new
+    /// desired state, at the version already running) settles at once, and nothing starts again.
+    #[test]
+    fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes() {
+        use crate::writeback::{AppView, GitAction, git_actions};
+        let mut w = World::new();
+        let mut app = canary("v1", &[(50, Some(Pause::Seconds(30))), (100, None)]);
+        app.upgrade_strategy.progress_deadline_seconds = Some(10);
+        w.observed.revision = Some("c1".into());
+        w.settle(&app);
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+
+        app.version = "v2-broken".into();
+        w.observed.revision = Some("c2".into());
+        w.never_ready_version = Some("v2-broken".into());
+        let mut rollback_commits = Vec::new();
+        let mut rolled_back = None;
+        let mut rollback_commit = None;
+        let started_at = w.now;
+        while w.now < started_at + 600 {
+            w.step(&app);
+            let view = AppView {
+                namespace: "shop".into(),
+                app: "web".into(),
+                spec_version: app.version.clone(),
+                status: w.status.clone(),
+                source_path: Some("apps/web.yaml".into()),
+                rolled_back: rolled_back.clone(),
+                rollback_commit: rollback_commit.clone(),
+            };
+            for action in git_actions(&view) {
+                if let GitAction::Rollback(rc) = action {
+                    // Bosun pushes the commit, then the source applies it as the new desired state.
+                    rollback_commits.push(rc.clone());
+                    rolled_back = Some(rc.undoes.clone());
+                    rollback_commit = Some("c3".to_string());
+                    app.version = rc.restored_version.clone();
+                    w.observed.revision = Some("c3".into());
+                }
+            }
+            w.now += 5;
+        }
+        assert_eq!(rollback_commits.len(), 1, "{rollback_commits:?}");
+        assert_eq!(rollback_commits[0].undoes, "c2");
+        assert_eq!(rollback_commits[0].restored_version, "v1");
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        assert_eq!(w.status.current_version.as_deref(), Some("v1"));
+        let starts = w
+            .phases
+            .iter()
+            .filter(|p| matches!(p, Phase::Deploying | Phase::Migrating))
+            .count();
+        assert!(
+            starts <= 3,
+            "no upgrade started again and again: {:?}",
+            w.phases
+        );
+        assert_eq!(
+            w.observed.canary, None,
+            "the canary of the failed version is gone"
+        );
+    }
 }
