@@ -2,4 +2,5 @@
 //! now) to actions. Executors that carry the actions out live in the `bosun` crate.
 
 pub mod app;
+pub mod health;
 pub mod replicas;

@@ -382,6 +382,65 @@ pub struct ManagedApplicationStatus {
     /// at most 50 entries. What the pull request comment and the git note are rendered from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The active health checks of the stage being checked: kept here so that a restarted Bosun resumes
+    /// the count (consecutive passes and failures) instead of starting it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckStatus>,
+    /// Versions that reached Healthy, oldest first, at most 10: going back to one of them is rolled out
+    /// directly, without canary steps or its up-migration (a rollback window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub healthy_versions: Vec<String>,
+    /// The down-migrations of versions whose up-migration succeeded, oldest first, at most 10: what
+    /// Bosun runs when it leaves such a version by a rollback or a revert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub down_migrations: Vec<DownMigrationRecord>,
+    /// The down-migration to run now (or running): Job `<app>-migration-down-<version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_migration: Option<DownMigrationRecord>,
+    /// Seconds of the current pause that had passed when `spec.paused` froze it; the pause resumes
+    /// with what remains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_elapsed_seconds: Option<i64>,
+}
+
+/// Where the active health checks of one stage stand.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckStatus {
+    /// When the checked pods were all ready: the initial delay counts from here.
+    pub since: Time,
+    /// When the pods were last probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_time: Option<Time>,
+    /// Consecutive rounds in which every pod passed.
+    #[serde(default)]
+    pub passes: i32,
+    /// Pods whose latest probes failed, with their consecutive failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_pods: Vec<PodFailures>,
+}
+
+/// Consecutive failed probes of one pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFailures {
+    pub pod: String,
+    pub failures: i32,
+    /// The latest failure, for humans (`HTTP 500`, `connection refused`, `timed out after 1 s`).
+    pub last_error: String,
+}
+
+/// A down-migration as it was configured when the version's up-migration ran.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DownMigrationRecord {
+    /// The version whose migration it undoes.
+    pub version: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
 }
 
 /// One transition of an upgrade, as recorded in `status.history`.

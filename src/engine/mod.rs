@@ -1,0 +1,527 @@
+//! The upgrade engine's executor for ManagedApplications, one reconcile per app in the order of the
+//! pipeline: observe (its Deployments `<app>`, `<app>-canary`, `<app>-preview`, its migration Jobs, its
+//! annotations) → probe (active HTTP health checks, when `bosun_core::engine::app::probe_target` says a
+//! round is due) → decide (`bosun_core::engine::app::decide`, pure) → act (server-side apply with field
+//! manager `bosun-engine`, skipping objects that already hold what would be applied) → report (status
+//! merge-patched only when it changed, then one Event per transition).
+//!
+//! Every API write it makes (apply, create, delete, patch; not Events) is counted in
+//! [`engine_writes`], for the metrics endpoint and the idle benchmark: a steady app costs none.
+
+mod objects;
+mod probe;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bosun_core::engine::app::{self, Action, JobKind, JobObs, Observed, Role, WorkloadObs};
+use bosun_core::engine::health::Thresholds;
+use bosun_core::model::{ManagedApplication, Phase};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+pub use bosun_core::engine::app::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
+pub use objects::{job_name, migration_job_name};
+
+/// The field manager of what the engine applies.
+pub const FIELD_MANAGER: &str = "bosun-engine";
+/// The annotation the git source sets to the commit that last changed the app.
+pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
+
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// API writes the engine has made in this process: applies, creates, deletes and status or metadata
+/// patches (Events are not counted).
+pub fn engine_writes() -> u64 {
+    WRITES.load(Ordering::Relaxed)
+}
+
+fn count_write() {
+    WRITES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What went wrong reconciling one app.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("reading the workloads of {app}: {error}")]
+    Observe {
+        app: String,
+        #[source]
+        error: kube::Error,
+    },
+    #[error("carrying out {action} for {app}: {error}")]
+    Act {
+        app: String,
+        action: String,
+        #[source]
+        error: kube::Error,
+    },
+    #[error("writing the status of {app}: {error}")]
+    WriteStatus {
+        app: String,
+        #[source]
+        error: kube::Error,
+    },
+}
+
+struct Ctx {
+    client: Client,
+    recorder: Recorder,
+}
+
+/// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
+pub async fn run(client: Client, namespace: Option<String>) {
+    let recorder = Recorder::new(client.clone(), Reporter::from("bosun"));
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        recorder,
+    });
+    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
+    Controller::new(
+        api::<ManagedApplication>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Deployment>(&client, ns), watcher::Config::default())
+    .owns(api::<Job>(&client, ns), watcher::Config::default())
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            warn!(error = %e, "reconcile failed");
+        }
+    })
+    .await;
+}
+
+fn error_policy(_app: Arc<ManagedApplication>, error: &EngineError, _ctx: Arc<Ctx>) -> Requeue {
+    warn!(%error, "will retry");
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+fn observe_deployment(d: &Deployment) -> WorkloadObs {
+    let spec_replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let current = status.observed_generation == d.metadata.generation;
+    // Ready pods of the current template only: while old pods remain (total > updated), a ready count
+    // may be theirs, as `kubectl rollout status` also reasons.
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = if current && status.replicas.unwrap_or(0) == updated {
+        status.ready_replicas.unwrap_or(0).min(updated)
+    } else {
+        0
+    };
+    let stalled = status.conditions.unwrap_or_default().iter().any(|c| {
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    WorkloadObs {
+        version: d
+            .labels()
+            .get(objects::LABEL_VERSION)
+            .cloned()
+            .unwrap_or_default(),
+        replicas: spec_replicas,
+        ready,
+        stalled,
+    }
+}
+
+fn observe_job(job: Option<Job>) -> JobObs {
+    let Some(job) = job else {
+        return JobObs::Absent;
+    };
+    // A Job being deleted (a retry's cleanup) is not this cycle's outcome.
+    if job.metadata.deletion_timestamp.is_some() {
+        return JobObs::Running;
+    }
+    match job.status {
+        None => JobObs::Running,
+        Some(s) if s.succeeded.unwrap_or(0) > 0 => JobObs::Succeeded,
+        Some(s) => match s
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.type_ == "Failed" && c.status == "True")
+        {
+            Some(c) => JobObs::Failed {
+                reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
+            },
+            None => JobObs::Running,
+        },
+    }
+}
+
+async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeue, EngineError> {
+    let name = app.name_any();
+    let ns = app.namespace().unwrap_or_else(|| "default".into());
+    let client = ctx.client.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let observe_err = |error| EngineError::Observe {
+        app: name.clone(),
+        error,
+    };
+    let status = app.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+    // observe
+    let mut live = std::collections::HashMap::new();
+    for role in [Role::Stable, Role::Canary, Role::Preview] {
+        if let Some(d) = deployments
+            .get_opt(&objects::workload_name(&name, role))
+            .await
+            .map_err(observe_err)?
+        {
+            live.insert(objects::role_label(role), d);
+        }
+    }
+    let side = |role: Role| live.get(objects::role_label(role));
+    let migration = if app.spec.upgrade_strategy.migration_job.is_some() {
+        observe_job(
+            jobs.get_opt(&job_name(&name, JobKind::Up, &app.spec.version))
+                .await
+                .map_err(observe_err)?,
+        )
+    } else {
+        JobObs::Absent
+    };
+    let down_migration = match &status.down_migration {
+        Some(r) => observe_job(
+            jobs.get_opt(&job_name(&name, JobKind::Down, &r.version))
+                .await
+                .map_err(observe_err)?,
+        ),
+        None => JobObs::Absent,
+    };
+    let annotation = |key: &str| app.annotations().get(key).cloned();
+    let promoted = annotation(ANNOTATION_PROMOTE_STEP)
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .is_some_and(|s| Some(s) == status.step_index);
+
+    // probe, when a round is due
+    let mut probes = Vec::new();
+    if let Some(role) = app::probe_target(&app.spec, &status, &now)
+        && let Some(hc) = &app.spec.upgrade_strategy.health_check
+    {
+        let target = status.target_version.clone().unwrap_or_default();
+        let selector = format!(
+            "app={name},{}={},{}={target}",
+            objects::LABEL_ROLE,
+            objects::role_label(role),
+            objects::LABEL_VERSION
+        );
+        let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(observe_err)?;
+        let targets = probe::probe_targets(&pods.items);
+        let timeout = Duration::from_secs(Thresholds::of(hc).timeout.unsigned_abs());
+        probes = probe::probe_all(&targets, &hc.http_get, timeout).await;
+    }
+
+    let observed = Observed {
+        stable: side(Role::Stable).map(observe_deployment),
+        canary: side(Role::Canary).map(observe_deployment),
+        preview: side(Role::Preview).map(observe_deployment),
+        migration,
+        down_migration,
+        probes,
+        promoted,
+        revision: annotation(ANNOTATION_REVISION),
+        abort: annotation(ANNOTATION_ABORT),
+        retry: annotation(ANNOTATION_RETRY),
+    };
+
+    // decide
+    let decision = app::decide(&app.spec, &status, &observed, &now);
+
+    // act
+    let owner = app
+        .controller_owner_ref(&())
+        .expect("a ManagedApplication from the API has a uid");
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    for action in &decision.actions {
+        let act_err = |error| EngineError::Act {
+            app: name.clone(),
+            action: format!("{action:?}"),
+            error,
+        };
+        match action {
+            Action::RunMigration { version } => {
+                if let Some(job) = objects::migration_job(&app, version, &owner) {
+                    apply_new(&jobs, &job_name(&name, JobKind::Up, version), &job, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
+            }
+            Action::RunDownMigration { record } => {
+                let job = objects::down_migration_job(&app, record, &owner);
+                apply_new(
+                    &jobs,
+                    &job_name(&name, JobKind::Down, &record.version),
+                    &job,
+                    &pp,
+                )
+                .await
+                .map_err(act_err)?;
+            }
+            Action::DeleteJob { kind, version } => {
+                let job_name = job_name(&name, *kind, version);
+                let exists = match kind {
+                    JobKind::Up => {
+                        version == &app.spec.version
+                            && app.spec.upgrade_strategy.migration_job.is_some()
+                            && observed.migration != JobObs::Absent
+                    }
+                    JobKind::Down => true,
+                };
+                // An up Job of another version was not observed: ask the API whether it exists.
+                if exists || jobs.get_opt(&job_name).await.map_err(act_err)?.is_some() {
+                    delete(&jobs, &job_name, &DeleteParams::background())
+                        .await
+                        .map_err(act_err)?;
+                }
+            }
+            Action::Run {
+                role,
+                version,
+                replicas,
+            } => {
+                let mut d = objects::deployment(&app, *role, version, *replicas, &owner);
+                let hash = stamp(&mut d);
+                // No write when the live object is what we last applied and still has its replica
+                // count (a hand scale is corrected): a steady app costs reads only.
+                let unchanged = side(*role).is_some_and(|l| {
+                    applied_hash(l) == Some(hash.as_str())
+                        && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
+                });
+                if !unchanged {
+                    count_write();
+                    deployments
+                        .patch(
+                            &objects::workload_name(&name, *role),
+                            &pp,
+                            &Patch::Apply(&d),
+                        )
+                        .await
+                        .map_err(act_err)?;
+                }
+                if *role == Role::Preview && objects::services_enabled(&app) {
+                    let svc = objects::preview_service(&app, &owner);
+                    apply_if_changed(&services, svc, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
+            }
+            Action::Remove { role } => {
+                delete(
+                    &deployments,
+                    &objects::workload_name(&name, *role),
+                    &DeleteParams::background(),
+                )
+                .await
+                .map_err(act_err)?;
+                if *role == Role::Preview {
+                    delete(
+                        &services,
+                        &objects::workload_name(&name, Role::Preview),
+                        &DeleteParams::default(),
+                    )
+                    .await
+                    .map_err(act_err)?;
+                }
+            }
+            Action::Serve { version } => {
+                if objects::services_enabled(&app) {
+                    let svc = objects::active_service(&app, version.as_deref(), &owner);
+                    apply_if_changed(&services, svc, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
+            }
+            Action::ClearAnnotation { name: key } => {
+                let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
+                count_write();
+                apps.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {*key: null}}})),
+                )
+                .await
+                .map_err(act_err)?;
+            }
+        }
+    }
+
+    // report: status only when it changed, an Event per transition after the write succeeded
+    let mut new_status = decision.status.clone();
+    new_status.observed_generation = app.metadata.generation;
+    if app.status.as_ref() != Some(&new_status) {
+        let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
+        count_write();
+        apps.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(status_patch(app.status.as_ref(), &new_status)),
+        )
+        .await
+        .map_err(|error| EngineError::WriteStatus {
+            app: name.clone(),
+            error,
+        })?;
+    }
+    if let Some(t) = &decision.transition {
+        info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, reason = %t.reason, message = %t.message, "upgrade moved");
+        let event = Event {
+            type_: if t.to == Phase::Failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: t.reason.clone(),
+            note: Some(t.message.clone()),
+            action: "Upgrade".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+            warn!(error = %e, "publishing an Event failed");
+        }
+    }
+    Ok(match decision.requeue_after {
+        Some(secs) => Requeue::requeue(Duration::from_secs(secs.max(1))),
+        None => Requeue::requeue(Duration::from_secs(300)),
+    })
+}
+
+/// A merge patch that sets `new` and removes the fields `old` had and `new` has not (a merge patch of
+/// `new` alone would leave them: `pauseStartTime`, `healthCheck`, `downMigration` must go away).
+fn status_patch(
+    old: Option<&bosun_core::model::ManagedApplicationStatus>,
+    new: &bosun_core::model::ManagedApplicationStatus,
+) -> serde_json::Value {
+    let mut status = serde_json::to_value(new).expect("a status serializes");
+    if let (Some(old), Some(fields)) = (
+        old.and_then(|o| serde_json::to_value(o).ok()),
+        status.as_object_mut(),
+    ) && let Some(old) = old.as_object()
+    {
+        for key in old.keys() {
+            if !fields.contains_key(key) {
+                fields.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
+    json!({ "status": status })
+}
+
+/// Creates a Job unless it exists (a Job's template cannot change; it is never re-applied).
+async fn apply_new(
+    jobs: &Api<Job>,
+    name: &str,
+    job: &serde_json::Value,
+    pp: &PatchParams,
+) -> Result<(), kube::Error> {
+    if jobs.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    count_write();
+    jobs.patch(name, pp, &Patch::Apply(job)).await.map(|_| ())
+}
+
+async fn apply_if_changed(
+    services: &Api<Service>,
+    mut svc: serde_json::Value,
+    pp: &PatchParams,
+) -> Result<(), kube::Error> {
+    let hash = stamp(&mut svc);
+    let name = svc["metadata"]["name"]
+        .as_str()
+        .expect("built with a name")
+        .to_string();
+    let live = services.get_opt(&name).await?;
+    if live.is_some_and(|l| applied_hash(&l) == Some(hash.as_str())) {
+        return Ok(());
+    }
+    count_write();
+    services
+        .patch(&name, pp, &Patch::Apply(&svc))
+        .await
+        .map(|_| ())
+}
+
+async fn delete<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    count_write();
+    match api.delete(name, dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Annotation holding the hash of what the engine last applied to an object.
+const ANNOTATION_APPLIED_HASH: &str = "bosun.dev/applied-hash";
+
+/// Puts the hash of `object` (as built, before the annotation) into its annotations and returns it.
+fn stamp(object: &mut serde_json::Value) -> String {
+    let hash = bosun_core::sync::hash_json(object);
+    object["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] = hash.clone().into();
+    hash
+}
+
+fn applied_hash(object: &impl Resource) -> Option<&str> {
+    object
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_APPLIED_HASH)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bosun_core::model::ManagedApplicationStatus;
+
+    #[test]
+    fn a_status_patch_removes_fields_that_are_gone() {
+        let old = ManagedApplicationStatus {
+            pause_start_time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            message: Some("pausing".into()),
+            ..Default::default()
+        };
+        let new = ManagedApplicationStatus {
+            message: Some("step 2".into()),
+            ..Default::default()
+        };
+        let patch = status_patch(Some(&old), &new);
+        assert_eq!(
+            patch,
+            json!({"status": {"message": "step 2", "pauseStartTime": null}})
+        );
+    }
+}
