@@ -20,7 +20,6 @@
 //! Knobs: `BOSUN_BENCH_APPS` (default 1000), `BOSUN_BENCH_IDLE_SECS` (default 300).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;

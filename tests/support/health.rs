@@ -167,10 +167,10 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
         .flatten()
         .filter_map(|p| p.ip.parse().ok())
         .collect();
-    if let Some(ip) = status.pod_ip.as_ref().and_then(|ip| ip.parse().ok()) {
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
+    if let Some(ip) = status.pod_ip.as_ref().and_then(|ip| ip.parse().ok())
+        && !ips.contains(&ip)
+    {
+        ips.push(ip);
     }
     // Only loopback: a test never listens on a real network.
     ips.retain(IpAddr::is_loopback);
