@@ -721,6 +721,7 @@ async fn canary_steps_shift_pods_step_by_step_and_end_with_the_new_version_stabl
 
     s.set_spec(json!({"version": "v2"})).await;
     let seen = RefCell::new(BTreeSet::new());
+    let weights = RefCell::new(BTreeSet::new());
     let deadline = Instant::now() + STATUS_WAIT;
     loop {
         let (stable, canary) = (s.deployment(APP).await, s.deployment("shop-canary").await);
@@ -730,6 +731,9 @@ async fn canary_steps_shift_pods_step_by_step_and_end_with_the_new_version_stabl
                 .insert((replicas(&stable), replicas(&canary)));
         }
         let st = s.status().await;
+        if let Some(w) = st.canary_weight {
+            weights.borrow_mut().insert(w);
+        }
         if st.phase == Some(Phase::Healthy) && st.target_version.as_deref() == Some("v2") {
             break;
         }
@@ -743,6 +747,11 @@ async fn canary_steps_shift_pods_step_by_step_and_end_with_the_new_version_stabl
     assert!(
         seen.contains(&(Some(3), Some(1))) && seen.contains(&(Some(2), Some(2))),
         "stable+canary replicas seen: {seen:?}"
+    );
+    let weights = weights.into_inner();
+    assert!(
+        weights.contains(&25) && weights.contains(&50),
+        "status.canaryWeight (kubectl's Weight column) moved through the steps: {weights:?}"
     );
     s.stable_serves("v2", 4).await;
     let st = s.status().await;
@@ -846,6 +855,35 @@ async fn blue_green_switches_the_service_at_once_after_the_preview_is_healthy() 
 }
 
 #[tokio::test]
+async fn blue_green_without_auto_promote_switches_only_when_promoted() {
+    let s = Scenario::new("engine-bg-manual").await;
+    s.create(
+        json!({"version": "v1", "replicas": 2, "upgradeStrategy": blue_green(json!({
+        "healthCheck": s.health_check(), "blueGreen": {"autoPromote": false}}))}),
+    )
+    .await;
+    s.phase_is(Phase::Healthy, "v1").await;
+
+    s.set_spec(json!({"version": "v2"})).await;
+    s.wait_for("the preview checked", || async {
+        (!s.health.pods_checked_with_image("shop:v2").is_empty()).then_some(())
+    })
+    .await;
+    holds_for(
+        "the active Service stays on v1 until promoted",
+        Duration::from_secs(4),
+        || async { service_version(&s, APP).await.as_deref() == Some("v1") },
+    )
+    .await;
+    assert_eq!(s.image(PREVIEW).await.as_deref(), Some("shop:v2"));
+
+    s.annotate(ANNOTATION_PROMOTE_STEP, "0").await;
+    s.phase_is(Phase::Healthy, "v2").await;
+    assert_eq!(service_version(&s, APP).await.as_deref(), Some("v2"));
+    s.stable_serves("v2", 2).await;
+}
+
+#[tokio::test]
 async fn blue_green_with_pods_never_ready_rolls_back_to_blue() {
     let s = Scenario::new("engine-bg-broken").await;
     s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": blue_green(json!({}))}))
@@ -897,6 +935,19 @@ async fn recreate_with_pods_never_ready_rolls_back_to_stable() {
 
     s.set_spec(broken_upgrade()).await;
     s.assert_rolled_back("v2-broken", "v1", 2, "ready").await;
+}
+
+#[tokio::test]
+async fn recreate_with_failing_health_check_rolls_back_to_stable() {
+    let s = Scenario::new("engine-recreate-unhealthy").await;
+    let strategy = json!({"type": "Recreate", "healthCheck": s.health_check()});
+    s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": strategy}))
+        .await;
+    s.phase_is(Phase::Healthy, "v1").await;
+
+    s.set_spec(json!({"version": "v2-unhealthy"})).await;
+    s.assert_rolled_back("v2-unhealthy", "v1", 2, "health")
+        .await;
 }
 
 #[tokio::test]
@@ -1344,6 +1395,68 @@ async fn a_rolled_back_upgrade_that_migrated_runs_its_down_migration() {
         (j.status?.succeeded.unwrap_or(0) == 1).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn going_back_to_a_version_that_was_healthy_migrates_down_first_and_skips_the_canary() {
+    let s = Scenario::new("engine-back").await;
+    let steps = json!([{"weight": 50, "pause": 1}, {"weight": 100}]);
+    let strategy = |image: &str| {
+        let mut c = canary(steps.clone());
+        c["migrationJob"] = json!({"image": image, "down": {"command": ["migrate", "down"]}});
+        c
+    };
+    s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": strategy("migrate:v1")}))
+        .await;
+    s.phase_is(Phase::Healthy, "v1").await;
+    s.set_spec(json!({"version": "v2", "upgradeStrategy": strategy("migrate:v2")}))
+        .await;
+    s.phase_is(Phase::Healthy, "v2").await;
+    s.stable_serves("v2", 2).await;
+
+    // v2 turns out bad in production: a revert commit puts v1 back.
+    s.set_spec(json!({"version": "v1", "upgradeStrategy": strategy("migrate:v1")}))
+        .await;
+    let canary_seen = Cell::new(false);
+    let stable_moved_before_down = Cell::new(false);
+    s.wait_for("Healthy at v1", || async {
+        if s.deployment("shop-canary").await.is_some() {
+            canary_seen.set(true);
+        }
+        let down_done =
+            s.ns.api::<Job>()
+                .get_opt("shop-migration-down-v2")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|j| j.status?.succeeded)
+                .unwrap_or(0)
+                > 0;
+        if s.image(APP).await.as_deref() == Some("shop:v1") && !down_done {
+            stable_moved_before_down.set(true);
+        }
+        let st = s.status().await;
+        (st.phase == Some(Phase::Healthy) && st.target_version.as_deref() == Some("v1"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !canary_seen.get(),
+        "a version healthy before is rolled out directly"
+    );
+    assert!(
+        !stable_moved_before_down.get(),
+        "v1 ran before the down-migration of v2 finished"
+    );
+    let st = s.status().await;
+    assert!(
+        st.history
+            .iter()
+            .any(|h| h.message.contains("down-migration of v2")),
+        "{:?}",
+        st.history
+    );
+    s.stable_serves("v1", 2).await;
 }
 
 #[tokio::test]
