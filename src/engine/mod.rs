@@ -25,7 +25,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -77,15 +76,52 @@ pub enum EngineError {
 
 struct Ctx {
     client: Client,
-    recorder: Recorder,
+}
+
+/// One Event per transition, each its own object. (kube's `Recorder` folds Events of one reason into
+/// a series that keeps the first note: the second "Deploying" would read like the first.)
+async fn publish_event(
+    client: &Client,
+    app: &ManagedApplication,
+    t: &app::Transition,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let ns = app.namespace().unwrap_or_else(|| "default".into());
+    let event = Event {
+        action: Some("Upgrade".into()),
+        reason: Some(t.reason.clone()),
+        note: Some(t.message.chars().take(1024).collect()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(app.object_ref(&())),
+        reporting_controller: Some("bosun".into()),
+        reporting_instance: Some("bosun".into()),
+        type_: Some(
+            if t.to == Phase::Failed {
+                "Warning"
+            } else {
+                "Normal"
+            }
+            .into(),
+        ),
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", app.name_any(), now.as_nanosecond())),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Event>::namespaced(client.clone(), &ns)
+        .create(&kube::api::PostParams::default(), &event)
+        .await
+        .map(|_| ())
 }
 
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>) {
-    let recorder = Recorder::new(client.clone(), Reporter::from("bosun"));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        recorder,
     });
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -329,7 +365,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         .map_err(act_err)?;
                 }
                 if *role == Role::Preview && objects::services_enabled(&app) {
-                    let svc = objects::preview_service(&app, &owner);
+                    let svc = objects::preview_service(&app, version, &owner);
                     apply_if_changed(&services, svc, &pp)
                         .await
                         .map_err(act_err)?;
@@ -394,18 +430,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     }
     if let Some(t) = &decision.transition {
         info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, reason = %t.reason, message = %t.message, "upgrade moved");
-        let event = Event {
-            type_: if t.to == Phase::Failed {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: t.reason.clone(),
-            note: Some(t.message.clone()),
-            action: "Upgrade".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+        if let Err(e) = publish_event(&client, &app, t).await {
             warn!(error = %e, "publishing an Event failed");
         }
     }

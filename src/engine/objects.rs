@@ -239,10 +239,15 @@ pub fn active_service(
     service(app, &name, selector, owner)
 }
 
-/// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods.
-pub fn preview_service(app: &ManagedApplication, owner: &OwnerReference) -> serde_json::Value {
+/// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods of `version`.
+pub fn preview_service(
+    app: &ManagedApplication,
+    version: &str,
+    owner: &OwnerReference,
+) -> serde_json::Value {
     let name = app.name_any();
-    let selector = json!({"app": name, LABEL_ROLE: role_label(Role::Preview)});
+    let selector =
+        json!({"app": name, LABEL_ROLE: role_label(Role::Preview), LABEL_VERSION: version});
     service(app, &workload_name(&name, Role::Preview), selector, owner)
 }
 

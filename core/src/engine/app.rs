@@ -410,6 +410,13 @@ fn roll_back(
     let back = back.unwrap_or_else(|| "nothing".into());
     match &observed.down_migration {
         JobObs::Absent | JobObs::Running => {
+            if observed.down_migration == JobObs::Absent {
+                // Its up-migration must run afresh should the version come again.
+                actions.push(Action::DeleteJob {
+                    kind: JobKind::Up,
+                    version: v.clone(),
+                });
+            }
             actions.push(Action::RunDownMigration { record });
             *requeue_after = Some(RECHECK_SECS);
             None
@@ -417,11 +424,6 @@ fn roll_back(
         JobObs::Succeeded => {
             next.down_migration = None;
             next.healthy_versions.retain(|h| *h != v);
-            // Its up-migration must run afresh should the version come again.
-            actions.push(Action::DeleteJob {
-                kind: JobKind::Up,
-                version: v.clone(),
-            });
             moved(
                 next,
                 Phase::Failed,
@@ -685,10 +687,6 @@ pub fn decide(
                 JobObs::Succeeded => {
                     next.down_migration = None;
                     next.healthy_versions.retain(|h| *h != record.version);
-                    actions.push(Action::DeleteJob {
-                        kind: JobKind::Up,
-                        version: record.version.clone(),
-                    });
                     transition = moved(
                         &mut next,
                         Phase::Deploying,
@@ -712,6 +710,12 @@ pub fn decide(
                     );
                 }
                 JobObs::Absent | JobObs::Running => {
+                    if observed.down_migration == JobObs::Absent {
+                        actions.push(Action::DeleteJob {
+                            kind: JobKind::Up,
+                            version: record.version.clone(),
+                        });
+                    }
                     actions.push(Action::RunDownMigration { record });
                     requeue_after = Some(RECHECK_SECS);
                 }

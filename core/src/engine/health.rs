@@ -167,6 +167,9 @@ mod tests {
         }
     }
 
+    /// One table row: name, thresholds, rounds of probes, the verdict after each round.
+    type Case = (&'static str, Thresholds, Vec<Vec<Probe>>, Vec<Verdict>);
+
     /// Runs rounds (one per entry) and returns the verdict after each.
     fn rounds(t: &Thresholds, rounds: &[Vec<Probe>]) -> Vec<Verdict> {
         let mut state = start(&at(0));
@@ -189,7 +192,7 @@ mod tests {
             error: "HTTP 500".into(),
             failures,
         };
-        let cases: Vec<(&str, Thresholds, Vec<Vec<Probe>>, Vec<Verdict>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "one success is enough by default",
                 thresholds(0, 10, 3, 1),
