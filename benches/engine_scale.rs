@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use bosun_core::model::{ManagedApplication, Phase};
 use futures::{StreamExt, stream};
-use kube::Client;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::{TestNamespace, install_crds};
 
@@ -226,24 +227,35 @@ async fn main() {
         })
         .await;
     let created = t0.elapsed();
+    // Count Healthy apps from a watch: polling a list of 1,000 apps would load the API server more
+    // than Bosun does.
     let deadline = Duration::from_secs(600);
+    let mut phases: BTreeMap<String, Option<Phase>> = BTreeMap::new();
     let mut healthy = 0;
-    while t0.elapsed() < deadline {
-        if let Ok(list) = apps.list(&ListParams::default()).await {
-            healthy = list
-                .items
-                .iter()
-                .filter(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Healthy))
-                .count();
-            if healthy == apps_n {
-                break;
+    {
+        let mut events = std::pin::pin!(
+            watcher(apps.clone(), watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+        );
+        while healthy < apps_n {
+            let left = deadline.saturating_sub(t0.elapsed());
+            match tokio::time::timeout(left, events.next()).await {
+                Ok(Some(Ok(app))) => {
+                    let phase = app.status.as_ref().and_then(|s| s.phase);
+                    phases.insert(app.name_any(), phase);
+                    healthy = phases
+                        .values()
+                        .filter(|p| **p == Some(Phase::Healthy))
+                        .count();
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) | Err(_) => break,
+            }
+            if daemon.0.try_wait().ok().flatten().is_some() {
+                panic!("bosun run died");
             }
         }
-        assert!(
-            daemon.0.try_wait().ok().flatten().is_none(),
-            "bosun run died"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let all_healthy = t0.elapsed();
     let peak_rss = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
