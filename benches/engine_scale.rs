@@ -14,7 +14,8 @@
 //! the controller-manager writes those (it also sets the Deployment revision annotation, but only when
 //! a rollout creates a ReplicaSet, which a steady app never does). Events are left out: they are
 //! reports, not changes. The counters are cluster-wide, so run this on a cluster of its own (as
-//! `scripts/bench` does). CPU is utime+stime of /proc/<pid>/stat.
+//! `scripts/bench` does). The bench's own creates of the apps are subtracted. CPU is utime+stime of
+//! /proc/<pid>/stat.
 //!
 //! Skips (exit 0, with a message) when `BOSUN_CLUSTER_KUBECONFIG` is unset.
 //! Knobs: `BOSUN_BENCH_APPS` (default 1000), `BOSUN_BENCH_IDLE_SECS` (default 300).
@@ -91,6 +92,11 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Bosun's writes as kube-apiserver counted them, by "VERB resource[/subresource]".
 async fn bosun_writes(client: &Client) -> BTreeMap<String, u64> {
+    requests(client, &WRITE_VERBS).await
+}
+
+/// Requests with one of `verbs` on the resources Bosun manages (see the module doc for the filter).
+async fn requests(client: &Client, verbs: &[&str]) -> BTreeMap<String, u64> {
     let req = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("a request");
@@ -114,7 +120,7 @@ async fn bosun_writes(client: &Client) -> BTreeMap<String, u64> {
                 .unwrap_or_default()
         };
         let (verb, resource, sub) = (label("verb"), label("resource"), label("subresource"));
-        let counted = WRITE_VERBS.contains(&verb.as_str())
+        let counted = verbs.contains(&verb.as_str())
             && match resource.as_str() {
                 "managedapplications" => sub.is_empty() || sub == "status",
                 "deployments" | "services" | "jobs" => sub.is_empty(),
@@ -208,6 +214,7 @@ async fn main() {
     // 1. Create them all at once, until all are Healthy.
     let apps = ns.api::<ManagedApplication>();
     let writes_before = bosun_writes(&client).await;
+    let gets_before = requests(&client, &["GET"]).await;
     let t0 = Instant::now();
     stream::iter(0..apps_n)
         .for_each_concurrent(64, |i| {
@@ -259,7 +266,13 @@ async fn main() {
     }
     let all_healthy = t0.elapsed();
     let peak_rss = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
-    let writes_rollout = diff(&bosun_writes(&client).await, &writes_before);
+    let mut writes_rollout = diff(&bosun_writes(&client).await, &writes_before);
+    // The bench created the apps itself: those POSTs are not Bosun's.
+    if let Some(n) = writes_rollout.get_mut("POST managedapplications") {
+        *n = n.saturating_sub(apps_n as u64);
+    }
+    writes_rollout.retain(|_, n| *n > 0);
+    let gets_rollout = diff(&requests(&client, &["GET"]).await, &gets_before);
 
     // 2. Leave them alone.
     let ticks_before = cpu_ticks(pid);
@@ -318,5 +331,9 @@ async fn main() {
         mib(peak_rss_end)
     );
     println!("writes during the rollout: {}", show(&writes_rollout));
+    println!(
+        "GETs during the rollout (nearly all Bosun's: controllers read from watches): {}",
+        show(&gets_rollout)
+    );
     println!("writes while idle: {}", show(&writes_idle));
 }
