@@ -25,7 +25,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -76,6 +77,28 @@ pub enum EngineError {
 
 struct Ctx {
     client: Client,
+    /// The engine's Deployments and Services as the watches last saw them: a reconcile reads these
+    /// instead of asking the API server (a quorum read from etcd each). They may lag behind a write by
+    /// a moment; what that costs is at most one more idempotent apply or delete.
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+}
+
+/// Keeps a store filled from a watch until the process ends.
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    store
 }
 
 /// One Event per transition, each its own object. (kube's `Recorder` folds Events of one reason into
@@ -120,8 +143,28 @@ async fn publish_event(
 
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>) {
+    let ns = namespace.as_deref();
+    let deployments = reflect(
+        api::<Deployment>(&client, ns),
+        watcher::Config::default().labels(objects::LABEL_ROLE),
+    );
+    let services = reflect(
+        api::<Service>(&client, ns),
+        watcher::Config::default().labels("app"),
+    );
+    for ready in [
+        deployments.wait_until_ready().await,
+        services.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            warn!("a watch of the engine ended before it was ready; the engine stops");
+            return;
+        }
+    }
     let ctx = Arc::new(Ctx {
         client: client.clone(),
+        deployments,
+        services,
     });
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -133,7 +176,6 @@ pub async fn run(client: Client, namespace: Option<String>) {
             None => Api::all(client.clone()),
         }
     }
-    let ns = namespace.as_deref();
     Controller::new(
         api::<ManagedApplication>(&client, ns),
         watcher::Config::default(),
@@ -224,16 +266,18 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     // observe
     let mut live = std::collections::HashMap::new();
     for role in [Role::Stable, Role::Canary, Role::Preview] {
-        if let Some(d) = deployments
-            .get_opt(&objects::workload_name(&name, role))
-            .await
-            .map_err(observe_err)?
-        {
+        let key = ObjectRef::new(&objects::workload_name(&name, role)).within(&ns);
+        if let Some(d) = ctx.deployments.get(&key) {
             live.insert(objects::role_label(role), d);
         }
     }
-    let side = |role: Role| live.get(objects::role_label(role));
-    let migration = if app.spec.upgrade_strategy.migration_job.is_some() {
+    let side = |role: Role| live.get(objects::role_label(role)).map(|d| d.as_ref());
+    // Jobs are read from the API, fresh, and only when the decision looks at them: while migrating, or
+    // when an upgrade starts or is retried (a lagging copy of a deleted, failed Job would fail a retry).
+    let starting = status.target_version.as_deref() != Some(app.spec.version.as_str())
+        || app.annotations().contains_key(ANNOTATION_RETRY);
+    let migrating = status.phase == Some(Phase::Migrating) || starting;
+    let migration = if app.spec.upgrade_strategy.migration_job.is_some() && migrating {
         observe_job(
             jobs.get_opt(&job_name(&name, JobKind::Up, &app.spec.version))
                 .await
@@ -366,7 +410,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                 }
                 if *role == Role::Preview && objects::services_enabled(&app) {
                     let svc = objects::preview_service(&app, version, &owner);
-                    apply_if_changed(&services, svc, &pp)
+                    apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;
                 }
@@ -392,7 +436,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             Action::Serve { version } => {
                 if objects::services_enabled(&app) {
                     let svc = objects::active_service(&app, version.as_deref(), &owner);
-                    apply_if_changed(&services, svc, &pp)
+                    apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;
                 }
@@ -477,6 +521,8 @@ async fn apply_new(
 
 async fn apply_if_changed(
     services: &Api<Service>,
+    known: &Store<Service>,
+    ns: &str,
     mut svc: serde_json::Value,
     pp: &PatchParams,
 ) -> Result<(), kube::Error> {
@@ -485,8 +531,8 @@ async fn apply_if_changed(
         .as_str()
         .expect("built with a name")
         .to_string();
-    let live = services.get_opt(&name).await?;
-    if live.is_some_and(|l| applied_hash(&l) == Some(hash.as_str())) {
+    let live = known.get(&ObjectRef::new(&name).within(ns));
+    if live.is_some_and(|l| applied_hash(l.as_ref()) == Some(hash.as_str())) {
         return Ok(());
     }
     count_write();

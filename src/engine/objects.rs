@@ -108,6 +108,9 @@ pub fn deployment(
             "periodSeconds": h.period_seconds.unwrap_or(10),
             "failureThreshold": h.failure_threshold.unwrap_or(3),
         });
+        if let Some(scheme) = h.http_get.scheme {
+            container["readinessProbe"]["httpGet"]["scheme"] = json!(scheme);
+        }
     }
     let labels = json!({"app": name, LABEL_ROLE: role_label(role), LABEL_VERSION: version});
     let mut template = json!({

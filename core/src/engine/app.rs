@@ -641,11 +641,13 @@ pub fn decide(
                 ),
             };
         } else {
-            let first = if spec.upgrade_strategy.migration_job.is_some() {
-                Phase::Migrating
-            } else {
-                Phase::Deploying
-            };
+            // A down-migration still pending (of a rolled-back upgrade) runs before anything else.
+            let first =
+                if spec.upgrade_strategy.migration_job.is_some() || next.down_migration.is_some() {
+                    Phase::Migrating
+                } else {
+                    Phase::Deploying
+                };
             let verb = match &status.target_version {
                 _ if retry => format!("retrying {target} ({ANNOTATION_RETRY})"),
                 Some(old)
@@ -665,7 +667,8 @@ pub fn decide(
         next.phase,
         Some(Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking)
     );
-    if running && observed.abort.as_deref() == Some(target) {
+    // A down-migration under way is not interrupted: the abort waits for it.
+    if running && next.down_migration.is_none() && observed.abort.as_deref() == Some(target) {
         actions.push(Action::ClearAnnotation {
             name: ANNOTATION_ABORT,
         });
@@ -687,14 +690,18 @@ pub fn decide(
                 JobObs::Succeeded => {
                     next.down_migration = None;
                     next.healthy_versions.retain(|h| *h != record.version);
+                    // A version that was healthy before needs no up-migration; any other does.
+                    let earlier = next.healthy_versions.iter().any(|v| v == target);
+                    let (to, then) = if earlier || spec.upgrade_strategy.migration_job.is_none() {
+                        (Phase::Deploying, format!("deploying {target}"))
+                    } else {
+                        (Phase::Migrating, format!("migrating up to {target}"))
+                    };
                     transition = moved(
                         &mut next,
-                        Phase::Deploying,
+                        to,
                         "DownMigrationSucceeded".into(),
-                        format!(
-                            "the down-migration of {} succeeded; deploying {target}",
-                            record.version
-                        ),
+                        format!("the down-migration of {} succeeded; {then}", record.version),
                     );
                 }
                 JobObs::Failed { reason } => {
@@ -1967,5 +1974,43 @@ mod tests {
         assert_eq!(w.phases.first(), Some(&Phase::Migrating));
         assert_eq!(w.status.history[0].message, "retrying v2 (bosun.dev/retry)");
         assert_eq!(w.observed.retry, None, "the annotation is removed");
+    }
+
+    #[test]
+    fn a_new_version_after_a_rollback_waits_for_its_down_migration_then_migrates_up() {
+        let mut w = World::deployed(&with_down_migration(checked(spec("v1"))));
+        w.unhealthy_version = Some("v2".into());
+        w.down_outcome = JobObs::Running;
+        w.settle(&with_down_migration(checked(spec("v2"))));
+        assert!(
+            w.status.down_migration.is_some(),
+            "v2's down-migration runs"
+        );
+        w.jobs_run.clear();
+        let s3 = with_down_migration(checked(spec("v3")));
+        for _ in 0..5 {
+            w.step(&s3);
+        }
+        assert_eq!(w.status.phase, Some(Phase::Migrating));
+        assert!(w.jobs_run.is_empty(), "v3's up-migration waits");
+        w.jobs
+            .insert((JobKind::Down, "v2".into()), JobObs::Succeeded);
+        w.settle(&s3);
+        assert_eq!(w.jobs_run, ["up v3"]);
+        assert_eq!(w.status.current_version.as_deref(), Some("v3"));
+    }
+
+    #[test]
+    fn an_abort_waits_for_a_running_down_migration() {
+        let steps = [(25, None), (100, None)];
+        let mut w = World::deployed(&with_down_migration(canary("v1", &steps)));
+        w.settle(&with_down_migration(canary("v2", &steps)));
+        w.down_outcome = JobObs::Running;
+        w.observed.abort = Some("v1".into());
+        for _ in 0..5 {
+            w.step(&with_down_migration(canary("v1", &steps)));
+        }
+        assert_eq!(w.status.phase, Some(Phase::Migrating), "not interrupted");
+        assert_eq!(w.observed.abort.as_deref(), Some("v1"), "kept for later");
     }
 }
