@@ -129,7 +129,7 @@ fn json_output_is_machine_readable() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["valid"], false);
-    assert_eq!(v["resources"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["resources"].as_array().map(Vec::len), Some(4));
     let first = &v["findings"][0];
     assert_eq!(first["file"], "fixtures/invalid/wrong-types.yaml");
     assert_eq!(first["line"], 9);
