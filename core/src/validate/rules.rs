@@ -8,8 +8,9 @@ use crate::yaml::{Node, PathSeg, Value};
 
 /// Longest suffix Bosun appends to a ManagedApplication's name (`-preview`, a Service name).
 pub const MANAGED_APP_NAME_MAX: usize = 63 - "-preview".len();
-/// Longest suffix Bosun appends to a Bestie's name (`-postgres`, a Service name).
-pub const BESTIE_NAME_MAX: usize = 63 - "-postgres".len();
+/// The longest Bestie name: its database StatefulSet `<name>-db` labels its pods
+/// `controller-revision-hash: <name>-db-<10-character hash>`, and a label value has at most 63 characters.
+pub const BESTIE_NAME_MAX: usize = 63 - "-db-".len() - 10;
 
 fn f(name: &str) -> PathSeg {
     PathSeg::Field(name.to_string())

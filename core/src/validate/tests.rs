@@ -440,3 +440,16 @@ fn env_and_resources_use_the_kubernetes_types() {
     let f = only_finding(&app_with("  env:\n    - {value: prod}\n"));
     assert_eq!(f.field.as_deref(), Some("spec.env[0].name"));
 }
+
+#[test]
+fn a_bestie_name_leaves_room_for_its_database_statefulsets_revision_label() {
+    let bestie = |name: &str| {
+        format!(
+            "apiVersion: pets.bestie.com/v1\nkind: Bestie\nmetadata:\n  name: {name}\nspec:\n  size: 1\n  image: quay.io/opdev/bestie\n  version: \"1.3\"\n"
+        )
+    };
+    assert!(check(&bestie(&"a".repeat(49))).findings.is_empty());
+    let f = only_finding(&bestie(&"a".repeat(50)));
+    assert!(f.to_string().contains("metadata.name"), "{f}");
+    assert!(f.to_string().contains("50 characters long, over 49"), "{f}");
+}
