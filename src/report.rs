@@ -478,14 +478,7 @@ fn app_report(app: &ManagedApplication) -> Option<bosun_core::report::AppReport>
         }
     };
     let failure = (phase == Phase::Failed).then(|| {
-        // The first Failed transition says why; later messages say how the rollback went.
-        let reason = s
-            .history
-            .iter()
-            .find(|h| h.phase == Phase::Failed)
-            .map(|h| h.message.clone())
-            .or_else(|| s.message.clone())
-            .unwrap_or_default();
+        let reason = s.failure_reason();
         let job = reason
             .contains("migration")
             .then(|| crate::engine::migration_job_name(&app.name_any(), &to));

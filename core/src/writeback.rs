@@ -703,14 +703,7 @@ pub fn git_actions(view: &AppView) -> Vec<GitAction> {
     let failed_here = s.phase == Some(Phase::Failed)
         && s.failed_version.as_deref() == Some(view.spec_version.as_str());
     let restored = s.last_healthy_version.clone().filter(|v| *v != target);
-    // Why it failed: the message of the first Failed transition (later ones say how the rollback went).
-    let reason = s
-        .history
-        .iter()
-        .find(|h| h.phase == Phase::Failed)
-        .map(|h| h.message.clone())
-        .or_else(|| s.message.clone())
-        .unwrap_or_default();
+    let reason = s.failure_reason();
     if let (true, Some(restored), Some(path)) = (failed_here, &restored, &view.source_path)
         && view.rolled_back.as_deref() != Some(revision.as_str())
     {

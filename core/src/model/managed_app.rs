@@ -443,6 +443,19 @@ pub struct DownMigrationRecord {
     pub args: Option<Vec<String>>,
 }
 
+impl ManagedApplicationStatus {
+    /// Why the upgrade failed: the message of its first Failed transition (later messages say how the
+    /// rollback went), else the status message.
+    pub fn failure_reason(&self) -> String {
+        self.history
+            .iter()
+            .find(|h| h.phase == Phase::Failed)
+            .map(|h| h.message.clone())
+            .or_else(|| self.message.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// One transition of an upgrade, as recorded in `status.history`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
