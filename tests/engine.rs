@@ -1040,6 +1040,42 @@ async fn canary_failing_health_checks_at_a_later_step_rolls_back_to_stable() {
     s.assert_rolled_back("v2", "v1", 2, "health").await;
 }
 
+#[tokio::test]
+async fn a_canary_failing_during_its_pause_rolls_back_without_waiting_for_the_pause_to_end() {
+    let s = Scenario::new("engine-canary-pause-watch").await;
+    let steps = json!([{"weight": 50, "pause": 300}, {"weight": 100}]);
+    let strategy =
+        json!({"type": "Canary", "healthCheck": s.health_check(), "canary": {"steps": steps}});
+    s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": strategy}))
+        .await;
+    s.phase_is(Phase::Healthy, "v1").await;
+
+    // The first step passes its checks and its 5-minute pause begins; then the canary starts failing.
+    s.set_spec(json!({"version": "v2"})).await;
+    let began = s
+        .wait_status("the first step's pause", |st| st.pause_start_time.is_some())
+        .await
+        .pause_start_time
+        .expect("checked");
+    let answered = s.health.count_status(200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        s.health.count_status(200) > answered,
+        "the canary is still probed while its pause runs"
+    );
+    s.health.force(Some(500));
+    s.assert_rolled_back("v2", "v1", 2, "health").await;
+    let failed_after = seconds_since(&began);
+    assert!(
+        failed_after < 120.0,
+        "rolled back {failed_after:.0} s into a 300 s pause: while it ran, not at its end"
+    );
+    assert!(
+        s.deployment("shop-canary").await.is_none(),
+        "canary removed"
+    );
+}
+
 // --- pause and resume ----------------------------------------------------------------------------
 
 #[tokio::test]

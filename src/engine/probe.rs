@@ -1,6 +1,6 @@
 //! Active HTTP health checks, the I/O part: one `GET http://<podIP>:<port><path>` per ready pod of the
-//! side being checked, each with the check's timeout. What the outcomes mean is decided in
-//! `bosun_core::engine::health`; this module only asks.
+//! side being checked, each with the check's timeout (a pod that is not ready fails without a
+//! request). What the outcomes mean is decided in `bosun_core::engine::health`; this module only asks.
 //!
 //! A plain HTTP/1.1 request over a TCP connection (or TLS, for `scheme: HTTPS`) is all a probe needs, so
 //! no HTTP client library is pulled in. As for the kubelet's probes: a status from 200 to 399 passes, and
@@ -13,8 +13,9 @@ use bosun_core::engine::health::Probe;
 use bosun_core::model::{HttpGet, Scheme};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::http1::status_over;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
@@ -89,36 +90,40 @@ fn tls() -> Result<TlsConnector, String> {
         .map(TlsConnector::from)
 }
 
-/// The pods worth probing: ready, not terminating, with an address.
-pub fn probe_targets(pods: &[Pod]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = pods
+/// The pods of the side being checked, not terminating: each with its address when it is ready, or
+/// `None` when it is not (it fails its round without a request: a pod that crashed during a pause is
+/// counted, not skipped).
+pub fn probe_targets(pods: &[Pod]) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| {
-            let status = p.status.as_ref()?;
+        .map(|p| {
+            let status = p.status.as_ref();
             let ready = status
-                .conditions
-                .as_ref()?
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            let ip = status.pod_ip.clone()?;
-            ready.then(|| (p.name_any(), ip))
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let ip = status.and_then(|s| s.pod_ip.clone()).filter(|_| ready);
+            (p.name_any(), ip)
         })
         .collect();
     out.sort();
     out
 }
 
-/// Probes every pod at once; each probe is bounded by `timeout`.
+/// Probes every pod at once; each probe is bounded by `timeout`. A pod without an address (not
+/// ready) fails with "not ready".
 pub async fn probe_all(
-    pods: &[(String, String)],
+    pods: &[(String, Option<String>)],
     check: &HttpGet,
     timeout: Duration,
 ) -> Vec<Probe> {
     let probes = pods.iter().map(|(name, ip)| async move {
         Probe {
             pod: name.clone(),
-            outcome: probe(ip, check, timeout).await,
+            outcome: match ip {
+                Some(ip) => probe(ip, check, timeout).await,
+                None => Err("not ready".into()),
+            },
         }
     });
     futures::future::join_all(probes).await
@@ -148,9 +153,9 @@ pub async fn probe(ip: &str, check: &HttpGet, timeout: Duration) -> Result<(), S
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("TLS with {host}: {e}"))?;
-            status_over(stream, &request, &host).await
+            status_over(stream, request.as_bytes(), &host).await
         } else {
-            status_over(stream, &request, &host).await
+            status_over(stream, request.as_bytes(), &host).await
         }
     };
     let code = tokio::time::timeout(timeout, exchange)
@@ -163,51 +168,56 @@ pub async fn probe(ip: &str, check: &HttpGet, timeout: Duration) -> Result<(), S
     }
 }
 
-/// Sends `request` and reads the response's status code.
-async fn status_over<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    request: &str,
-    host: &str,
-) -> Result<u16, String> {
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("sending to {host}: {e}"))?;
-    // The status line is all we need; read at most 1 KiB for it.
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 1024 {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("reading from {host}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    status_of(&buf).ok_or_else(|| format!("{host} did not answer with HTTP"))
-}
-
-/// The status code of an HTTP/1.x status line.
-fn status_of(head: &[u8]) -> Option<u16> {
-    let line = head.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split_whitespace();
-    parts.next().filter(|v| v.starts_with("HTTP/"))?;
-    parts.next()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn status_lines_are_read() {
-        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(status_of(b"HTTP/1.0 500 Internal\r\nx: y"), Some(500));
-        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(status_of(b""), None);
+    fn pod(name: &str, ready: bool, ip: Option<&str>, terminating: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "deletionTimestamp": terminating.then_some("2026-11-22T00:00:00Z"),
+            },
+            "status": {
+                "podIP": ip,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            },
+        }))
+        .expect("a pod")
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_is_not_ready_fails_its_round_and_a_terminating_one_is_left_out() {
+        let pods = [
+            pod("b-crashed", false, Some("127.1.0.2"), false),
+            pod("c-leaving", true, Some("127.1.0.3"), true),
+            pod("d-pending", false, None, false),
+        ];
+        let targets = probe_targets(&pods);
+        assert_eq!(
+            targets,
+            vec![("b-crashed".into(), None), ("d-pending".into(), None)]
+        );
+        let probes = probe_all(&targets, &get(1), Duration::from_millis(100)).await;
+        assert_eq!(
+            probes,
+            vec![
+                Probe {
+                    pod: "b-crashed".into(),
+                    outcome: Err("not ready".into())
+                },
+                Probe {
+                    pod: "d-pending".into(),
+                    outcome: Err("not ready".into())
+                },
+            ]
+        );
+        let ready = [pod("a-serving", true, Some("127.1.0.1"), false)];
+        assert_eq!(
+            probe_targets(&ready),
+            vec![("a-serving".into(), Some("127.1.0.1".into()))]
+        );
     }
 
     async fn serve_once(status: &'static str) -> u16 {

@@ -941,7 +941,25 @@ pub fn decide(
                         ),
                     );
                 }
-                Verdict::Undecided => {}
+                Verdict::Undecided => {
+                    let t = spec
+                        .upgrade_strategy
+                        .health_check
+                        .as_ref()
+                        .map(Thresholds::of);
+                    if let (Some(t), Some(f)) = (
+                        t,
+                        next.health_check
+                            .as_ref()
+                            .and_then(|s| s.failing_pods.iter().max_by_key(|f| f.failures)),
+                    ) {
+                        next.message = Some(format!(
+                            "checking health of {target}: pod {}: {} ({} of {} failures before a \
+                             rollback)",
+                            f.pod, f.last_error, f.failures, t.failure
+                        ));
+                    }
+                }
                 Verdict::Healthy => match &stage {
                     Stage::Canary { index, pause, .. } => {
                         let waited = match (pause, &next.pause_start_time) {
@@ -1020,6 +1038,15 @@ pub fn decide(
                             move_to(&mut next, Phase::Healthy, format!("{target} is healthy"));
                     }
                 },
+            }
+            // A stage that waits (a pause, a promotion) stays watched: its next round wakes it.
+            if next.phase == Some(Phase::HealthChecking)
+                && let (Some(hc), Some(state)) =
+                    (&spec.upgrade_strategy.health_check, &next.health_check)
+                && let Some(due) = health::due_in(&Thresholds::of(hc), state, now)
+            {
+                let due = due.max(1);
+                requeue_after = Some(requeue_after.map_or(due, |r| r.min(due)));
             }
         }
         Phase::Healthy | Phase::Failed => {}
@@ -1635,6 +1662,69 @@ mod tests {
             "{message}"
         );
         assert_eq!(w.stable(), Some(("v1", 4)), "rolled back");
+    }
+
+    #[test]
+    fn a_canary_that_fails_during_its_pause_rolls_back_before_the_pause_ends() {
+        let steps = [(50, Some(Pause::Seconds(600))), (100, None)];
+        let mut w = World::deployed(&checked(canary("v1", &steps)));
+        let s2 = checked(canary("v2", &steps));
+        while w.status.pause_start_time.is_none() {
+            w.step(&s2);
+        }
+        let pause_began = w.now;
+        let rounds_before = w.probed.len();
+        // Healthy for a while into the pause: it is still probed every period.
+        while w.now < pause_began + 100 {
+            w.step(&s2);
+        }
+        assert!(
+            w.probed.len() >= rounds_before + 9,
+            "watched during the pause: {} rounds in 100 s",
+            w.probed.len() - rounds_before
+        );
+        assert_eq!(w.status.phase, Some(Phase::HealthChecking));
+        w.unhealthy_version = Some("v2".into());
+        w.settle(&s2);
+        assert_eq!(w.status.phase, Some(Phase::Failed));
+        assert!(
+            w.now - pause_began < 200,
+            "failed within its failureThreshold rounds, not at the pause's end: {} s",
+            w.now - pause_began
+        );
+        assert_eq!(w.stable(), Some(("v1", 4)), "rolled back");
+        assert!(w.observed.canary.is_none(), "canary removed");
+        let message = w.status.message.clone().unwrap_or_default();
+        assert!(message.contains("3 in a row"), "{message}");
+    }
+
+    #[test]
+    fn a_blip_during_a_pause_holds_the_step_until_it_passes_again() {
+        let steps = [(50, Some(Pause::Seconds(15))), (100, None)];
+        let mut w = World::deployed(&checked(canary("v1", &steps)));
+        let s2 = checked(canary("v2", &steps));
+        while w.status.pause_start_time.is_none() {
+            w.step(&s2);
+        }
+        let pause_began = w.now;
+        w.unhealthy_version = Some("v2".into());
+        let failed_rounds_at = w.probed.len();
+        while w.probed.len() < failed_rounds_at + 2 {
+            w.step(&s2);
+        }
+        let message = w.status.message.clone().unwrap_or_default();
+        assert!(
+            message.contains("2 of 3 failures before a rollback"),
+            "{message}"
+        );
+        // The pause has run out meanwhile, but the step waits for a passing round.
+        assert!(w.now >= pause_began + 15, "{}", w.now - pause_began);
+        assert_eq!(w.status.phase, Some(Phase::HealthChecking));
+        assert_eq!(w.status.step_index, Some(0), "held while failing");
+        w.unhealthy_version = None;
+        w.settle(&s2);
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        assert_eq!(w.stable(), Some(("v2", 4)));
     }
 
     #[test]

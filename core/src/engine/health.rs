@@ -8,7 +8,13 @@
 //! - a pod whose consecutive failures reach `failureThreshold` makes the stage Unhealthy;
 //! - `successThreshold` consecutive rounds in which every pod passed make it Healthy (a pod that failed
 //!   starts its count over, and so does the round);
-//! - once Healthy, a stage is not probed again (the next stage, or the final one, is).
+//! - a stage that is Healthy but waits (a canary step's pause, a step or preview waiting for
+//!   `bosun promote`) goes on being probed every period: a failing round sets its passes back to 0, so
+//!   it waits until it passes `successThreshold` rounds again, and a pod that fails
+//!   `failureThreshold` rounds in a row makes it Unhealthy and the upgrade rolls back, pause or not
+//!   (as Argo Rollouts' background analysis does). Only an Unhealthy stage is not probed again.
+//! - a pod of the stage that is not ready (and not terminating) fails its round with "not ready": a
+//!   pod that crashes during a pause is counted, not skipped.
 //!
 //! The counters live in the app's status (`status.healthCheck`: `since`, `lastProbeTime`, `passes`,
 //! `failingPods`), not in memory: a restarted Bosun resumes the count where it was, neither passing a
@@ -70,9 +76,10 @@ pub fn start(since: &Time) -> HealthCheckStatus {
     }
 }
 
-/// Seconds until the next round is due: 0 means now; `None` means no more rounds (decided).
+/// Seconds until the next round is due: 0 means now; `None` means no more rounds (Unhealthy). A
+/// Healthy stage still gets rounds: it is watched for as long as it waits.
 pub fn due_in(t: &Thresholds, state: &HealthCheckStatus, now: &Time) -> Option<u64> {
-    if verdict(t, state) != Verdict::Undecided {
+    if matches!(verdict(t, state), Verdict::Unhealthy { .. }) {
         return None;
     }
     let now = now.0.as_second();
@@ -265,10 +272,24 @@ mod tests {
         assert_eq!(due_in(&t, &state, &at(131)), Some(10), "a period later");
         assert_eq!(due_in(&t, &state, &at(141)), Some(0));
         fold(&mut state, &[ok("a")], &at(141));
+        assert_eq!(verdict(&t, &state), Verdict::Healthy);
         assert_eq!(
             due_in(&t, &state, &at(141)),
+            Some(10),
+            "healthy: still watched while the stage waits"
+        );
+        fold(&mut state, &[bad("a")], &at(151));
+        assert_eq!(verdict(&t, &state), Verdict::Undecided, "passes start over");
+        fold(&mut state, &[bad("a")], &at(161));
+        fold(&mut state, &[bad("a")], &at(171));
+        assert!(matches!(
+            verdict(&t, &state),
+            Verdict::Unhealthy { failures: 3, .. }
+        ));
+        assert_eq!(
+            due_in(&t, &state, &at(181)),
             None,
-            "decided: no more rounds"
+            "unhealthy: no more rounds"
         );
     }
 
