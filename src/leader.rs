@@ -12,9 +12,13 @@
 //! layer, which refuses it once the fence has passed. So a leader frozen past its lease (SIGSTOP, a long
 //! GC pause, a partition) cannot write when it wakes up, even before its renew loop notices; the loop
 //! then finds the Lease taken and the process exits, to be restarted as a standby.
+//!
+//! The holder also writes where it can be reached (`--advertise-url`) into the Lease's annotation
+//! `bosun.dev/leader-url`; a standby reads it, so that a push webhook the Service delivered to a standby
+//! is forwarded to the leader instead of waiting for the leader's next poll.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -23,7 +27,10 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
-/// Until when this replica may write.
+/// The Lease annotation holding the leader's URL (its HTTP server, as other replicas reach it).
+pub const ANNOTATION_LEADER_URL: &str = "bosun.dev/leader-url";
+
+/// Until when this replica may write, and where the current leader is.
 #[derive(Debug)]
 pub struct Fence {
     base: Instant,
@@ -32,6 +39,8 @@ pub struct Fence {
     /// Leader election is off: always allowed.
     always: bool,
     leader: AtomicBool,
+    /// Another replica's URL while it holds the lease (and it advertised one).
+    leader_url: Mutex<Option<String>>,
 }
 
 impl Fence {
@@ -42,6 +51,7 @@ impl Fence {
             until_ms: AtomicU64::new(0),
             always: true,
             leader: AtomicBool::new(true),
+            leader_url: Mutex::new(None),
         })
     }
 
@@ -52,6 +62,7 @@ impl Fence {
             until_ms: AtomicU64::new(0),
             always: false,
             leader: AtomicBool::new(false),
+            leader_url: Mutex::new(None),
         })
     }
 
@@ -64,6 +75,21 @@ impl Fence {
     /// Whether this replica holds (or last held) the lease.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::SeqCst)
+    }
+
+    /// The URL of the replica that holds the lease, when it is another one and advertised a URL.
+    pub fn leader_url(&self) -> Option<String> {
+        self.leader_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_leader_url(&self, url: Option<String>) {
+        *self
+            .leader_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = url;
     }
 
     fn open_until(&self, until: Instant) {
@@ -175,6 +201,9 @@ pub struct LeaseConfig {
     /// This replica's identity (the pod name in a cluster).
     pub identity: String,
     pub duration: Duration,
+    /// Where other replicas reach this one's HTTP server (`http://POD_IP:8080`), written to the Lease
+    /// while this replica leads. `None`: webhooks that reach a standby are not forwarded.
+    pub url: Option<String>,
 }
 
 impl LeaseConfig {
@@ -300,6 +329,22 @@ impl Elector {
         }
     }
 
+    /// Writes this replica's URL into the Lease it is about to hold (or removes a former leader's).
+    fn advertise(&self, lease: &mut Lease) {
+        let annotations = lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        match &self.config.url {
+            Some(url) => {
+                annotations.insert(ANNOTATION_LEADER_URL.into(), url.clone());
+            }
+            None => {
+                annotations.remove(ANNOTATION_LEADER_URL);
+            }
+        }
+    }
+
     /// One attempt to acquire or renew. `Ok(true)`: we hold the lease now.
     async fn try_once(&mut self) -> Result<bool, LeaderError> {
         let started = Instant::now();
@@ -318,15 +363,17 @@ impl Elector {
             .await
             .map_err(|e| self.err(e))?
         else {
-            let lease = Lease {
+            let mut lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.config.name.clone()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(spec(Some(now_micro()), Some(0))),
             };
+            self.advertise(&mut lease);
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => {
+                    self.fence.set_leader_url(None);
                     self.fence
                         .open_until(started + self.config.duration - self.config.margin());
                     Ok(true)
@@ -362,8 +409,17 @@ impl Elector {
             .is_some_and(|s| s.at.elapsed() >= duration);
         if holder != me && !holder.is_empty() && !expired {
             self.fence.close();
+            self.fence.set_leader_url(
+                lease
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_LEADER_URL).cloned()),
+            );
             return Ok(false);
         }
+        self.fence.set_leader_url(None);
+        self.advertise(&mut lease);
         let transitions = current.lease_transitions.unwrap_or(0);
         lease.spec = Some(if holder == me {
             spec(current.acquire_time.clone(), Some(transitions))

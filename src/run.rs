@@ -194,12 +194,13 @@ async fn serve_http(
     fence: Arc<Fence>,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
+    let ready_fence = fence.clone();
     let mut app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let fence = fence.clone();
+                let fence = ready_fence.clone();
                 async move {
                     if fence.is_leader() {
                         "ok: leader\n"
@@ -223,10 +224,18 @@ async fn serve_http(
         );
     match &config.webhook_secret {
         Some(secret) => {
+            let forwarding = config
+                .leader_election
+                .as_ref()
+                .map(|lease| webhook::Forwarding {
+                    fence: fence.clone(),
+                    identity: lease.identity.clone(),
+                });
             app = app.merge(webhook::router(
                 secret.clone(),
                 watched,
                 webhook::DEFAULT_MAX_BODY,
+                forwarding,
             ));
         }
         None => warn!("no webhook secret configured: push webhooks are off, polling only"),

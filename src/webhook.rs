@@ -5,8 +5,14 @@
 //! `X-Gitlab-Token: <secret>`; all compared in constant time. The body is capped before it is read. A bad
 //! or missing signature gets 401 and does nothing. Polling stays on as the backstop: forges do not
 //! redeliver a webhook that was lost.
+//!
+//! With several replicas behind one Service, the forge's request may reach a standby, which does not
+//! sync. A standby forwards a verified push, byte for byte with its signature headers, to the leader
+//! named in the Lease ([`crate::leader::ANNOTATION_LEADER_URL`]); the leader checks the signature again.
+//! A forwarded request carries `X-Bosun-Forwarded` and is never forwarded twice.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,6 +23,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
+
+use crate::leader::Fence;
 
 /// The largest webhook body read. GitHub caps payloads at 25 MB; a push of definitions is far smaller.
 pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
@@ -46,20 +54,54 @@ pub struct Watched {
     pub wake: Arc<Notify>,
 }
 
+/// How a standby reaches the leader: this replica's fence (is it the leader? where is the leader?)
+/// and its identity, sent along in `X-Bosun-Forwarded`.
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    pub fence: Arc<Fence>,
+    pub identity: String,
+}
+
+/// The header that marks a webhook a standby forwarded.
+pub const FORWARDED_HEADER: &str = "x-bosun-forwarded";
+
+/// The request headers a forwarded webhook keeps: what the leader needs to verify and read it.
+const FORWARDED_HEADERS: [&str; 8] = [
+    "content-type",
+    "x-hub-signature-256",
+    "x-gitea-signature",
+    "x-gitlab-token",
+    "x-github-event",
+    "x-gitea-event",
+    "x-gitlab-event",
+    "x-github-delivery",
+];
+
+/// How long a standby waits for the leader to take a forwarded webhook.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 struct WebhookState {
     secret: WebhookSecret,
     watched: Arc<Vec<Watched>>,
+    forwarding: Option<Forwarding>,
 }
 
-/// The webhook route, `POST /webhook`, for every forge.
-pub fn router(secret: WebhookSecret, watched: Vec<Watched>, max_body: usize) -> Router {
+/// The webhook route, `POST /webhook`, for every forge. With `forwarding`, a replica that does not
+/// lead forwards the pushes it receives to the leader.
+pub fn router(
+    secret: WebhookSecret,
+    watched: Vec<Watched>,
+    max_body: usize,
+    forwarding: Option<Forwarding>,
+) -> Router {
     Router::new()
         .route("/webhook", post(receive))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(WebhookState {
             secret,
             watched: Arc::new(watched),
+            forwarding,
         })
 }
 
@@ -98,6 +140,13 @@ async fn receive(
         }
     }
     tracing::info!(repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
+    if woken > 0
+        && let Some(f) = &state.forwarding
+        && !f.fence.is_leader()
+        && !headers.contains_key(FORWARDED_HEADER)
+    {
+        return forward(f, &headers, &body).await;
+    }
     if woken == 0 {
         (
             StatusCode::OK,
@@ -108,6 +157,48 @@ async fn receive(
             StatusCode::ACCEPTED,
             format!("polling {woken} source(s) now\n"),
         )
+    }
+}
+
+/// A standby hands a verified push to the leader. Whatever happens, the forge gets 202: the push is
+/// known, and the leader's poll reads it at the latest.
+async fn forward(f: &Forwarding, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
+    let Some(leader) = f.fence.leader_url() else {
+        tracing::warn!(
+            "webhook received by a standby, and the leader advertised no URL (--advertise-url): the \
+             leader reads the push at its next poll"
+        );
+        return (
+            StatusCode::ACCEPTED,
+            "this replica is a standby and the leader advertised no URL; the leader reads the push \
+             at its next poll\n"
+                .into(),
+        );
+    };
+    let mut kept: Vec<(&str, &str)> = FORWARDED_HEADERS
+        .iter()
+        .filter_map(|name| Some((*name, headers.get(*name)?.to_str().ok()?)))
+        .collect();
+    kept.push((FORWARDED_HEADER, f.identity.as_str()));
+    let url = format!("{}/webhook", leader.trim_end_matches('/'));
+    match crate::http1::post(&url, &kept, body, FORWARD_TIMEOUT).await {
+        Ok(code) => {
+            tracing::info!(leader = %url, code, "webhook forwarded to the leader");
+            (
+                StatusCode::ACCEPTED,
+                format!("forwarded to the leader at {url}, which answered {code}\n"),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(leader = %url, %error, "forwarding a webhook to the leader failed; it reads the push at its next poll");
+            (
+                StatusCode::ACCEPTED,
+                format!(
+                    "this replica is a standby and could not reach the leader at {url} ({error}); \
+                     the leader reads the push at its next poll\n"
+                ),
+            )
+        }
     }
 }
 

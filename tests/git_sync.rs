@@ -323,11 +323,7 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
     let s = Scenario::new("sync-webhook", &[("apps/a.yaml", &app("a", "v1"))]).await;
     let secret = tempfile::NamedTempFile::new().expect("temp");
     std::fs::write(secret.path(), "hook-secret").expect("write");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let args = s.bosun_args(&[
         "--listen",
         &listen,
@@ -343,12 +339,7 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
     let body =
         serde_json::json!({"ref": "refs/heads/main", "repository": {"clone_url": s.repo.http_url}})
             .to_string();
-    let sig = {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").expect("key");
-        mac.update(body.as_bytes());
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    };
+    let sig = sign_push(b"hook-secret", &body);
     let sent = Instant::now();
     let status = post_webhook(&listen, &sig, &body).await;
     assert_eq!(status, 202);
@@ -362,6 +353,11 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
 }
 
 async fn post_webhook(addr: &str, signature: &str, body: &str) -> u16 {
+    post_webhook_answer(addr, signature, body).await.0
+}
+
+/// Posts a signed push; the status code and the body of the answer.
+async fn post_webhook_answer(addr: &str, signature: &str, body: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut stream = loop {
@@ -381,10 +377,115 @@ async fn post_webhook(addr: &str, signature: &str, body: &str) -> u16 {
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     stream.read_to_string(&mut out).await.expect("read");
-    out.split(' ')
+    let status = out
+        .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let answer = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, answer)
+}
+
+fn sign_push(secret: &[u8], body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `GET /readyz` of a replica: `ok: leader` or `ok: standby`.
+async fn readyz(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    Some(out.split("\r\n\r\n").nth(1)?.trim().to_string())
+}
+
+#[tokio::test]
+async fn a_webhook_that_reaches_the_standby_is_forwarded_to_the_leader() {
+    let s = Scenario::new("sync-webhook-ha", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    let secret = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(secret.path(), "hook-secret").expect("write");
+    let replicas: Vec<(String, String)> = ["replica-a", "replica-b"]
+        .iter()
+        .map(|id| (id.to_string(), format!("127.0.0.1:{}", free_port())))
+        .collect();
+    let _daemons: Vec<Daemon> = replicas
+        .iter()
+        .map(|(id, listen)| {
+            let args = s.bosun_args(&[
+                "--listen",
+                listen,
+                "--webhook-secret-file",
+                secret.path().to_str().expect("utf-8"),
+                "--poll-interval",
+                "3600",
+                "--leader-elect",
+                "--lease-namespace",
+                &s.ns.name,
+                "--identity",
+                id,
+                "--lease-duration",
+                "5",
+            ]);
+            Daemon::start(Command::new(env!("CARGO_BIN_EXE_bosun")).args(&args))
+        })
+        .collect();
+    wait_until("the leader's first sync", || async { s.app("a").await }).await;
+    let (leader, standby) = wait_until("one leader and one standby", || async {
+        let mut answers = Vec::new();
+        for (_, listen) in &replicas {
+            answers.push(readyz(listen).await?);
+        }
+        match (answers[0].as_str(), answers[1].as_str()) {
+            ("ok: leader", "ok: standby") => Some((replicas[0].clone(), replicas[1].clone())),
+            ("ok: standby", "ok: leader") => Some((replicas[1].clone(), replicas[0].clone())),
+            _ => None,
+        }
+    })
+    .await;
+    let lease =
+        s.ns.api::<k8s_openapi::api::coordination::v1::Lease>()
+            .get("bosun")
+            .await
+            .expect("the Lease");
+    assert_eq!(
+        annotation(&lease, "bosun.dev/leader-url"),
+        Some(format!("http://{}", leader.1).as_str()),
+        "the leader advertises where it listens"
+    );
+
+    s.repo.commit("bump", &[("apps/a.yaml", app("a", "v2"))]);
+    let body =
+        serde_json::json!({"ref": "refs/heads/main", "repository": {"clone_url": s.repo.http_url}})
+            .to_string();
+    let sent = Instant::now();
+    let (status, answer) =
+        post_webhook_answer(&standby.1, &sign_push(b"hook-secret", &body), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(
+        answer.contains("forwarded to the leader") && answer.contains("answered 202"),
+        "the standby hands the push to the leader: {answer}"
+    );
+    wait_until("the push to reach the cluster", || async {
+        (s.app("a").await?.spec.version == "v2").then_some(())
+    })
+    .await;
+    let took = sent.elapsed();
+    // Polling is hourly and the standby does not sync: only the forwarded webhook explains this.
+    assert!(took < Duration::from_secs(30), "applied after {took:?}");
+
+    // A forged push is not forwarded: the standby refuses it itself.
+    let (status, _) = post_webhook_answer(&standby.1, &sign_push(b"wrong", &body), &body).await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]

@@ -19,13 +19,17 @@ struct Server {
 }
 
 async fn start(max_body: usize) -> Server {
+    start_with(max_body, None).await
+}
+
+async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) -> Server {
     let wake = Arc::new(Notify::new());
     let watched = vec![Watched {
         repo: normalize_repo_url(REPO),
         branch: "main".into(),
         wake: wake.clone(),
     }];
-    let app = webhook::router(WebhookSecret::new(SECRET), watched, max_body);
+    let app = webhook::router(WebhookSecret::new(SECRET), watched, max_body, forwarding);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -190,4 +194,51 @@ async fn a_ping_is_answered() {
     )
     .await;
     assert_eq!((status, text.as_str()), (200, "pong\n"));
+}
+
+/// A replica that does not hold the lease (its fence is closed), as in a Deployment of two.
+async fn standby() -> Server {
+    let forwarding = webhook::Forwarding {
+        fence: bosun::leader::Fence::closed(),
+        identity: "bosun-standby".into(),
+    };
+    start_with(webhook::DEFAULT_MAX_BODY, Some(forwarding)).await
+}
+
+#[tokio::test]
+async fn a_standby_whose_leader_advertised_no_url_accepts_and_says_the_poll_will_read_it() {
+    let server = standby().await;
+    let body = push_body(REPO, "main");
+    let (status, text) = post(&server, &[("X-Hub-Signature-256", sign(&body))], &body).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        text.contains("standby") && text.contains("next poll"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_standby_forwards_nothing_unsigned() {
+    let server = standby().await;
+    let body = push_body(REPO, "main");
+    let (status, _) = post(&server, &[("X-GitHub-Event", "push".into())], &body).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_forwarded_push_is_taken_where_it_lands_never_forwarded_again() {
+    let server = standby().await;
+    let body = push_body(REPO, "main");
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-Hub-Signature-256", sign(&body)),
+            (webhook::FORWARDED_HEADER, "bosun-other".into()),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains("polling 1 source(s) now"), "{text}");
+    assert!(woken(&server).await);
 }

@@ -121,6 +121,11 @@ pub struct RunArgs {
     /// This replica's identity in the Lease (default: $POD_NAME, else the host name and process id).
     #[arg(long, env = "BOSUN_IDENTITY")]
     pub identity: Option<String>,
+    /// Where the other replicas reach this one's HTTP server, written to the Lease while it leads: a
+    /// standby forwards the webhooks it receives there (default: http://$POD_IP:<listen port>, else
+    /// the --listen address unless it is 0.0.0.0 or ::).
+    #[arg(long, env = "BOSUN_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 /// The config file: the same settings as the flags, and any number of sources.
@@ -381,6 +386,10 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             })
         }
     };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     // A flag (or its environment variable) wins over the file, the file over the default.
     Ok(RunConfig {
         sources,
@@ -389,22 +398,30 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             .clone()
             .or(file.cache_dir)
             .unwrap_or_else(|| PathBuf::from("/tmp/bosun-cache")),
-        listen: Some(
-            args.listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-        ),
+        listen: Some(listen),
         webhook_secret,
         grace: Duration::from_secs(args.grace.or(file.grace).unwrap_or(120)),
         once: args.once,
         engine_namespace: args.engine_namespace.clone(),
-        leader_election: args.leader_elect.then(|| lease_config(args)),
+        leader_election: args.leader_elect.then(|| lease_config(args, listen)),
         git_write_back: args.git_write_back,
         github,
     })
 }
 
-fn lease_config(args: &RunArgs) -> crate::leader::LeaseConfig {
+/// The URL other replicas reach this one at: the flag, else the pod's IP, else the listen address.
+fn advertise_url(flag: Option<&str>, pod_ip: Option<&str>, listen: SocketAddr) -> Option<String> {
+    if let Some(url) = flag {
+        return Some(url.trim_end_matches('/').to_string());
+    }
+    let port = listen.port();
+    if let Some(ip) = pod_ip.and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok()) {
+        return Some(format!("http://{}", SocketAddr::new(ip, port)));
+    }
+    (!listen.ip().is_unspecified()).then(|| format!("http://{listen}"))
+}
+
+fn lease_config(args: &RunArgs, listen: SocketAddr) -> crate::leader::LeaseConfig {
     let identity = args
         .identity
         .clone()
@@ -424,5 +441,42 @@ fn lease_config(args: &RunArgs) -> crate::leader::LeaseConfig {
         name: args.lease_name.clone(),
         identity,
         duration: Duration::from_secs(args.lease_duration.max(3)),
+        url: advertise_url(
+            args.advertise_url.as_deref(),
+            std::env::var("POD_IP").ok().as_deref(),
+            listen,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_url_is_the_flag_else_the_pod_ip_else_a_specific_listen_address() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("an address");
+        let local: SocketAddr = "127.0.0.1:9090".parse().expect("an address");
+        assert_eq!(
+            advertise_url(Some("http://bosun-0.bosun:8080/"), Some("10.0.0.7"), any).as_deref(),
+            Some("http://bosun-0.bosun:8080")
+        );
+        assert_eq!(
+            advertise_url(None, Some("10.0.0.7"), any).as_deref(),
+            Some("http://10.0.0.7:8080")
+        );
+        assert_eq!(
+            advertise_url(None, Some("fd00::7"), any).as_deref(),
+            Some("http://[fd00::7]:8080")
+        );
+        assert_eq!(
+            advertise_url(None, None, local).as_deref(),
+            Some("http://127.0.0.1:9090")
+        );
+        assert_eq!(
+            advertise_url(None, None, any),
+            None,
+            "0.0.0.0 reaches no one"
+        );
     }
 }
