@@ -448,14 +448,19 @@ fn kubeconfig() -> String {
     )
 }
 
+/// The test cluster's own kubectl (its version), else the one on PATH.
+fn kubectl_bin() -> String {
+    std::env::var("BOSUN_CLUSTER_KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
 /// Runs kubectl as the test cluster's admin; fails the test with its output unless it succeeds.
 fn kubectl(args: &[&str]) -> String {
-    let out = Command::new("kubectl")
+    let out = Command::new(kubectl_bin())
         .arg("--kubeconfig")
         .arg(kubeconfig())
         .args(args)
         .output()
-        .expect("kubectl runs (the demo and these tests need it on PATH)");
+        .expect("kubectl runs (scripts/cluster builds it; `scripts/cluster env` names it)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -560,7 +565,7 @@ impl Drop for Installed {
             args.push("-f".into());
             args.push(f);
         }
-        let _ = Command::new("kubectl").args(&args).output();
+        let _ = Command::new(kubectl_bin()).args(&args).output();
     }
 }
 
