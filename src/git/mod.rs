@@ -347,14 +347,40 @@ impl Inner {
         out
     }
 
+    /// Opens the cache, creating it when missing. The new repository is made beside it and renamed
+    /// into place, so another process (or source) opening the same cache meanwhile sees either no
+    /// repository or a whole one, never one half made; whoever renames second keeps the winner's.
     fn open_cache_or_init(&self) -> Result<git2::Repository, GitError> {
         if self.cache.exists() {
             return self.open_cache();
         }
-        if let Some(parent) = self.cache.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| self.cache_error(e.to_string()))?;
+        let parent = self
+            .cache
+            .parent()
+            .ok_or_else(|| self.cache_error("the cache has no parent directory"))?;
+        std::fs::create_dir_all(parent).map_err(|e| self.cache_error(e.to_string()))?;
+        let name = self
+            .cache
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let staging = parent.join(format!(".{name}.init-{}-{nanos}", std::process::id()));
+        let made = git2::Repository::init_bare(&staging)
+            .map_err(|e| self.cache_error(e.message()))
+            .and_then(|_| match std::fs::rename(&staging, &self.cache) {
+                Ok(()) => Ok(()),
+                // Someone else's cache got there first: use it.
+                Err(_) if self.cache.exists() => Ok(()),
+                Err(e) => Err(self.cache_error(e.to_string())),
+            });
+        if staging.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
         }
-        git2::Repository::init_bare(&self.cache).map_err(|e| self.cache_error(e.message()))
+        made?;
+        self.open_cache()
     }
 
     fn open_cache(&self) -> Result<git2::Repository, GitError> {
@@ -482,5 +508,35 @@ mod tests {
         let c = GitSource::open(other, cache.path()).expect("a source");
         assert_eq!(a.inner.cache, b.inner.cache);
         assert_ne!(a.inner.cache, c.inner.cache);
+    }
+
+    #[test]
+    fn sources_opening_one_new_cache_at_once_all_get_a_whole_repository() {
+        // Two replicas (or sources) starting together once saw each other's half-made cache.
+        for _ in 0..20 {
+            let cache = tempfile::tempdir().expect("a temp dir");
+            let opened: Vec<Result<GitSource, GitError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            GitSource::open(spec("https://h/r.git", "", Auth::None), cache.path())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            for o in &opened {
+                assert!(o.is_ok(), "{:?}", o.as_ref().err().map(ToString::to_string));
+            }
+            let left: Vec<_> = std::fs::read_dir(cache.path())
+                .expect("the cache directory")
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(left.len(), 1, "one cache, no staging left over: {left:?}");
+        }
     }
 }
