@@ -345,8 +345,17 @@ impl Elector {
         }
     }
 
-    /// One attempt to acquire or renew. `Ok(true)`: we hold the lease now.
+    /// One attempt to acquire or renew. `Ok(true)`: we hold the lease now. When another replica
+    /// created the Lease a moment before us, it is read at once (so a standby knows its leader).
     async fn try_once(&mut self) -> Result<bool, LeaderError> {
+        match self.attempt().await? {
+            Some(held) => Ok(held),
+            None => Ok(self.attempt().await?.unwrap_or(false)),
+        }
+    }
+
+    /// One attempt; `None` when creating the Lease lost the race to another replica.
+    async fn attempt(&mut self) -> Result<Option<bool>, LeaderError> {
         let started = Instant::now();
         let me = self.config.identity.clone();
         let spec = |acquire: Option<MicroTime>, transitions: Option<i32>| LeaseSpec {
@@ -376,9 +385,9 @@ impl Elector {
                     self.fence.set_leader_url(None);
                     self.fence
                         .open_until(started + self.config.duration - self.config.margin());
-                    Ok(true)
+                    Ok(Some(true))
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
                 Err(e) => Err(self.err(e)),
             };
         };
@@ -416,7 +425,7 @@ impl Elector {
                     .as_ref()
                     .and_then(|a| a.get(ANNOTATION_LEADER_URL).cloned()),
             );
-            return Ok(false);
+            return Ok(Some(false));
         }
         self.fence.set_leader_url(None);
         self.advertise(&mut lease);
@@ -439,12 +448,12 @@ impl Elector {
                 });
                 self.fence
                     .open_until(started + self.config.duration - self.config.margin());
-                Ok(true)
+                Ok(Some(true))
             }
             // Someone else updated it first (a renewal or another standby): not ours.
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 self.seen = None;
-                Ok(false)
+                Ok(Some(false))
             }
             Err(e) => Err(self.err(e)),
         }

@@ -203,9 +203,12 @@ async fn serve_http(
                 let fence = ready_fence.clone();
                 async move {
                     if fence.is_leader() {
-                        "ok: leader\n"
+                        "ok: leader\n".to_string()
                     } else {
-                        "ok: standby\n"
+                        match fence.leader_url() {
+                            Some(url) => format!("ok: standby; the leader is at {url}\n"),
+                            None => "ok: standby\n".to_string(),
+                        }
                     }
                 }
             }),
