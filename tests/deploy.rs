@@ -15,10 +15,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use bosun_core::model::{ManagedApplication, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -34,6 +33,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 use support::gitserver::{self, TestRepo};
+use support::process::{Process, free_port, http_get, local};
 use support::{TestNamespace, wait_until};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
@@ -726,42 +726,6 @@ fn localized_config(
     path
 }
 
-/// The real binary, stopped on drop; its log kept in a file.
-struct Bosun {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Bosun {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Bosun {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: bosun\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 fn forbidden_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.to_ascii_lowercase().contains("forbidden"))
@@ -770,7 +734,7 @@ fn forbidden_lines(log: &str) -> Vec<&str> {
 
 /// Waits for the app to reach `phase` at `version`; fails at once, with the lines, when Bosun's log shows
 /// a refusal (a missing rule would otherwise show only as a timeout).
-async fn phase_is(bosun: &Bosun, apps: &Api<ManagedApplication>, phase: Phase, version: &str) {
+async fn phase_is(bosun: &Process, apps: &Api<ManagedApplication>, phase: Phase, version: &str) {
     wait_until(&format!("shop {phase} at {version}"), || async {
         let log = bosun.log();
         let refused = forbidden_lines(&log);
@@ -809,24 +773,19 @@ async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
     let repo =
         gitserver::shared().create_repo(&ns.name, &[("apps/shop.yaml", shop("v1").as_str())]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = local(free_port());
     let config = localized_config(&repo, &ns.name, listen, dir.path());
-    let log = dir.path().join("bosun.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(["run", "--config"])
-        .arg(&config)
-        // As the Deployment runs it: leader election on the Lease bosun-system/bosun.
-        .args(["--leader-elect", "--lease-duration", "5"])
-        .env("POD_NAMESPACE", NAMESPACE)
-        .env("POD_NAME", format!("deploy-test-{}", std::process::id()))
-        .env("KUBECONFIG", sa.file.path())
-        .env("BOSUN_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("bosun starts");
-    let bosun = Bosun { child, log };
+    let bosun = Process::bosun(|c| {
+        c.args(["run", "--config"])
+            .arg(&config)
+            // As the Deployment runs it: leader election on the Lease bosun-system/bosun.
+            .args(["--leader-elect", "--lease-duration", "5"])
+            .env("POD_NAMESPACE", NAMESPACE)
+            .env("POD_NAME", format!("deploy-test-{}", std::process::id()))
+            .env("KUBECONFIG", sa.file.path())
+            .env("BOSUN_LOG", "info")
+            .env("NO_COLOR", "1");
+    });
 
     let apps: Api<ManagedApplication> = Api::namespaced(admin.clone(), &ns.name);
     phase_is(&bosun, &apps, Phase::Healthy, "v1").await;
@@ -855,11 +814,9 @@ async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
         events.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
     );
     // The shipped listen setting serves health checks.
-    let health = wait_until("GET /healthz", || async { http_get(listen, "/healthz") }).await;
-    assert!(
-        health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200"),
-        "{health}"
-    );
+    let (status, body) =
+        wait_until("GET /healthz", || async { http_get(listen, "/healthz") }).await;
+    assert_eq!((status, body.trim()), (200, "ok"));
 
     let text = bosun.log();
     drop(bosun);

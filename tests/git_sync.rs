@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bosun_core::model::{Bestie, ManagedApplication};
 use support::gitserver::{self, TestRepo};
+use support::process::{Process, free_port};
 use support::{TestNamespace, install_crds, wait_until};
 
 fn app(name: &str, version: &str) -> String {
@@ -98,30 +99,6 @@ impl Scenario {
             .get_opt(name)
             .await
             .expect("get")
-    }
-}
-
-/// `bosun run` as a daemon, as the test cluster's admin; stopped when dropped, even when a test fails.
-struct Daemon(std::process::Child);
-
-impl Daemon {
-    fn start(command: &mut Command) -> Daemon {
-        let child = command
-            .env(
-                "KUBECONFIG",
-                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-            )
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("bosun starts");
-        Daemon(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -332,7 +309,9 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
         "--poll-interval",
         "3600",
     ]);
-    let _daemon = Daemon::start(Command::new(env!("CARGO_BIN_EXE_bosun")).args(&args));
+    let _daemon = Process::bosun(|c| {
+        c.args(&args);
+    });
     wait_until("the first sync", || async { s.app("a").await }).await;
 
     s.repo.commit("bump", &[("apps/a.yaml", app("a", "v2"))]);
@@ -393,12 +372,7 @@ fn sign_push(secret: &[u8], body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// `GET /readyz` of a replica: `ok: leader` or `ok: standby`.
+/// `GET /readyz` of a replica: `ok: leader`, or `ok: standby` and where the leader is.
 async fn readyz(addr: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -418,7 +392,7 @@ async fn a_webhook_that_reaches_the_standby_is_forwarded_to_the_leader() {
         .iter()
         .map(|id| (id.to_string(), format!("127.0.0.1:{}", free_port())))
         .collect();
-    let _daemons: Vec<Daemon> = replicas
+    let daemons: Vec<Process> = replicas
         .iter()
         .map(|(id, listen)| {
             let args = s.bosun_args(&[
@@ -436,22 +410,37 @@ async fn a_webhook_that_reaches_the_standby_is_forwarded_to_the_leader() {
                 "--lease-duration",
                 "5",
             ]);
-            Daemon::start(Command::new(env!("CARGO_BIN_EXE_bosun")).args(&args))
+            Process::bosun(|c| {
+                c.args(&args);
+            })
         })
         .collect();
     wait_until("the leader's first sync", || async { s.app("a").await }).await;
-    let (leader, standby) = wait_until("one leader and one standby", || async {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (leader, standby) = loop {
         let mut answers = Vec::new();
         for (_, listen) in &replicas {
-            answers.push(readyz(listen).await?);
+            answers.push(readyz(listen).await);
         }
-        match (answers[0].as_str(), answers[1].as_str()) {
-            ("ok: leader", "ok: standby") => Some((replicas[0].clone(), replicas[1].clone())),
-            ("ok: standby", "ok: leader") => Some((replicas[1].clone(), replicas[0].clone())),
-            _ => None,
+        // The standby knows where the leader is once it has read the Lease.
+        let knows = |answer: &str, leader: &str| {
+            answer == format!("ok: standby; the leader is at http://{leader}")
+        };
+        match (answers[0].as_deref(), answers[1].as_deref()) {
+            (Some("ok: leader"), Some(b)) if knows(b, &replicas[0].1) => {
+                break (replicas[0].clone(), replicas[1].clone());
+            }
+            (Some(a), Some("ok: leader")) if knows(a, &replicas[1].1) => {
+                break (replicas[1].clone(), replicas[0].clone());
+            }
+            _ if Instant::now() > deadline => panic!(
+                "no leader and standby: /readyz answered {answers:?}; logs:\n{}\n---\n{}",
+                daemons[0].log(),
+                daemons[1].log()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
-    })
-    .await;
+    };
     let lease =
         s.ns.api::<k8s_openapi::api::coordination::v1::Lease>()
             .get("bosun")
@@ -494,31 +483,26 @@ async fn a_local_directory_is_reapplied_when_a_file_is_saved() {
     install_crds(&ns.client).await;
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("a.yaml"), app("a", "v1")).expect("write");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let _daemon = Daemon::start(
-        Command::new(env!("CARGO_BIN_EXE_bosun"))
-            .args([
-                "run",
-                "--dir",
-                dir.path().to_str().expect("utf-8"),
-                "--namespace",
-                &ns.name,
-                "--name",
-                &ns.name,
-                "--engine-namespace",
-                &ns.name,
-            ])
-            .args([
-                "--poll-interval",
-                "3600",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ]),
-    );
+    let port = free_port();
+    let _daemon = Process::bosun(|c| {
+        c.args([
+            "run",
+            "--dir",
+            dir.path().to_str().expect("utf-8"),
+            "--namespace",
+            &ns.name,
+            "--name",
+            &ns.name,
+            "--engine-namespace",
+            &ns.name,
+        ])
+        .args([
+            "--poll-interval",
+            "3600",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]);
+    });
     let apps = ns.api::<ManagedApplication>();
     wait_until("the first sync", || async {
         apps.get_opt("a").await.ok().flatten()
@@ -557,7 +541,9 @@ async fn an_unreadable_source_is_surfaced_as_source_ready_false_then_true_again(
         "--listen",
         &format!("127.0.0.1:{port}"),
     ]);
-    let _daemon = Daemon::start(Command::new(env!("CARGO_BIN_EXE_bosun")).args(&args));
+    let _daemon = Process::bosun(|c| {
+        c.args(&args);
+    });
     wait_until("the first sync", || async { s.app("a").await }).await;
 
     // The repository disappears from the server.

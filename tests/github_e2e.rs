@@ -5,12 +5,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bosun_core::model::{ManagedApplication, Phase};
 use serde_json::Value;
 use support::gitserver::{self, TestRepo};
+use support::process::Process;
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -41,15 +42,6 @@ fn app(version: &str) -> String {
 fn fixture(name: &str) -> Value {
     let file = format!("{}/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&file).expect("fixture")).expect("JSON")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn github() -> MockServer {
@@ -117,10 +109,8 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
     std::fs::write(&token, "ghp_e2e_TEST_token_never_logged").expect("token");
     let password = dir.path().join("password");
     std::fs::write(&password, &gitserver::shared().http_password).expect("password");
-    let log = dir.path().join("bosun.log");
-    let _bosun = Killed(
-        Command::new(env!("CARGO_BIN_EXE_bosun"))
-            .args(["run", "--repo", &repo.http_url, "--path", "apps"])
+    let bosun = Process::bosun(|c| {
+        c.args(["run", "--repo", &repo.http_url, "--path", "apps"])
             .args(["--namespace", &ns.name, "--name", &ns.name])
             .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
             .args(["--git-username", &gitserver::shared().http_user])
@@ -131,16 +121,8 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
             .args(["--listen", "127.0.0.1:0"])
             .args(["--github-api-url", &gh.uri(), "--github-repo", "team/apps"])
             .arg("--github-token-file")
-            .arg(&token)
-            .env(
-                "KUBECONFIG",
-                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-            )
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("bosun starts"),
-    );
+            .arg(&token);
+    });
     let phase_is = |phase: Phase, version: &'static str| {
         let api = ns.api::<ManagedApplication>();
         async move {
@@ -233,7 +215,7 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
         "{}",
         String::from_utf8_lossy(&note.stderr)
     );
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let logged = bosun.log();
     assert!(!logged.contains("ghp_e2e_TEST_token_never_logged"));
     // Every request carried the token, as GitHub needs.
     for r in gh.received_requests().await.expect("recording") {

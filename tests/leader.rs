@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bosun_core::model::{ManagedApplication, Phase};
@@ -15,6 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
+use support::process::{Process, free_port, http_get, local};
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
 const LEASE_SECS: u64 = 4;
@@ -22,90 +21,34 @@ const LEASE_SECS: u64 = 4;
 struct Replica {
     identity: String,
     port: u16,
-    child: Child,
-    log: std::path::PathBuf,
+    process: Process,
 }
 
 impl Replica {
-    fn start(identity: &str, dir: &Path, ns: &str, logs: &Path) -> Replica {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("its address")
-            .port();
-        let log = logs.join(format!("{identity}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
-            .args(["run", "--dir"])
-            .arg(dir)
-            .args(["--namespace", ns, "--engine-namespace", ns])
-            .args([
-                "--leader-elect",
-                "--lease-namespace",
-                ns,
-                "--identity",
-                identity,
-            ])
-            .args(["--lease-duration", &LEASE_SECS.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env(
-                "KUBECONFIG",
-                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-            )
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("bosun starts");
+    fn start(identity: &str, dir: &Path, ns: &str) -> Replica {
+        let port = free_port();
+        let process = Process::bosun(|c| {
+            c.args(["run", "--dir"])
+                .arg(dir)
+                .args(["--namespace", ns, "--engine-namespace", ns])
+                .args(["--leader-elect", "--lease-namespace", ns])
+                .args(["--identity", identity])
+                .args(["--lease-duration", &LEASE_SECS.to_string()])
+                .args(["--listen", &format!("127.0.0.1:{port}")]);
+        });
         Replica {
             identity: identity.into(),
             port,
-            child,
-            log,
+            process,
         }
     }
 
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{sig}");
-    }
-
     fn metric(&self, name: &str) -> Option<f64> {
-        let body = http_get(self.port, "/metrics")?;
+        let (_, body) = http_get(local(self.port), "/metrics")?;
         body.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 fn app_yaml(version: &str) -> String {
@@ -150,18 +93,14 @@ async fn phase_is(ns: &TestNamespace, phase: Phase, version: &str) -> ManagedApp
 }
 
 /// Brings the app to a canary step waiting for promotion, under replica `a` as the leader.
-async fn canary_waiting_under_a(
-    ns: &TestNamespace,
-    dir: &Path,
-    logs: &Path,
-) -> (Replica, Replica, String) {
+async fn canary_waiting_under_a(ns: &TestNamespace, dir: &Path) -> (Replica, Replica, String) {
     std::fs::write(dir.join("shop.yaml"), app_yaml("v1")).expect("write app");
-    let a = Replica::start("a", dir, &ns.name, logs);
+    let a = Replica::start("a", dir, &ns.name);
     wait_until("a holds the lease", || async {
         (holder(ns).await.as_deref() == Some("a")).then_some(())
     })
     .await;
-    let b = Replica::start("b", dir, &ns.name, logs);
+    let b = Replica::start("b", dir, &ns.name);
     phase_is(ns, Phase::Healthy, "v1").await;
     wait_until("b serves metrics", || async { b.metric("bosun_leader") }).await;
     assert_eq!(b.metric("bosun_leader"), Some(0.0), "b is a standby");
@@ -224,20 +163,16 @@ async fn promote_and_finish(ns: &TestNamespace, job_uid: &str) {
     );
 }
 
-async fn setup(prefix: &str) -> (TestNamespace, tempfile::TempDir, tempfile::TempDir) {
+async fn setup(prefix: &str) -> (TestNamespace, tempfile::TempDir) {
     let ns = TestNamespace::new(prefix).await;
     install_crds(&ns.client).await;
-    (
-        ns,
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("logs"),
-    )
+    (ns, tempfile::tempdir().expect("dir"))
 }
 
 #[tokio::test]
 async fn a_standby_finishes_a_canary_when_the_leader_is_killed() {
-    let (ns, dir, logs) = setup("ha-kill").await;
-    let (a, b, job_uid) = canary_waiting_under_a(&ns, dir.path(), logs.path()).await;
+    let (ns, dir) = setup("ha-kill").await;
+    let (a, b, job_uid) = canary_waiting_under_a(&ns, dir.path()).await;
     holds_for(
         "b stays a standby while a renews",
         Duration::from_secs(LEASE_SECS + 2),
@@ -245,32 +180,36 @@ async fn a_standby_finishes_a_canary_when_the_leader_is_killed() {
     )
     .await;
 
-    a.signal("KILL");
+    a.process.signal("KILL");
     wait_until("b takes the lease", || async {
         (holder(&ns).await.as_deref() == Some("b")).then_some(())
     })
     .await;
     promote_and_finish(&ns, &job_uid).await;
     assert_eq!(b.metric("bosun_leader"), Some(1.0));
-    assert!(!b.log().contains("forbidden"), "{}", b.log());
+    assert!(
+        !b.process.log().contains("forbidden"),
+        "{}",
+        b.process.log()
+    );
 }
 
 #[tokio::test]
 async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_wakes() {
-    let (ns, dir, logs) = setup("ha-stop").await;
-    let (mut a, b, job_uid) = canary_waiting_under_a(&ns, dir.path(), logs.path()).await;
+    let (ns, dir) = setup("ha-stop").await;
+    let (mut a, b, job_uid) = canary_waiting_under_a(&ns, dir.path()).await;
 
-    a.signal("STOP");
+    a.process.signal("STOP");
     wait_until("b takes the lease", || async {
         (holder(&ns).await.as_deref() == Some("b")).then_some(())
     })
     .await;
     promote_and_finish(&ns, &job_uid).await;
 
-    a.signal("CONT");
+    a.process.signal("CONT");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let exited = loop {
-        if let Some(status) = a.child.try_wait().expect("try_wait") {
+        if let Some(status) = a.process.exited() {
             break status;
         }
         assert!(
@@ -280,7 +219,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_wakes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(!exited.success(), "it exits with an error");
-    let log = a.log();
+    let log = a.process.log();
     assert!(log.contains("leadership lost"), "{log}");
     assert_eq!(holder(&ns).await.as_deref(), Some("b"));
     assert_eq!(b.identity, "b");

@@ -4,12 +4,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use support::gitserver;
+use support::process::{Process, free_port, http_get, local};
 use support::{TestNamespace, install_crds, wait_until};
 
 const APP: &str = "apiVersion: apps.example.com/v1alpha1
@@ -20,36 +18,6 @@ spec:
   version: \"v1\"
 ";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(port: u16, path_and_query: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out.split_once("\r\n\r\n")?.1.to_string())
-}
-
 /// The value Prometheus holds for an instant query, if it has exactly one sample.
 fn query(prometheus: u16, promql: &str) -> Option<f64> {
     let encoded: String = promql
@@ -59,7 +27,7 @@ fn query(prometheus: u16, promql: &str) -> Option<f64> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let body = http_get(prometheus, &format!("/api/v1/query?query={encoded}"))?;
+    let (_, body) = http_get(local(prometheus), &format!("/api/v1/query?query={encoded}"))?;
     // Chunked transfer is possible: find the JSON object in the body.
     let json_start = body.find('{')?;
     let json_end = body.rfind('}')?;
@@ -80,22 +48,14 @@ async fn prometheus_scrapes_leader_git_and_kube_metrics() {
     let repo = server.create_repo(&ns.name, &[("apps/shop.yaml", APP)]);
     let cache = tempfile::tempdir().expect("cache");
     let bosun_port = free_port();
-    let _bosun = Killed(
-        Command::new(env!("CARGO_BIN_EXE_bosun"))
-            .args(["run", "--repo", &repo.file_url(), "--path", "apps"])
+    let _bosun = Process::bosun(|c| {
+        c.args(["run", "--repo", &repo.file_url(), "--path", "apps"])
             .args(["--namespace", &ns.name, "--name", &ns.name])
             .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
             .args(["--listen", &format!("127.0.0.1:{bosun_port}")])
             .arg("--cache-dir")
-            .arg(cache.path())
-            .env(
-                "KUBECONFIG",
-                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-            )
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bosun starts"),
-    );
+            .arg(cache.path());
+    });
 
     let data = tempfile::tempdir().expect("prometheus data");
     let config = data.path().join("prometheus.yml");
@@ -107,20 +67,17 @@ async fn prometheus_scrapes_leader_git_and_kube_metrics() {
     )
     .expect("config");
     let prometheus_port = free_port();
-    let _prometheus = Killed(
-        Command::new(&prometheus_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                data.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting {prometheus_bin} (run `scripts/prometheus install`): {e}")
-            }),
+    let mut prometheus = Command::new(&prometheus_bin);
+    prometheus
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            data.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"));
+    let _prometheus = Process::spawn(
+        prometheus,
+        &format!("{prometheus_bin} (run `scripts/prometheus install`)"),
     );
 
     wait_until("Prometheus scraped Bosun as up", || async {

@@ -7,11 +7,12 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bosun_core::model::{ManagedApplication, Phase};
 use support::gitserver::{self, TestRepo};
+use support::process::Process;
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
 const FILE: &str = "apps/shop.yaml";
@@ -34,54 +35,38 @@ fn app(version: &str) -> String {
     .join("\n")
 }
 
+/// `bosun run` on the repository, polling every second, with the files it needs.
 struct Bosun {
-    child: Child,
+    process: Process,
     _cache: tempfile::TempDir,
     _password: tempfile::NamedTempFile,
-    log: PathBuf,
-}
-
-impl Drop for Bosun {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Bosun {
-    fn start(ns: &TestNamespace, repo: &TestRepo, logs: &tempfile::TempDir) -> Bosun {
+    fn start(ns: &TestNamespace, repo: &TestRepo) -> Bosun {
         let server = gitserver::shared();
         let cache = tempfile::tempdir().expect("cache");
         let password = tempfile::NamedTempFile::new().expect("password file");
         std::fs::write(password.path(), &server.http_password).expect("password");
-        let log = logs.path().join("bosun.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
-            .args(["run", "--repo", &repo.http_url, "--path", "apps"])
-            .args(["--namespace", &ns.name, "--name", &ns.name])
-            .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
-            .args(["--git-username", &server.http_user, "--git-password-file"])
-            .arg(password.path())
-            .arg("--cache-dir")
-            .arg(cache.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .env(
-                "KUBECONFIG",
-                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("test cluster"),
-            )
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("bosun starts");
+        let process = Process::bosun(|c| {
+            c.args(["run", "--repo", &repo.http_url, "--path", "apps"])
+                .args(["--namespace", &ns.name, "--name", &ns.name])
+                .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
+                .args(["--git-username", &server.http_user, "--git-password-file"])
+                .arg(password.path())
+                .arg("--cache-dir")
+                .arg(cache.path())
+                .args(["--listen", "127.0.0.1:0"]);
+        });
         Bosun {
-            child,
+            process,
             _cache: cache,
             _password: password,
-            log,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 }
 
@@ -117,17 +102,17 @@ async fn phase_is(ns: &TestNamespace, phase: Phase, version: &str) -> ManagedApp
     .await
 }
 
-async fn scenario(prefix: &str) -> (TestNamespace, TestRepo, tempfile::TempDir) {
+async fn scenario(prefix: &str) -> (TestNamespace, TestRepo) {
     let ns = TestNamespace::new(prefix).await;
     install_crds(&ns.client).await;
     let repo = gitserver::shared().create_repo(&ns.name, &[(FILE, app("v1").as_str())]);
-    (ns, repo, tempfile::tempdir().expect("logs"))
+    (ns, repo)
 }
 
 #[tokio::test]
 async fn a_failed_upgrade_ends_with_one_rollback_commit_and_a_note() {
-    let (ns, repo, logs) = scenario("wb-rollback").await;
-    let bosun = Bosun::start(&ns, &repo, &logs);
+    let (ns, repo) = scenario("wb-rollback").await;
+    let bosun = Bosun::start(&ns, &repo);
     phase_is(&ns, Phase::Healthy, "v1").await;
 
     let bump = repo.commit("shop: v2-broken", &[(FILE, app("v2-broken"))]);
@@ -200,8 +185,8 @@ async fn a_failed_upgrade_ends_with_one_rollback_commit_and_a_note() {
 
 #[tokio::test]
 async fn a_human_revert_rolls_the_app_back_without_a_commit_of_bosuns() {
-    let (ns, repo, logs) = scenario("wb-revert").await;
-    let _bosun = Bosun::start(&ns, &repo, &logs);
+    let (ns, repo) = scenario("wb-revert").await;
+    let _bosun = Bosun::start(&ns, &repo);
     phase_is(&ns, Phase::Healthy, "v1").await;
     let bump = repo.commit("shop: v2", &[(FILE, app("v2"))]);
     phase_is(&ns, Phase::Healthy, "v2").await;
@@ -223,8 +208,8 @@ async fn a_human_revert_rolls_the_app_back_without_a_commit_of_bosuns() {
 
 #[tokio::test]
 async fn a_protected_branch_gets_the_rollback_on_a_branch_and_nothing_loops() {
-    let (ns, repo, logs) = scenario("wb-protected").await;
-    let bosun = Bosun::start(&ns, &repo, &logs);
+    let (ns, repo) = scenario("wb-protected").await;
+    let bosun = Bosun::start(&ns, &repo);
     phase_is(&ns, Phase::Healthy, "v1").await;
     let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/gitserver"))
         .args(["protect", &repo.name, "main", "--dir"])

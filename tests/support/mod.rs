@@ -7,6 +7,7 @@
 
 pub mod gitserver;
 pub mod health;
+pub mod process;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,115 @@
+//! Processes a test starts: the `bosun` binary under test (or another server, such as Prometheus), its
+//! stderr kept in a log file, stopped and reaped when dropped, even when the test fails or froze it.
+//! And the two network helpers such tests need: a free loopback port and a plain `GET`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A child process, killed and reaped on drop.
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// `bosun` as the test cluster's admin (`KUBECONFIG` from `BOSUN_CLUSTER_KUBECONFIG`); `configure`
+    /// gives its arguments, and may set another `KUBECONFIG` or any other variable.
+    pub fn bosun(configure: impl FnOnce(&mut Command)) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bosun"));
+        command.env(
+            "KUBECONFIG",
+            std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("the test cluster (scripts/test)"),
+        );
+        configure(&mut command);
+        Process::spawn(command, "the bosun binary")
+    }
+
+    /// Any command; `what` names it when it cannot start (say, how to install it).
+    pub fn spawn(mut command: Command, what: &str) -> Process {
+        let dir = tempfile::tempdir().expect("a directory for the log");
+        let log = dir.path().join("stderr.log");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("the log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        Process {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -SIG pid`: `KILL`, `STOP`, `CONT`, `TERM`.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{sig} {}", self.id());
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A process the test froze (SIGSTOP) must run again to die of SIGKILL at once... and be reaped.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// `GET path` on a loopback server: the status code and the body, or `None` while it does not answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// The address of a loopback port.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
