@@ -49,6 +49,7 @@ fn main() {
         .iter()
         .map(|d| sync::desired_from(d, "apps", "rev1", "default"))
         .map(|d| Live {
+            spec: d.object.get("spec").cloned(),
             key: d.key,
             source_path: Some(d.source_path),
             spec_hash: Some(d.spec_hash),

@@ -95,7 +95,7 @@ impl Cluster {
         &self.client
     }
 
-    /// The objects a source applied: their keys, files and spec hashes, from metadata alone.
+    /// The objects a source applied: their keys, files, spec hashes and specs (for the drift check).
     ///
     /// # Errors
     /// When a list call fails.
@@ -104,15 +104,17 @@ impl Cluster {
         let params = ListParams::default().labels(&format!("{LABEL_SOURCE}={source}"));
         for kind in Kind::ALL {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource(kind));
-            let list =
-                api.list_metadata(&params)
-                    .await
-                    .map_err(|error| ClusterError::ListSource {
-                        kind,
-                        source_name: source.to_string(),
-                        error,
-                    })?;
+            // Whole objects, not only metadata: their spec is checked for drift.
+            let list = api
+                .list(&params)
+                .await
+                .map_err(|error| ClusterError::ListSource {
+                    kind,
+                    source_name: source.to_string(),
+                    error,
+                })?;
             for item in list.items {
+                let spec = item.data.get("spec").cloned();
                 let meta = item.metadata;
                 let annotation =
                     |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k)).cloned();
@@ -124,6 +126,7 @@ impl Cluster {
                     },
                     source_path: annotation(ANNOTATION_SOURCE_PATH),
                     spec_hash: annotation(ANNOTATION_SPEC_HASH),
+                    spec,
                 });
             }
         }

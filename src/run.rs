@@ -16,7 +16,7 @@ use bosun_core::sync::{self, ApplyReason, Kept, SyncAction, SyncPolicy};
 use bosun_core::validate::validate_files;
 use bosun_core::yaml::Limits;
 use tokio::sync::Notify;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use anyhow::Context;
 
@@ -261,6 +261,8 @@ struct SourceRunner {
     cluster: Cluster,
     git: Option<Arc<std::sync::Mutex<GitSource>>>,
     last_applied: Option<String>,
+    /// The last revision read: its findings were logged once, not at every interval.
+    last_read: Option<String>,
     last_seen: Option<git::Oid>,
     grace: Duration,
 }
@@ -283,6 +285,7 @@ impl SourceRunner {
             cluster,
             git,
             last_applied: None,
+            last_read: None,
             last_seen: None,
             grace: run.grace,
         })
@@ -400,15 +403,12 @@ impl SourceRunner {
 
     /// One pass of the pipeline.
     async fn sync(&mut self) -> anyhow::Result<SyncOutcome> {
-        let prepared = match self.prepare().await? {
-            Ok(p) => p,
-            Err(unchanged) => return Ok(unchanged),
-        };
+        let prepared = self.prepare().await?;
         self.apply(prepared).await
     }
 
-    /// fetch → parse and validate → observe → plan. `Err(outcome)`: the revision was applied already.
-    async fn prepare(&mut self) -> anyhow::Result<Result<Prepared, SyncOutcome>> {
+    /// fetch → parse and validate → observe → plan.
+    async fn prepare(&mut self) -> anyhow::Result<Prepared> {
         // fetch
         let (revision, files, refused) = match (&self.config.origin, &self.git) {
             (Origin::Git(_), Some(git)) => {
@@ -449,12 +449,8 @@ impl SourceRunner {
                     }
                 };
                 self.last_seen = Some(revision);
-                if self.last_applied.as_deref() == Some(revision.to_string().as_str()) {
-                    return Ok(Err(SyncOutcome {
-                        revision: revision.to_string(),
-                        ..SyncOutcome::default()
-                    }));
-                }
+                // An unchanged revision is read and planned all the same: the plan finds drift (an
+                // object edited or deleted by hand) and costs no write when there is none.
                 let snapshot = tokio::task::spawn_blocking(move || {
                     git.lock().expect("git source lock").read_tree(revision)
                 })
@@ -464,12 +460,9 @@ impl SourceRunner {
             (Origin::Dir(dir), _) => read_dir(dir)?,
             (Origin::Git(_), None) => unreachable!("a git origin always has a git source"),
         };
-        if self.last_applied.as_deref() == Some(revision.as_str()) {
-            return Ok(Err(SyncOutcome {
-                revision,
-                ..SyncOutcome::default()
-            }));
-        }
+        // A revision's findings are logged when it is first read, not again at every interval.
+        let fresh = self.last_read.as_deref() != Some(revision.as_str());
+        self.last_read = Some(revision.clone());
 
         // parse and validate
         let report = validate_files(
@@ -478,11 +471,13 @@ impl SourceRunner {
         );
         let mut invalid_files: BTreeSet<String> =
             report.findings.iter().map(|f| f.file.clone()).collect();
-        for finding in &report.findings {
+        for finding in report.findings.iter().filter(|_| fresh) {
             warn!(file = %finding.file, finding = %finding, "invalid definition; its last good state stays in force");
         }
         for (path, why) in &refused {
-            warn!(file = %path, reason = %why, "file not read");
+            if fresh {
+                warn!(file = %path, reason = %why, "file not read");
+            }
             invalid_files.insert(path.clone());
         }
         let mut desired: Vec<_> = report
@@ -506,7 +501,9 @@ impl SourceRunner {
                 .push(d.source_path.clone());
         }
         for (key, files) in seen.into_iter().filter(|(_, f)| f.len() > 1) {
-            warn!(%key, files = ?files, "defined twice (once the default namespace is applied); neither copy is applied");
+            if fresh {
+                warn!(%key, files = ?files, "defined twice (once the default namespace is applied); neither copy is applied");
+            }
             invalid_files.extend(files);
             desired.retain(|d| d.key != key);
         }
@@ -514,18 +511,20 @@ impl SourceRunner {
         // observe, plan
         let live = self.cluster.live_of_source(&self.config.name).await?;
         let plan = sync::plan_sync(&desired, &invalid_files, &live, self.config.policy);
-        Ok(Ok(Prepared {
+        Ok(Prepared {
+            fresh,
             revision,
             plan,
             invalid_files,
             findings: report.findings.iter().map(ToString::to_string).collect(),
             refused,
-        }))
+        })
     }
 
     /// apply → report.
     async fn apply(&mut self, prepared: Prepared) -> anyhow::Result<SyncOutcome> {
         let Prepared {
+            fresh,
             revision,
             plan,
             invalid_files,
@@ -537,7 +536,7 @@ impl SourceRunner {
             invalid_files: invalid_files.len(),
             ..SyncOutcome::default()
         };
-        for kept in &plan.kept {
+        for kept in plan.kept.iter().filter(|_| fresh) {
             match kept {
                 Kept::InvalidFile { key, file } => info!(%key, %file, "kept: its file is invalid"),
                 Kept::PruneDisabled { key } => {
@@ -563,6 +562,11 @@ impl SourceRunner {
                                 outcome.updated += 1;
                                 "update"
                             }
+                            ApplyReason::Drift => {
+                                outcome.updated += 1;
+                                warn!(key = %desired.key, "changed in the cluster, not in git: put back as git says");
+                                "drift"
+                            }
                         };
                         self.count_apply(what);
                         info!(key = %desired.key, ?reason, %revision, "applied");
@@ -584,12 +588,18 @@ impl SourceRunner {
                 error!(error = %e, reason = e.reason(), "apply failed");
             }
         }
+        let quiet = outcome.created + outcome.updated + outcome.pruned + outcome.errors == 0
+            && self.last_applied.as_deref() == Some(revision.as_str());
         if outcome.errors == 0 {
             self.last_applied = Some(revision.clone());
         }
-        info!(revision = %outcome.revision, created = outcome.created, updated = outcome.updated,
-            pruned = outcome.pruned, unchanged = outcome.unchanged, invalid_files = outcome.invalid_files,
-            errors = outcome.errors, "synced");
+        if quiet {
+            debug!(revision = %outcome.revision, unchanged = outcome.unchanged, "in sync");
+        } else {
+            info!(revision = %outcome.revision, created = outcome.created, updated = outcome.updated,
+                pruned = outcome.pruned, unchanged = outcome.unchanged, invalid_files = outcome.invalid_files,
+                errors = outcome.errors, "synced");
+        }
         Ok(outcome)
     }
 }
@@ -599,6 +609,8 @@ type Read = (String, Vec<(String, String)>, Vec<(String, String)>);
 /// What one source's current revision asks for, before anything is applied.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The revision is read for the first time (not a drift check of one already read).
+    pub fresh: bool,
     pub revision: String,
     pub plan: sync::SyncPlan,
     pub invalid_files: BTreeSet<String>,
@@ -618,10 +630,7 @@ pub async fn plan(config: RunConfig) -> anyhow::Result<Vec<(String, Prepared)>> 
     for source in config.sources.clone() {
         let name = source.name.clone();
         let mut runner = SourceRunner::new(source, cluster.clone(), &config)?;
-        match runner.prepare().await? {
-            Ok(p) => out.push((name, p)),
-            Err(_) => unreachable!("a fresh runner has applied nothing yet"),
-        }
+        out.push((name, runner.prepare().await?));
     }
     Ok(out)
 }

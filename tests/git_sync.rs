@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bosun_core::model::{Bestie, ManagedApplication};
 use support::gitserver::{self, TestRepo};
-use support::process::{Process, free_port};
+use support::process::{Process, free_port, http_get};
 use support::{TestNamespace, install_crds, wait_until};
 
 fn app(name: &str, version: &str) -> String {
@@ -637,4 +637,65 @@ fn an_empty_webhook_secret_is_refused_at_start() {
         .expect("bosun runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the webhook secret is empty"));
+}
+
+/// `bosun_sync_applies_total{source,action}` as a running daemon reports it.
+fn applies(listen: &str, source: &str, action: &str) -> Option<f64> {
+    let (_, body) = http_get(listen.parse().expect("an address"), "/metrics")?;
+    let series = format!("bosun_sync_applies_total{{action=\"{action}\",source=\"{source}\"}}");
+    let alt = format!("bosun_sync_applies_total{{source=\"{source}\",action=\"{action}\"}}");
+    Some(
+        body.lines()
+            .find(|l| l.starts_with(&series) || l.starts_with(&alt))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
+#[tokio::test]
+async fn an_app_edited_or_deleted_by_hand_is_put_back_as_git_says() {
+    let s = Scenario::new("sync-drift", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = s.bosun_args(&["--listen", &listen, "--poll-interval", "1"]);
+    let bosun = Process::bosun(|c| {
+        c.args(&args);
+    });
+    let first = wait_until("the first sync", || async { s.app("a").await }).await;
+
+    // kubectl edit: the version changed in the cluster, not in git.
+    s.ns.api::<ManagedApplication>()
+        .patch(
+            "a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"version": "v9"}})),
+        )
+        .await
+        .expect("edit by hand");
+    wait_until("the version put back as git says", || async {
+        (s.app("a").await?.spec.version == "v1").then_some(())
+    })
+    .await;
+    assert!(
+        bosun.log().contains("changed in the cluster, not in git"),
+        "{}",
+        bosun.log()
+    );
+    // Once put back, nothing is applied again: one drift, one correction.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(applies(&listen, &s.ns.name, "drift"), Some(1.0));
+    assert_eq!(applies(&listen, &s.ns.name, "update"), Some(0.0));
+
+    // kubectl delete: created again at the next poll, without a commit.
+    s.ns.api::<ManagedApplication>()
+        .delete("a", &Default::default())
+        .await
+        .expect("delete by hand");
+    let again = wait_until("the app created again", || async {
+        let a = s.app("a").await?;
+        (a.metadata.uid != first.metadata.uid && a.metadata.deletion_timestamp.is_none())
+            .then_some(a)
+    })
+    .await;
+    assert_eq!(again.spec.version, "v1");
+    assert_eq!(applies(&listen, &s.ns.name, "create"), Some(2.0));
 }

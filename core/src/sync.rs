@@ -4,6 +4,9 @@
 //! Rules, in the order they apply:
 //! - a definition with no live object is created; one whose spec hash differs is updated; one whose hash
 //!   matches costs nothing (no write at all, so 1,999 unchanged apps cost zero API calls);
+//! - drift: a live object whose hash matches but whose `spec` no longer holds what git says (someone
+//!   ran `kubectl edit`) is applied again, as Flux corrects drift at every interval. Fields git does
+//!   not set (defaults the API server added) are not drift;
 //! - a live object whose file failed validation keeps its last good state: it is neither changed nor
 //!   pruned until the file is fixed;
 //! - a live object no longer defined is pruned only when the source opted in, and never all at once when
@@ -80,11 +83,13 @@ pub struct Desired {
 }
 
 /// What Bosun needs to know of a live object of this source.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Live {
     pub key: ObjectKey,
     pub source_path: Option<String>,
     pub spec_hash: Option<String>,
+    /// Its `spec` as the cluster holds it; `None` when only its metadata was read (no drift check).
+    pub spec: Option<serde_json::Value>,
 }
 
 /// Why an object is applied.
@@ -92,6 +97,8 @@ pub struct Live {
 pub enum ApplyReason {
     Create,
     Update,
+    /// Git did not change, the live object did: it is put back as git says.
+    Drift,
 }
 
 /// One thing to do.
@@ -146,7 +153,17 @@ pub fn plan_sync(
 
     for d in desired {
         match live_by_key.get(&d.key) {
-            Some(l) if l.spec_hash.as_deref() == Some(d.spec_hash.as_str()) => plan.unchanged += 1,
+            Some(l) if l.spec_hash.as_deref() == Some(d.spec_hash.as_str()) => {
+                let desired_spec = d.object.get("spec").unwrap_or(&serde_json::Value::Null);
+                if l.spec.as_ref().is_none_or(|s| holds(s, desired_spec)) {
+                    plan.unchanged += 1;
+                } else {
+                    plan.actions.push(SyncAction::Apply {
+                        desired: Box::new(d.clone()),
+                        reason: ApplyReason::Drift,
+                    });
+                }
+            }
             Some(_) => plan.actions.push(SyncAction::Apply {
                 desired: Box::new(d.clone()),
                 reason: ApplyReason::Update,
@@ -176,6 +193,24 @@ pub fn plan_sync(
         }
     }
     plan
+}
+
+/// Whether `live` holds everything `desired` sets: every key of an object (a `null` in `desired` is
+/// no requirement), every element of a list of the same length, equal scalars (numbers by value).
+/// What `live` has beyond that (defaults) does not matter.
+pub fn holds(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, desired) {
+        (_, Value::Null) => true,
+        (Value::Object(l), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| dv.is_null() || l.get(k).is_some_and(|lv| holds(lv, dv))),
+        (Value::Array(l), Value::Array(d)) => {
+            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| holds(lv, dv))
+        }
+        (Value::Number(l), Value::Number(d)) => l.as_f64() == d.as_f64(),
+        (l, d) => l == d,
+    }
 }
 
 /// Turns a validated definition into what is applied: the typed resource as JSON, in `default_namespace`
@@ -250,6 +285,62 @@ mod tests {
             key: key(name),
             source_path: Some(format!("apps/{name}.yaml")),
             spec_hash: Some(hash.into()),
+            spec: None,
+        }
+    }
+
+    #[test]
+    fn a_spec_edited_by_hand_is_drift_and_defaults_are_not() {
+        let mut d = desired("shop", "h1");
+        d.object = serde_json::json!({"spec": {"version": "v1", "replicas": 2,
+            "upgradeStrategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}}}});
+        let with = |spec: serde_json::Value| Live {
+            spec: Some(spec),
+            ..live("shop", "h1")
+        };
+        let cases = [
+            (
+                "as git says",
+                serde_json::json!({"version": "v1", "replicas": 2,
+                    "upgradeStrategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}}}),
+                None,
+            ),
+            (
+                "defaults added by the API server",
+                serde_json::json!({"version": "v1", "replicas": 2.0, "paused": false,
+                    "upgradeStrategy": {"type": "Canary", "progressDeadlineSeconds": 600,
+                        "canary": {"steps": [{"weight": 50, "pause": null}]}}}),
+                None,
+            ),
+            (
+                "version edited",
+                serde_json::json!({"version": "v9", "replicas": 2,
+                    "upgradeStrategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}}}),
+                Some(ApplyReason::Drift),
+            ),
+            (
+                "a step removed",
+                serde_json::json!({"version": "v1", "replicas": 2,
+                    "upgradeStrategy": {"type": "Canary", "canary": {"steps": []}}}),
+                Some(ApplyReason::Drift),
+            ),
+            (
+                "a field git sets, gone",
+                serde_json::json!({"version": "v1",
+                    "upgradeStrategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}}}),
+                Some(ApplyReason::Drift),
+            ),
+        ];
+        for (name, spec, want) in cases {
+            let plan = plan_sync(
+                std::slice::from_ref(&d),
+                &BTreeSet::new(),
+                &[with(spec)],
+                SyncPolicy::default(),
+            );
+            let got = applied(&plan).first().map(|(_, r)| *r);
+            assert_eq!(got, want, "{name}");
+            assert_eq!(plan.unchanged, usize::from(want.is_none()), "{name}");
         }
     }
 

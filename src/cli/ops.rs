@@ -308,11 +308,13 @@ pub async fn plan(config: crate::run::RunConfig) -> ExitCode {
                     desired,
                     reason: ApplyReason::Create,
                 } => println!("  + create {} ({})", desired.key, desired.source_path),
-                SyncAction::Apply {
-                    desired,
-                    reason: ApplyReason::Update,
-                } => {
-                    println!("  ~ update {} ({})", desired.key, desired.source_path);
+                SyncAction::Apply { desired, reason } => {
+                    let what = if *reason == ApplyReason::Drift {
+                        "put back (changed in the cluster, not in git)"
+                    } else {
+                        "update"
+                    };
+                    println!("  ~ {what} {} ({})", desired.key, desired.source_path);
                     let live = cluster.get(&desired.key).await.ok().flatten();
                     let old = live
                         .as_ref()
