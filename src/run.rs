@@ -247,12 +247,44 @@ async fn serve_http(
         .await
         .with_context(|| format!("listening on {addr}"))?;
     info!(%addr, "serving /healthz, /readyz, /metrics and webhooks");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            error!(error = %e, "HTTP server stopped");
-        }
-    });
+    tokio::spawn(serve(listener, app, HEADER_READ_TIMEOUT));
     Ok(())
+}
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection may stay open, whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Serves `app` over HTTP/1.1 with deadlines, so that slow or silent clients cannot hold connections
+/// (and memory) for ever: headers within `header_timeout`, a body within the handler's own deadline
+/// (the webhook's), a whole connection within [`CONNECTION_LIFETIME`].
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, header_timeout: Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
+        ));
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
 }
 
 /// One source's loop and its state between runs.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -80,11 +80,15 @@ const FORWARDED_HEADERS: [&str; 8] = [
 /// How long a standby waits for the leader to take a forwarded webhook.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a client may take to send a webhook's body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 struct WebhookState {
     secret: WebhookSecret,
     watched: Arc<Vec<Watched>>,
     forwarding: Option<Forwarding>,
+    max_body: usize,
 }
 
 /// The webhook route, `POST /webhook`, for every forge. With `forwarding`, a replica that does not
@@ -102,14 +106,47 @@ pub fn router(
             secret,
             watched: Arc::new(watched),
             forwarding,
+            max_body,
         })
 }
 
 async fn receive(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> (StatusCode, String) {
+    // The body is read within a deadline and a size cap, before anything else is done with it.
+    let body: Bytes = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, state.max_body),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is over {} bytes\n", state.max_body),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    "the body could not be read\n".into(),
+                )
+            };
+        }
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {BODY_READ_TIMEOUT:?}\n"),
+            );
+        }
+    };
     if let Err(why) = verify(&state.secret, &headers, &body) {
         tracing::warn!(reason = why, "webhook refused");
         return (StatusCode::UNAUTHORIZED, format!("{why}\n"));

@@ -11,6 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 const SECRET: &str = "webhook-test-secret";
+/// The server's header read timeout in these tests (Bosun's own is 10 s).
+const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 const REPO: &str = "http://127.0.0.1:9/git/apps.git";
 
 struct Server {
@@ -34,7 +36,7 @@ async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) ->
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    tokio::spawn(bosun::run::serve(listener, app, HEADER_TIMEOUT));
     Server { addr, wake }
 }
 
@@ -241,4 +243,49 @@ async fn a_forwarded_push_is_taken_where_it_lands_never_forwarded_again() {
     assert_eq!(status, 202, "{text}");
     assert!(text.contains("polling 1 source(s) now"), "{text}");
     assert!(woken(&server).await);
+}
+
+/// Reads until the server closes the connection; what it sent, or `None` if it kept it open `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    tokio::time::timeout(wait, stream.read_to_end(&mut out))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the connection is closed after the header timeout"
+    );
+    assert!(!woken(&server).await);
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408_and_does_nothing() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let body = push_body(REPO, "main");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n",
+        sign(&body),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&body[..10]).await.expect("write");
+    let answer = closed_within(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("an answer within the body deadline");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!woken(&server).await);
 }
