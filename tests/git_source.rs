@@ -231,6 +231,25 @@ fn reads_over_ssh_with_a_key_and_known_hosts() {
 }
 
 #[test]
+fn reads_over_ssh_with_a_hashed_known_hosts_file() {
+    // `ssh-keyscan -H` and `HashKnownHosts yes` write `|1|salt|hash` instead of the host name.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hashed = dir.path().join("known_hosts");
+    std::fs::copy(&server().ssh_known_hosts, &hashed).expect("copying known_hosts");
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&hashed).expect("reading it back");
+    assert!(text.lines().all(|l| l.starts_with("|1|")), "{text}");
+    let repo = server().create_repo("ssh-hashed", &[("apps/web.yaml", WEB)]);
+    reads_web(&repo.ssh_url, ssh_auth(hashed));
+}
+
+#[test]
 fn reads_over_git_protocol() {
     let repo = server().create_repo("git-protocol", &[("apps/web.yaml", WEB)]);
     reads_web(&repo.git_url, Auth::None);

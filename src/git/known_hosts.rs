@@ -3,11 +3,13 @@
 //! libgit2 checks no host key by itself (its `valid` flag only reflects `$HOME/.ssh/known_hosts`), so
 //! the `certificate_check` callback asks [`check`] whether the key the server presented is listed for
 //! that host and port. Supported: plain host patterns (`host`, `[host]:port`, comma-separated,
-//! `*`/`?` wildcards, `!` negation) and `@revoked`. Not supported, and so never matching: hashed
-//! entries (`|1|...`) and `@cert-authority` lines.
+//! `*`/`?` wildcards, `!` negation), hashed entries (`|1|salt|hash`, as `ssh-keyscan -H` and
+//! `HashKnownHosts yes` write them) and `@revoked`. Not supported, and so never matching:
+//! `@cert-authority` lines.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// What a `known_hosts` file says about a presented host key.
@@ -83,8 +85,9 @@ pub(crate) fn check(known_hosts: &str, host: &str, port: u16, presented: &[u8; 3
 fn hosts_match(patterns: &str, name: &str) -> bool {
     let mut matched = false;
     for pattern in patterns.split(',') {
-        if pattern.starts_with("|1|") {
-            continue; // hashed: would need HMAC-SHA1 of every candidate name
+        if let Some(hashed) = pattern.strip_prefix("|1|") {
+            matched |= hashed_match(hashed, name);
+            continue;
         }
         match pattern.strip_prefix('!') {
             Some(negated) if glob(negated, name) => return false,
@@ -93,6 +96,22 @@ fn hosts_match(patterns: &str, name: &str) -> bool {
         }
     }
     matched
+}
+
+/// A hashed entry, `salt|hash` in base64: whether `hash` is HMAC-SHA1 of `name` keyed with `salt`.
+fn hashed_match(hashed: &str, name: &str) -> bool {
+    let Some((salt, hash)) = hashed.split_once('|') else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (STANDARD.decode(salt), STANDARD.decode(hash)) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.update(name.as_bytes());
+    // verify_slice compares in constant time.
+    mac.verify_slice(&hash).is_ok()
 }
 
 /// `*` and `?` wildcards, ASCII case-insensitive, as OpenSSH matches host names.
@@ -166,6 +185,50 @@ mod tests {
         assert_eq!(
             check(&file, "git.example.com", 22, &sha_of(KEY_B)),
             Verdict::Revoked
+        );
+    }
+
+    #[test]
+    fn hashed_entries_written_by_ssh_keygen_match_their_host_and_port_only() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("known_hosts");
+        std::fs::write(
+            &file,
+            format!("git.example.com ssh-ed25519 {KEY_A}\n[127.0.0.1]:2222 ssh-ed25519 {KEY_B}\n"),
+        )
+        .expect("write");
+        // OpenSSH's own hashing, as `HashKnownHosts yes` and `ssh-keyscan -H` do it.
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .expect("ssh-keygen runs");
+        assert!(out.status.success(), "{out:?}");
+        let hashed = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            hashed.lines().all(|l| l.starts_with("|1|")),
+            "every line hashed:\n{hashed}"
+        );
+        assert_eq!(
+            check(&hashed, "git.example.com", 22, &sha_of(KEY_A)),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            check(&hashed, "git.example.com", 22, &sha_of(KEY_B)),
+            Verdict::Mismatch
+        );
+        assert_eq!(
+            check(&hashed, "127.0.0.1", 2222, &sha_of(KEY_B)),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            check(&hashed, "127.0.0.1", 22, &sha_of(KEY_B)),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&hashed, "other.example.com", 22, &sha_of(KEY_A)),
+            Verdict::Unknown
         );
     }
 
