@@ -840,8 +840,8 @@ fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, body: &str) -> Optio
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs).min(MAX_RATE_LIMIT_WAIT));
+    if let Some(wait) = header("retry-after").and_then(retry_after) {
+        return Some(wait.min(MAX_RATE_LIMIT_WAIT));
     }
     if header("x-ratelimit-remaining") == Some("0")
         && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok())
@@ -858,6 +858,19 @@ fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, body: &str) -> Optio
         return Some(SECONDARY_LIMIT_WAIT);
     }
     None
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`) taken from now.
+fn retry_after(value: &str) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = k8s_openapi::jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
+    let secs = at.as_second() - k8s_openapi::jiff::Timestamp::now().as_second();
+    // A date already past means "now", but not a storm: wait a second.
+    Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1)))
 }
 
 /// Whether a `Link` header has a `rel="next"` page.
@@ -1021,6 +1034,11 @@ mod tests {
             .expect("after 1970")
             .as_secs();
         let reset = (now + 30).to_string();
+        let in_20_s = k8s_openapi::jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(
+                &k8s_openapi::jiff::Timestamp::from_second((now + 20) as i64).expect("a time"),
+            )
+            .expect("an HTTP date");
         // (status, headers, body, the wait expected: from..=to seconds)
         type Case<'a> = (StatusCode, HeaderMap, &'a str, Option<(u64, u64)>);
         let cases: Vec<Case> = vec![
@@ -1035,6 +1053,18 @@ mod tests {
                 h(&[("retry-after", "7")]),
                 "",
                 Some((7, 7)),
+            ),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                h(&[("retry-after", &in_20_s)]),
+                "",
+                Some((18, 21)),
+            ),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                h(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+                "",
+                Some((1, 1)),
             ),
             (
                 StatusCode::FORBIDDEN,
