@@ -147,6 +147,24 @@ pub fn set_version(
     if !reads_back {
         return Err(cannot("in a way that did not read back as the new version"));
     }
+    // Nothing else may change: a version that comes from an anchor (`<<: *defaults`) shared with other
+    // fields would change them too.
+    let only_the_version = roots.iter().zip(&check_roots).all(|(before, after)| {
+        let before = before.to_json();
+        let mut after = after.to_json();
+        if let Some(v) = after.pointer_mut("/spec/version") {
+            *v = before
+                .pointer("/spec/version")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+        }
+        before == after
+    });
+    if !only_the_version {
+        return Err(cannot(
+            "without changing other fields (the version comes from a shared anchor)",
+        ));
+    }
     Ok(Edit::Edited(edited))
 }
 
@@ -933,8 +951,16 @@ spec:
     fn what_cannot_be_edited_in_place_is_refused_with_a_reason() {
         let cases = [
             (
-                "base: &v 1.5.0\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: &w 1.5.0\n  other: *w\n",
+                "base: &v 1.5.0\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: &w 1.5.0\n",
                 None,
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: &w 1.5.0\n  other: *w\n",
+                Some("shared anchor"),
+            ),
+            (
+                "kind: ManagedApplication\nmetadata:\n  name: web\n  labels: &l {version: 1.5.0}\nspec:\n  <<: *l\n",
+                Some("shared anchor"),
             ),
             (
                 "v: &v 1.5.0\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: *v\n",

@@ -6,6 +6,10 @@
 //! files over [`Limits::max_bytes`], nesting deeper than [`Limits::max_depth`], more nodes (counting alias
 //! expansions, so alias bombs stop early) than [`Limits::max_nodes`], more documents than
 //! [`Limits::max_documents`].
+//!
+//! Merge keys (`<<: *defaults`, or `<<: [*a, *b]`) are resolved as `kubectl` resolves them: the keys of
+//! the merged mappings are added where the mapping does not set them itself (its own keys win, and an
+//! earlier mapping of a list wins over a later one).
 
 use std::collections::HashMap;
 
@@ -276,6 +280,10 @@ pub enum YamlError {
         key: String,
         first_line: usize,
     },
+    #[error(
+        "a merge key (<<) takes a mapping or a list of mappings, as in `<<: *defaults`; this is {found}"
+    )]
+    BadMerge { pos: Pos, found: &'static str },
 }
 
 impl YamlError {
@@ -290,7 +298,8 @@ impl YamlError {
             | YamlError::UnknownAlias { pos, .. }
             | YamlError::UnsupportedTag { pos, .. }
             | YamlError::BadTaggedValue { pos, .. }
-            | YamlError::DuplicateKey { pos, .. } => Some(*pos),
+            | YamlError::DuplicateKey { pos, .. }
+            | YamlError::BadMerge { pos, .. } => Some(*pos),
         }
     }
 }
@@ -475,7 +484,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         ..
                     }) => Some((
                         Node {
-                            value: Value::Map(entries),
+                            value: Value::Map(merge_keys(entries)?),
                             start: Pos::from_marker(start.start),
                             end,
                             raw: None,
@@ -525,6 +534,49 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
         }
     }
     Ok(docs)
+}
+
+/// Resolves the merge keys (`<<`) of a mapping's entries: the merged mappings' keys come after the
+/// mapping's own, only where it does not set them; the first mapping of a list wins.
+fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError> {
+    let is_merge = |k: &Node| k.style == Some(Style::Plain) && k.raw.as_deref() == Some("<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return Ok(entries);
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| is_merge(k));
+    let kind = |n: &Node| match &n.value {
+        Value::Map(_) => "a mapping",
+        Value::Seq(_) => "a list",
+        Value::Null => "null",
+        _ => "a scalar",
+    };
+    for (_, value) in merges {
+        let sources = match value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) => items,
+            _ => {
+                return Err(YamlError::BadMerge {
+                    pos: value.start,
+                    found: kind(&value),
+                });
+            }
+        };
+        for source in sources {
+            let Value::Map(merged) = source.value else {
+                return Err(YamlError::BadMerge {
+                    pos: source.start,
+                    found: kind(&source),
+                });
+            };
+            for (k, v) in merged {
+                let key = k.key_text();
+                if !own.iter().any(|(o, _)| o.key_text() == key) {
+                    own.push((k, v));
+                }
+            }
+        }
+    }
+    Ok(own)
 }
 
 fn resolve_scalar(
@@ -686,6 +738,35 @@ mod tests {
             .next()
             .and_then(|d| d.root)
             .expect("one document")
+    }
+
+    #[test]
+    fn merge_keys_add_what_the_mapping_does_not_set_the_first_source_winning() {
+        let node = one("a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc:\n  <<: [*a, *b]\n  x: 0\n");
+        let c = node.get("c").expect("c").to_json();
+        assert_eq!(c, serde_json::json!({"x": 0, "y": 1, "z": 2}));
+        let single = one("d: &d {k: v}\ne:\n  <<: *d\n");
+        assert_eq!(
+            single.get("e").expect("e").to_json(),
+            serde_json::json!({"k": "v"})
+        );
+        // Quoted, `<<` is an ordinary key.
+        let quoted = one("f:\n  '<<': 1\n");
+        assert_eq!(
+            quoted.get("f").expect("f").to_json(),
+            serde_json::json!({"<<": 1})
+        );
+        let bad = parse_documents("g:\n  <<: [1]\n", &Limits::default());
+        assert!(
+            matches!(
+                bad,
+                Err(YamlError::BadMerge {
+                    found: "a scalar",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -453,3 +453,42 @@ fn a_bestie_name_leaves_room_for_its_database_statefulsets_revision_label() {
     assert!(f.to_string().contains("metadata.name"), "{f}");
     assert!(f.to_string().contains("50 characters long, over 49"), "{f}");
 }
+
+#[test]
+fn merge_keys_repeat_a_step_and_its_own_keys_win() {
+    let report = check(&app_with(
+        "  upgradeStrategy:
+    type: Canary
+    canary:
+      steps:
+        - &step {weight: 10, pause: 300}
+        - {<<: *step, weight: 50}
+        - weight: 100
+",
+    ));
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    let Resource::ManagedApplication(app) = &report.definitions[0].resource else {
+        panic!("expected a ManagedApplication")
+    };
+    let steps = &app
+        .spec
+        .upgrade_strategy
+        .canary
+        .as_ref()
+        .expect("canary")
+        .steps;
+    assert_eq!(
+        steps.iter().map(|s| s.weight).collect::<Vec<_>>(),
+        [10, 50, 100],
+        "its own weight wins"
+    );
+    assert_eq!(steps[1].pause, Some(Pause::Seconds(300)), "merged in");
+}
+
+#[test]
+fn a_merge_key_on_a_scalar_is_refused_with_the_form_it_takes() {
+    let f = only_finding(&app_with("  upgradeStrategy:\n    <<: Canary\n"));
+    let text = f.to_string();
+    assert!(text.contains("merge key (<<)"), "{text}");
+    assert!(text.contains("`<<: *defaults`"), "{text}");
+}
