@@ -508,6 +508,10 @@ async fn reconcile(bestie: Arc<Bestie>, ctx: Arc<Ctx>) -> Result<RequeueAction, 
         bestie = %bestie.name_any(),
         namespace = %bestie.namespace().unwrap_or_default(),
         version = %bestie.spec.version,
+        revision = %bestie
+            .annotations()
+            .get(bosun_core::sync::ANNOTATION_REVISION)
+            .map_or("-", String::as_str),
     );
     reconcile_in_span(bestie, ctx).instrument(span).await
 }

@@ -226,7 +226,8 @@ pub async fn run(
         .await;
 }
 
-fn error_policy(_app: Arc<ManagedApplication>, error: &ReportError, _ctx: Arc<Ctx>) -> Requeue {
+fn error_policy(app: Arc<ManagedApplication>, error: &ReportError, _ctx: Arc<Ctx>) -> Requeue {
+    let _in = crate::engine::app_span("write-back", &app).entered();
     warn!(%error, "write-back will be retried");
     crate::metrics::global()
         .git_writes
@@ -262,6 +263,15 @@ fn view(app: &ManagedApplication) -> AppView {
 }
 
 async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeue, ReportError> {
+    use tracing::Instrument;
+    let span = crate::engine::app_span("write-back", &app);
+    reconcile_in_span(app, ctx).instrument(span).await
+}
+
+async fn reconcile_in_span(
+    app: Arc<ManagedApplication>,
+    ctx: Arc<Ctx>,
+) -> Result<Requeue, ReportError> {
     let name = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
     if !ctx.fence.may_write() {
         return Ok(Requeue::requeue(Duration::from_secs(5)));

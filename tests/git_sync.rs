@@ -699,3 +699,34 @@ async fn an_app_edited_or_deleted_by_hand_is_put_back_as_git_says() {
     assert_eq!(again.spec.version, "v1");
     assert_eq!(applies(&listen, &s.ns.name, "create"), Some(2.0));
 }
+
+#[tokio::test]
+async fn json_logs_name_the_app_and_the_commit_on_every_engine_line() {
+    let s = Scenario::new("sync-json-logs", &[("apps/a.yaml", &app("a", "v1"))]).await;
+    let args = s.bosun_args(&["--listen", "127.0.0.1:0"]);
+    let bosun = Process::bosun(|c| {
+        c.args(&args).env("BOSUN_LOG_FORMAT", "json");
+    });
+    wait_until("a Healthy", || async {
+        let status = s.app("a").await?.status?;
+        (status.phase == Some(bosun_core::model::Phase::Healthy)).then_some(())
+    })
+    .await;
+    let head = head_of(&s.repo);
+    let lines: Vec<serde_json::Value> = bosun
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let engine: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"].as_str().is_some_and(|t| t == "bosun::engine"))
+        .collect();
+    assert!(!engine.is_empty(), "the engine logged: {lines:#?}");
+    for line in engine {
+        assert_eq!(line["span"]["app"], "a", "{line}");
+        assert_eq!(line["span"]["namespace"], s.ns.name.as_str(), "{line}");
+        assert_eq!(line["span"]["revision"], head.as_str(), "{line}");
+        assert_eq!(line["span"]["version"], "v1", "{line}");
+    }
+}

@@ -202,13 +202,31 @@ pub async fn run(client: Client, namespace: Option<String>) {
     .await;
 }
 
+/// A span naming the app, its namespace, the version asked for and the commit that asked: every log
+/// line of a reconcile carries them (and JSON logs carry them as fields).
+pub(crate) fn app_span(what: &'static str, app: &ManagedApplication) -> tracing::Span {
+    tracing::info_span!(
+        "app",
+        op = what,
+        app = %app.name_any(),
+        namespace = %app.namespace().unwrap_or_default(),
+        version = %app.spec.version,
+        revision = %app
+            .annotations()
+            .get(ANNOTATION_REVISION)
+            .map_or("-", String::as_str),
+    )
+}
+
 /// [`reconcile`], counted and timed for `/metrics`.
 async fn reconcile_measured(
     app: Arc<ManagedApplication>,
     ctx: Arc<Ctx>,
 ) -> Result<Requeue, EngineError> {
+    use tracing::Instrument;
     let started = std::time::Instant::now();
-    let result = reconcile(app, ctx).await;
+    let span = app_span("reconcile", &app);
+    let result = reconcile(app, ctx).instrument(span).await;
     let m = crate::metrics::global();
     let controller = ("controller", "managedapplication");
     m.reconcile_duration
@@ -246,7 +264,8 @@ fn count_upgrade(t: &app::Transition) {
         .inc();
 }
 
-fn error_policy(_app: Arc<ManagedApplication>, error: &EngineError, _ctx: Arc<Ctx>) -> Requeue {
+fn error_policy(app: Arc<ManagedApplication>, error: &EngineError, _ctx: Arc<Ctx>) -> Requeue {
+    let _in = app_span("reconcile", &app).entered();
     warn!(%error, "will retry");
     Requeue::requeue(Duration::from_secs(5))
 }
