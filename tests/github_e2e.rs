@@ -1,11 +1,14 @@
 //! The whole loop on the real test cluster and git server, with GitHub played by a local wiremock server
 //! answering with the shapes of GitHub's REST documentation (fixtures/github/): a canary that fails ends
 //! with exactly one rollback commit, commit statuses ending in one failure, one pull request comment
-//! created once and then edited through the steps, and a note on the commit.
+//! created once and then edited through the steps, and a note on the commit. And the same when the
+//! leader is killed in the middle of it: the standby that finishes adds no second comment, commit or
+//! status.
 
 mod support;
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bosun_core::model::{ManagedApplication, Phase};
@@ -14,11 +17,15 @@ use support::gitserver::{self, TestRepo};
 use support::process::Process;
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const FILE: &str = "apps/shop.yaml";
 
 fn app(version: &str) -> String {
+    app_with_deadline(version, 5)
+}
+
+fn app_with_deadline(version: &str, progress_deadline_secs: u32) -> String {
     [
         "apiVersion: apps.example.com/v1alpha1",
         "kind: ManagedApplication",
@@ -29,7 +36,7 @@ fn app(version: &str) -> String {
         "  replicas: 2",
         "  upgradeStrategy:",
         "    type: Canary",
-        "    progressDeadlineSeconds: 5",
+        &format!("    progressDeadlineSeconds: {progress_deadline_secs}"),
         "    canary:",
         "      steps:",
         "        - weight: 50",
@@ -98,46 +105,67 @@ fn server_main(repo: &TestRepo) -> String {
     repo.git(&["rev-parse", "refs/remotes/server/main"])
 }
 
+/// A namespace, the app's repository, and the token and password files a Bosun of the scenario reads.
+struct Scenario {
+    ns: TestNamespace,
+    repo: TestRepo,
+    dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn new(prefix: &str, first: &str) -> Scenario {
+        let ns = TestNamespace::new(prefix).await;
+        install_crds(&ns.client).await;
+        let repo = gitserver::shared().create_repo(&ns.name, &[(FILE, first)]);
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("token"), "ghp_e2e_TEST_token_never_logged").expect("token");
+        std::fs::write(
+            dir.path().join("password"),
+            &gitserver::shared().http_password,
+        )
+        .expect("password");
+        Scenario { ns, repo, dir }
+    }
+
+    /// `bosun run` on the repository, polling every second, reporting to `github`; `extra` flags.
+    fn bosun(&self, github: &str, cache: &str, extra: &[&str]) -> Process {
+        Process::bosun(|c| {
+            c.args(["run", "--repo", &self.repo.http_url, "--path", "apps"])
+                .args(["--namespace", &self.ns.name, "--name", &self.ns.name])
+                .args(["--engine-namespace", &self.ns.name, "--poll-interval", "1"])
+                .args(["--git-username", &gitserver::shared().http_user])
+                .arg("--git-password-file")
+                .arg(self.dir.path().join("password"))
+                .arg("--cache-dir")
+                .arg(self.dir.path().join(cache))
+                .args(["--listen", "127.0.0.1:0"])
+                .args(["--github-api-url", github, "--github-repo", "team/apps"])
+                .arg("--github-token-file")
+                .arg(self.dir.path().join("token"))
+                .args(extra);
+        })
+    }
+
+    async fn phase_is(&self, phase: Phase, version: &str) {
+        let api = self.ns.api::<ManagedApplication>();
+        wait_until(&format!("{phase} at {version}"), || async {
+            let s = api.get("shop").await.ok()?.status?;
+            (s.phase == Some(phase) && s.target_version.as_deref() == Some(version)).then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_one_comment() {
-    let ns = TestNamespace::new("gh-e2e").await;
-    install_crds(&ns.client).await;
-    let repo = gitserver::shared().create_repo(&ns.name, &[(FILE, app("v1").as_str())]);
+    let sc = Scenario::new("gh-e2e", &app("v1")).await;
+    let (ns, repo) = (&sc.ns, &sc.repo);
     let gh = github().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "ghp_e2e_TEST_token_never_logged").expect("token");
-    let password = dir.path().join("password");
-    std::fs::write(&password, &gitserver::shared().http_password).expect("password");
-    let bosun = Process::bosun(|c| {
-        c.args(["run", "--repo", &repo.http_url, "--path", "apps"])
-            .args(["--namespace", &ns.name, "--name", &ns.name])
-            .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
-            .args(["--git-username", &gitserver::shared().http_user])
-            .arg("--git-password-file")
-            .arg(&password)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--github-api-url", &gh.uri(), "--github-repo", "team/apps"])
-            .arg("--github-token-file")
-            .arg(&token);
-    });
-    let phase_is = |phase: Phase, version: &'static str| {
-        let api = ns.api::<ManagedApplication>();
-        async move {
-            wait_until(&format!("{phase} at {version}"), || async {
-                let s = api.get("shop").await.ok()?.status?;
-                (s.phase == Some(phase) && s.target_version.as_deref() == Some(version))
-                    .then_some(())
-            })
-            .await;
-        }
-    };
-    phase_is(Phase::Healthy, "v1").await;
+    let bosun = sc.bosun(&gh.uri(), "cache", &[]);
+    sc.phase_is(Phase::Healthy, "v1").await;
 
     let bump = repo.commit("shop: v2-broken", &[(FILE, app("v2-broken"))]);
-    phase_is(Phase::Failed, "v2-broken").await;
+    sc.phase_is(Phase::Failed, "v2-broken").await;
     let statuses_path = format!("/repos/team/apps/statuses/{bump}");
     let failure = wait_until("a failure status on the commit", || async {
         requests(&gh, "POST", &statuses_path)
@@ -152,13 +180,13 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
     assert!(description.chars().count() <= 140, "{description}");
 
     wait_until("one rollback commit on main", || async {
-        let tip = server_main(&repo);
+        let tip = server_main(repo);
         repo.git(&["log", "-1", "--format=%s", &tip])
             .starts_with("Roll back ")
             .then_some(())
     })
     .await;
-    let rollback = server_main(&repo);
+    let rollback = server_main(repo);
     wait_until("the comment links the rollback commit", || async {
         let patches = requests(&gh, "PATCH", "/repos/team/apps/issues/comments/1003").await;
         let last = patches.last().map(body)?;
@@ -173,7 +201,7 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
     holds_for(
         "no second rollback commit",
         Duration::from_secs(6),
-        || async { server_main(&repo) == rollback },
+        || async { server_main(repo) == rollback },
     )
     .await;
     let statuses: Vec<Value> = requests(&gh, "POST", &statuses_path)
@@ -230,4 +258,226 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
             r.url
         );
     }
+}
+
+/// GitHub with a memory, for a test where one Bosun takes over from another: the comments it was sent
+/// are listed back, and the combined status of a commit is the latest status of each context.
+#[derive(Clone, Default)]
+struct RememberingGitHub {
+    comments: Arc<Mutex<Vec<String>>>,
+    statuses: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Respond for RememberingGitHub {
+    fn respond(&self, r: &Request) -> ResponseTemplate {
+        let comment = |body: &str| {
+            let mut c = fixture("issue-comment-created.json");
+            c["body"] = body.into();
+            c
+        };
+        match (r.method.as_str(), r.url.path()) {
+            ("GET", p) if p.ends_with("/comments") => {
+                let list: Vec<Value> = self
+                    .comments
+                    .lock()
+                    .expect("the mock's memory")
+                    .iter()
+                    .map(|b| comment(b))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(list)
+            }
+            ("POST", p) if p.ends_with("/comments") => {
+                let text = body(r)["body"].as_str().unwrap_or_default().to_string();
+                self.comments
+                    .lock()
+                    .expect("the mock's memory")
+                    .push(text.clone());
+                ResponseTemplate::new(201).set_body_json(comment(&text))
+            }
+            ("PATCH", _) => {
+                let text = body(r)["body"].as_str().unwrap_or_default().to_string();
+                if let Some(first) = self.comments.lock().expect("the mock's memory").first_mut() {
+                    *first = text.clone();
+                }
+                ResponseTemplate::new(200).set_body_json(comment(&text))
+            }
+            ("POST", p) if p.contains("/statuses/") => {
+                self.statuses
+                    .lock()
+                    .expect("the mock's memory")
+                    .push(body(r));
+                ResponseTemplate::new(201).set_body_json(fixture("status-created.json"))
+            }
+            ("GET", p) if p.ends_with("/status") => {
+                let mut latest: Vec<Value> = Vec::new();
+                for s in self
+                    .statuses
+                    .lock()
+                    .expect("the mock's memory")
+                    .iter()
+                    .rev()
+                {
+                    if !latest.iter().any(|l| l["context"] == s["context"]) {
+                        latest.push(s.clone());
+                    }
+                }
+                let mut combined = fixture("combined-status.json");
+                combined["statuses"] = latest.into();
+                ResponseTemplate::new(200).set_body_json(combined)
+            }
+            // GitHub's own 404 body.
+            _ => ResponseTemplate::new(404).set_body_json(serde_json::json!({
+                "message": "Not Found",
+                "documentation_url": "https://docs.github.com/rest",
+            })),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_standby_that_takes_over_mid_canary_sends_no_second_comment_commit_or_status() {
+    let sc = Scenario::new("gh-ha", &app_with_deadline("v1", 20)).await;
+    let (ns, repo) = (&sc.ns, &sc.repo);
+    let gh = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/team/apps/commits/[0-9a-f]{40}/pulls$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("commit-pulls.json")))
+        .mount(&gh)
+        .await;
+    let remembering = RememberingGitHub::default();
+    Mock::given(path_regex(r"^/repos/team/apps/(issues|statuses|commits)/"))
+        .respond_with(remembering.clone())
+        .mount(&gh)
+        .await;
+    let replica = |identity: &str| {
+        let lease = [
+            "--leader-elect",
+            "--lease-namespace",
+            &ns.name,
+            "--identity",
+            identity,
+            "--lease-duration",
+            "4",
+        ];
+        sc.bosun(&gh.uri(), &format!("cache-{identity}"), &lease)
+    };
+    let holder = || async {
+        ns.api::<k8s_openapi::api::coordination::v1::Lease>()
+            .get_opt("bosun")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+    };
+    let a = replica("a");
+    wait_until("a leads", || async {
+        (holder().await.as_deref() == Some("a")).then_some(())
+    })
+    .await;
+    let _b = replica("b");
+    sc.phase_is(Phase::Healthy, "v1").await;
+
+    // v2-broken never becomes ready: the canary fails at its 20 s deadline. `a` starts it, reports
+    // it on the pull request, and is killed; `b` takes over, rolls back and reports the end.
+    let bump = repo.commit(
+        "shop: v2-broken",
+        &[(FILE, app_with_deadline("v2-broken", 20))],
+    );
+    wait_until("a's comment on the pull request", || async {
+        (!remembering
+            .comments
+            .lock()
+            .expect("the mock's memory")
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    a.signal("KILL");
+    wait_until("b takes the lease", || async {
+        (holder().await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    sc.phase_is(Phase::Failed, "v2-broken").await;
+    wait_until("the rollback commit on main", || async {
+        let tip = server_main(repo);
+        repo.git(&["log", "-1", "--format=%s", &tip])
+            .starts_with("Roll back ")
+            .then_some(())
+    })
+    .await;
+    let rollback = server_main(repo);
+    let context = format!("bosun/{}/shop", ns.name);
+    wait_until("b's failure status", || async {
+        remembering
+            .statuses
+            .lock()
+            .expect("the mock's memory")
+            .iter()
+            .any(|s| s["state"] == "failure" && s["context"] == context.as_str())
+            .then_some(())
+    })
+    .await;
+    holds_for(
+        "nothing more is written",
+        Duration::from_secs(6),
+        || async { server_main(repo) == rollback },
+    )
+    .await;
+
+    let comments = remembering
+        .comments
+        .lock()
+        .expect("the mock's memory")
+        .clone();
+    assert_eq!(
+        comments.len(),
+        1,
+        "one comment, edited by both: {comments:#?}"
+    );
+    assert!(
+        comments[0].contains(&rollback[..7]),
+        "b's edit links the rollback: {}",
+        comments[0]
+    );
+    let statuses = remembering
+        .statuses
+        .lock()
+        .expect("the mock's memory")
+        .clone();
+    let said: Vec<(String, String)> = statuses
+        .iter()
+        .filter(|s| s["context"] == context.as_str())
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap_or_default().into(),
+                s["description"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    for (i, st) in said.iter().enumerate() {
+        assert!(
+            !said[..i].contains(st),
+            "a status sent twice ({st:?}): {said:#?}"
+        );
+    }
+    assert_eq!(
+        said.iter().filter(|(s, _)| s == "failure").count(),
+        1,
+        "{said:#?}"
+    );
+    let subjects = repo.git(&["log", "--format=%s", &rollback]);
+    assert_eq!(
+        subjects
+            .lines()
+            .filter(|l| l.starts_with("Roll back "))
+            .count(),
+        1,
+        "one rollback commit:\n{subjects}"
+    );
+    let bare = repo.bare.display().to_string();
+    let note = Command::new("git")
+        .args(["--git-dir", &bare, "notes", "--ref=bosun", "show", &bump])
+        .output()
+        .expect("git notes");
+    assert!(String::from_utf8_lossy(&note.stdout).contains("rolled back to v1"));
 }

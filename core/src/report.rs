@@ -216,6 +216,18 @@ impl StatusState {
             StatusState::Error => "error",
         }
     }
+
+    /// The state GitHub names `state`, if it is one.
+    pub fn parse(state: &str) -> Option<StatusState> {
+        [
+            StatusState::Pending,
+            StatusState::Success,
+            StatusState::Failure,
+            StatusState::Error,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == state)
+    }
 }
 
 /// One commit status to set on the source commit.

@@ -150,6 +150,7 @@ fn strip_userinfo(input: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Call {
     SetCommitStatus,
+    ReadCommitStatuses,
     ListPullRequestsOfCommit,
     ListComments,
     CreateComment,
@@ -162,6 +163,7 @@ impl Call {
     pub fn as_str(self) -> &'static str {
         match self {
             Call::SetCommitStatus => "set commit status",
+            Call::ReadCommitStatuses => "read commit statuses",
             Call::ListPullRequestsOfCommit => "list pull requests of a commit",
             Call::ListComments => "list pull request comments",
             Call::CreateComment => "create pull request comment",
@@ -178,7 +180,10 @@ impl Call {
             | Call::CreateComment
             | Call::UpdateComment
             | Call::OpenPullRequest => true,
-            Call::ListPullRequestsOfCommit | Call::ListComments | Call::FindPullRequest => false,
+            Call::ReadCommitStatuses
+            | Call::ListPullRequestsOfCommit
+            | Call::ListComments
+            | Call::FindPullRequest => false,
         }
     }
 }
@@ -374,6 +379,23 @@ struct WireRef {
     ref_: String,
 }
 
+/// One status of GitHub's combined status of a commit: the latest of its context.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ShownStatus {
+    pub context: String,
+    pub state: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireCombinedStatus {
+    #[serde(default)]
+    statuses: Vec<ShownStatus>,
+}
+
 #[derive(Deserialize)]
 struct WireComment {
     id: u64,
@@ -511,6 +533,25 @@ impl GitHub {
             .send(Call::SetCommitStatus, &path, Verb::Post(&body))
             .await?;
         self.expect_status(Call::SetCommitStatus, &reply, &[StatusCode::CREATED])
+    }
+
+    /// The latest status of every context of commit `sha`, as GitHub shows it (GET
+    /// /repos/{o}/{r}/commits/{sha}/status, the combined status). A commit GitHub does not know yet has
+    /// none.
+    ///
+    /// # Errors
+    /// Any [`GitHubError`] of a call.
+    pub async fn commit_statuses(&self, sha: &str) -> Result<Vec<ShownStatus>, GitHubError> {
+        let call = Call::ReadCommitStatuses;
+        let path = format!("{}/commits/{}/status?per_page=100", self.repo_path(), sha);
+        let reply = self.send(call, &path, Verb::Get).await?;
+        if reply.status == StatusCode::NOT_FOUND || reply.status == StatusCode::UNPROCESSABLE_ENTITY
+        {
+            return Ok(Vec::new());
+        }
+        self.expect_status(call, &reply, &[StatusCode::OK])?;
+        let combined: WireCombinedStatus = self.decode(call, &reply)?;
+        Ok(combined.statuses)
     }
 
     /// The pull requests GitHub associates with commit `sha` (GET /repos/{o}/{r}/commits/{sha}/pulls):

@@ -289,6 +289,7 @@ impl Reporter {
             not_before: None,
             failures: 0,
             sent_status: Bounded::new(CACHE_ENTRIES),
+            statuses_read: Bounded::new(CACHE_ENTRIES),
             sent_comment: Bounded::new(CACHE_ENTRIES),
             comment_id: Bounded::new(CACHE_ENTRIES),
             pr_of: Bounded::new(CACHE_ENTRIES),
@@ -372,6 +373,9 @@ struct Worker {
     /// Transient failures in a row.
     failures: u32,
     sent_status: Bounded<(String, String), SentStatus>,
+    /// Commits whose statuses were read from GitHub (after a restart or a leader change, what GitHub
+    /// already shows is not sent again).
+    statuses_read: Bounded<String, ()>,
     sent_comment: Bounded<u64, String>,
     comment_id: Bounded<u64, u64>,
     pr_of: Bounded<String, (Option<u64>, Instant)>,
@@ -460,6 +464,11 @@ impl Worker {
             } => {
                 let cache_key = (sha.clone(), context.clone());
                 let says = (*state, description.clone(), target_url.clone());
+                if self.sent_status.get(&cache_key).is_none()
+                    && self.statuses_read.get(sha).is_none()
+                {
+                    self.read_statuses(sha).await?;
+                }
                 if self.sent_status.get(&cache_key) == Some(&says) {
                     self.shared.emit(ReporterEvent::Unchanged {
                         key: key.to_string(),
@@ -492,6 +501,29 @@ impl Worker {
             }
             Work::CommentOfPr { pr, body } => self.comment(*pr, body).await,
         }
+    }
+
+    /// Seeds the sent statuses of `sha` with what GitHub shows (as it shows it: the description cut
+    /// to GitHub's limit).
+    async fn read_statuses(&mut self, sha: &str) -> Result<(), (Call, GitHubError)> {
+        let call = Call::ReadCommitStatuses;
+        self.attempt(call);
+        let shown = self
+            .github
+            .commit_statuses(sha)
+            .await
+            .map_err(|e| (call, e))?;
+        self.statuses_read.insert(sha.to_string(), ());
+        for s in shown {
+            let Some(state) = StatusState::parse(&s.state) else {
+                continue;
+            };
+            self.sent_status.insert(
+                (sha.to_string(), s.context),
+                (state, s.description.unwrap_or_default(), s.target_url),
+            );
+        }
+        Ok(())
     }
 
     async fn pull_request_of(&mut self, sha: &str) -> Result<Option<u64>, (Call, GitHubError)> {
