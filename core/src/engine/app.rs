@@ -998,7 +998,11 @@ pub fn decide(
                                 ..
                             }
                         );
-                        if auto || observed.promoted {
+                        // The rollback window: a version that was healthy before is switched to once
+                        // its preview is healthy, without waiting for a promotion (as Argo Rollouts
+                        // skips the pause of a rollback).
+                        let window = next.healthy_versions.iter().any(|v| v == target);
+                        if auto || observed.promoted || window {
                             let delay = match plan {
                                 Plan::BlueGreen { delay, .. } => delay,
                                 Plan::Direct | Plan::Canary(_) => 0,
@@ -1844,6 +1848,28 @@ mod tests {
             w.status
         );
         assert_eq!(w.served.as_deref(), Some("v2"));
+    }
+
+    #[test]
+    fn blue_green_going_back_to_a_version_healthy_before_needs_no_promotion() {
+        let mut w = World::deployed(&blue_green("v1", Some(false)));
+        for _ in 0..20 {
+            w.step(&blue_green("v2", Some(false)));
+        }
+        w.observed.promoted = true;
+        w.settle(&blue_green("v2", Some(false)));
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        w.observed.promoted = false;
+        // `git revert` of the bump: v1 was healthy before.
+        w.settle(&blue_green("v1", Some(false)));
+        assert_eq!(w.status.phase, Some(Phase::Healthy), "{:?}", w.status);
+        assert_eq!(w.status.current_version.as_deref(), Some("v1"));
+        assert_eq!(w.served.as_deref(), Some("v1"));
+        assert!(
+            w.probed.iter().any(|(role, v)| *role == Role::Preview && v == "v1"),
+            "the preview of v1 was still checked: {:?}",
+            w.probed
+        );
     }
 
     #[test]
