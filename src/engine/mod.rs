@@ -5,14 +5,13 @@
 //! manager `bosun-engine`, skipping objects that already hold what would be applied) → report (status
 //! merge-patched only when it changed, then one Event per transition).
 //!
-//! Every API write it makes (apply, create, delete, patch; not Events) is counted in
-//! [`engine_writes`], for the metrics endpoint and the idle benchmark: a steady app costs none.
+//! Every API request it makes is counted by the client's gate (`bosun_kube_requests_total{verb,
+//! resource}`); a steady app costs no write (the idle benchmark counts them on the API server).
 
 mod objects;
 mod probe;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bosun_core::engine::app::{self, Action, JobKind, JobObs, Observed, Role, WorkloadObs};
@@ -38,18 +37,6 @@ pub use objects::{job_name, migration_job_name};
 pub const FIELD_MANAGER: &str = "bosun-engine";
 /// The annotation the git source sets to the commit that last changed the app.
 pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
-
-static WRITES: AtomicU64 = AtomicU64::new(0);
-
-/// API writes the engine has made in this process: applies, creates, deletes and status or metadata
-/// patches (Events are not counted).
-pub fn engine_writes() -> u64 {
-    WRITES.load(Ordering::Relaxed)
-}
-
-fn count_write() {
-    WRITES.fetch_add(1, Ordering::Relaxed);
-}
 
 /// What went wrong reconciling one app.
 #[derive(Debug, thiserror::Error)]
@@ -472,7 +459,6 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
                 });
                 if !unchanged {
-                    count_write();
                     deployments
                         .patch(
                             &objects::workload_name(&name, *role),
@@ -517,7 +503,6 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             }
             Action::ClearAnnotation { name: key } => {
                 let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
-                count_write();
                 apps.patch(
                     &name,
                     &PatchParams::default(),
@@ -534,7 +519,6 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     new_status.observed_generation = app.metadata.generation;
     if app.status.as_ref() != Some(&new_status) {
         let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
-        count_write();
         apps.patch_status(
             &name,
             &PatchParams::default(),
@@ -593,7 +577,6 @@ async fn apply_new(
     if jobs.get_opt(name).await?.is_some() {
         return Ok(());
     }
-    count_write();
     jobs.patch(name, pp, &Patch::Apply(job)).await.map(|_| ())
 }
 
@@ -613,7 +596,6 @@ async fn apply_if_changed(
     if live.is_some_and(|l| applied_hash(l.as_ref()) == Some(hash.as_str())) {
         return Ok(());
     }
-    count_write();
     services
         .patch(&name, pp, &Patch::Apply(&svc))
         .await
@@ -624,7 +606,6 @@ async fn delete<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> Result<(), ku
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    count_write();
     match api.delete(name, dp).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
