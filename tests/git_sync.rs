@@ -685,6 +685,22 @@ async fn an_app_edited_or_deleted_by_hand_is_put_back_as_git_says() {
     assert_eq!(applies(&listen, &s.ns.name, "drift"), Some(1.0));
     assert_eq!(applies(&listen, &s.ns.name, "update"), Some(0.0));
 
+    // An emergency brake set by hand is not drift: git does not set `paused`.
+    s.ns.api::<ManagedApplication>()
+        .patch(
+            "a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"paused": true}})),
+        )
+        .await
+        .expect("pause by hand");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        s.app("a").await.expect("the app").spec.paused,
+        "still paused"
+    );
+    assert_eq!(applies(&listen, &s.ns.name, "drift"), Some(1.0));
+
     // kubectl delete: created again at the next poll, without a commit.
     s.ns.api::<ManagedApplication>()
         .delete("a", &Default::default())

@@ -59,8 +59,9 @@ use super::pause::Pause;
 pub struct ManagedApplicationSpec {
     /// The version to run. It is the image tag: the app runs `<image>:<version>`.
     pub version: String,
-    /// Freezes the upgrade where it is, timers included, while true.
-    #[serde(default)]
+    /// Freezes the upgrade where it is, timers included, while true. Not written when false, so that a
+    /// `spec.paused: true` set by hand (an emergency brake) is not Bosun's field to undo.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
     /// The image repository, without a tag. Defaults to the resource's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
