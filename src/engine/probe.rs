@@ -90,20 +90,25 @@ fn tls() -> Result<TlsConnector, String> {
         .map(TlsConnector::from)
 }
 
-/// The pods of the side being checked, not terminating: each with its address when it is ready, or
-/// `None` when it is not (it fails its round without a request: a pod that crashed during a pause is
-/// counted, not skipped).
+/// The pods of the side being checked: each with its address when it is ready, or `None` when it runs
+/// but is not ready (it fails its round without a request: a pod that crashed during a pause is
+/// counted, not skipped). Left out: pods being deleted, pods that ended (`Failed`, `Succeeded`: an
+/// evicted pod stays listed while its replacement starts) and pods not running yet (`Pending`: being
+/// scheduled or pulling their image).
 pub fn probe_targets(pods: &[Pod]) -> Vec<(String, Option<String>)> {
     let mut out: Vec<(String, Option<String>)> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            let status = p.status.as_ref();
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
             let ready = status
-                .and_then(|s| s.conditions.as_ref())
+                .conditions
+                .as_ref()
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let ip = status.and_then(|s| s.pod_ip.clone()).filter(|_| ready);
-            (p.name_any(), ip)
+            if ready {
+                return Some((p.name_any(), status.pod_ip.clone()));
+            }
+            (status.phase.as_deref() == Some("Running")).then(|| (p.name_any(), None))
         })
         .collect();
     out.sort();
@@ -173,13 +178,14 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn pod(name: &str, ready: bool, ip: Option<&str>, terminating: bool) -> Pod {
+    fn pod(name: &str, phase: &str, ready: bool, ip: Option<&str>, terminating: bool) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": name,
                 "deletionTimestamp": terminating.then_some("2026-11-22T00:00:00Z"),
             },
             "status": {
+                "phase": phase,
                 "podIP": ip,
                 "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
             },
@@ -188,35 +194,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pod_that_is_not_ready_fails_its_round_and_a_terminating_one_is_left_out() {
+    async fn a_running_pod_that_is_not_ready_fails_its_round_and_others_are_left_out() {
         let pods = [
-            pod("b-crashed", false, Some("127.1.0.2"), false),
-            pod("c-leaving", true, Some("127.1.0.3"), true),
-            pod("d-pending", false, None, false),
+            pod("a-serving", "Running", true, Some("127.1.0.1"), false),
+            pod("b-crashed", "Running", false, Some("127.1.0.2"), false),
+            pod("c-leaving", "Running", true, Some("127.1.0.3"), true),
+            pod("d-pending", "Pending", false, None, false),
+            pod("e-evicted", "Failed", false, Some("127.1.0.5"), false),
+            pod("f-done", "Succeeded", false, None, false),
         ];
         let targets = probe_targets(&pods);
         assert_eq!(
             targets,
-            vec![("b-crashed".into(), None), ("d-pending".into(), None)]
-        );
-        let probes = probe_all(&targets, &get(1), Duration::from_millis(100)).await;
-        assert_eq!(
-            probes,
             vec![
-                Probe {
-                    pod: "b-crashed".into(),
-                    outcome: Err("not ready".into())
-                },
-                Probe {
-                    pod: "d-pending".into(),
-                    outcome: Err("not ready".into())
-                },
+                ("a-serving".into(), Some("127.1.0.1".into())),
+                ("b-crashed".into(), None),
             ]
         );
-        let ready = [pod("a-serving", true, Some("127.1.0.1"), false)];
+        let probes = probe_all(&targets[1..], &get(1), Duration::from_millis(100)).await;
         assert_eq!(
-            probe_targets(&ready),
-            vec![("a-serving".into(), Some("127.1.0.1".into()))]
+            probes,
+            vec![Probe {
+                pod: "b-crashed".into(),
+                outcome: Err("not ready".into())
+            }]
         );
     }
 

@@ -918,7 +918,15 @@ pub fn decide(
                 Some(hc) => {
                     let t = Thresholds::of(hc);
                     let state = next.health_check.get_or_insert_with(|| health::start(now));
+                    let before = state.clone();
                     health::fold(state, &observed.probes, now);
+                    // A stage already Healthy whose round passed again has nothing new to record: a
+                    // stage waiting a weekend for `bosun promote` must not write its status each period.
+                    if health::verdict(&t, &before) == Verdict::Healthy
+                        && observed.probes.iter().all(|p| p.outcome.is_ok())
+                    {
+                        *state = before;
+                    }
                     let v = health::verdict(&t, state);
                     if v == Verdict::Undecided {
                         requeue_after = health::due_in(&t, state, now).map(|s| s.max(1));
@@ -1043,14 +1051,22 @@ pub fn decide(
                     }
                 },
             }
-            // A stage that waits (a pause, a promotion) stays watched: its next round wakes it.
+            // A stage that waits (a pause, a promotion) stays watched: its next round wakes it. Once
+            // Healthy, its passing rounds are not recorded, so a round is due at every wake-up: one
+            // each period.
             if next.phase == Some(Phase::HealthChecking)
                 && let (Some(hc), Some(state)) =
                     (&spec.upgrade_strategy.health_check, &next.health_check)
-                && let Some(due) = health::due_in(&Thresholds::of(hc), state, now)
             {
-                let due = due.max(1);
-                requeue_after = Some(requeue_after.map_or(due, |r| r.min(due)));
+                let t = Thresholds::of(hc);
+                let due = match health::verdict(&t, state) {
+                    Verdict::Healthy => u64::try_from(t.period).ok(),
+                    _ => health::due_in(&t, state, now),
+                };
+                if let Some(due) = due {
+                    let due = due.max(1);
+                    requeue_after = Some(requeue_after.map_or(due, |r| r.min(due)));
+                }
             }
         }
         Phase::Healthy | Phase::Failed => {}
@@ -1703,6 +1719,30 @@ mod tests {
     }
 
     #[test]
+    fn a_healthy_stage_waiting_for_promotion_is_probed_every_period_without_a_status_write() {
+        let steps = [(50, Some(Pause::UntilPromoted)), (100, None)];
+        let mut w = World::deployed(&checked(canary("v1", &steps)));
+        let s2 = checked(canary("v2", &steps));
+        while !(w.status.phase == Some(Phase::HealthChecking)
+            && w.status
+                .health_check
+                .as_ref()
+                .is_some_and(|h| h.passes >= 1))
+        {
+            w.step(&s2);
+        }
+        let waiting = w.status.clone();
+        let (rounds, began) = (w.probed.len(), w.now);
+        for _ in 0..30 {
+            let d = w.step(&s2);
+            assert_eq!(d.requeue_after, Some(10), "a round each period");
+        }
+        assert_eq!(w.status, waiting, "nothing to write while it passes");
+        assert_eq!(w.probed.len() - rounds, 30, "probed at every wake-up");
+        assert_eq!(w.now - began, 300);
+    }
+
+    #[test]
     fn a_blip_during_a_pause_holds_the_step_until_it_passes_again() {
         let steps = [(50, Some(Pause::Seconds(15))), (100, None)];
         let mut w = World::deployed(&checked(canary("v1", &steps)));
@@ -1866,7 +1906,9 @@ mod tests {
         assert_eq!(w.status.current_version.as_deref(), Some("v1"));
         assert_eq!(w.served.as_deref(), Some("v1"));
         assert!(
-            w.probed.iter().any(|(role, v)| *role == Role::Preview && v == "v1"),
+            w.probed
+                .iter()
+                .any(|(role, v)| *role == Role::Preview && v == "v1"),
             "the preview of v1 was still checked: {:?}",
             w.probed
         );

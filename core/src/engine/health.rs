@@ -12,7 +12,9 @@
 //!   `bosun promote`) goes on being probed every period: a failing round sets its passes back to 0, so
 //!   it waits until it passes `successThreshold` rounds again, and a pod that fails
 //!   `failureThreshold` rounds in a row makes it Unhealthy and the upgrade rolls back, pause or not
-//!   (as Argo Rollouts' background analysis does). Only an Unhealthy stage is not probed again.
+//!   (as Argo Rollouts' background analysis does). Only an Unhealthy stage is not probed again. The
+//!   passing rounds of a Healthy stage are not recorded (the decision keeps the count as it was), so
+//!   a waiting stage costs no status write until something fails.
 //! - a pod of the stage that is not ready (and not terminating) fails its round with "not ready": a
 //!   pod that crashes during a pause is counted, not skipped.
 //!
