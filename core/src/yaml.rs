@@ -7,9 +7,9 @@
 //! expansions, so alias bombs stop early) than [`Limits::max_nodes`], more documents than
 //! [`Limits::max_documents`].
 //!
-//! Merge keys (`<<: *defaults`, or `<<: [*a, *b]`) are resolved as `kubectl` resolves them: the keys of
-//! the merged mappings are added where the mapping does not set them itself (its own keys win, and an
-//! earlier mapping of a list wins over a later one).
+//! Merge keys (`<<: *defaults`, or `<<: [*a, *b]`) are resolved as YAML's merge-key type defines them:
+//! the keys of the merged mappings are added where the mapping does not set them itself (its own keys
+//! win wherever they stand, and an earlier mapping of a list wins over a later one).
 
 use std::collections::HashMap;
 
