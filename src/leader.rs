@@ -85,7 +85,8 @@ impl Fence {
             .clone()
     }
 
-    fn set_leader_url(&self, url: Option<String>) {
+    /// Records where the leader is (the elector does, from the Lease; tests may).
+    pub fn set_leader_url(&self, url: Option<String>) {
         *self
             .leader_url
             .lock()

@@ -257,8 +257,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Serves `app` over HTTP/1.1 with deadlines, so that slow or silent clients cannot hold connections
-/// (and memory) for ever: headers within `header_timeout`, a body within the handler's own deadline
-/// (the webhook's), a whole connection within [`CONNECTION_LIFETIME`].
+/// (and memory) for ever: headers within `header_timeout` (which also closes a keep-alive connection
+/// idle that long), a body within the handler's own deadline (the webhook's), a whole connection
+/// within [`CONNECTION_LIFETIME`] (then it is closed after the request in flight).
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, header_timeout: Duration) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
@@ -279,8 +280,19 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, header_
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+            let mut connection =
+                std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let ended = tokio::select! {
+                r = connection.as_mut() => r,
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    // Finish the request in flight, if any, then close.
+                    connection.as_mut().graceful_shutdown();
+                    tokio::time::timeout(header_timeout, connection.as_mut())
+                        .await
+                        .unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = ended {
                 debug!(error = %e, "HTTP connection ended with an error");
             }
         });

@@ -9,7 +9,10 @@
 //! With several replicas behind one Service, the forge's request may reach a standby, which does not
 //! sync. A standby forwards a verified push, byte for byte with its signature headers, to the leader
 //! named in the Lease ([`crate::leader::ANNOTATION_LEADER_URL`]); the leader checks the signature again.
-//! A forwarded request carries `X-Bosun-Forwarded` and is never forwarded twice.
+//! A forwarded request carries `X-Bosun-Forwarded` and is never forwarded twice; a replica that gets
+//! one without leading answers 503. The standby signs what it forwards itself (`X-Hub-Signature-256`
+//! with the shared secret), so a GitLab token is never sent on, and it forwards only to a plain
+//! `http://host:port` URL, never to a link-local, multicast or unspecified address.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,12 +68,10 @@ pub struct Forwarding {
 /// The header that marks a webhook a standby forwarded.
 pub const FORWARDED_HEADER: &str = "x-bosun-forwarded";
 
-/// The request headers a forwarded webhook keeps: what the leader needs to verify and read it.
-const FORWARDED_HEADERS: [&str; 8] = [
+/// The request headers a forwarded webhook keeps: what the leader needs to read it. Signatures are not
+/// among them: the standby signs the body itself.
+const FORWARDED_HEADERS: [&str; 5] = [
     "content-type",
-    "x-hub-signature-256",
-    "x-gitea-signature",
-    "x-gitlab-token",
     "x-github-event",
     "x-gitea-event",
     "x-gitlab-event",
@@ -177,12 +178,19 @@ async fn receive(
         }
     }
     tracing::info!(repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
-    if woken > 0
-        && let Some(f) = &state.forwarding
+    if let Some(f) = &state.forwarding
         && !f.fence.is_leader()
-        && !headers.contains_key(FORWARDED_HEADER)
     {
-        return forward(f, &headers, &body).await;
+        if headers.contains_key(FORWARDED_HEADER) {
+            // Forwarded here by a replica that took this one for the leader: it is not (any more).
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this replica is not the leader\n".into(),
+            );
+        }
+        if woken > 0 {
+            return forward(f, &state.secret, &headers, &body).await;
+        }
     }
     if woken == 0 {
         (
@@ -199,7 +207,42 @@ async fn receive(
 
 /// A standby hands a verified push to the leader. Whatever happens, the forge gets 202: the push is
 /// known, and the leader's poll reads it at the latest.
-async fn forward(f: &Forwarding, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
+/// Whether `url` is somewhere a leader can be: `http://host:port`, nothing more, and not a link-local,
+/// multicast or unspecified address (the Lease annotation is data, not a command).
+fn leader_url_is_plain(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let authority = uri.authority().ok_or("no host")?;
+    if uri.scheme_str() != Some("http") || authority.as_str().contains('@') {
+        return Err("only http://host:port is forwarded to".into());
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return Err("a path or query is not forwarded to".into());
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        let link_local = match ip {
+            std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        if link_local || ip.is_multicast() || ip.is_unspecified() {
+            return Err(format!("{ip} is not an address a leader listens on"));
+        }
+    }
+    Ok(())
+}
+
+async fn forward(
+    f: &Forwarding,
+    secret: &WebhookSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (StatusCode, String) {
     let Some(leader) = f.fence.leader_url() else {
         tracing::warn!(
             "webhook received by a standby, and the leader advertised no URL (--advertise-url): the \
@@ -212,18 +255,45 @@ async fn forward(f: &Forwarding, headers: &HeaderMap, body: &[u8]) -> (StatusCod
                 .into(),
         );
     };
+    if let Err(why) = leader_url_is_plain(&leader) {
+        tracing::warn!(leader = %leader, reason = %why, "the Lease names a leader URL Bosun does not forward to; the leader reads the push at its next poll");
+        return (
+            StatusCode::ACCEPTED,
+            format!(
+                "this replica is a standby and does not forward to {leader:?} ({why}); the leader \
+                 reads the push at its next poll\n"
+            ),
+        );
+    }
+    let signature = {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes a key of any length");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
     let mut kept: Vec<(&str, &str)> = FORWARDED_HEADERS
         .iter()
         .filter_map(|name| Some((*name, headers.get(*name)?.to_str().ok()?)))
         .collect();
+    kept.push(("x-hub-signature-256", signature.as_str()));
     kept.push((FORWARDED_HEADER, f.identity.as_str()));
     let url = format!("{}/webhook", leader.trim_end_matches('/'));
     match crate::http1::post(&url, &kept, body, FORWARD_TIMEOUT).await {
-        Ok(code) => {
+        Ok(code) if (200..300).contains(&code) => {
             tracing::info!(leader = %url, code, "webhook forwarded to the leader");
             (
                 StatusCode::ACCEPTED,
                 format!("forwarded to the leader at {url}, which answered {code}\n"),
+            )
+        }
+        Ok(code) => {
+            tracing::warn!(leader = %url, code, "the leader refused a forwarded webhook (another secret? not the leader any more?); it reads the push at its next poll");
+            (
+                StatusCode::ACCEPTED,
+                format!(
+                    "this replica is a standby; the leader at {url} answered {code}; the leader \
+                     reads the push at its next poll\n"
+                ),
             )
         }
         Err(error) => {
@@ -386,5 +456,30 @@ mod tests {
         assert!(verify(&secret, &gitlab, body).is_err());
         assert!(verify(&secret, &HeaderMap::new(), body).is_err());
         assert!(!format!("{secret:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn only_a_plain_http_host_and_port_is_forwarded_to() {
+        for ok in [
+            "http://10.0.0.7:8080",
+            "http://127.0.0.1:9000/",
+            "http://[fd00::7]:8080",
+            "http://bosun-0.bosun:8080",
+        ] {
+            assert_eq!(leader_url_is_plain(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://10.0.0.7:8080",
+            "http://user:pw@10.0.0.7:8080",
+            "http://10.0.0.7:8080/hook",
+            "http://10.0.0.7:8080/?x=1",
+            "http://169.254.169.254",
+            "http://[fe80::1]:8080",
+            "http://0.0.0.0:8080",
+            "http://224.0.0.1:8080",
+            "not a url",
+        ] {
+            assert!(leader_url_is_plain(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -198,11 +198,27 @@ async fn a_ping_is_answered() {
     assert_eq!((status, text.as_str()), (200, "pong\n"));
 }
 
-/// A replica that does not hold the lease (its fence is closed), as in a Deployment of two.
-async fn standby() -> Server {
+/// A replica that does not hold the lease (its fence is closed), as in a Deployment of two; the
+/// Lease names `leader_url` as the leader's.
+async fn standby_of(leader_url: Option<String>) -> Server {
+    let fence = bosun::leader::Fence::closed();
+    fence.set_leader_url(leader_url);
     let forwarding = webhook::Forwarding {
-        fence: bosun::leader::Fence::closed(),
+        fence,
         identity: "bosun-standby".into(),
+    };
+    start_with(webhook::DEFAULT_MAX_BODY, Some(forwarding)).await
+}
+
+async fn standby() -> Server {
+    standby_of(None).await
+}
+
+/// The replica that holds the lease.
+async fn leader() -> Server {
+    let forwarding = webhook::Forwarding {
+        fence: bosun::leader::Fence::always(),
+        identity: "bosun-leader".into(),
     };
     start_with(webhook::DEFAULT_MAX_BODY, Some(forwarding)).await
 }
@@ -228,21 +244,53 @@ async fn a_standby_forwards_nothing_unsigned() {
 }
 
 #[tokio::test]
-async fn a_forwarded_push_is_taken_where_it_lands_never_forwarded_again() {
-    let server = standby().await;
+async fn a_forwarded_push_is_never_forwarded_again_and_a_standby_says_it_does_not_lead() {
     let body = push_body(REPO, "main");
+    let headers = [
+        ("X-Hub-Signature-256", sign(&body)),
+        (webhook::FORWARDED_HEADER, "bosun-other".into()),
+    ];
+    let leading = leader().await;
+    let (status, text) = post(&leading, &headers, &body).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains("polling 1 source(s) now"), "{text}");
+    assert!(woken(&leading).await);
+    // Sent to a replica that no longer (or never) led: the sender learns it.
+    let (status, text) = post(&standby().await, &headers, &body).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("not the leader"), "{text}");
+}
+
+#[tokio::test]
+async fn a_standby_forwards_a_gitlab_push_signed_by_itself_and_the_leader_takes_it() {
+    let leading = leader().await;
+    let standby = standby_of(Some(format!("http://{}", leading.addr))).await;
+    let body = push_body(REPO, "main");
+    // GitLab sends the secret itself; the standby never passes it on, it signs the body instead.
     let (status, text) = post(
-        &server,
+        &standby,
         &[
-            ("X-Hub-Signature-256", sign(&body)),
-            (webhook::FORWARDED_HEADER, "bosun-other".into()),
+            ("X-Gitlab-Event", "Push Hook".into()),
+            ("X-Gitlab-Token", SECRET.into()),
         ],
         &body,
     )
     .await;
     assert_eq!(status, 202, "{text}");
-    assert!(text.contains("polling 1 source(s) now"), "{text}");
-    assert!(woken(&server).await);
+    assert!(
+        text.contains("forwarded to the leader") && text.contains("answered 202"),
+        "{text}"
+    );
+    assert!(woken(&leading).await, "the leader polls at once");
+}
+
+#[tokio::test]
+async fn a_standby_does_not_forward_to_a_link_local_address() {
+    let standby = standby_of(Some("http://169.254.169.254".into())).await;
+    let body = push_body(REPO, "main");
+    let (status, text) = post(&standby, &[("X-Hub-Signature-256", sign(&body))], &body).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains("does not forward"), "{text}");
 }
 
 /// Reads until the server closes the connection; what it sent, or `None` if it kept it open `wait`.
