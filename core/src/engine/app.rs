@@ -280,6 +280,16 @@ fn seconds_between(from: &Time, to: &Time) -> i64 {
     to.0.as_second() - from.0.as_second()
 }
 
+/// Seconds a wait of `secs` from `start` has still to run at `now`; 0 when it is over. Times in status
+/// are whole seconds (the start is rounded down), so a wait is over only once more than `secs` whole
+/// seconds have passed: it may last up to a second longer, never shorter.
+fn seconds_left(start: &Time, now: &Time, secs: i64) -> i64 {
+    if secs <= 0 {
+        return 0;
+    }
+    (secs + 1 - seconds_between(start, now)).max(0)
+}
+
 fn seconds_before(now: &Time, secs: i64) -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(now.0.as_second() - secs).unwrap_or(now.0))
 }
@@ -859,8 +869,8 @@ pub fn decide(
                 });
                 next.canary_weight = Some(100);
                 let start = next.pause_start_time.get_or_insert_with(|| now.clone());
-                let elapsed = seconds_between(start, now);
-                if elapsed >= delay {
+                let left = seconds_left(start, now, delay);
+                if left == 0 {
                     next.pause_start_time = None;
                     next.step_index = Some(2);
                     transition = move_to(
@@ -871,7 +881,7 @@ pub fn decide(
                         ),
                     );
                 } else {
-                    requeue_after = Some(u64::try_from(delay - elapsed).unwrap_or(1));
+                    requeue_after = Some(u64::try_from(left).unwrap_or(1));
                 }
             }
             Stage::Final => {
@@ -974,17 +984,18 @@ pub fn decide(
                             (None, _) => true,
                             (Some(Pause::UntilPromoted), _) => observed.promoted,
                             (Some(p), Some(start)) => {
-                                let elapsed = seconds_between(start, now);
                                 let secs = i64::try_from(p.seconds().unwrap_or(0)).unwrap_or(0);
-                                if elapsed < secs {
-                                    requeue_after = u64::try_from(secs - elapsed).ok();
+                                let left = seconds_left(start, now, secs);
+                                if left > 0 {
+                                    requeue_after = u64::try_from(left).ok();
                                 }
-                                elapsed >= secs
+                                left == 0
                             }
                             (Some(p), None) => {
                                 next.pause_start_time = Some(now.clone());
-                                requeue_after = p.seconds();
-                                p.seconds() == Some(0)
+                                let secs = p.seconds().unwrap_or(0);
+                                requeue_after = Some(secs + 1);
+                                secs == 0
                             }
                         };
                         if waited {
@@ -1019,7 +1030,7 @@ pub fn decide(
                             next.canary_weight = Some(100);
                             next.pause_start_time = Some(now.clone());
                             next.health_check = None;
-                            requeue_after = Some(u64::try_from(delay).unwrap_or(0).max(1));
+                            requeue_after = Some(u64::try_from(delay).unwrap_or(0) + 1);
                             transition = move_to(
                                 &mut next,
                                 Phase::Deploying,
@@ -1743,6 +1754,37 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_is_never_shorter_than_asked_though_status_times_are_whole_seconds() {
+        // The start is stored rounded down: 10.9 s reads 10 s. Passing at 10 + 60 would be 59.1 s.
+        let steps = [(50, Some(Pause::Seconds(60))), (100, None)];
+        let mut w = World::deployed(&canary("v1", &steps));
+        let s2 = canary("v2", &steps);
+        while w.status.pause_start_time.is_none() {
+            w.step(&s2);
+        }
+        let began = w
+            .status
+            .pause_start_time
+            .as_ref()
+            .map(|t| t.0.as_second() - at(0).0.as_second())
+            .expect("a pause");
+        w.now = began + 60;
+        w.step(&s2);
+        assert_eq!(
+            w.status.step_index,
+            Some(0),
+            "60 whole seconds may be 59.1 real ones"
+        );
+        w.now = began + 61;
+        w.step(&s2);
+        assert_eq!(
+            w.status.step_index,
+            Some(1),
+            "61 whole seconds are more than 60 real ones"
+        );
+    }
+
+    #[test]
     fn a_blip_during_a_pause_holds_the_step_until_it_passes_again() {
         let steps = [(50, Some(Pause::Seconds(15))), (100, None)];
         let mut w = World::deployed(&checked(canary("v1", &steps)));
@@ -2071,7 +2113,11 @@ mod tests {
         );
         let resumed_at = w.now;
         let d = w.step(&s2);
-        assert_eq!(d.requeue_after, Some(500), "the remaining 500 s");
+        assert_eq!(
+            d.requeue_after,
+            Some(501),
+            "the remaining 500 s, and the second a whole-second start may have lost"
+        );
         assert_eq!(
             w.status.pause_start_time,
             Some(at(resumed_at - 100)),
