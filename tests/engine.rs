@@ -445,9 +445,9 @@ fn second_step(
         .map(|h| h.time.clone())
 }
 
-fn seconds_since(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
+fn seconds_since(t: &k8s_openapi::jiff::Timestamp) -> f64 {
     let now = k8s_openapi::jiff::Timestamp::now();
-    (now.as_millisecond() - t.0.as_millisecond()) as f64 / 1000.0
+    (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0
 }
 
 // --- the test harness itself ---------------------------------------------------------------------
@@ -1065,7 +1065,7 @@ async fn a_canary_failing_during_its_pause_rolls_back_without_waiting_for_the_pa
     );
     s.health.force(Some(500));
     s.assert_rolled_back("v2", "v1", 2, "health").await;
-    let failed_after = seconds_since(&began);
+    let failed_after = seconds_since(&began.0);
     assert!(
         failed_after < 120.0,
         "rolled back {failed_after:.0} s into a 300 s pause: while it ran, not at its end"
@@ -1092,7 +1092,7 @@ async fn spec_paused_freezes_a_canary_pause_and_resuming_waits_only_the_remainin
         .await
         .pause_start_time
         .expect("checked");
-    let waited = seconds_since(&start);
+    let waited = seconds_since(&start.0);
     tokio::time::sleep(Duration::from_secs_f64((3.0 - waited).max(0.0))).await;
     s.set_spec(json!({"paused": true})).await;
     // Frozen for longer than the whole pause: nothing moves.

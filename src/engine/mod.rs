@@ -640,7 +640,9 @@ mod tests {
     #[test]
     fn a_status_patch_removes_fields_that_are_gone() {
         let old = ManagedApplicationStatus {
-            pause_start_time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            pause_start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            )),
             message: Some("pausing".into()),
             ..Default::default()
         };

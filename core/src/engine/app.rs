@@ -35,7 +35,7 @@
 //! A failed up-migration runs no down-migration (it did not complete). A failed down-migration leaves
 //! the app `Failed` with a message that says so; it is not run again (no loop).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use super::health::{self, Probe, Thresholds, Verdict};
 use super::replicas::canary_split;
@@ -276,22 +276,27 @@ pub fn probe_target(
         .then(|| checked_role(&stage(spec, status)))
 }
 
-fn seconds_between(from: &Time, to: &Time) -> i64 {
-    to.0.as_second() - from.0.as_second()
+fn millis_between(from: &MicroTime, to: &Time) -> i64 {
+    to.0.as_millisecond() - from.0.as_millisecond()
 }
 
-/// Seconds a wait of `secs` from `start` has still to run at `now`; 0 when it is over. Times in status
-/// are whole seconds (the start is rounded down), so a wait is over only once more than `secs` whole
-/// seconds have passed: it may last up to a second longer, never shorter.
-fn seconds_left(start: &Time, now: &Time, secs: i64) -> i64 {
-    if secs <= 0 {
-        return 0;
+/// Whole seconds a wait of `secs` from `start` has still to run at `now`, rounded up; 0 when it is over.
+/// The start is kept to the microsecond, so a wait never ends early.
+fn seconds_left(start: &MicroTime, now: &Time, secs: i64) -> i64 {
+    let left_ms = secs.saturating_mul(1000) - millis_between(start, now);
+    if left_ms <= 0 {
+        0
+    } else {
+        (left_ms + 999) / 1000
     }
-    (secs + 1 - seconds_between(start, now)).max(0)
 }
 
-fn seconds_before(now: &Time, secs: i64) -> Time {
-    Time(k8s_openapi::jiff::Timestamp::from_second(now.0.as_second() - secs).unwrap_or(now.0))
+/// The start of a pause of which `secs` had passed at `now`.
+fn seconds_before(now: &Time, secs: i64) -> MicroTime {
+    MicroTime(
+        k8s_openapi::jiff::Timestamp::from_millisecond(now.0.as_millisecond() - secs * 1000)
+            .unwrap_or(now.0),
+    )
 }
 
 /// The version the active Service selects (BlueGreen) or `None` (every pod of the app).
@@ -507,7 +512,8 @@ pub fn decide(
     // Paused: nothing moves; a running pause remembers how much of it had passed.
     if spec.paused {
         if let Some(start) = next.pause_start_time.take() {
-            next.paused_elapsed_seconds = Some(seconds_between(&start, now).max(0));
+            // Whole seconds, rounded down: what is left of the pause is never cut short.
+            next.paused_elapsed_seconds = Some((millis_between(&start, now) / 1000).max(0));
         }
         next.message = Some(PAUSED_MESSAGE.into());
         return Decision {
@@ -868,7 +874,7 @@ pub fn decide(
                     replicas,
                 });
                 next.canary_weight = Some(100);
-                let start = next.pause_start_time.get_or_insert_with(|| now.clone());
+                let start = next.pause_start_time.get_or_insert(MicroTime(now.0));
                 let left = seconds_left(start, now, delay);
                 if left == 0 {
                     next.pause_start_time = None;
@@ -992,10 +998,9 @@ pub fn decide(
                                 left == 0
                             }
                             (Some(p), None) => {
-                                next.pause_start_time = Some(now.clone());
-                                let secs = p.seconds().unwrap_or(0);
-                                requeue_after = Some(secs + 1);
-                                secs == 0
+                                next.pause_start_time = Some(MicroTime(now.0));
+                                requeue_after = p.seconds();
+                                p.seconds() == Some(0)
                             }
                         };
                         if waited {
@@ -1028,9 +1033,9 @@ pub fn decide(
                             };
                             next.step_index = Some(1);
                             next.canary_weight = Some(100);
-                            next.pause_start_time = Some(now.clone());
+                            next.pause_start_time = Some(MicroTime(now.0));
                             next.health_check = None;
-                            requeue_after = Some(u64::try_from(delay).unwrap_or(0) + 1);
+                            requeue_after = Some(u64::try_from(delay).unwrap_or(0).max(1));
                             transition = move_to(
                                 &mut next,
                                 Phase::Deploying,
@@ -1754,34 +1759,27 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_is_never_shorter_than_asked_though_status_times_are_whole_seconds() {
-        // The start is stored rounded down: 10.9 s reads 10 s. Passing at 10 + 60 would be 59.1 s.
+    fn a_pause_that_began_mid_second_is_not_cut_short() {
+        // A start of 10.9 s rounded down to 10 s would let a 60 s pause pass after 59.1 s.
         let steps = [(50, Some(Pause::Seconds(60))), (100, None)];
         let mut w = World::deployed(&canary("v1", &steps));
         let s2 = canary("v2", &steps);
         while w.status.pause_start_time.is_none() {
             w.step(&s2);
         }
-        let began = w
-            .status
-            .pause_start_time
-            .as_ref()
-            .map(|t| t.0.as_second() - at(0).0.as_second())
-            .expect("a pause");
-        w.now = began + 60;
+        let began = w.status.pause_start_time.clone().expect("a pause");
+        let mid_second = began.0.as_millisecond() + 900;
+        w.status.pause_start_time = Some(MicroTime(
+            k8s_openapi::jiff::Timestamp::from_millisecond(mid_second).expect("a time"),
+        ));
+        let began_s = began.0.as_second() - at(0).0.as_second();
+        w.now = began_s + 60;
+        let d = w.step(&s2);
+        assert_eq!(w.status.step_index, Some(0), "59.1 s into a 60 s pause");
+        assert_eq!(d.requeue_after, Some(1), "what is left, rounded up");
+        w.now = began_s + 61;
         w.step(&s2);
-        assert_eq!(
-            w.status.step_index,
-            Some(0),
-            "60 whole seconds may be 59.1 real ones"
-        );
-        w.now = began + 61;
-        w.step(&s2);
-        assert_eq!(
-            w.status.step_index,
-            Some(1),
-            "61 whole seconds are more than 60 real ones"
-        );
+        assert_eq!(w.status.step_index, Some(1), "60.1 s: the pause is over");
     }
 
     #[test]
@@ -2113,14 +2111,10 @@ mod tests {
         );
         let resumed_at = w.now;
         let d = w.step(&s2);
-        assert_eq!(
-            d.requeue_after,
-            Some(501),
-            "the remaining 500 s, and the second a whole-second start may have lost"
-        );
+        assert_eq!(d.requeue_after, Some(500), "the remaining 500 s");
         assert_eq!(
             w.status.pause_start_time,
-            Some(at(resumed_at - 100)),
+            Some(MicroTime(at(resumed_at - 100).0)),
             "as if it began 100 s ago"
         );
         w.settle(&s2);

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -363,9 +363,9 @@ pub struct ManagedApplicationStatus {
     /// A hash of the spec being rolled out; a change means a new rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_hash: Option<String>,
-    /// When the current pause began.
+    /// When the current pause began, to the microsecond (a pause never ends early by rounding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause_start_time: Option<Time>,
+    pub pause_start_time: Option<MicroTime>,
     /// A human-readable summary of where the upgrade stands or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
