@@ -485,13 +485,17 @@ impl GitHub {
         if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
             return Err(bad("it must start with https:// (or http://)".into()));
         }
+        // The deadline of a whole call is ours (`send`); the client's own timeouts are a second later,
+        // as a backstop, so that a hung call always ends the same way ("no answer within …") rather
+        // than whichever timer fires first.
+        let backstop = config.timeout.map(|t| t + Duration::from_secs(1));
         let builder = Octocrab::builder()
             .base_uri(api_url.as_str())
             .map_err(|e| bad(e.to_string()))?
             .personal_token(config.token.expose().to_string())
-            .set_connect_timeout(config.timeout)
-            .set_read_timeout(config.timeout)
-            .set_write_timeout(config.timeout);
+            .set_connect_timeout(backstop)
+            .set_read_timeout(backstop)
+            .set_write_timeout(backstop);
         let octo = builder.build().map_err(|e| bad(e.to_string()))?;
         Ok(GitHub {
             octo,
