@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bosun_core::model::{Bestie, ManagedApplication};
 use support::gitserver::{self, TestRepo};
-use support::process::{Process, free_port, http_get};
+use support::process::{Process, free_port, http_get, sample};
 use support::{TestNamespace, install_crds, wait_until};
 
 fn app(name: &str, version: &str) -> String {
@@ -374,13 +374,8 @@ fn sign_push(secret: &[u8], body: &str) -> String {
 
 /// `GET /readyz` of a replica: `ok: leader`, or `ok: standby` and where the leader is.
 async fn readyz(addr: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    Some(out.split("\r\n\r\n").nth(1)?.trim().to_string())
+    let (_, body) = http_get(addr.parse().ok()?, "/readyz")?;
+    Some(body.trim().to_string())
 }
 
 #[tokio::test]
@@ -642,14 +637,8 @@ fn an_empty_webhook_secret_is_refused_at_start() {
 /// `bosun_sync_applies_total{source,action}` as a running daemon reports it.
 fn applies(listen: &str, source: &str, action: &str) -> Option<f64> {
     let (_, body) = http_get(listen.parse().expect("an address"), "/metrics")?;
-    let series = format!("bosun_sync_applies_total{{action=\"{action}\",source=\"{source}\"}}");
-    let alt = format!("bosun_sync_applies_total{{source=\"{source}\",action=\"{action}\"}}");
-    Some(
-        body.lines()
-            .find(|l| l.starts_with(&series) || l.starts_with(&alt))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0),
-    )
+    let labels = [("source", source), ("action", action)];
+    Some(sample(&body, "bosun_sync_applies_total", &labels).unwrap_or(0.0))
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
-use support::process::{Process, free_port, http_get, local};
+use support::process::{Process, free_port, http_get, local, sample};
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
 const LEASE_SECS: u64 = 4;
@@ -45,9 +45,7 @@ impl Replica {
 
     fn metric(&self, name: &str) -> Option<f64> {
         let (_, body) = http_get(local(self.port), "/metrics")?;
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        sample(&body, name, &[])
     }
 }
 

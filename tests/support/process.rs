@@ -113,3 +113,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// The value of the sample `name` whose labels include every one of `labels` (in any order), in a
+/// Prometheus text exposition such as `/metrics` answers.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let Some(rest) = l.strip_prefix(name) else {
+                return false;
+            };
+            let set = match rest.strip_prefix('{') {
+                Some(r) => r.split_once('}').map_or("", |(s, _)| s),
+                None if rest.starts_with(' ') => "",
+                None => return false,
+            };
+            labels
+                .iter()
+                .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
