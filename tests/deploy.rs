@@ -22,6 +22,7 @@ use std::process::Command;
 use bosun_core::model::{ManagedApplication, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
@@ -30,7 +31,7 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client, Config, ResourceExt};
 use serde_json::{Value, json};
 use support::gitserver::{self, TestRepo};
 use support::process::{Process, free_port, http_get, local};
@@ -682,9 +683,28 @@ impl AsServiceAccount {
     }
 }
 
+/// An app that uses every kind of object the engine writes: a migration Job with a down-migration (a
+/// rollback deletes the up Job and runs the down Job), BlueGreen (a preview Deployment and Service,
+/// deleted after the switch).
 fn shop(version: &str) -> String {
     format!(
-        "apiVersion: apps.example.com/v1alpha1\nkind: ManagedApplication\nmetadata:\n  name: shop\nspec:\n  version: {version}\n  replicas: 2\n  upgradeStrategy:\n    type: Rolling\n"
+        "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: {version}
+  replicas: 2
+  upgradeStrategy:
+    type: BlueGreen
+    progressDeadlineSeconds: 6
+    migrationJob:
+      image: shop-migrations:1
+      down:
+        command: [migrate, down]
+    blueGreen:
+      scaleDownDelaySeconds: 1
+"
     )
 }
 
@@ -800,6 +820,42 @@ async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
         .and_then(|s| s.template.spec)
         .and_then(|p| p.containers.first().and_then(|c| c.image.clone()));
     assert_eq!(image.as_deref(), Some("shop:v2"));
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns.name);
+    assert!(
+        deployments
+            .get_opt("shop-preview")
+            .await
+            .expect("get")
+            .is_none(),
+        "the preview is removed after the switch"
+    );
+    // A broken version: rolled back, its down-migration run (its up Job deleted first), and the
+    // rollback committed to git (the shipped configuration writes back), which brings the app to v2.
+    repo.commit("shop v3-broken", &[("apps/shop.yaml", shop("v3-broken"))]);
+    let jobs = Api::<Job>::namespaced(admin.clone(), &ns.name);
+    wait_until(
+        "v3-broken rolled back, migrated down and reverted in git",
+        || async {
+            assert!(forbidden_lines(&bosun.log()).is_empty(), "{}", bosun.log());
+            let app = apps.get("shop").await.ok()?;
+            let reverted = app.annotations().contains_key("bosun.dev/rollback-of");
+            let s = app.status?;
+            let down = jobs.get_opt("shop-migration-down-v3-broken").await.ok()??;
+            (reverted
+                && app.spec.version == "v2"
+                && s.phase == Some(Phase::Healthy)
+                && down.status?.succeeded == Some(1))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        jobs.get_opt("shop-migration-v3-broken")
+            .await
+            .expect("get")
+            .is_none(),
+        "the up Job of the rolled-back version was deleted"
+    );
     // The engine's Events (events.k8s.io) were written as the ServiceAccount too.
     let events = Api::<Event>::namespaced(admin.clone(), &ns.name)
         .list(&ListParams::default())
