@@ -269,11 +269,14 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
     } else {
         0
     };
-    let stalled = status.conditions.unwrap_or_default().iter().any(|c| {
-        c.type_ == "Progressing"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    let conditions = status.conditions.unwrap_or_default();
+    let progressing = conditions.iter().find(|c| c.type_ == "Progressing");
+    let stalled = progressing.is_some_and(|c| {
+        c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
+    let progressed_at = progressing
+        .filter(|c| c.status == "True")
+        .and_then(|c| c.last_update_time.clone());
     WorkloadObs {
         version: d
             .labels()
@@ -283,6 +286,7 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
         replicas: spec_replicas,
         ready,
         stalled,
+        progressed_at,
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`<app>-migration-<version>`, `<app>-migration-down-<version>`). Deterministic names, ownership
 //! labels, an owner reference to the app.
 
-use bosun_core::engine::app::{JobKind, Role};
+use bosun_core::engine::app::{DEFAULT_PROGRESS_DEADLINE_SECS, JobKind, Role};
 use bosun_core::model::{DownMigrationRecord, ManagedApplication, StrategyType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
@@ -130,7 +130,7 @@ pub fn deployment(
         },
         "spec": {
             "replicas": replicas,
-            "progressDeadlineSeconds": strategy.progress_deadline_seconds.unwrap_or(600),
+            "progressDeadlineSeconds": strategy.progress_deadline_seconds.map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from),
             "strategy": if strategy.type_ == StrategyType::Recreate { json!({"type": "Recreate"}) } else { json!({"type": "RollingUpdate"}) },
             "selector": {"matchLabels": {"app": name, LABEL_ROLE: role_label(role)}},
             "template": template,

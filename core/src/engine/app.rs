@@ -60,6 +60,8 @@ pub const HISTORY_CAP: usize = 50;
 const HEALTHY_VERSIONS_CAP: usize = 10;
 const DOWN_MIGRATIONS_CAP: usize = 10;
 const RECHECK_SECS: u64 = 5;
+/// `progressDeadlineSeconds` when the spec sets none (the Deployment's own default).
+pub const DEFAULT_PROGRESS_DEADLINE_SECS: i64 = 600;
 const PAUSED_MESSAGE: &str = "paused: spec.paused is true";
 
 /// Which Deployment of the app an action is about: `<app>` (stable), `<app>-canary` or `<app>-preview`.
@@ -78,11 +80,35 @@ pub struct WorkloadObs {
     pub ready: i32,
     /// The Deployment's progress deadline passed (condition Progressing=False, ProgressDeadlineExceeded).
     pub stalled: bool,
+    /// When the Deployment controller last saw it progress (the `lastUpdateTime` of its Progressing
+    /// condition while that is True).
+    pub progressed_at: Option<Time>,
 }
 
 impl WorkloadObs {
     fn runs(&self, version: &str, replicas: i32) -> bool {
         self.version == version && self.replicas == replicas && self.ready >= replicas
+    }
+
+    /// Whether the rollout of this side made no progress for `deadline_secs`. The Deployment
+    /// controller says so (ProgressDeadlineExceeded), but not always: when a Recreate rollout's
+    /// "Created new replica set" status update loses a conflict, or when a canary is only scaled up,
+    /// its Progressing condition keeps the previous rollout's NewReplicaSetAvailable and the controller
+    /// takes the Deployment for complete and never times it out. So Bosun keeps its own clock as well,
+    /// from the later of the stage's start (`stage_since`) and the controller's last sign of progress.
+    fn stalled(&self, deadline_secs: i64, stage_since: Option<&Time>, now: &Time) -> bool {
+        if self.stalled {
+            return true;
+        }
+        let Some(since) = [stage_since, self.progressed_at.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.0)
+            .max()
+        else {
+            return false;
+        };
+        now.0.as_millisecond() - since.as_millisecond() > deadline_secs.saturating_mul(1000)
     }
 }
 
@@ -786,147 +812,159 @@ pub fn decide(
                 }
             },
         },
-        Phase::Deploying => match &stage {
-            Stage::Canary { index, weight, .. } => {
-                let split = canary_split(replicas, *weight);
-                actions.push(Action::Run {
-                    role: Role::Stable,
-                    version: stable_version,
-                    replicas: split.stable,
-                });
-                actions.push(Action::Run {
-                    role: Role::Canary,
-                    version: target.into(),
-                    replicas: split.canary,
-                });
-                next.canary_weight = Some(split.effective_weight());
-                match &observed.canary {
-                    Some(c) if c.stalled => {
-                        transition = fail(
-                            &mut next,
-                            target,
-                            "Failed",
-                            format!("canary pods of {target} did not become ready in time"),
-                        );
+        Phase::Deploying => {
+            let deadline = spec
+                .upgrade_strategy
+                .progress_deadline_seconds
+                .map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from);
+            // When this stage began: its Deploying transition is the last entry of the history.
+            let stage_since = status
+                .history
+                .last()
+                .filter(|h| h.phase == Phase::Deploying)
+                .map(|h| h.time.clone());
+            match &stage {
+                Stage::Canary { index, weight, .. } => {
+                    let split = canary_split(replicas, *weight);
+                    actions.push(Action::Run {
+                        role: Role::Stable,
+                        version: stable_version,
+                        replicas: split.stable,
+                    });
+                    actions.push(Action::Run {
+                        role: Role::Canary,
+                        version: target.into(),
+                        replicas: split.canary,
+                    });
+                    next.canary_weight = Some(split.effective_weight());
+                    match &observed.canary {
+                        Some(c) if c.runs(target, split.canary) => {
+                            next.health_check = Some(health::start(now));
+                            transition = move_to(
+                                &mut next,
+                                Phase::HealthChecking,
+                                format!(
+                                    "step {} at {} %: pods ready",
+                                    index + 1,
+                                    split.effective_weight()
+                                ),
+                            );
+                        }
+                        Some(c) if c.stalled(deadline, stage_since.as_ref(), now) => {
+                            transition = fail(
+                                &mut next,
+                                target,
+                                "Failed",
+                                format!("canary pods of {target} did not become ready in time"),
+                            );
+                        }
+                        _ => requeue_after = Some(RECHECK_SECS),
                     }
-                    Some(c) if c.runs(target, split.canary) => {
-                        next.health_check = Some(health::start(now));
+                }
+                Stage::Preview => {
+                    actions.push(Action::Run {
+                        role: Role::Stable,
+                        version: stable_version,
+                        replicas,
+                    });
+                    actions.push(Action::Run {
+                        role: Role::Preview,
+                        version: target.into(),
+                        replicas,
+                    });
+                    next.canary_weight = Some(0);
+                    match &observed.preview {
+                        Some(p) if p.runs(target, replicas) => {
+                            next.health_check = Some(health::start(now));
+                            transition = move_to(
+                                &mut next,
+                                Phase::HealthChecking,
+                                format!("preview of {target} ready; checking its health"),
+                            );
+                        }
+                        Some(p) if p.stalled(deadline, stage_since.as_ref(), now) => {
+                            transition = fail(
+                                &mut next,
+                                target,
+                                "Failed",
+                                format!("preview pods of {target} did not become ready in time"),
+                            );
+                        }
+                        _ => requeue_after = Some(RECHECK_SECS),
+                    }
+                }
+                Stage::Switched => {
+                    // The active Service already selects the new version; the old side stays for a
+                    // switch back until the delay has passed.
+                    let delay = match plan {
+                        Plan::BlueGreen { delay, .. } => delay,
+                        Plan::Direct | Plan::Canary(_) => 0,
+                    };
+                    actions.push(Action::Run {
+                        role: Role::Stable,
+                        version: stable_version.clone(),
+                        replicas,
+                    });
+                    actions.push(Action::Run {
+                        role: Role::Preview,
+                        version: target.into(),
+                        replicas,
+                    });
+                    next.canary_weight = Some(100);
+                    let start = next.pause_start_time.get_or_insert(MicroTime(now.0));
+                    let left = seconds_left(start, now, delay);
+                    if left == 0 {
+                        next.pause_start_time = None;
+                        next.step_index = Some(2);
                         transition = move_to(
                             &mut next,
-                            Phase::HealthChecking,
+                            Phase::Deploying,
                             format!(
-                                "step {} at {} %: pods ready",
-                                index + 1,
-                                split.effective_weight()
+                                "scaling down {stable_version}: the stable Deployment takes {target}"
                             ),
                         );
+                    } else {
+                        requeue_after = Some(u64::try_from(left).unwrap_or(1));
                     }
-                    _ => requeue_after = Some(RECHECK_SECS),
                 }
-            }
-            Stage::Preview => {
-                actions.push(Action::Run {
-                    role: Role::Stable,
-                    version: stable_version,
-                    replicas,
-                });
-                actions.push(Action::Run {
-                    role: Role::Preview,
-                    version: target.into(),
-                    replicas,
-                });
-                next.canary_weight = Some(0);
-                match &observed.preview {
-                    Some(p) if p.stalled => {
-                        transition = fail(
-                            &mut next,
-                            target,
-                            "Failed",
-                            format!("preview pods of {target} did not become ready in time"),
-                        );
-                    }
-                    Some(p) if p.runs(target, replicas) => {
-                        next.health_check = Some(health::start(now));
-                        transition = move_to(
-                            &mut next,
-                            Phase::HealthChecking,
-                            format!("preview of {target} ready; checking its health"),
-                        );
-                    }
-                    _ => requeue_after = Some(RECHECK_SECS),
-                }
-            }
-            Stage::Switched => {
-                // The active Service already selects the new version; the old side stays for a
-                // switch back until the delay has passed.
-                let delay = match plan {
-                    Plan::BlueGreen { delay, .. } => delay,
-                    Plan::Direct | Plan::Canary(_) => 0,
-                };
-                actions.push(Action::Run {
-                    role: Role::Stable,
-                    version: stable_version.clone(),
-                    replicas,
-                });
-                actions.push(Action::Run {
-                    role: Role::Preview,
-                    version: target.into(),
-                    replicas,
-                });
-                next.canary_weight = Some(100);
-                let start = next.pause_start_time.get_or_insert(MicroTime(now.0));
-                let left = seconds_left(start, now, delay);
-                if left == 0 {
-                    next.pause_start_time = None;
-                    next.step_index = Some(2);
-                    transition = move_to(
-                        &mut next,
-                        Phase::Deploying,
-                        format!(
-                            "scaling down {stable_version}: the stable Deployment takes {target}"
-                        ),
-                    );
-                } else {
-                    requeue_after = Some(u64::try_from(left).unwrap_or(1));
-                }
-            }
-            Stage::Final => {
-                // Rolling or Recreate, or the promotion of a canary or a preview: the stable Deployment
-                // takes the target; the canary or preview serves until it is ready.
-                actions.push(Action::Run {
-                    role: Role::Stable,
-                    version: target.into(),
-                    replicas,
-                });
-                match &observed.stable {
-                    Some(s) if s.stalled => {
-                        transition = fail(
-                            &mut next,
-                            target,
-                            "Failed",
-                            format!("pods of {target} did not become ready in time"),
-                        );
-                    }
-                    Some(s) if s.runs(target, replicas) => {
-                        if observed.canary.is_some() {
-                            actions.push(Action::Remove { role: Role::Canary });
+                Stage::Final => {
+                    // Rolling or Recreate, or the promotion of a canary or a preview: the stable Deployment
+                    // takes the target; the canary or preview serves until it is ready.
+                    actions.push(Action::Run {
+                        role: Role::Stable,
+                        version: target.into(),
+                        replicas,
+                    });
+                    match &observed.stable {
+                        Some(s) if s.runs(target, replicas) => {
+                            if observed.canary.is_some() {
+                                actions.push(Action::Remove { role: Role::Canary });
+                            }
+                            if observed.preview.is_some() {
+                                actions.push(Action::Remove {
+                                    role: Role::Preview,
+                                });
+                            }
+                            next.health_check = Some(health::start(now));
+                            transition = move_to(
+                                &mut next,
+                                Phase::HealthChecking,
+                                format!("{target} rolled out; checking health"),
+                            );
                         }
-                        if observed.preview.is_some() {
-                            actions.push(Action::Remove {
-                                role: Role::Preview,
-                            });
+                        Some(s) if s.stalled(deadline, stage_since.as_ref(), now) => {
+                            transition = fail(
+                                &mut next,
+                                target,
+                                "Failed",
+                                format!("pods of {target} did not become ready in time"),
+                            );
                         }
-                        next.health_check = Some(health::start(now));
-                        transition = move_to(
-                            &mut next,
-                            Phase::HealthChecking,
-                            format!("{target} rolled out; checking health"),
-                        );
+                        _ => requeue_after = Some(RECHECK_SECS),
                     }
-                    _ => requeue_after = Some(RECHECK_SECS),
                 }
             }
-        },
+        }
         Phase::HealthChecking => {
             let verdict = match &spec.upgrade_strategy.health_check {
                 // No active check: readiness (which gated Deploying) is the verdict.
@@ -1208,6 +1246,9 @@ mod tests {
         down_outcome: JobObs,
         unhealthy_version: Option<String>,
         never_ready_version: Option<String>,
+        /// The never-ready version's Deployment never reports ProgressDeadlineExceeded (as the
+        /// Deployment controller misses it for some Recreate rollouts and scale-ups).
+        deadline_unreported: bool,
         phases: Vec<Phase>,
         reasons: Vec<String>,
         jobs_run: Vec<String>,
@@ -1228,6 +1269,7 @@ mod tests {
                 down_outcome: JobObs::Succeeded,
                 unhealthy_version: None,
                 never_ready_version: None,
+                deadline_unreported: false,
                 phases: Vec::new(),
                 reasons: Vec::new(),
                 jobs_run: Vec::new(),
@@ -1316,7 +1358,8 @@ mod tests {
                             version: version.clone(),
                             replicas: *replicas,
                             ready: if never { 0 } else { *replicas },
-                            stalled: never,
+                            stalled: never && !self.deadline_unreported,
+                            progressed_at: None,
                         };
                         match role {
                             Role::Stable => self.observed.stable = Some(w),
@@ -1534,6 +1577,104 @@ mod tests {
             w.observed.stable.as_ref().map(|s| s.version.as_str()),
             Some("v1")
         );
+    }
+
+    /// Steps until the app is Failed, for at most `secs` of simulated time; returns the time it took.
+    fn step_until_failed(w: &mut World, spec: &ManagedApplicationSpec, secs: i64) -> i64 {
+        let began = w.now;
+        while w.status.phase != Some(Phase::Failed) && w.now < began + secs {
+            w.step(spec);
+        }
+        w.now - began
+    }
+
+    #[test]
+    fn pods_never_ready_fail_at_the_progress_deadline_even_when_the_deployment_does_not_say_so() {
+        for strategy in [StrategyType::Rolling, StrategyType::Recreate] {
+            let mut v1 = spec("v1");
+            v1.upgrade_strategy.type_ = strategy;
+            v1.upgrade_strategy.progress_deadline_seconds = Some(30);
+            let mut w = World::deployed(&v1);
+            w.never_ready_version = Some("v2-broken".into());
+            w.deadline_unreported = true;
+            let mut v2 = v1.clone();
+            v2.version = "v2-broken".into();
+            let took = step_until_failed(&mut w, &v2, 600);
+            assert_eq!(w.phases, [Phase::Deploying, Phase::Failed], "{strategy:?}");
+            assert!(
+                (30..=36).contains(&took),
+                "{strategy:?}: failed after {took} s"
+            );
+            assert!(
+                w.status
+                    .message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("ready in time")
+            );
+            assert_eq!(
+                w.stable(),
+                Some(("v1", v1.replicas.unwrap_or(1))),
+                "{strategy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_canary_step_that_only_scales_up_fails_at_the_progress_deadline() {
+        let steps = [(50, None), (100, None)];
+        let with_two = |version: &str| {
+            let mut s = canary(version, &steps);
+            s.replicas = Some(2);
+            s.upgrade_strategy.progress_deadline_seconds = Some(20);
+            s
+        };
+        let mut w = World::deployed(&with_two("v1"));
+        let v2 = with_two("v2");
+        while w.status.step_index != Some(1) && w.now < 1000 {
+            w.step(&v2);
+        }
+        assert_eq!(w.status.phase, Some(Phase::Deploying));
+        // Step 2 scales the canary from 1 pod to 2; the new pod is never ready, and the Deployment
+        // (same template, only scaled) never reports the deadline.
+        let c = w.observed.canary.as_mut().expect("a canary");
+        (c.replicas, c.ready, c.stalled) = (2, 1, false);
+        let began = w.now;
+        while w.status.phase == Some(Phase::Deploying) && w.now < began + 600 {
+            let d = decide(&v2, &w.status, &w.observed, &at(w.now));
+            w.status = d.status;
+            w.now += d.requeue_after.unwrap_or(1) as i64;
+        }
+        assert_eq!(w.status.phase, Some(Phase::Failed), "{:?}", w.status);
+        let took = w.now - began;
+        assert!((20..=26).contains(&took), "failed after {took} s");
+    }
+
+    #[test]
+    fn the_progress_deadline_counts_from_the_later_of_the_stage_start_and_the_last_progress() {
+        let obs = |stalled, progressed_at: Option<i64>| WorkloadObs {
+            version: "v2".into(),
+            replicas: 2,
+            ready: 1,
+            stalled,
+            progressed_at: progressed_at.map(at),
+        };
+        // (controller says stalled, last progress, stage start, now, stalled?)
+        let table = [
+            (true, None, None, 0, true),
+            (false, None, None, 10_000, false),
+            (false, None, Some(0), 30, false),
+            (false, None, Some(0), 31, true),
+            (false, Some(20), Some(0), 31, false),
+            (false, Some(20), Some(0), 51, true),
+            // A condition left over from the previous rollout, long before this stage.
+            (false, Some(-5000), Some(0), 29, false),
+            (false, Some(-5000), None, 29, true),
+        ];
+        for (stalled, progressed, since, now, want) in table {
+            let got = obs(stalled, progressed).stalled(30, since.map(at).as_ref(), &at(now));
+            assert_eq!(got, want, "{stalled} {progressed:?} {since:?} {now}");
+        }
     }
 
     #[test]
