@@ -16,8 +16,12 @@ pub const LABEL_ROLE: &str = "bosun.dev/role";
 
 /// The deterministic name of an app's migration Job for a version: `<app>-migration-<version>` or
 /// `<app>-migration-down-<version>`, made a valid name (lowercase; `_` and other characters become
-/// `-`; at most 63 characters).
+/// `-`; at most 63 characters, which the Job controller's `job-name` pod label allows). When the
+/// version had to be changed to fit, the name ends in a hash of the exact kind and version instead, so
+/// that two versions never share a Job (a shared Job would pass one version's migration off as the
+/// other's).
 pub fn job_name(app: &str, kind: JobKind, version: &str) -> String {
+    const MAX: usize = 63;
     let v: String = version
         .to_ascii_lowercase()
         .chars()
@@ -29,12 +33,21 @@ pub fn job_name(app: &str, kind: JobKind, version: &str) -> String {
             }
         })
         .collect();
-    let mut name = match kind {
-        JobKind::Up => format!("{app}-migration-{v}"),
-        JobKind::Down => format!("{app}-migration-down-{v}"),
+    let prefix = match kind {
+        JobKind::Up => format!("{app}-migration-"),
+        JobKind::Down => format!("{app}-migration-down-"),
     };
-    name.truncate(63);
-    name.trim_end_matches(['-', '.']).to_string()
+    let plain = format!("{prefix}{v}");
+    let trimmed = plain.trim_end_matches(['-', '.']);
+    if plain.len() <= MAX && v == version && trimmed.len() == plain.len() {
+        return plain;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{kind:?}\n{version}"));
+    let hash = hex::encode(&digest[..4]);
+    let mut head = plain;
+    head.truncate(MAX - hash.len() - 1);
+    format!("{}-{hash}", head.trim_end_matches(['-', '.']))
 }
 
 /// The up-migration Job's name (kept for callers of the first version of this module).
@@ -287,13 +300,33 @@ mod tests {
             "my-app-migration-v2.0.0"
         );
         assert_eq!(
-            job_name("shop", JobKind::Up, "V2_RC1"),
-            "shop-migration-v2-rc1"
+            job_name("my-app", JobKind::Down, "v2.0.0"),
+            "my-app-migration-down-v2.0.0"
         );
-        assert_eq!(
-            job_name("shop", JobKind::Down, "V2_RC1"),
-            "shop-migration-down-v2-rc1"
+    }
+
+    #[test]
+    fn a_version_changed_to_fit_a_name_gets_a_hash_so_that_no_two_versions_share_a_job() {
+        let up = job_name("shop", JobKind::Up, "V2_RC1");
+        assert!(up.starts_with("shop-migration-v2-rc1-"), "{up}");
+        assert_ne!(up, job_name("shop", JobKind::Up, "v2-rc1"));
+        assert_ne!(up, job_name("shop", JobKind::Up, "v2_rc1"));
+        let long_app = "a".repeat(50);
+        let names: std::collections::BTreeSet<String> = ["1.0.0", "1.0.1", "2.0.0"]
+            .iter()
+            .flat_map(|v| [JobKind::Up, JobKind::Down].map(|k| job_name(&long_app, k, v)))
+            .collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+        for n in &names {
+            assert!(
+                n.len() <= 63 && bosun_core::names::is_dns1123_label(n),
+                "{n}"
+            );
+        }
+        let v = "1".repeat(40);
+        assert_ne!(
+            job_name("shop", JobKind::Up, &v),
+            job_name("shop", JobKind::Up, &format!("{v}2"))
         );
-        assert!(job_name(&"a".repeat(50), JobKind::Down, &"1".repeat(40)).len() <= 63);
     }
 }
