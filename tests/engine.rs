@@ -907,6 +907,51 @@ async fn blue_green_with_pods_never_ready_rolls_back_to_blue() {
 }
 
 #[tokio::test]
+async fn blue_green_failing_after_the_switch_switches_back_to_blue_at_once() {
+    let s = Scenario::new("engine-bg-after-switch").await;
+    let strategy =
+        json!({"healthCheck": s.health_check(), "blueGreen": {"scaleDownDelaySeconds": 60}});
+    s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": blue_green(strategy)}))
+        .await;
+    s.phase_is(Phase::Healthy, "v1").await;
+
+    s.set_spec(json!({"version": "v2"})).await;
+    s.wait_for("the active Service on v2", || async {
+        (service_version(&s, APP).await.as_deref() == Some("v2")).then_some(())
+    })
+    .await;
+    // Green serves everything now; blue is kept for 60 s. Green starts failing its checks.
+    s.health.force(Some(500));
+    s.assert_rolled_back("v2", "v1", 2, "after the switch")
+        .await;
+    s.health.force(None);
+    assert_eq!(service_version(&s, APP).await.as_deref(), Some("v1"));
+    assert_eq!(
+        s.image(APP).await.as_deref(),
+        Some("shop:v1"),
+        "blue was never replaced"
+    );
+    let st = s.status().await;
+    let failed_at = st.history.last().map(|h| h.time.0);
+    let switched_at = st
+        .history
+        .iter()
+        .find(|h| h.phase == Phase::Deploying && h.step == Some(1))
+        .map(|h| h.time.0);
+    let (Some(failed_at), Some(switched_at)) = (failed_at, switched_at) else {
+        panic!(
+            "the history shows the switch and the failure: {:?}",
+            st.history
+        );
+    };
+    assert!(
+        failed_at.duration_since(switched_at).as_secs() < 60,
+        "failed within the scale-down delay: {:?}",
+        st.history
+    );
+}
+
+#[tokio::test]
 async fn blue_green_with_failing_health_check_rolls_back_to_blue() {
     let s = Scenario::new("engine-bg-unhealthy").await;
     s.create(json!({"version": "v1", "replicas": 2,

@@ -294,12 +294,18 @@ pub fn probe_target(
     now: &Time,
 ) -> Option<Role> {
     let hc = spec.upgrade_strategy.health_check.as_ref()?;
-    if spec.paused || status.phase != Some(Phase::HealthChecking) {
+    let stage = stage(spec, status);
+    // BlueGreen after the switch: the new side serves every request while the old one is kept, and
+    // stays watched until the old one goes (Argo Rollouts' post-promotion analysis).
+    let switched = status.phase == Some(Phase::Deploying) && stage == Stage::Switched;
+    if spec.paused || !(status.phase == Some(Phase::HealthChecking) || switched) {
         return None;
     }
     let state = status.health_check.as_ref()?;
-    (health::due_in(&Thresholds::of(hc), state, now) == Some(0))
-        .then(|| checked_role(&stage(spec, status)))
+    (health::due_in(&Thresholds::of(hc), state, now) == Some(0)).then(|| match stage {
+        Stage::Switched => Role::Preview,
+        _ => checked_role(&stage),
+    })
 }
 
 fn millis_between(from: &MicroTime, to: &Time) -> i64 {
@@ -913,7 +919,47 @@ pub fn decide(
                     next.canary_weight = Some(100);
                     let start = next.pause_start_time.get_or_insert(MicroTime(now.0));
                     let left = seconds_left(start, now, delay);
-                    if left == 0 {
+                    // The new side, now serving, stays health-checked until the old side goes; a failure
+                    // switches the active Service back at once (the rollback serves the stable side).
+                    let mut due = None;
+                    let mut failed = false;
+                    if let Some(hc) = &spec.upgrade_strategy.health_check {
+                        let t = Thresholds::of(hc);
+                        let state = next.health_check.get_or_insert_with(|| health::start(now));
+                        let before = state.clone();
+                        health::fold(state, &observed.probes, now);
+                        if health::verdict(&t, &before) == Verdict::Healthy
+                            && observed.probes.iter().all(|p| p.outcome.is_ok())
+                        {
+                            *state = before;
+                        }
+                        due = match health::verdict(&t, state) {
+                            Verdict::Healthy => u64::try_from(t.period).ok(),
+                            _ => health::due_in(&t, state, now),
+                        };
+                        if let Verdict::Unhealthy {
+                            pod,
+                            error,
+                            failures,
+                        } = health::verdict(&t, state)
+                        {
+                            failed = true;
+                            transition = fail(
+                                &mut next,
+                                target,
+                                "Failed",
+                                format!(
+                                    "health checks of {target} failed after the switch: pod {pod}: \
+                                     {error} ({failures} in a row); the active Service is back on \
+                                     {stable_version}"
+                                ),
+                            );
+                        }
+                    }
+                    if failed {
+                        // The rollback follows.
+                    } else if left == 0 {
+                        next.health_check = None;
                         next.pause_start_time = None;
                         next.step_index = Some(2);
                         transition = move_to(
@@ -924,7 +970,8 @@ pub fn decide(
                             ),
                         );
                     } else {
-                        requeue_after = Some(u64::try_from(left).unwrap_or(1));
+                        let left = u64::try_from(left).unwrap_or(1);
+                        requeue_after = Some(due.map_or(left, |d| d.max(1).min(left)));
                     }
                 }
                 Stage::Final => {
@@ -1072,8 +1119,18 @@ pub fn decide(
                             next.step_index = Some(1);
                             next.canary_weight = Some(100);
                             next.pause_start_time = Some(MicroTime(now.0));
-                            next.health_check = None;
-                            requeue_after = Some(u64::try_from(delay).unwrap_or(0).max(1));
+                            // The new side stays watched after the switch: a fresh round of checks from now.
+                            let watch = spec.upgrade_strategy.health_check.as_ref().map(|hc| {
+                                let state = health::start(now);
+                                let due = health::due_in(&Thresholds::of(hc), &state, now);
+                                (state, due)
+                            });
+                            let mut wake = u64::try_from(delay).unwrap_or(0);
+                            if let Some((_, Some(due))) = &watch {
+                                wake = wake.min(*due);
+                            }
+                            next.health_check = watch.map(|(state, _)| state);
+                            requeue_after = Some(wake.max(1));
                             transition = move_to(
                                 &mut next,
                                 Phase::Deploying,
@@ -1249,6 +1306,8 @@ mod tests {
         /// The never-ready version's Deployment never reports ProgressDeadlineExceeded (as the
         /// Deployment controller misses it for some Recreate rollouts and scale-ups).
         deadline_unreported: bool,
+        /// The unhealthy version answers its checks well until a BlueGreen switch (step 1).
+        unhealthy_after_switch: bool,
         phases: Vec<Phase>,
         reasons: Vec<String>,
         jobs_run: Vec<String>,
@@ -1270,6 +1329,7 @@ mod tests {
                 unhealthy_version: None,
                 never_ready_version: None,
                 deadline_unreported: false,
+                unhealthy_after_switch: false,
                 phases: Vec::new(),
                 reasons: Vec::new(),
                 jobs_run: Vec::new(),
@@ -1305,7 +1365,8 @@ mod tests {
                 Some(role) => {
                     let w = self.side(role).clone().expect("the probed side runs");
                     self.probed.push((role, w.version.clone()));
-                    let bad = self.unhealthy_version.as_deref() == Some(w.version.as_str());
+                    let bad = self.unhealthy_version.as_deref() == Some(w.version.as_str())
+                        && (!self.unhealthy_after_switch || self.status.step_index == Some(1));
                     (0..w.ready)
                         .map(|i| Probe {
                             pod: format!("{}-{i}", w.version),
@@ -1397,7 +1458,7 @@ mod tests {
             d
         }
 
-        /// Steps until nothing changes any more (or 200 steps).
+        /// Steps until nothing changes any more and no timed wait runs (or 200 steps).
         fn settle(&mut self, spec: &ManagedApplicationSpec) {
             for _ in 0..200 {
                 let before = (
@@ -1405,12 +1466,15 @@ mod tests {
                     self.observed.clone(),
                     self.jobs.clone(),
                 );
-                self.step(spec);
-                if (
-                    self.status.clone(),
-                    self.observed.clone(),
-                    self.jobs.clone(),
-                ) == before
+                let d = self.step(spec);
+                // A timed wait (a pause, BlueGreen's scale-down delay) is not settled: its end is coming.
+                let waiting = d.requeue_after.is_some() && self.status.pause_start_time.is_some();
+                if !waiting
+                    && (
+                        self.status.clone(),
+                        self.observed.clone(),
+                        self.jobs.clone(),
+                    ) == before
                 {
                     return;
                 }
@@ -2019,6 +2083,46 @@ mod tests {
         );
         let kept = old_side_gone_at.unwrap_or(0) - switch_at.unwrap_or(0);
         assert!(kept >= 30, "the scale-down delay: {kept} s");
+    }
+
+    #[test]
+    fn blue_green_failing_after_the_switch_switches_back_at_once_before_the_old_side_goes() {
+        let mut w = World::deployed(&blue_green("v1", None));
+        w.unhealthy_version = Some("v2".into());
+        w.unhealthy_after_switch = true;
+        let s2 = blue_green("v2", None);
+        let mut switched_at = None;
+        for _ in 0..300 {
+            if w.status.phase == Some(Phase::Failed) {
+                break;
+            }
+            w.step(&s2);
+            if w.served.as_deref() == Some("v2") && switched_at.is_none() {
+                switched_at = Some(w.now);
+            }
+        }
+        let switched_at = switched_at.expect("the Service was switched to v2");
+        assert_eq!(w.status.phase, Some(Phase::Failed));
+        let message = w.status.message.clone().unwrap_or_default();
+        assert!(message.contains("after the switch"), "{message}");
+        // Three failures 10 s apart, within the 30 s the old side is kept: it never left.
+        assert!(w.now - switched_at < 30, "{} s", w.now - switched_at);
+        assert!(w.probed.contains(&(Role::Preview, "v2".to_string())));
+        w.settle(&s2);
+        assert_eq!(
+            w.served.as_deref(),
+            Some("v1"),
+            "the active Service is back on v1"
+        );
+        assert_eq!(w.stable(), Some(("v1", 4)));
+        assert!(w.observed.preview.is_none(), "the green side is removed");
+        assert!(
+            w.serving
+                .iter()
+                .all(|(_, stable, _)| stable.as_deref() == Some("v1")),
+            "the old side was never scaled down: {:?}",
+            w.serving
+        );
     }
 
     #[test]
