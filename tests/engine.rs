@@ -1316,7 +1316,7 @@ async fn restarting_mid_pause_neither_restarts_nor_skips_the_pause() {
     let moved = second_step(&next).expect("checked");
     let after = (moved.0.as_millisecond() - start.0.as_millisecond()) as f64 / 1000.0;
     // Not skipped: the step passes no sooner than the pause's 8 s after it began (pauseStartTime has
-    // whole seconds, so 7). Not restarted: pauseStartTime stayed as it was (checked above); the upper
+    // microseconds, but the history entry's time is cut to whole seconds: so 7 at the least). Not restarted: pauseStartTime stayed as it was (checked above); the upper
     // bound is loose because a busy machine delays the restarted engine's first look.
     assert!(
         (7.0..20.0).contains(&after),
