@@ -361,6 +361,51 @@ fn push_capped<T: PartialEq>(list: &mut Vec<T>, item: T, cap: usize) {
     }
 }
 
+/// What the progress deadline of a Deploying stage is measured with.
+struct DeadlineClock {
+    deadline: i64,
+    since: Option<Time>,
+    now: Time,
+}
+
+/// Where the rollout of one side stands.
+enum Rollout {
+    /// Every pod of the version is ready.
+    Ready,
+    /// No progress for the progress deadline ([`WorkloadObs::stalled`]).
+    Stalled,
+    /// On its way.
+    Rolling,
+}
+
+fn rollout(side: Option<&WorkloadObs>, version: &str, replicas: i32, c: &DeadlineClock) -> Rollout {
+    match side {
+        Some(w) if w.runs(version, replicas) => Rollout::Ready,
+        Some(w) if w.stalled(c.deadline, c.since.as_ref(), &c.now) => Rollout::Stalled,
+        _ => Rollout::Rolling,
+    }
+}
+
+/// A side is ready: its health checks start.
+fn check_health(
+    next: &mut ManagedApplicationStatus,
+    now: &Time,
+    why: String,
+) -> Option<Transition> {
+    next.health_check = Some(health::start(now));
+    move_to(next, Phase::HealthChecking, why)
+}
+
+/// The `pods` of `target` missed the progress deadline: the upgrade fails.
+fn not_ready(next: &mut ManagedApplicationStatus, target: &str, pods: &str) -> Option<Transition> {
+    fail(
+        next,
+        target,
+        "Failed",
+        format!("{pods} of {target} did not become ready in time"),
+    )
+}
+
 /// Sets the phase and message and returns the transition (reason: the phase).
 fn move_to(next: &mut ManagedApplicationStatus, to: Phase, message: String) -> Option<Transition> {
     moved(next, to, to.to_string(), message)
@@ -829,6 +874,11 @@ pub fn decide(
                 .last()
                 .filter(|h| h.phase == Phase::Deploying)
                 .map(|h| h.time.clone());
+            let clock = DeadlineClock {
+                deadline,
+                since: stage_since,
+                now: now.clone(),
+            };
             match &stage {
                 Stage::Canary { index, weight, .. } => {
                     let split = canary_split(replicas, *weight);
@@ -843,28 +893,16 @@ pub fn decide(
                         replicas: split.canary,
                     });
                     next.canary_weight = Some(split.effective_weight());
-                    match &observed.canary {
-                        Some(c) if c.runs(target, split.canary) => {
-                            next.health_check = Some(health::start(now));
-                            transition = move_to(
-                                &mut next,
-                                Phase::HealthChecking,
-                                format!(
-                                    "step {} at {} %: pods ready",
-                                    index + 1,
-                                    split.effective_weight()
-                                ),
-                            );
+                    match rollout(observed.canary.as_ref(), target, split.canary, &clock) {
+                        Rollout::Ready => {
+                            let weight = split.effective_weight();
+                            let why = format!("step {} at {weight} %: pods ready", index + 1);
+                            transition = check_health(&mut next, now, why);
                         }
-                        Some(c) if c.stalled(deadline, stage_since.as_ref(), now) => {
-                            transition = fail(
-                                &mut next,
-                                target,
-                                "Failed",
-                                format!("canary pods of {target} did not become ready in time"),
-                            );
+                        Rollout::Stalled => {
+                            transition = not_ready(&mut next, target, "canary pods")
                         }
-                        _ => requeue_after = Some(RECHECK_SECS),
+                        Rollout::Rolling => requeue_after = Some(RECHECK_SECS),
                     }
                 }
                 Stage::Preview => {
@@ -879,24 +917,15 @@ pub fn decide(
                         replicas,
                     });
                     next.canary_weight = Some(0);
-                    match &observed.preview {
-                        Some(p) if p.runs(target, replicas) => {
-                            next.health_check = Some(health::start(now));
-                            transition = move_to(
-                                &mut next,
-                                Phase::HealthChecking,
-                                format!("preview of {target} ready; checking its health"),
-                            );
+                    match rollout(observed.preview.as_ref(), target, replicas, &clock) {
+                        Rollout::Ready => {
+                            let why = format!("preview of {target} ready; checking its health");
+                            transition = check_health(&mut next, now, why);
                         }
-                        Some(p) if p.stalled(deadline, stage_since.as_ref(), now) => {
-                            transition = fail(
-                                &mut next,
-                                target,
-                                "Failed",
-                                format!("preview pods of {target} did not become ready in time"),
-                            );
+                        Rollout::Stalled => {
+                            transition = not_ready(&mut next, target, "preview pods")
                         }
-                        _ => requeue_after = Some(RECHECK_SECS),
+                        Rollout::Rolling => requeue_after = Some(RECHECK_SECS),
                     }
                 }
                 Stage::Switched => {
@@ -982,8 +1011,8 @@ pub fn decide(
                         version: target.into(),
                         replicas,
                     });
-                    match &observed.stable {
-                        Some(s) if s.runs(target, replicas) => {
+                    match rollout(observed.stable.as_ref(), target, replicas, &clock) {
+                        Rollout::Ready => {
                             if observed.canary.is_some() {
                                 actions.push(Action::Remove { role: Role::Canary });
                             }
@@ -992,22 +1021,11 @@ pub fn decide(
                                     role: Role::Preview,
                                 });
                             }
-                            next.health_check = Some(health::start(now));
-                            transition = move_to(
-                                &mut next,
-                                Phase::HealthChecking,
-                                format!("{target} rolled out; checking health"),
-                            );
+                            let why = format!("{target} rolled out; checking health");
+                            transition = check_health(&mut next, now, why);
                         }
-                        Some(s) if s.stalled(deadline, stage_since.as_ref(), now) => {
-                            transition = fail(
-                                &mut next,
-                                target,
-                                "Failed",
-                                format!("pods of {target} did not become ready in time"),
-                            );
-                        }
-                        _ => requeue_after = Some(RECHECK_SECS),
+                        Rollout::Stalled => transition = not_ready(&mut next, target, "pods"),
+                        Rollout::Rolling => requeue_after = Some(RECHECK_SECS),
                     }
                 }
             }
