@@ -232,6 +232,16 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
     let text = last["body"].as_str().expect("body");
     assert!(text.starts_with("<!-- bosun:pr-comment -->"), "{text}");
     assert!(text.contains("v2-broken"), "{text}");
+    // The last edit tells the whole story: the step that failed and why, and the rollback commit.
+    let failed_row = text
+        .lines()
+        .find(|l| l.starts_with("| ❌ |"))
+        .unwrap_or_else(|| panic!("a failed step row: {text}"));
+    assert!(
+        failed_row.contains("Canary 50 %") && failed_row.contains("did not become ready"),
+        "{failed_row}"
+    );
+    assert!(text.contains(&rollback[..7]), "links the rollback commit: {text}");
 
     let bare = repo.bare.display().to_string();
     let note = Command::new("git")

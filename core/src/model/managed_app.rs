@@ -360,9 +360,6 @@ pub struct ManagedApplicationStatus {
     /// Index of the canary step in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_index: Option<i32>,
-    /// A hash of the spec being rolled out; a change means a new rollout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout_hash: Option<String>,
     /// When the current pause began, to the microsecond (a pause never ends early by rounding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_start_time: Option<MicroTime>,
