@@ -241,7 +241,10 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
         failed_row.contains("Canary 50 %") && failed_row.contains("did not become ready"),
         "{failed_row}"
     );
-    assert!(text.contains(&rollback[..7]), "links the rollback commit: {text}");
+    assert!(
+        text.contains(&rollback[..7]),
+        "links the rollback commit: {text}"
+    );
 
     let bare = repo.bare.display().to_string();
     let note = Command::new("git")
