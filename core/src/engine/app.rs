@@ -396,6 +396,24 @@ fn check_health(
     move_to(next, Phase::HealthChecking, why)
 }
 
+/// Folds a round of probes into the stage's health-check counts (started now when there are none)
+/// and returns the verdict. A stage already Healthy whose round passed again has nothing new to
+/// record: a stage waiting a weekend for `bosun promote` must not write its status each period.
+fn check_round(
+    next: &mut ManagedApplicationStatus,
+    t: &Thresholds,
+    probes: &[Probe],
+    now: &Time,
+) -> Verdict {
+    let state = next.health_check.get_or_insert_with(|| health::start(now));
+    let before = state.clone();
+    health::fold(state, probes, now);
+    if health::verdict(t, &before) == Verdict::Healthy && probes.iter().all(|p| p.outcome.is_ok()) {
+        *state = before;
+    }
+    health::verdict(t, state)
+}
+
 /// The `pods` of `target` missed the progress deadline: the upgrade fails.
 fn not_ready(next: &mut ManagedApplicationStatus, target: &str, pods: &str) -> Option<Transition> {
     fail(
@@ -954,15 +972,12 @@ pub fn decide(
                     let mut failed = false;
                     if let Some(hc) = &spec.upgrade_strategy.health_check {
                         let t = Thresholds::of(hc);
-                        let state = next.health_check.get_or_insert_with(|| health::start(now));
-                        let before = state.clone();
-                        health::fold(state, &observed.probes, now);
-                        if health::verdict(&t, &before) == Verdict::Healthy
-                            && observed.probes.iter().all(|p| p.outcome.is_ok())
-                        {
-                            *state = before;
-                        }
-                        due = match health::verdict(&t, state) {
+                        let verdict = check_round(&mut next, &t, &observed.probes, now);
+                        let state = next
+                            .health_check
+                            .as_ref()
+                            .expect("check_round keeps a state");
+                        due = match verdict {
                             Verdict::Healthy => u64::try_from(t.period).ok(),
                             _ => health::due_in(&t, state, now),
                         };
@@ -970,7 +985,7 @@ pub fn decide(
                             pod,
                             error,
                             failures,
-                        } = health::verdict(&t, state)
+                        } = verdict
                         {
                             failed = true;
                             transition = fail(
@@ -1036,18 +1051,10 @@ pub fn decide(
                 None => Verdict::Healthy,
                 Some(hc) => {
                     let t = Thresholds::of(hc);
-                    let state = next.health_check.get_or_insert_with(|| health::start(now));
-                    let before = state.clone();
-                    health::fold(state, &observed.probes, now);
-                    // A stage already Healthy whose round passed again has nothing new to record: a
-                    // stage waiting a weekend for `bosun promote` must not write its status each period.
-                    if health::verdict(&t, &before) == Verdict::Healthy
-                        && observed.probes.iter().all(|p| p.outcome.is_ok())
+                    let v = check_round(&mut next, &t, &observed.probes, now);
+                    if v == Verdict::Undecided
+                        && let Some(state) = &next.health_check
                     {
-                        *state = before;
-                    }
-                    let v = health::verdict(&t, state);
-                    if v == Verdict::Undecided {
                         requeue_after = health::due_in(&t, state, now).map(|s| s.max(1));
                     }
                     v
