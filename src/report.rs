@@ -481,7 +481,12 @@ fn app_report(app: &ManagedApplication) -> Option<bosun_core::report::AppReport>
     let restored = s.last_healthy_version.clone().filter(|v| *v != to);
     let from_version = match phase {
         // Once healthy, the version before is the one healthy before this one.
-        Phase::Healthy => s.healthy_versions.iter().rev().find(|v| **v != to).cloned(),
+        Phase::Healthy => s
+            .healthy_revisions
+            .iter()
+            .rev()
+            .find(|r| r.version != to)
+            .map(|r| r.version.clone()),
         Phase::Failed => restored.clone(),
         Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking => {
             s.current_version.clone().filter(|v| *v != to)

@@ -460,7 +460,7 @@ fn fail(
     next.health_check = None;
     let mut message = why;
     // A version in healthyVersions was rolled out without its up-migration: nothing to undo.
-    if !next.healthy_versions.iter().any(|v| v == target)
+    if !next.healthy_revisions.iter().any(|r| r.version == target)
         && let Some(i) = next
             .down_migrations
             .iter()
@@ -533,7 +533,7 @@ fn roll_back(
         }
         JobObs::Succeeded => {
             next.down_migration = None;
-            next.healthy_versions.retain(|h| *h != v);
+            next.healthy_revisions.retain(|h| h.version != v);
             moved(
                 next,
                 Phase::Failed,
@@ -721,7 +721,8 @@ pub fn decide(
             });
             return finish(spec, next, actions, requeue_after, transition, now);
         }
-        let earlier = current.is_some() && status.healthy_versions.iter().any(|v| v == target);
+        let earlier =
+            current.is_some() && status.healthy_revisions.iter().any(|r| r.version == target);
         if earlier {
             // The rollback window: straight to the version that was healthy, no canary steps, no
             // up-migration; first the down-migration of the version being left, when it has one.
@@ -800,9 +801,10 @@ pub fn decide(
             Some(record) => match &observed.down_migration {
                 JobObs::Succeeded => {
                     next.down_migration = None;
-                    next.healthy_versions.retain(|h| *h != record.version);
+                    next.healthy_revisions
+                        .retain(|h| h.version != record.version);
                     // A version that was healthy before needs no up-migration; any other does.
-                    let earlier = next.healthy_versions.iter().any(|v| v == target);
+                    let earlier = next.healthy_revisions.iter().any(|r| r.version == target);
                     let (to, then) = if earlier || spec.upgrade_strategy.migration_job.is_none() {
                         (Phase::Deploying, format!("deploying {target}"))
                     } else {
@@ -1135,7 +1137,7 @@ pub fn decide(
                         // The rollback window: a version that was healthy before is switched to once
                         // its preview is healthy, without waiting for a promotion (as Argo Rollouts
                         // skips the pause of a rollback).
-                        let window = next.healthy_versions.iter().any(|v| v == target);
+                        let window = next.healthy_revisions.iter().any(|r| r.version == target);
                         if auto || observed.promoted || window {
                             let delay = match plan {
                                 Plan::BlueGreen { delay, .. } => delay,
@@ -1177,9 +1179,15 @@ pub fn decide(
                         next.canary_weight = None;
                         next.step_index = None;
                         next.health_check = None;
+                        next.healthy_revisions.retain(|r| r.version != target);
                         push_capped(
-                            &mut next.healthy_versions,
-                            target.to_string(),
+                            &mut next.healthy_revisions,
+                            crate::model::HealthyRevision {
+                                hash: String::new(),
+                                version: target.to_string(),
+                                commit: next.target_revision.clone(),
+                                migration_hash: None,
+                            },
                             HEALTHY_VERSIONS_CAP,
                         );
                         transition =

@@ -5,3 +5,4 @@ pub mod app;
 pub mod bestie;
 pub mod health;
 pub mod replicas;
+pub mod revision;

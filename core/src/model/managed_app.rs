@@ -384,10 +384,24 @@ pub struct ManagedApplicationStatus {
     /// the count (consecutive passes and failures) instead of starting it over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckStatus>,
-    /// Versions that reached Healthy, oldest first, at most 10: going back to one of them is rolled out
-    /// directly, without canary steps or its up-migration (a rollback window).
+    /// The revision serving now (the stable side): the hash of everything that shapes the pods and
+    /// the migration (`bosun_core::engine::revision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_hash: Option<String>,
+    /// The revision being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
+    /// The last revision that completed an upgrade: what a rollback restores, byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_healthy_hash: Option<String>,
+    /// A revision that failed and was rolled back; not retried until the spec's revision changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_hash: Option<String>,
+    /// Revisions that reached Healthy, oldest first, at most 10: going back to one of them is rolled
+    /// out directly, without canary steps or its up-migration (a rollback window). Each is kept as a
+    /// `ControllerRevision` `<app>-<hash>` owned by the app.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub healthy_versions: Vec<String>,
+    pub healthy_revisions: Vec<HealthyRevision>,
     /// The down-migrations of versions whose up-migration succeeded, oldest first, at most 10: what
     /// Bosun runs when it leaves such a version by a rollback or a revert.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -399,6 +413,22 @@ pub struct ManagedApplicationStatus {
     /// with what remains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_elapsed_seconds: Option<i64>,
+}
+
+/// A revision that reached Healthy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthyRevision {
+    /// Its hash: the `ControllerRevision` `<app>-<hash>` holds it whole.
+    pub hash: String,
+    pub version: String,
+    /// The git commit whose definition asked for it (`bosun.dev/revision` when it started), if any:
+    /// what a rollback commit restores the app's document to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The identity of its up-migration (`Revision::migration_hash`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_hash: Option<String>,
 }
 
 /// Where the active health checks of one stage stand.
@@ -451,6 +481,17 @@ impl ManagedApplicationStatus {
             .map(|h| h.message.clone())
             .or_else(|| self.message.clone())
             .unwrap_or_default()
+    }
+
+    /// The record of the last healthy revision, if it is still kept.
+    pub fn last_healthy(&self) -> Option<&HealthyRevision> {
+        let hash = self.last_healthy_hash.as_deref()?;
+        self.healthy_revisions.iter().rev().find(|r| r.hash == hash)
+    }
+
+    /// Whether a revision reached Healthy before (and is still kept).
+    pub fn was_healthy(&self, hash: &str) -> bool {
+        self.healthy_revisions.iter().any(|r| r.hash == hash)
     }
 }
 
