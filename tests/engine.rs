@@ -722,6 +722,120 @@ async fn a_recreate_upgrade_stops_every_old_pod_before_starting_new_ones() {
     s.stable_serves("v2", 3).await;
 }
 
+/// The environment of a Deployment's app container, as (name, value) pairs.
+async fn env_of(s: &Scenario, deployment: &str) -> Option<Vec<(String, String)>> {
+    let d = s.deployment(deployment).await?;
+    let c = d.spec?.template.spec?.containers.into_iter().next()?;
+    Some(
+        c.env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect(),
+    )
+}
+
+fn env(pairs: &[(&str, &str)]) -> Value {
+    Value::Array(
+        pairs
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect(),
+    )
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_env_only_change_goes_through_the_canary_and_a_broken_env_is_rolled_back_whole() {
+    let s = Scenario::new("engine-revision").await;
+    let steps = json!([{"weight": 50, "pause": 2}, {"weight": 100}]);
+    let old = [("MODE", "old")];
+    s.create(json!({"version": "v1", "replicas": 2, "env": env(&old),
+        "upgradeStrategy": {"type": "Canary", "canary": {"steps": steps},
+                            "healthCheck": s.health_check()}}))
+        .await;
+    let first = s.phase_is(Phase::Healthy, "v1").await;
+
+    // The same version with another environment: a new revision, through the canary step.
+    let new = [("MODE", "new")];
+    s.set_spec(json!({"env": env(&new)})).await;
+    s.wait_for(
+        "the canary with the new environment beside a stable side that kept the old one",
+        || async {
+            let (stable, canary) = (env_of(&s, APP).await?, env_of(&s, "shop-canary").await?);
+            (stable == pairs(&old) && canary == pairs(&new)).then_some(())
+        },
+    )
+    .await;
+    let st = s
+        .wait_status("Healthy on the new revision", |st| {
+            st.phase == Some(Phase::Healthy) && st.current_hash != first.current_hash
+        })
+        .await;
+    assert_eq!(env_of(&s, APP).await, Some(pairs(&new)));
+    assert!(
+        st.history
+            .iter()
+            .any(|h| h.phase == Phase::HealthChecking && h.step == Some(0)),
+        "the canary step was health-checked: {:#?}",
+        st.history
+    );
+    assert!(
+        s.health.requests().iter().any(|r| r
+            .pod
+            .as_deref()
+            .is_some_and(|p| p.starts_with("shop-canary"))),
+        "the canary pods were probed"
+    );
+
+    // A new version whose environment breaks the app: the whole last healthy revision comes back.
+    let broken = [("MODE", "new"), ("BOSUN_TEST_HEALTH", "500")];
+    s.set_spec(json!({"version": "v2", "env": env(&broken)}))
+        .await;
+    s.wait_status("Failed at v2", |st| {
+        st.phase == Some(Phase::Failed) && st.failed_version.as_deref() == Some("v2")
+    })
+    .await;
+    s.stable_serves("v1", 2).await;
+    assert_eq!(
+        env_of(&s, APP).await,
+        Some(pairs(&new)),
+        "the stable side runs the last healthy environment, not the broken one"
+    );
+
+    // Git catches up (what Bosun's rollback commit writes): Healthy at once, the failure still told.
+    s.set_spec(json!({"version": "v1", "env": env(&new)})).await;
+    let st = s
+        .wait_status("Healthy on the last healthy revision", |st| {
+            st.phase == Some(Phase::Healthy) && st.target_version.as_deref() == Some("v1")
+        })
+        .await;
+    let rolled_back = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RolledBack")
+        .expect("the RolledBack condition stays until the next upgrade");
+    assert_eq!(rolled_back.status, "True");
+    assert!(
+        rolled_back
+            .message
+            .starts_with("v2 failed and was rolled back to v1"),
+        "{}",
+        rolled_back.message
+    );
+    let ready = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.status, "True");
+}
+
 #[tokio::test]
 async fn canary_steps_shift_pods_step_by_step_and_end_with_the_new_version_stable() {
     let s = Scenario::new("engine-canary").await;
@@ -817,9 +931,25 @@ fn blue_green(extra: Value) -> Value {
 }
 
 /// The version label of the pods the Service `name` selects.
+/// The version of the revision a Service selects (by its `bosun.dev/revision-hash`), read from the
+/// ControllerRevision that keeps that revision.
 async fn service_version(s: &Scenario, name: &str) -> Option<String> {
     let svc = s.ns.api::<Service>().get_opt(name).await.ok()??;
-    svc.spec?.selector?.get("bosun.dev/version").cloned()
+    let hash = svc
+        .spec?
+        .selector?
+        .get("bosun.dev/revision-hash")
+        .cloned()?;
+    let revisions = s
+        .ns
+        .api::<k8s_openapi::api::apps::v1::ControllerRevision>()
+        .list(&kube::api::ListParams::default().labels(&format!("bosun.dev/revision-hash={hash}")))
+        .await
+        .ok()?;
+    let kept = revisions.items.into_iter().next()?;
+    let revision: bosun_core::engine::revision::Revision =
+        serde_json::from_value(kept.data?.0).ok()?;
+    Some(revision.version)
 }
 
 #[tokio::test]

@@ -1,4 +1,12 @@
-//! The naming rules of Kubernetes and of image references, as predicates.
+//! The naming rules of Kubernetes and of image references, as predicates; and the keys Bosun writes.
+
+/// Label on the app's Deployments and pods: the revision hash they run (`engine::revision`).
+pub const LABEL_REVISION_HASH: &str = "bosun.dev/revision-hash";
+/// Label on a migration Job: the migration it was made for (`Revision::migration_hash`). A Job of
+/// the right name but another migration is never taken as this one's result.
+pub const LABEL_MIGRATION_HASH: &str = "bosun.dev/migration-hash";
+/// Label on the app's ControllerRevisions: the app they belong to.
+pub const LABEL_APP: &str = "bosun.dev/app";
 
 /// A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric, at most 63.
 pub fn is_dns1123_label(s: &str) -> bool {

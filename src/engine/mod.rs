@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use bosun_core::engine::app::{self, Action, JobKind, JobObs, Observed, Role, WorkloadObs};
 use bosun_core::engine::health::Thresholds;
+use bosun_core::engine::revision::Revision;
 use bosun_core::model::{ManagedApplication, Phase};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -80,6 +81,8 @@ struct Ctx {
     /// a moment; what that costs is at most one more idempotent apply or delete.
     deployments: Store<Deployment>,
     services: Store<Service>,
+    /// The revisions kept for rollbacks (`<app>-<hash>`).
+    revisions: Store<ControllerRevision>,
 }
 
 /// Keeps a store filled from a watch until the process ends.
@@ -150,9 +153,14 @@ pub async fn run(client: Client, namespace: Option<String>) {
         api::<Service>(&client, ns),
         watcher::Config::default().labels("app"),
     );
+    let revisions = reflect(
+        api::<ControllerRevision>(&client, ns),
+        watcher::Config::default().labels(objects::LABEL_APP),
+    );
     for ready in [
         deployments.wait_until_ready().await,
         services.wait_until_ready().await,
+        revisions.wait_until_ready().await,
     ] {
         if ready.is_err() {
             warn!("a watch of the engine ended before it was ready; the engine stops");
@@ -163,6 +171,7 @@ pub async fn run(client: Client, namespace: Option<String>) {
         client: client.clone(),
         deployments,
         services,
+        revisions,
     });
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -277,12 +286,10 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
     let progressed_at = progressing
         .filter(|c| c.status == "True")
         .and_then(|c| c.last_update_time.clone());
+    let label = |key: &str| d.labels().get(key).cloned().unwrap_or_default();
     WorkloadObs {
-        version: d
-            .labels()
-            .get(objects::LABEL_VERSION)
-            .cloned()
-            .unwrap_or_default(),
+        version: label(objects::LABEL_VERSION),
+        hash: label(objects::LABEL_REVISION_HASH),
         replicas: spec_replicas,
         ready,
         stalled,
@@ -290,10 +297,19 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
     }
 }
 
-fn observe_job(job: Option<Job>) -> JobObs {
+/// What a migration Job says of its outcome. `migration`: the migration it must have been made for
+/// (its `bosun.dev/migration-hash` label); a Job made for another is `Foreign`. A Job without the
+/// label, made by a Bosun from before the label, is taken as it is.
+fn observe_job(job: Option<Job>, migration: Option<&str>) -> JobObs {
     let Some(job) = job else {
         return JobObs::Absent;
     };
+    if let (Some(want), Some(made_for)) =
+        (migration, job.labels().get(objects::LABEL_MIGRATION_HASH))
+        && want != made_for
+    {
+        return JobObs::Foreign;
+    }
     // A Job being deleted (a retry's cleanup) is not this cycle's outcome.
     if job.metadata.deletion_timestamp.is_some() {
         return JobObs::Running;
@@ -337,16 +353,20 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         }
     }
     let side = |role: Role| live.get(objects::role_label(role)).map(|d| d.as_ref());
+    let revision = Revision::of(&app.spec);
+    let hash = revision.hash();
     // Jobs are read from the API, fresh, and only when the decision looks at them: while migrating, or
     // when an upgrade starts or is retried (a lagging copy of a deleted, failed Job would fail a retry).
-    let starting = status.target_version.as_deref() != Some(app.spec.version.as_str())
+    let starting = status.target_hash.as_deref() != Some(hash.as_str())
         || app.annotations().contains_key(ANNOTATION_RETRY);
     let migrating = status.phase == Some(Phase::Migrating) || starting;
-    let migration = if app.spec.upgrade_strategy.migration_job.is_some() && migrating {
+    let migration_hash = revision.migration_hash();
+    let migration = if migration_hash.is_some() && migrating {
         observe_job(
             jobs.get_opt(&job_name(&name, JobKind::Up, &app.spec.version))
                 .await
                 .map_err(observe_err)?,
+            migration_hash.as_deref(),
         )
     } else {
         JobObs::Absent
@@ -356,9 +376,11 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             jobs.get_opt(&job_name(&name, JobKind::Down, &r.version))
                 .await
                 .map_err(observe_err)?,
+            None,
         ),
         None => JobObs::Absent,
     };
+    let down_migration_of = status.down_migration.as_ref().map(|r| r.version.clone());
     let annotation = |key: &str| app.annotations().get(key).cloned();
     let promoted = annotation(ANNOTATION_PROMOTE_STEP)
         .and_then(|v| v.trim().parse::<i32>().ok())
@@ -369,12 +391,12 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     if let Some(role) = app::probe_target(&app.spec, &status, &now)
         && let Some(hc) = &app.spec.upgrade_strategy.health_check
     {
-        let target = status.target_version.clone().unwrap_or_default();
+        let target = status.target_hash.clone().unwrap_or_default();
         let selector = format!(
             "app={name},{}={},{}={target}",
             objects::LABEL_ROLE,
             objects::role_label(role),
-            objects::LABEL_VERSION
+            objects::LABEL_REVISION_HASH
         );
         let pods = Api::<Pod>::namespaced(client.clone(), &ns)
             .list(&ListParams::default().labels(&selector))
@@ -391,6 +413,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         preview: side(Role::Preview).map(observe_deployment),
         migration,
         down_migration,
+        down_migration_of,
         probes,
         promoted,
         revision: annotation(ANNOTATION_REVISION),
@@ -415,7 +438,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         };
         match action {
             Action::RunMigration { version } => {
-                if let Some(job) = objects::migration_job(&app, version, &owner) {
+                if let Some(job) = objects::migration_job(&app, &revision, &owner) {
                     apply_new(&jobs, &job_name(&name, JobKind::Up, version), &job, &pp)
                         .await
                         .map_err(act_err)?;
@@ -451,15 +474,48 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             }
             Action::Run {
                 role,
-                version,
+                revision: wanted,
                 replicas,
             } => {
-                let mut d = objects::deployment(&app, *role, version, *replicas, &owner);
-                let hash = stamp(&mut d);
+                let kept;
+                let revision = if wanted.hash == hash {
+                    &revision
+                } else {
+                    let key =
+                        ObjectRef::new(&objects::revision_name(&name, &wanted.hash)).within(&ns);
+                    match ctx.revisions.get(&key).and_then(|r| {
+                        serde_json::from_value::<Revision>(r.data.as_ref()?.0.clone()).ok()
+                    }) {
+                        Some(r) => {
+                            kept = r;
+                            &kept
+                        }
+                        None => {
+                            // Not kept (a status from before revisions, or deleted by hand): the
+                            // Deployment keeps the template it has; only its replica count is set.
+                            warn!(revision = %wanted, role = ?role, "no ControllerRevision keeps this revision: scaling the Deployment without changing its pods");
+                            if side(*role).is_some_and(|l| {
+                                l.spec.as_ref().and_then(|s| s.replicas) != Some(*replicas)
+                            }) {
+                                deployments
+                                    .patch(
+                                        &objects::workload_name(&name, *role),
+                                        &PatchParams::default(),
+                                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                                    )
+                                    .await
+                                    .map_err(act_err)?;
+                            }
+                            continue;
+                        }
+                    }
+                };
+                let mut d = objects::deployment(&app, *role, revision, *replicas, &owner);
+                let applied = stamp(&mut d);
                 // No write when the live object is what we last applied and still has its replica
                 // count (a hand scale is corrected): a steady app costs reads only.
                 let unchanged = side(*role).is_some_and(|l| {
-                    applied_hash(l) == Some(hash.as_str())
+                    applied_hash(l) == Some(applied.as_str())
                         && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
                 });
                 if !unchanged {
@@ -473,7 +529,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         .map_err(act_err)?;
                 }
                 if *role == Role::Preview && objects::services_enabled(&app) {
-                    let svc = objects::preview_service(&app, version, &owner);
+                    let svc = objects::preview_service(&app, &wanted.hash, &owner);
                     apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;
@@ -497,9 +553,62 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                     .map_err(act_err)?;
                 }
             }
-            Action::Serve { version } => {
+            Action::SaveRevision { revision: wanted } => {
+                let rev_name = objects::revision_name(&name, &wanted.hash);
+                let key = ObjectRef::new(&rev_name).within(&ns);
+                if wanted.hash == hash && ctx.revisions.get(&key).is_none() {
+                    let number = ctx
+                        .revisions
+                        .state()
+                        .iter()
+                        .filter(|r| {
+                            r.namespace().as_deref() == Some(ns.as_str())
+                                && r.labels().get(objects::LABEL_APP) == Some(&name)
+                        })
+                        .map(|r| r.revision)
+                        .max()
+                        .unwrap_or(0)
+                        + 1;
+                    let cr = objects::controller_revision(&app, &revision, number, &owner);
+                    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+                    match revisions
+                        .create(
+                            &kube::api::PostParams::default(),
+                            &serde_json::from_value(cr).expect("a ControllerRevision"),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        // Kept already (the watch had not seen it yet): a revision never changes.
+                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) => return Err(act_err(e)),
+                    }
+                }
+            }
+            Action::PruneRevisions { keep } => {
+                let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+                for r in ctx.revisions.state() {
+                    let ours = r.namespace().as_deref() == Some(ns.as_str())
+                        && r.labels().get(objects::LABEL_APP) == Some(&name);
+                    let r_hash = r
+                        .labels()
+                        .get(objects::LABEL_REVISION_HASH)
+                        .cloned()
+                        .unwrap_or_default();
+                    if ours && !keep.contains(&r_hash) && r_hash != hash {
+                        delete(&revisions, &r.name_any(), &DeleteParams::default())
+                            .await
+                            .map_err(act_err)?;
+                    }
+                }
+            }
+            Action::Serve { revision: serving } => {
                 if objects::services_enabled(&app) {
-                    let svc = objects::active_service(&app, version.as_deref(), &owner);
+                    let svc = objects::active_service(
+                        &app,
+                        serving.as_ref().map(|r| r.hash.as_str()),
+                        &owner,
+                    );
                     apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;

@@ -4,7 +4,9 @@
 //! labels, an owner reference to the app.
 
 use bosun_core::engine::app::{DEFAULT_PROGRESS_DEADLINE_SECS, JobKind, Role};
+use bosun_core::engine::revision::Revision;
 use bosun_core::model::{DownMigrationRecord, ManagedApplication, StrategyType};
+pub use bosun_core::names::{LABEL_APP, LABEL_MIGRATION_HASH, LABEL_REVISION_HASH};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use serde_json::json;
@@ -71,10 +73,6 @@ pub fn role_label(role: Role) -> &'static str {
     }
 }
 
-fn image_of(app: &ManagedApplication) -> String {
-    app.spec.image.clone().unwrap_or_else(|| app.name_any())
-}
-
 fn container_port(app: &ManagedApplication) -> i32 {
     app.spec
         .ports
@@ -88,16 +86,22 @@ pub fn services_enabled(app: &ManagedApplication) -> bool {
     app.spec.service.as_ref().and_then(|s| s.enabled) != Some(false)
 }
 
+/// The Deployment of `role` running `revision`: its pod template is the revision's alone, so that a
+/// revision kept from before renders byte for byte what it rendered then; what is not part of a
+/// revision (replicas, strategy, progress deadline) is the app's now.
 pub fn deployment(
     app: &ManagedApplication,
     role: Role,
-    version: &str,
+    revision: &Revision,
     replicas: i32,
     owner: &OwnerReference,
 ) -> serde_json::Value {
     let name = app.name_any();
     let strategy = &app.spec.upgrade_strategy;
-    let ports: Vec<_> = match &app.spec.ports {
+    let version = revision.version.as_str();
+    let hash = revision.hash();
+    let image = revision.image.clone().unwrap_or_else(|| name.clone());
+    let ports: Vec<_> = match &revision.ports {
         Some(p) => p
             .iter()
             .map(|p| json!({"name": p.name, "containerPort": p.container_port}))
@@ -106,31 +110,36 @@ pub fn deployment(
     };
     let mut container = json!({
         "name": "app",
-        "image": format!("{}:{version}", image_of(app)),
+        "image": format!("{image}:{version}"),
         "ports": ports,
     });
-    if let Some(env) = &app.spec.env {
+    if let Some(env) = &revision.env {
         container["env"] = json!(env);
     }
-    if let Some(r) = &app.spec.resources {
+    if let Some(r) = &revision.resources {
         container["resources"] = json!(r);
     }
-    if let Some(h) = &strategy.health_check {
+    if let Some(h) = &revision.readiness {
         container["readinessProbe"] = json!({
-            "httpGet": {"path": h.http_get.path, "port": h.http_get.port},
-            "periodSeconds": h.period_seconds.unwrap_or(10),
-            "failureThreshold": h.failure_threshold.unwrap_or(3),
+            "httpGet": {"path": h.path, "port": h.port},
+            "periodSeconds": h.period_seconds,
+            "failureThreshold": h.failure_threshold,
         });
-        if let Some(scheme) = h.http_get.scheme {
+        if let Some(scheme) = h.scheme {
             container["readinessProbe"]["httpGet"]["scheme"] = json!(scheme);
         }
     }
-    let labels = json!({"app": name, LABEL_ROLE: role_label(role), LABEL_VERSION: version});
+    let labels = json!({
+        "app": name,
+        LABEL_ROLE: role_label(role),
+        LABEL_VERSION: version_label(version),
+        LABEL_REVISION_HASH: hash,
+    });
     let mut template = json!({
         "metadata": {"labels": labels},
         "spec": {"containers": [container]},
     });
-    if let Some(patch) = &app.spec.pod_template {
+    if let Some(patch) = &revision.pod_template {
         json_patch::merge(&mut template, patch);
     }
     json!({
@@ -151,13 +160,34 @@ pub fn deployment(
     })
 }
 
-/// The up-migration Job of `version`, from the app's `migrationJob`.
+/// A version as a label value: as it is when it is one (`[A-Za-z0-9_.-]`, at most 63, alphanumeric at
+/// both ends), else cut and trimmed. Nothing selects by it (selectors use the revision hash); it is
+/// for people (`kubectl get pods -L bosun.dev/version`).
+pub fn version_label(version: &str) -> String {
+    let v: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// The up-migration Job of a revision, from its `migrationJob` (the image resolved: a tagless image
+/// runs `<image>:<version>`), labelled with the migration's hash.
 pub fn migration_job(
     app: &ManagedApplication,
-    version: &str,
+    revision: &Revision,
     owner: &OwnerReference,
 ) -> Option<serde_json::Value> {
-    let m = app.spec.upgrade_strategy.migration_job.clone()?;
+    let m = revision.migration.clone()?;
+    let version = revision.version.as_str();
     let mut container = json!({"name": "migration", "image": m.image});
     if let Some(c) = m.command {
         container["command"] = json!(c);
@@ -168,7 +198,7 @@ pub fn migration_job(
     if let Some(e) = &m.env {
         container["env"] = json!(e);
     }
-    Some(job(
+    let mut job = job(
         app,
         JobKind::Up,
         version,
@@ -176,7 +206,9 @@ pub fn migration_job(
         m.backoff_limit.unwrap_or(0),
         m.active_deadline_seconds.unwrap_or(600),
         owner,
-    ))
+    );
+    job["metadata"]["labels"][LABEL_MIGRATION_HASH] = revision.migration_hash().into();
+    Some(job)
 }
 
 /// The down-migration Job of a recorded down-migration. Its environment, backoff and deadline are the
@@ -227,7 +259,7 @@ fn job(
         "kind": "Job",
         "metadata": {
             "name": job_name(&name, kind, version),
-            "labels": {"app": name, "type": type_, LABEL_VERSION: version},
+            "labels": {"app": name, "type": type_, LABEL_VERSION: version_label(version)},
             "ownerReferences": [owner],
         },
         "spec": {
@@ -241,30 +273,57 @@ fn job(
     })
 }
 
-/// The active Service `<app>`: every pod of the app, or (BlueGreen) the pods of one version.
+/// The active Service `<app>`: every pod of the app, or (BlueGreen) the pods of one revision.
 pub fn active_service(
     app: &ManagedApplication,
-    version: Option<&str>,
+    hash: Option<&str>,
     owner: &OwnerReference,
 ) -> serde_json::Value {
     let name = app.name_any();
-    let selector = match version {
-        Some(v) => json!({"app": name, LABEL_VERSION: v}),
+    let selector = match hash {
+        Some(h) => json!({"app": name, LABEL_REVISION_HASH: h}),
         None => json!({"app": name}),
     };
     service(app, &name, selector, owner)
 }
 
-/// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods of `version`.
+/// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods of a revision.
 pub fn preview_service(
     app: &ManagedApplication,
-    version: &str,
+    hash: &str,
     owner: &OwnerReference,
 ) -> serde_json::Value {
     let name = app.name_any();
     let selector =
-        json!({"app": name, LABEL_ROLE: role_label(Role::Preview), LABEL_VERSION: version});
+        json!({"app": name, LABEL_ROLE: role_label(Role::Preview), LABEL_REVISION_HASH: hash});
     service(app, &workload_name(&name, Role::Preview), selector, owner)
+}
+
+/// The ControllerRevision `<app>-<hash>` that keeps a revision whole, owned by the app.
+pub fn controller_revision(
+    app: &ManagedApplication,
+    revision: &Revision,
+    number: i64,
+    owner: &OwnerReference,
+) -> serde_json::Value {
+    let name = app.name_any();
+    let hash = revision.hash();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": revision_name(&name, &hash),
+            "labels": {"app": name, LABEL_APP: name, LABEL_REVISION_HASH: hash, LABEL_VERSION: version_label(&revision.version)},
+            "ownerReferences": [owner],
+        },
+        "data": revision,
+        "revision": number,
+    })
+}
+
+/// The name of the ControllerRevision of an app's revision.
+pub fn revision_name(app: &str, hash: &str) -> String {
+    format!("{app}-{hash}")
 }
 
 fn service(

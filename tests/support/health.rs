@@ -5,7 +5,8 @@
 //! loopback address in the cluster's pod CIDR, `127.X.0.0/17`, see `scripts/cluster`), listens on
 //! `podIP:port`. Each request is answered from the pod that has that address *at the time of the
 //! request* (kwok reuses a freed address at once): 200 by default, 500 when the pod's image tag ends in
-//! `-unhealthy` (such pods still become Ready: kwok's stock stage applies), 503 when no pod of the
+//! `-unhealthy` or whose environment sets `BOSUN_TEST_HEALTH=500` (such pods still become Ready: kwok's
+//! stock stage applies), 503 when no pod of the
 //! namespace has the address (any more). Every request is recorded, so a test can assert that the checks
 //! really ran against the new pods.
 //!
@@ -32,6 +33,19 @@ use super::TestNamespace;
 
 /// The image tag suffix that makes a pod's health endpoint answer 500.
 pub const UNHEALTHY_SUFFIX: &str = "-unhealthy";
+/// An environment variable of the app's container that makes its health endpoint answer 500 when it
+/// is `"500"`: an app broken by its configuration, not its image.
+pub const UNHEALTHY_ENV: &str = "BOSUN_TEST_HEALTH";
+
+fn env_says_unhealthy(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first()?.env.as_ref())
+        .is_some_and(|env| {
+            env.iter()
+                .any(|e| e.name == UNHEALTHY_ENV && e.value.as_deref() == Some("500"))
+        })
+}
 
 /// One request the server answered.
 #[derive(Clone, Debug)]
@@ -234,6 +248,11 @@ async fn serve(
                 ),
                 _ if forced.is_some() => (forced.unwrap_or(200), "OK", "ok: forced by the test\n"),
                 (None, _) => (503, "Service Unavailable", "no pod has this address\n"),
+                (Some(p), _) if env_says_unhealthy(p) => (
+                    500,
+                    "Internal Server Error",
+                    "unhealthy: the pod's environment sets BOSUN_TEST_HEALTH=500\n",
+                ),
                 (Some(_), Some(i)) if i.ends_with(UNHEALTHY_SUFFIX) => (
                     500,
                     "Internal Server Error",

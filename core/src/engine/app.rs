@@ -37,13 +37,23 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::bestie::set_condition;
 use super::health::{self, Probe, Thresholds, Verdict};
 use super::replicas::canary_split;
+use super::revision::{Revision, RevisionRef};
 pub use crate::model::HistoryEntry;
 use crate::model::{
-    CanaryStep, DownMigrationRecord, ManagedApplicationSpec, ManagedApplicationStatus, Pause,
-    Phase, StrategyType,
+    CanaryStep, DownMigrationRecord, HealthyRevision, ManagedApplicationSpec,
+    ManagedApplicationStatus, Pause, Phase, StrategyType,
 };
+
+/// The condition that summarises the app: True once the revision git asks for runs and is healthy.
+pub const CONDITION_READY: &str = "Ready";
+/// The condition that tells, from a rollback until the next upgrade starts, which revision failed,
+/// why and when, even after git (a rollback commit, a revert) asks again for what runs.
+pub const CONDITION_ROLLED_BACK: &str = "RolledBack";
 
 /// Annotation a human sets (through `bosun promote`) to the index of the step to promote: a canary step
 /// with `pause: untilPromoted`, or step 0 of a BlueGreen upgrade with `autoPromote: false`.
@@ -57,7 +67,7 @@ pub const ANNOTATION_RETRY: &str = "bosun.dev/retry";
 
 /// The most entries `status.history` keeps (the oldest go first).
 pub const HISTORY_CAP: usize = 50;
-const HEALTHY_VERSIONS_CAP: usize = 10;
+const HEALTHY_REVISIONS_CAP: usize = 10;
 const DOWN_MIGRATIONS_CAP: usize = 10;
 const RECHECK_SECS: u64 = 5;
 /// `progressDeadlineSeconds` when the spec sets none (the Deployment's own default).
@@ -76,6 +86,8 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkloadObs {
     pub version: String,
+    /// The revision hash its pods run (`bosun.dev/revision-hash`).
+    pub hash: String,
     pub replicas: i32,
     pub ready: i32,
     /// The Deployment's progress deadline passed (condition Progressing=False, ProgressDeadlineExceeded).
@@ -86,8 +98,8 @@ pub struct WorkloadObs {
 }
 
 impl WorkloadObs {
-    fn runs(&self, version: &str, replicas: i32) -> bool {
-        self.version == version && self.replicas == replicas && self.ready >= replicas
+    fn runs(&self, hash: &str, replicas: i32) -> bool {
+        self.hash == hash && self.replicas == replicas && self.ready >= replicas
     }
 
     /// Whether the rollout of this side made no progress for `deadline_secs`. The Deployment
@@ -122,6 +134,9 @@ pub enum JobObs {
     Failed {
         reason: String,
     },
+    /// A Job of that name exists but was made for another migration (the same version with another
+    /// migration spec, or another cycle): never taken as this migration's result.
+    Foreign,
 }
 
 /// Everything [`decide`] needs to know of the cluster and of the app's annotations.
@@ -134,6 +149,9 @@ pub struct Observed {
     pub migration: JobObs,
     /// The Job of `status.downMigration` (`Absent` when there is none).
     pub down_migration: JobObs,
+    /// The version whose down-migration Job `down_migration` is: a Job observed for another record
+    /// is never taken as this one's result.
+    pub down_migration_of: Option<String>,
     /// This round's HTTP probes of the ready pods of the side [`probe_target`] named; empty when no
     /// round was due.
     pub probes: Vec<Probe>,
@@ -154,18 +172,23 @@ pub enum Action {
     RunMigration { version: String },
     /// Create the Job `<app>-migration-down-<version>` unless it exists.
     RunDownMigration { record: DownMigrationRecord },
-    /// Make the Deployment of `role` run `version` with `replicas` pods (with `Preview`, also the
-    /// preview Service).
+    /// Make the Deployment of `role` run `revision` with `replicas` pods (with `Preview`, also the
+    /// preview Service). The target revision is built from the spec; any other from its kept
+    /// `ControllerRevision`, byte for byte.
     Run {
         role: Role,
-        version: String,
+        revision: RevisionRef,
         replicas: i32,
     },
+    /// Keep the spec's revision as the `ControllerRevision` `<app>-<hash>` unless it is kept already.
+    SaveRevision { revision: RevisionRef },
+    /// Delete the app's `ControllerRevision`s but these.
+    PruneRevisions { keep: Vec<String> },
     /// Remove the Deployment of `role` (with `Preview`, also the preview Service).
     Remove { role: Role },
-    /// The active Service `<app>` selects the pods of this version only, or every pod of the app
+    /// The active Service `<app>` selects the pods of this revision only, or every pod of the app
     /// (`None`: stable and canary share the traffic by pod count).
-    Serve { version: Option<String> },
+    Serve { revision: Option<RevisionRef> },
     /// Delete a migration Job of an earlier cycle, so that the next run of it is a fresh Job.
     DeleteJob { kind: JobKind, version: String },
     /// Remove an annotation of the app that has been acted on.
@@ -331,24 +354,108 @@ fn seconds_before(now: &Time, secs: i64) -> MicroTime {
     )
 }
 
-/// The version the active Service selects (BlueGreen) or `None` (every pod of the app).
-fn served_version(
+/// The revision the active Service selects (BlueGreen) or `None` (every pod of the app).
+fn served_revision(
     spec: &ManagedApplicationSpec,
     next: &ManagedApplicationStatus,
-) -> Option<String> {
+) -> Option<RevisionRef> {
     if spec.upgrade_strategy.type_ != StrategyType::BlueGreen {
         return None;
     }
-    let target = next.target_version.clone();
-    let current = next.current_version.clone();
+    let target = target_ref(next);
+    let current = current_ref(next);
     match next.phase {
-        Some(Phase::Failed) => next.last_healthy_version.clone().or(current).or(target),
+        Some(Phase::Failed) => last_healthy_ref(next).or(current).or(target),
         Some(Phase::Deploying) | Some(Phase::HealthChecking)
             if current.is_some() && next.step_index.unwrap_or(0) >= 1 =>
         {
             target
         }
         _ => current.or(target),
+    }
+}
+
+fn pair(hash: &Option<String>, version: &Option<String>) -> Option<RevisionRef> {
+    match (hash, version) {
+        (Some(hash), Some(version)) => Some(RevisionRef {
+            hash: hash.clone(),
+            version: version.clone(),
+        }),
+        // A status written before revisions: the version is all that is known; its hash names no
+        // kept revision, so the executor leaves that Deployment's template as it is.
+        (None, Some(version)) => Some(RevisionRef {
+            hash: format!("version-{version}"),
+            version: version.clone(),
+        }),
+        (_, None) => None,
+    }
+}
+
+/// The revision serving (the stable side), if any.
+pub fn current_ref(s: &ManagedApplicationStatus) -> Option<RevisionRef> {
+    pair(&s.current_hash, &s.current_version)
+}
+
+/// The revision being rolled out, if any.
+pub fn target_ref(s: &ManagedApplicationStatus) -> Option<RevisionRef> {
+    pair(&s.target_hash, &s.target_version)
+}
+
+/// The revision a rollback restores, if any.
+pub fn last_healthy_ref(s: &ManagedApplicationStatus) -> Option<RevisionRef> {
+    pair(&s.last_healthy_hash, &s.last_healthy_version)
+}
+
+/// How a revision is named to people: its version, and its hash as well when the version alone
+/// does not tell it from the other one in play (a change of env, resources, ... at the same version).
+pub fn label(rev: &RevisionRef, other: Option<&RevisionRef>) -> String {
+    match other {
+        Some(o) if o.version == rev.version && o.hash != rev.hash => rev.to_string(),
+        _ => rev.version.clone(),
+    }
+}
+
+/// A status written before revisions knows versions only: where its version is the spec's, the
+/// spec's revision is taken for it (what runs was built from that spec).
+fn adopt_versions(next: &mut ManagedApplicationStatus, rev: &RevisionRef) {
+    let adopt = |version: &Option<String>, hash: &mut Option<String>| {
+        if hash.is_none() && version.as_deref() == Some(rev.version.as_str()) {
+            *hash = Some(rev.hash.clone());
+        }
+    };
+    adopt(&next.current_version, &mut next.current_hash);
+    adopt(&next.target_version, &mut next.target_hash);
+    adopt(&next.last_healthy_version, &mut next.last_healthy_hash);
+    adopt(&next.failed_version, &mut next.failed_hash);
+}
+
+/// The revision git asks for, as this decision sees it.
+struct Target {
+    rev: RevisionRef,
+    /// How messages name it.
+    label: String,
+    migration_hash: Option<String>,
+    revision: Revision,
+}
+
+/// Whether moving from the revision serving to the target needs the target's up-migration: it has
+/// one, and it is not the migration the revision serving already ran (a change of env alone needs none).
+fn needs_migration(next: &ManagedApplicationStatus, target: &Target) -> bool {
+    let Some(hash) = &target.migration_hash else {
+        return false;
+    };
+    let current = next.current_hash.as_deref();
+    let ran = current.and_then(|c| {
+        next.healthy_revisions
+            .iter()
+            .rev()
+            .find(|r| r.hash == c)
+            .map(|r| r.migration_hash.as_ref())
+    });
+    match ran {
+        Some(ran) => ran != Some(hash),
+        // Nothing runs yet, or what runs is not known: migrate.
+        None => true,
     }
 }
 
@@ -378,9 +485,9 @@ enum Rollout {
     Rolling,
 }
 
-fn rollout(side: Option<&WorkloadObs>, version: &str, replicas: i32, c: &DeadlineClock) -> Rollout {
+fn rollout(side: Option<&WorkloadObs>, hash: &str, replicas: i32, c: &DeadlineClock) -> Rollout {
     match side {
-        Some(w) if w.runs(version, replicas) => Rollout::Ready,
+        Some(w) if w.runs(hash, replicas) => Rollout::Ready,
         Some(w) if w.stalled(c.deadline, c.since.as_ref(), &c.now) => Rollout::Stalled,
         _ => Rollout::Rolling,
     }
@@ -415,13 +522,14 @@ fn check_round(
 }
 
 /// The `pods` of `target` missed the progress deadline: the upgrade fails.
-fn not_ready(next: &mut ManagedApplicationStatus, target: &str, pods: &str) -> Option<Transition> {
-    fail(
-        next,
-        target,
-        "Failed",
-        format!("{pods} of {target} did not become ready in time"),
-    )
+fn not_ready(
+    next: &mut ManagedApplicationStatus,
+    target: &Target,
+    pods: &str,
+    now: &Time,
+) -> Option<Transition> {
+    let why = format!("{pods} of {} did not become ready in time", target.label);
+    fail(next, target, "Failed", why, now)
 }
 
 /// Sets the phase and message and returns the transition (reason: the phase).
@@ -450,28 +558,57 @@ fn moved(
 /// up-migration, when one ran in this upgrade, is queued to run once the failed side is gone.
 fn fail(
     next: &mut ManagedApplicationStatus,
-    target: &str,
+    target: &Target,
     reason: &str,
     why: String,
+    now: &Time,
 ) -> Option<Transition> {
-    next.failed_version = Some(target.into());
+    let version = target.rev.version.as_str();
+    next.failed_version = Some(version.into());
+    next.failed_hash = Some(target.rev.hash.clone());
     next.canary_weight = Some(0);
     next.pause_start_time = None;
     next.health_check = None;
-    let mut message = why;
-    // A version in healthyVersions was rolled out without its up-migration: nothing to undo.
-    if !next.healthy_revisions.iter().any(|r| r.version == target)
+    let mut message = why.clone();
+    // Only an up-migration this upgrade ran is undone: a revision healthy before was rolled out
+    // without one, and a change that kept the migration of the revision serving (env, say) ran none.
+    if !next.was_healthy(&target.rev.hash)
+        && needs_migration(next, target)
         && let Some(i) = next
             .down_migrations
             .iter()
-            .position(|r| r.version == target)
+            .position(|r| r.version == version)
     {
         let record = next.down_migrations.remove(i);
         message.push_str(&format!(
-            "; the down-migration of {target} runs once the rollback is done"
+            "; the down-migration of {version} runs once the rollback is done"
         ));
         next.down_migration = Some(record);
     }
+    let back = last_healthy_ref(next).or_else(|| current_ref(next));
+    let back = back.map_or_else(|| "nothing".to_string(), |b| label(&b, Some(&target.rev)));
+    set_condition(
+        &mut next.conditions,
+        Condition {
+            type_: CONDITION_ROLLED_BACK.into(),
+            status: "True".into(),
+            reason: if reason == "Failed" {
+                "RolledBack"
+            } else {
+                reason
+            }
+            .into(),
+            message: format!(
+                "{} failed and was rolled back to {back}: {why}",
+                target.label
+            )
+            .chars()
+            .take(1024)
+            .collect(),
+            last_transition_time: now.clone(),
+            observed_generation: None,
+        },
+    );
     moved(next, Phase::Failed, reason.into(), message)
 }
 
@@ -484,14 +621,12 @@ fn roll_back(
     requeue_after: &mut Option<u64>,
 ) -> Option<Transition> {
     let replicas = spec.replicas.unwrap_or(1);
-    let back = next
-        .last_healthy_version
-        .clone()
-        .or(next.current_version.clone());
-    if let Some(v) = &back {
+    // The whole last healthy revision comes back, not only its version.
+    let back = last_healthy_ref(next).or_else(|| current_ref(next));
+    if let Some(rev) = &back {
         actions.push(Action::Run {
             role: Role::Stable,
-            version: v.clone(),
+            revision: rev.clone(),
             replicas,
         });
     }
@@ -506,21 +641,22 @@ fn roll_back(
     let record = next.down_migration.clone()?;
     let done = observed.canary.is_none()
         && observed.preview.is_none()
-        && back.as_ref().is_none_or(|v| {
+        && back.as_ref().is_none_or(|rev| {
             observed
                 .stable
                 .as_ref()
-                .is_some_and(|s| s.runs(v, replicas))
+                .is_some_and(|s| s.runs(&rev.hash, replicas))
         });
     if !done {
         *requeue_after = Some(RECHECK_SECS);
         return None;
     }
     let v = record.version.clone();
-    let back = back.unwrap_or_else(|| "nothing".into());
-    match &observed.down_migration {
-        JobObs::Absent | JobObs::Running => {
-            if observed.down_migration == JobObs::Absent {
+    let back = back.map_or_else(|| "nothing".into(), |b| b.version);
+    let job = down_job(observed, &record);
+    match &job {
+        JobObs::Absent | JobObs::Running | JobObs::Foreign => {
+            if job == JobObs::Absent {
                 // Its up-migration must run afresh should the version come again.
                 actions.push(Action::DeleteJob {
                     kind: JobKind::Up,
@@ -533,7 +669,7 @@ fn roll_back(
         }
         JobObs::Succeeded => {
             next.down_migration = None;
-            next.healthy_revisions.retain(|h| h.version != v);
+            forget_migrated(next, &v);
             moved(
                 next,
                 Phase::Failed,
@@ -557,7 +693,66 @@ fn roll_back(
     }
 }
 
-/// Ends a decision: the history entry of the transition, the active Service's selector.
+/// The observed down-migration Job, if it is the Job of `record`'s version; else `Absent` (not seen
+/// yet: what follows, creating it, is idempotent). The Job of another version, observed before the
+/// record changed, is never taken as this one's result.
+fn down_job(observed: &Observed, record: &DownMigrationRecord) -> JobObs {
+    if observed.down_migration_of.as_deref() == Some(record.version.as_str()) {
+        observed.down_migration.clone()
+    } else {
+        JobObs::Absent
+    }
+}
+
+/// A version's migration was undone: its revisions are no longer a rollback window (their schema is
+/// gone), and going to one of them again runs its up-migration.
+fn forget_migrated(next: &mut ManagedApplicationStatus, version: &str) {
+    next.healthy_revisions.retain(|h| h.version != version);
+}
+
+/// The `Ready` condition, from the phase: True once the revision git asks for runs and is healthy.
+fn ready_condition(next: &ManagedApplicationStatus, now: &Time) -> Condition {
+    let (status, reason, message) = match next.phase {
+        Some(Phase::Healthy) => (
+            "True",
+            "RolloutComplete",
+            format!(
+                "{} runs and is healthy",
+                current_ref(next).map_or_else(String::new, |c| c.to_string())
+            ),
+        ),
+        Some(Phase::Failed) => (
+            "False",
+            "RolledBack",
+            format!(
+                "{} failed; {} runs",
+                target_ref(next).map_or_else(String::new, |t| t.to_string()),
+                last_healthy_ref(next).map_or_else(|| "nothing".into(), |c| c.to_string())
+            ),
+        ),
+        Some(
+            p @ (Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking),
+        ) => (
+            "False",
+            "Progressing",
+            format!(
+                "upgrading to {}: {p}",
+                target_ref(next).map_or_else(String::new, |t| t.to_string())
+            ),
+        ),
+        None => ("Unknown", "Pending", String::new()),
+    };
+    Condition {
+        type_: CONDITION_READY.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: now.clone(),
+        observed_generation: None,
+    }
+}
+
+/// Ends a decision: the history entry of the transition, the conditions, the active Service's selector.
 fn finish(
     spec: &ManagedApplicationSpec,
     mut next: ManagedApplicationStatus,
@@ -579,8 +774,12 @@ fn finish(
             next.history.drain(..extra);
         }
     }
+    if transition.is_some() || !next.conditions.iter().any(|c| c.type_ == CONDITION_READY) {
+        let ready = ready_condition(&next, now);
+        set_condition(&mut next.conditions, ready);
+    }
     actions.push(Action::Serve {
-        version: served_version(spec, &next),
+        revision: served_revision(spec, &next),
     });
     Decision {
         status: next,
@@ -598,7 +797,7 @@ pub fn decide(
     now: &Time,
 ) -> Decision {
     let replicas = spec.replicas.unwrap_or(1);
-    let target = spec.version.as_str();
+    let version = spec.version.as_str();
     let mut next = status.clone();
     let mut actions = Vec::new();
     let mut requeue_after = None;
@@ -625,12 +824,23 @@ pub fn decide(
         next.message = Some("resumed: spec.paused is false".into());
     }
 
-    let current = status.current_version.clone();
+    let revision = Revision::of(spec);
+    let rev = revision.reference();
+    adopt_versions(&mut next, &rev);
+    let current = current_ref(&next);
+    let target = Target {
+        label: label(&rev, current.as_ref()),
+        migration_hash: revision.migration_hash(),
+        rev,
+        revision,
+    };
+    let hash = target.rev.hash.as_str();
+    let tl = target.label.clone();
 
-    // Retry: a human asks for the failed version again, from the start.
-    let retry = observed.retry.as_deref() == Some(target)
+    // Retry: a human asks for the failed revision again, from the start.
+    let retry = observed.retry.as_deref() == Some(version)
         && status.phase == Some(Phase::Failed)
-        && status.failed_version.as_deref() == Some(target)
+        && next.failed_hash.as_deref() == Some(hash)
         && status.down_migration.is_none();
     if retry {
         actions.push(Action::ClearAnnotation {
@@ -639,17 +849,19 @@ pub fn decide(
         for kind in [JobKind::Up, JobKind::Down] {
             actions.push(Action::DeleteJob {
                 kind,
-                version: target.into(),
+                version: version.into(),
             });
         }
         next.failed_version = None;
+        next.failed_hash = None;
     }
 
-    // A version that failed is not retried until spec.version changes again: the rollback holds, and
-    // the down-migration of the failed upgrade runs.
+    // A revision that failed is not retried until the spec's revision changes again: the rollback
+    // holds, and the down-migration of the failed upgrade runs. A down-migration under way is never
+    // left half done, whatever git asks for meanwhile (a rollback commit, a revert): it finishes first.
     if !retry
         && status.phase == Some(Phase::Failed)
-        && status.failed_version.as_deref() == Some(target)
+        && (next.failed_hash.as_deref() == Some(hash) || next.down_migration.is_some())
     {
         let t = roll_back(spec, &mut next, observed, &mut actions, &mut requeue_after);
         return finish(spec, next, actions, requeue_after, t, now);
@@ -657,15 +869,15 @@ pub fn decide(
 
     // Steady: the target runs.
     if !retry
-        && current.as_deref() == Some(target)
-        && status.target_version.as_deref() == Some(target)
+        && next.current_hash.as_deref() == Some(hash)
+        && next.target_hash.as_deref() == Some(hash)
     {
         if status.phase != Some(Phase::Healthy) {
-            transition = move_to(&mut next, Phase::Healthy, format!("{target} is healthy"));
+            transition = move_to(&mut next, Phase::Healthy, format!("{tl} is healthy"));
         }
         actions.push(Action::Run {
             role: Role::Stable,
-            version: target.into(),
+            revision: target.rev.clone(),
             replicas,
         });
         if observed.canary.is_some() {
@@ -683,8 +895,10 @@ pub fn decide(
     }
 
     // A new target (the first, one that supersedes a running upgrade, or a retry): start from stable.
-    if retry || status.target_version.as_deref() != Some(target) {
-        next.target_version = Some(target.into());
+    if retry || next.target_hash.as_deref() != Some(hash) {
+        let superseded = target_ref(&next);
+        next.target_version = Some(version.into());
+        next.target_hash = Some(hash.into());
         next.target_revision = observed.revision.clone();
         next.history.clear();
         next.step_index = Some(0);
@@ -692,6 +906,9 @@ pub fn decide(
         next.pause_start_time = None;
         next.paused_elapsed_seconds = None;
         next.health_check = None;
+        actions.push(Action::SaveRevision {
+            revision: target.rev.clone(),
+        });
         if observed.canary.is_some() {
             actions.push(Action::Remove { role: Role::Canary });
         }
@@ -700,41 +917,56 @@ pub fn decide(
                 role: Role::Preview,
             });
         }
-        let runs_already = observed
-            .stable
-            .as_ref()
-            .is_some_and(|s| s.version == target);
-        if current.as_deref() == Some(target) && runs_already {
-            // The fast path: e.g. a `git revert` after an automatic rollback asks for what runs.
+        let runs_already = observed.stable.as_ref().is_some_and(|s| s.hash == hash);
+        if next.current_hash.as_deref() == Some(hash) && runs_already {
+            // The fast path: e.g. a `git revert` or Bosun's rollback commit asks for what runs. The
+            // RolledBack condition stays: it tells what failed until the next upgrade.
             next.failed_version = None;
+            next.failed_hash = None;
             next.canary_weight = None;
             next.step_index = None;
             transition = move_to(
                 &mut next,
                 Phase::Healthy,
-                format!("{target} already runs: nothing to roll out"),
+                format!("{tl} already runs: nothing to roll out"),
             );
             actions.push(Action::Run {
                 role: Role::Stable,
-                version: target.into(),
+                revision: target.rev.clone(),
                 replicas,
             });
             return finish(spec, next, actions, requeue_after, transition, now);
         }
-        let earlier =
-            current.is_some() && status.healthy_revisions.iter().any(|r| r.version == target);
+        // A new upgrade: what failed before is history now.
+        next.conditions.retain(|c| c.type_ != CONDITION_ROLLED_BACK);
+        let earlier = current.is_some() && next.was_healthy(hash);
         if earlier {
-            // The rollback window: straight to the version that was healthy, no canary steps, no
-            // up-migration; first the down-migration of the version being left, when it has one.
+            // The rollback window: straight to the revision that was healthy, no canary steps, no
+            // up-migration; first the down-migration of the version being left, when it ran one
+            // that the target did not.
             if let Plan::Canary(steps) = plan(spec, &next) {
                 next.step_index = Some(i32::try_from(steps.len()).unwrap_or(i32::MAX));
             }
-            let left = current.clone().unwrap_or_default();
-            let record = next
-                .down_migrations
+            let left = current.clone().expect("earlier implies a current revision");
+            let same_migration = next
+                .healthy_revisions
                 .iter()
-                .position(|r| r.version == left)
-                .map(|i| next.down_migrations.remove(i));
+                .find(|r| r.hash == hash)
+                .map(|r| r.migration_hash.clone())
+                == next
+                    .healthy_revisions
+                    .iter()
+                    .find(|r| r.hash == left.hash)
+                    .map(|r| r.migration_hash.clone());
+            let record = if same_migration {
+                None
+            } else {
+                next.down_migrations
+                    .iter()
+                    .position(|r| r.version == left.version)
+                    .map(|i| next.down_migrations.remove(i))
+            };
+            let left = label(&left, Some(&target.rev));
             transition = match record {
                 Some(record) => {
                     next.down_migration = Some(record);
@@ -742,33 +974,32 @@ pub fn decide(
                         &mut next,
                         Phase::Migrating,
                         format!(
-                            "returning to {target}, healthy before: the down-migration of {left} first"
+                            "returning to {tl}, healthy before: the down-migration of {left} first"
                         ),
                     )
                 }
                 None => move_to(
                     &mut next,
                     Phase::Deploying,
-                    format!("returning to {target}, healthy before: rolled out directly"),
+                    format!("returning to {tl}, healthy before: rolled out directly"),
                 ),
             };
         } else {
             // A down-migration still pending (of a rolled-back upgrade) runs before anything else.
-            let first =
-                if spec.upgrade_strategy.migration_job.is_some() || next.down_migration.is_some() {
-                    Phase::Migrating
-                } else {
-                    Phase::Deploying
-                };
-            let verb = match &status.target_version {
-                _ if retry => format!("retrying {target} ({ANNOTATION_RETRY})"),
+            let first = if needs_migration(&next, &target) || next.down_migration.is_some() {
+                Phase::Migrating
+            } else {
+                Phase::Deploying
+            };
+            let verb = match superseded {
+                _ if retry => format!("retrying {tl} ({ANNOTATION_RETRY})"),
                 Some(old)
                     if status.phase != Some(Phase::Healthy)
                         && status.phase != Some(Phase::Failed) =>
                 {
-                    format!("{target} supersedes {old}")
+                    format!("{tl} supersedes {}", label(&old, Some(&target.rev)))
                 }
-                _ => format!("upgrading to {target}"),
+                _ => format!("upgrading to {tl}"),
             };
             transition = move_to(&mut next, first, verb);
         }
@@ -780,35 +1011,44 @@ pub fn decide(
         Some(Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking)
     );
     // A down-migration under way is not interrupted: the abort waits for it.
-    if running && next.down_migration.is_none() && observed.abort.as_deref() == Some(target) {
+    if running && next.down_migration.is_none() && observed.abort.as_deref() == Some(version) {
         actions.push(Action::ClearAnnotation {
             name: ANNOTATION_ABORT,
         });
-        transition = fail(&mut next, target, "Aborted", "aborted by a user".into());
+        transition = fail(
+            &mut next,
+            &target,
+            "Aborted",
+            "aborted by a user".into(),
+            now,
+        );
     }
 
     let plan = plan(spec, &next);
     let step = usize::try_from(next.step_index.unwrap_or(0)).unwrap_or(0);
     let stage = stage_of(plan, step);
-    let stable_version = current.clone().unwrap_or_else(|| target.into());
+    // The stable side runs exactly the revision serving until the promotion; only its replica count
+    // changes.
+    let stable = current.clone().unwrap_or_else(|| target.rev.clone());
+    let sl = label(&stable, Some(&target.rev));
 
     match next.phase.unwrap_or(Phase::Pending) {
         Phase::Pending => {
-            transition = move_to(&mut next, Phase::Deploying, format!("deploying {target}"));
+            transition = move_to(&mut next, Phase::Deploying, format!("deploying {tl}"));
         }
         Phase::Migrating => match next.down_migration.clone() {
             // A revert: the version being left is migrated down before the older one runs.
-            Some(record) => match &observed.down_migration {
+            Some(record) => match down_job(observed, &record) {
                 JobObs::Succeeded => {
                     next.down_migration = None;
-                    next.healthy_revisions
-                        .retain(|h| h.version != record.version);
-                    // A version that was healthy before needs no up-migration; any other does.
-                    let earlier = next.healthy_revisions.iter().any(|r| r.version == target);
-                    let (to, then) = if earlier || spec.upgrade_strategy.migration_job.is_none() {
-                        (Phase::Deploying, format!("deploying {target}"))
+                    forget_migrated(&mut next, &record.version);
+                    // A revision that was healthy before needs no up-migration; any other does,
+                    // unless it has none or keeps the one that runs.
+                    let earlier = next.was_healthy(hash);
+                    let (to, then) = if earlier || !needs_migration(&next, &target) {
+                        (Phase::Deploying, format!("deploying {tl}"))
                     } else {
-                        (Phase::Migrating, format!("migrating up to {target}"))
+                        (Phase::Migrating, format!("migrating up to {tl}"))
                     };
                     transition = moved(
                         &mut next,
@@ -819,18 +1059,14 @@ pub fn decide(
                 }
                 JobObs::Failed { reason } => {
                     next.down_migration = None;
-                    transition = fail(
-                        &mut next,
-                        target,
-                        "DownMigrationFailed",
-                        format!(
-                            "the down-migration of {} failed ({reason}): {target} was not rolled out",
-                            record.version
-                        ),
+                    let why = format!(
+                        "the down-migration of {} failed ({reason}): {tl} was not rolled out",
+                        record.version
                     );
+                    transition = fail(&mut next, &target, "DownMigrationFailed", why, now);
                 }
-                JobObs::Absent | JobObs::Running => {
-                    if observed.down_migration == JobObs::Absent {
+                job @ (JobObs::Absent | JobObs::Running | JobObs::Foreign) => {
+                    if job == JobObs::Absent {
                         actions.push(Action::DeleteJob {
                             kind: JobKind::Up,
                             version: record.version.clone(),
@@ -850,34 +1086,41 @@ pub fn decide(
                     // A down Job of an earlier cycle must not pass for this cycle's.
                     actions.push(Action::DeleteJob {
                         kind: JobKind::Down,
-                        version: target.into(),
+                        version: version.into(),
                     });
-                    if let Some(m) = &spec.upgrade_strategy.migration_job
-                        && let Some(down) = &m.down
+                    if let (Some(m), Some(up)) = (
+                        &spec.upgrade_strategy.migration_job,
+                        &target.revision.migration,
+                    ) && let Some(down) = &m.down
                     {
                         let record = DownMigrationRecord {
-                            version: target.into(),
-                            image: down.image.clone().unwrap_or_else(|| m.image.clone()),
+                            version: version.into(),
+                            image: down.image.clone().unwrap_or_else(|| up.image.clone()),
                             command: down.command.clone(),
                             args: down.args.clone(),
                         };
-                        next.down_migrations.retain(|r| r.version != target);
+                        next.down_migrations.retain(|r| r.version != version);
                         push_capped(&mut next.down_migrations, record, DOWN_MIGRATIONS_CAP);
                     }
                     transition = move_to(&mut next, Phase::Deploying, "migration succeeded".into());
                 }
                 JobObs::Failed { reason } => {
                     // Nothing was rolled out: the stable side never changed.
-                    transition = fail(
-                        &mut next,
-                        target,
-                        "Failed",
-                        format!("migration of {target} failed: {reason}"),
-                    );
+                    let why = format!("migration of {tl} failed: {reason}");
+                    transition = fail(&mut next, &target, "Failed", why, now);
+                }
+                JobObs::Foreign => {
+                    // A Job of this name made for another migration (the same version with another
+                    // migration spec): it goes, and this one runs afresh.
+                    actions.push(Action::DeleteJob {
+                        kind: JobKind::Up,
+                        version: version.into(),
+                    });
+                    requeue_after = Some(RECHECK_SECS);
                 }
                 JobObs::Absent | JobObs::Running => {
                     actions.push(Action::RunMigration {
-                        version: target.into(),
+                        version: version.into(),
                     });
                     requeue_after = Some(RECHECK_SECS);
                 }
@@ -904,23 +1147,23 @@ pub fn decide(
                     let split = canary_split(replicas, *weight);
                     actions.push(Action::Run {
                         role: Role::Stable,
-                        version: stable_version,
+                        revision: stable.clone(),
                         replicas: split.stable,
                     });
                     actions.push(Action::Run {
                         role: Role::Canary,
-                        version: target.into(),
+                        revision: target.rev.clone(),
                         replicas: split.canary,
                     });
                     next.canary_weight = Some(split.effective_weight());
-                    match rollout(observed.canary.as_ref(), target, split.canary, &clock) {
+                    match rollout(observed.canary.as_ref(), hash, split.canary, &clock) {
                         Rollout::Ready => {
                             let weight = split.effective_weight();
                             let why = format!("step {} at {weight} %: pods ready", index + 1);
                             transition = check_health(&mut next, now, why);
                         }
                         Rollout::Stalled => {
-                            transition = not_ready(&mut next, target, "canary pods")
+                            transition = not_ready(&mut next, &target, "canary pods", now)
                         }
                         Rollout::Rolling => requeue_after = Some(RECHECK_SECS),
                     }
@@ -928,22 +1171,22 @@ pub fn decide(
                 Stage::Preview => {
                     actions.push(Action::Run {
                         role: Role::Stable,
-                        version: stable_version,
+                        revision: stable.clone(),
                         replicas,
                     });
                     actions.push(Action::Run {
                         role: Role::Preview,
-                        version: target.into(),
+                        revision: target.rev.clone(),
                         replicas,
                     });
                     next.canary_weight = Some(0);
-                    match rollout(observed.preview.as_ref(), target, replicas, &clock) {
+                    match rollout(observed.preview.as_ref(), hash, replicas, &clock) {
                         Rollout::Ready => {
-                            let why = format!("preview of {target} ready; checking its health");
+                            let why = format!("preview of {tl} ready; checking its health");
                             transition = check_health(&mut next, now, why);
                         }
                         Rollout::Stalled => {
-                            transition = not_ready(&mut next, target, "preview pods")
+                            transition = not_ready(&mut next, &target, "preview pods", now)
                         }
                         Rollout::Rolling => requeue_after = Some(RECHECK_SECS),
                     }
@@ -957,12 +1200,12 @@ pub fn decide(
                     };
                     actions.push(Action::Run {
                         role: Role::Stable,
-                        version: stable_version.clone(),
+                        revision: stable.clone(),
                         replicas,
                     });
                     actions.push(Action::Run {
                         role: Role::Preview,
-                        version: target.into(),
+                        revision: target.rev.clone(),
                         replicas,
                     });
                     next.canary_weight = Some(100);
@@ -990,16 +1233,11 @@ pub fn decide(
                         } = verdict
                         {
                             failed = true;
-                            transition = fail(
-                                &mut next,
-                                target,
-                                "Failed",
-                                format!(
-                                    "health checks of {target} failed after the switch: pod {pod}: \
-                                     {error} ({failures} in a row); the active Service is back on \
-                                     {stable_version}"
-                                ),
+                            let why = format!(
+                                "health checks of {tl} failed after the switch: pod {pod}: \
+                                 {error} ({failures} in a row); the active Service is back on {sl}"
                             );
+                            transition = fail(&mut next, &target, "Failed", why, now);
                         }
                     }
                     if failed {
@@ -1011,9 +1249,7 @@ pub fn decide(
                         transition = move_to(
                             &mut next,
                             Phase::Deploying,
-                            format!(
-                                "scaling down {stable_version}: the stable Deployment takes {target}"
-                            ),
+                            format!("scaling down {sl}: the stable Deployment takes {tl}"),
                         );
                     } else {
                         let left = u64::try_from(left).unwrap_or(1);
@@ -1025,10 +1261,10 @@ pub fn decide(
                     // takes the target; the canary or preview serves until it is ready.
                     actions.push(Action::Run {
                         role: Role::Stable,
-                        version: target.into(),
+                        revision: target.rev.clone(),
                         replicas,
                     });
-                    match rollout(observed.stable.as_ref(), target, replicas, &clock) {
+                    match rollout(observed.stable.as_ref(), hash, replicas, &clock) {
                         Rollout::Ready => {
                             if observed.canary.is_some() {
                                 actions.push(Action::Remove { role: Role::Canary });
@@ -1038,10 +1274,10 @@ pub fn decide(
                                     role: Role::Preview,
                                 });
                             }
-                            let why = format!("{target} rolled out; checking health");
+                            let why = format!("{tl} rolled out; checking health");
                             transition = check_health(&mut next, now, why);
                         }
-                        Rollout::Stalled => transition = not_ready(&mut next, target, "pods"),
+                        Rollout::Stalled => transition = not_ready(&mut next, &target, "pods", now),
                         Rollout::Rolling => requeue_after = Some(RECHECK_SECS),
                     }
                 }
@@ -1068,14 +1304,10 @@ pub fn decide(
                     error,
                     failures,
                 } => {
-                    transition = fail(
-                        &mut next,
-                        target,
-                        "Failed",
-                        format!(
-                            "health checks of {target} failed: pod {pod}: {error} ({failures} in a row)"
-                        ),
+                    let why = format!(
+                        "health checks of {tl} failed: pod {pod}: {error} ({failures} in a row)"
                     );
+                    transition = fail(&mut next, &target, "Failed", why, now);
                 }
                 Verdict::Undecided => {
                     let t = spec
@@ -1090,7 +1322,7 @@ pub fn decide(
                             .and_then(|s| s.failing_pods.iter().max_by_key(|f| f.failures)),
                     ) {
                         next.message = Some(format!(
-                            "checking health of {target}: pod {}: {} ({} of {} failures before a \
+                            "checking health of {tl}: pod {}: {} ({} of {} failures before a \
                              rollback)",
                             f.pod, f.last_error, f.failures, t.failure
                         ));
@@ -1137,7 +1369,7 @@ pub fn decide(
                         // The rollback window: a version that was healthy before is switched to once
                         // its preview is healthy, without waiting for a promotion (as Argo Rollouts
                         // skips the pause of a rollback).
-                        let window = next.healthy_revisions.iter().any(|r| r.version == target);
+                        let window = next.was_healthy(hash);
                         if auto || observed.promoted || window {
                             let delay = match plan {
                                 Plan::BlueGreen { delay, .. } => delay,
@@ -1162,36 +1394,43 @@ pub fn decide(
                                 &mut next,
                                 Phase::Deploying,
                                 format!(
-                                    "switched the active Service to {target}; {stable_version} is kept {delay} s"
+                                    "switched the active Service to {tl}; {sl} is kept {delay} s"
                                 ),
                             );
                         } else {
                             next.message = Some(format!(
-                                "{target} is healthy on the preview; waiting for bosun promote \
+                                "{tl} is healthy on the preview; waiting for bosun promote \
                                  ({ANNOTATION_PROMOTE_STEP}: \"0\")"
                             ));
                         }
                     }
                     Stage::Switched | Stage::Final => {
-                        next.current_version = Some(target.into());
-                        next.last_healthy_version = Some(target.into());
+                        next.current_version = Some(version.into());
+                        next.current_hash = Some(hash.into());
+                        next.last_healthy_version = Some(version.into());
+                        next.last_healthy_hash = Some(hash.into());
                         next.failed_version = None;
+                        next.failed_hash = None;
                         next.canary_weight = None;
                         next.step_index = None;
                         next.health_check = None;
-                        next.healthy_revisions.retain(|r| r.version != target);
-                        push_capped(
-                            &mut next.healthy_revisions,
-                            crate::model::HealthyRevision {
-                                hash: String::new(),
-                                version: target.to_string(),
-                                commit: next.target_revision.clone(),
-                                migration_hash: None,
-                            },
-                            HEALTHY_VERSIONS_CAP,
-                        );
-                        transition =
-                            move_to(&mut next, Phase::Healthy, format!("{target} is healthy"));
+                        let record = HealthyRevision {
+                            hash: hash.into(),
+                            version: version.into(),
+                            commit: next.target_revision.clone(),
+                            migration_hash: target.migration_hash.clone(),
+                        };
+                        next.healthy_revisions.retain(|r| r.hash != hash);
+                        push_capped(&mut next.healthy_revisions, record, HEALTHY_REVISIONS_CAP);
+                        // Kept: the revisions a rollback or a revert may go back to.
+                        actions.push(Action::PruneRevisions {
+                            keep: next
+                                .healthy_revisions
+                                .iter()
+                                .map(|r| r.hash.clone())
+                                .collect(),
+                        });
+                        transition = move_to(&mut next, Phase::Healthy, format!("{tl} is healthy"));
                     }
                 },
             }
@@ -1348,6 +1587,12 @@ mod tests {
         served: Option<String>,
         /// (version served, stable, preview) each time one of them changed.
         serving: Vec<(Option<String>, Option<String>, Option<String>)>,
+        /// The revisions kept as ControllerRevisions.
+        saved: std::collections::BTreeSet<String>,
+        /// The migration each up Job was made for (its `bosun.dev/migration-hash` label).
+        job_hashes: HashMap<String, Option<String>>,
+        /// A revision (by hash) whose pods answer health probes with 500, whatever its version.
+        unhealthy_hash: Option<String>,
     }
 
     impl World {
@@ -1369,6 +1614,9 @@ mod tests {
                 probed: Vec::new(),
                 served: None,
                 serving: Vec::new(),
+                saved: Default::default(),
+                job_hashes: HashMap::new(),
+                unhealthy_hash: None,
             }
         }
 
@@ -1383,22 +1631,31 @@ mod tests {
         fn step(&mut self, spec: &ManagedApplicationSpec) -> Decision {
             let now = at(self.now);
             // observe, as the executor does
-            self.observed.migration = self
-                .jobs
-                .get(&(JobKind::Up, spec.version.clone()))
-                .cloned()
-                .unwrap_or_default();
+            let migration_hash = Revision::of(spec).migration_hash();
+            self.observed.migration = match self.jobs.get(&(JobKind::Up, spec.version.clone())) {
+                Some(_) if self.job_hashes.get(&spec.version) != Some(&migration_hash) => {
+                    JobObs::Foreign
+                }
+                Some(job) => job.clone(),
+                None => JobObs::Absent,
+            };
             self.observed.down_migration = self
                 .status
                 .down_migration
                 .as_ref()
                 .and_then(|r| self.jobs.get(&(JobKind::Down, r.version.clone())).cloned())
                 .unwrap_or_default();
+            self.observed.down_migration_of = self
+                .status
+                .down_migration
+                .as_ref()
+                .map(|r| r.version.clone());
             self.observed.probes = match probe_target(spec, &self.status, &now) {
                 Some(role) => {
                     let w = self.side(role).clone().expect("the probed side runs");
                     self.probed.push((role, w.version.clone()));
-                    let bad = self.unhealthy_version.as_deref() == Some(w.version.as_str())
+                    let bad = (self.unhealthy_version.as_deref() == Some(w.version.as_str())
+                        || self.unhealthy_hash.as_deref() == Some(w.hash.as_str()))
                         && (!self.unhealthy_after_switch || self.status.step_index == Some(1));
                     (0..w.ready)
                         .map(|i| Probe {
@@ -1422,6 +1679,8 @@ mod tests {
                         let outcome = self.job_outcome.clone();
                         if !self.jobs.contains_key(&(JobKind::Up, version.clone())) {
                             self.jobs_run.push(format!("up {version}"));
+                            self.job_hashes
+                                .insert(version.clone(), migration_hash.clone());
                         }
                         self.jobs
                             .entry((JobKind::Up, version.clone()))
@@ -1444,12 +1703,14 @@ mod tests {
                     }
                     Action::Run {
                         role,
-                        version,
+                        revision,
                         replicas,
                     } => {
+                        let version = &revision.version;
                         let never = self.never_ready_version.as_deref() == Some(version.as_str());
                         let w = WorkloadObs {
                             version: version.clone(),
+                            hash: revision.hash.clone(),
                             replicas: *replicas,
                             ready: if never { 0 } else { *replicas },
                             stalled: never && !self.deadline_unreported,
@@ -1466,7 +1727,17 @@ mod tests {
                     Action::Remove {
                         role: Role::Preview,
                     } => self.observed.preview = None,
-                    Action::Serve { version } => self.served = version.clone(),
+                    Action::Serve { revision } => {
+                        self.served = revision.as_ref().map(|r| r.version.clone())
+                    }
+                    Action::SaveRevision { revision } => {
+                        self.saved.insert(revision.hash.clone());
+                    }
+                    Action::PruneRevisions { keep } => {
+                        self.saved.retain(|h| {
+                            keep.contains(h) || Some(h) == self.status.target_hash.as_ref()
+                        });
+                    }
                     Action::ClearAnnotation { name } => {
                         if *name == ANNOTATION_ABORT {
                             self.observed.abort = None;
@@ -1534,6 +1805,240 @@ mod tests {
                 .map(|s| (s.version.as_str(), s.replicas))
         }
     }
+    fn with_env(mut s: ManagedApplicationSpec, value: &str) -> ManagedApplicationSpec {
+        s.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "MODE".into(),
+            value: Some(value.into()),
+            value_from: None,
+        }]);
+        s
+    }
+
+    fn hash_of(s: &ManagedApplicationSpec) -> String {
+        Revision::of(s).hash()
+    }
+
+    #[test]
+    fn an_env_only_change_is_an_upgrade_through_the_canary_steps() {
+        let steps = [(25, Some(Pause::Seconds(60))), (100, None)];
+        let v1 = checked(canary("v1", &steps));
+        let mut w = World::deployed(&with_env(v1.clone(), "old"));
+        let old = hash_of(&with_env(v1.clone(), "old"));
+        let new_spec = with_env(v1, "new");
+        let new = hash_of(&new_spec);
+        let mut canary_seen = false;
+        for _ in 0..100 {
+            w.step(&new_spec);
+            let in_steps = w.status.step_index.is_some_and(|i| i < 2);
+            if let (Some(c), true) = (&w.observed.canary, in_steps) {
+                canary_seen = true;
+                assert_eq!(c.hash, new, "the canary runs the new environment");
+                let stable = w.observed.stable.as_ref().expect("stable runs");
+                assert_eq!(
+                    stable.hash, old,
+                    "the stable side keeps the old environment"
+                );
+            }
+            if w.status.phase == Some(Phase::Healthy) {
+                break;
+            }
+        }
+        assert!(canary_seen, "the change went through the canary step");
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        assert_eq!(w.status.current_hash.as_deref(), Some(new.as_str()));
+        assert_eq!(
+            w.observed.stable.as_ref().map(|s| s.hash.clone()),
+            Some(new)
+        );
+        assert_eq!(
+            w.status.history.first().map(|h| h.message.as_str()),
+            Some(
+                format!(
+                    "upgrading to v1 (revision {})",
+                    w.status.current_hash.clone().unwrap_or_default()
+                )
+                .as_str()
+            ),
+            "the history names the revision, since the version alone does not tell it"
+        );
+        assert!(
+            w.probed.iter().any(|(role, _)| *role == Role::Canary),
+            "the canary was checked"
+        );
+    }
+
+    #[test]
+    fn a_failing_version_and_env_change_rolls_back_to_the_whole_last_healthy_revision() {
+        let steps = [(25, None), (100, None)];
+        let v1 = with_env(checked(canary("v1", &steps)), "old");
+        let mut w = World::deployed(&v1);
+        let healthy = hash_of(&v1);
+        let broken = with_env(checked(canary("v2", &steps)), "broken");
+        w.unhealthy_hash = Some(hash_of(&broken));
+        for _ in 0..100 {
+            w.step(&broken);
+            if let Some(stable) = &w.observed.stable {
+                assert_eq!(
+                    stable.hash, healthy,
+                    "the stable side never takes the new env mid-upgrade"
+                );
+            }
+        }
+        assert_eq!(w.status.phase, Some(Phase::Failed));
+        assert_eq!(w.status.failed_hash, Some(hash_of(&broken)));
+        assert_eq!(
+            w.observed.stable.as_ref().map(|s| s.hash.clone()),
+            Some(healthy.clone())
+        );
+        assert!(w.observed.canary.is_none());
+        let rolled_back = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_ROLLED_BACK)
+            .expect("a RolledBack condition");
+        assert!(
+            rolled_back
+                .message
+                .starts_with("v2 failed and was rolled back to v1: health checks"),
+            "{}",
+            rolled_back.message
+        );
+        assert!(w.saved.contains(&healthy), "the healthy revision is kept");
+    }
+
+    #[test]
+    fn a_failing_env_only_change_restores_the_old_env_and_the_story_stays_after_git_catches_up() {
+        let v1 = checked(spec("v1"));
+        let good = with_env(v1.clone(), "old");
+        let mut w = World::deployed(&good);
+        let bad = with_env(v1, "broken");
+        w.unhealthy_hash = Some(hash_of(&bad));
+        w.settle(&bad);
+        assert_eq!(w.status.phase, Some(Phase::Failed));
+        assert_eq!(w.stable().map(|s| s.0), Some("v1"));
+        assert_eq!(
+            w.observed.stable.as_ref().map(|s| s.hash.clone()),
+            Some(hash_of(&good)),
+            "the old env is back on every pod"
+        );
+        // Git catches up (the rollback commit): Healthy on the old revision, the failure still told.
+        w.settle(&good);
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        let condition =
+            |w: &World, t: &str| w.status.conditions.iter().find(|c| c.type_ == t).cloned();
+        let rolled_back = condition(&w, CONDITION_ROLLED_BACK).expect("kept after the fast path");
+        assert_eq!(rolled_back.reason, "RolledBack");
+        assert!(
+            rolled_back.message.contains(&hash_of(&bad)),
+            "names the failed revision: {}",
+            rolled_back.message
+        );
+        assert_eq!(
+            condition(&w, CONDITION_READY).map(|c| c.status),
+            Some("True".into())
+        );
+        // The next upgrade ends the story.
+        w.unhealthy_hash = None;
+        w.settle(&with_env(checked(spec("v2")), "old"));
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        assert!(condition(&w, CONDITION_ROLLED_BACK).is_none());
+    }
+
+    #[test]
+    fn a_migration_changed_at_the_same_version_runs_afresh_and_an_env_change_runs_none() {
+        let v1 = with_migration(spec("v1"));
+        let mut w = World::deployed(&v1);
+        assert_eq!(w.jobs_run, Vec::<String>::new());
+        w.settle(&with_env(v1.clone(), "new"));
+        assert_eq!(
+            w.jobs_run,
+            Vec::<String>::new(),
+            "an env change needs no migration"
+        );
+        let mut changed = with_env(v1, "new");
+        if let Some(m) = changed.upgrade_strategy.migration_job.as_mut() {
+            m.command = Some(vec!["/migrate".into(), "--fix".into()]);
+        }
+        w.settle(&changed);
+        assert_eq!(
+            w.jobs_run,
+            ["up v1"],
+            "the Job of the old migration is not taken for this one"
+        );
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+    }
+
+    #[test]
+    fn a_rollback_commit_during_a_down_migration_waits_for_it_and_a_later_revert_runs_its_own() {
+        let mut w = World::deployed(&with_down_migration(checked(spec("v1"))));
+        w.settle(&with_down_migration(checked(spec("v2"))));
+        assert_eq!(w.status.current_version.as_deref(), Some("v2"));
+        w.unhealthy_version = Some("v3".into());
+        w.down_outcome = JobObs::Running;
+        w.settle(&with_down_migration(checked(spec("v3"))));
+        assert_eq!(
+            w.status.down_migration.as_ref().map(|r| r.version.as_str()),
+            Some("v3")
+        );
+        // The rollback commit asks for v2 while v3's down-migration still runs.
+        let v2 = with_down_migration(checked(spec("v2")));
+        for _ in 0..5 {
+            w.step(&v2);
+        }
+        assert_eq!(
+            w.status.phase,
+            Some(Phase::Failed),
+            "the down-migration is not left half done"
+        );
+        w.jobs
+            .insert((JobKind::Down, "v3".into()), JobObs::Succeeded);
+        w.settle(&v2);
+        assert_eq!(w.status.phase, Some(Phase::Healthy));
+        assert_eq!(w.status.down_migration, None);
+        // A revert to v1 runs v2's own down-migration, and says so only once it ran.
+        w.reasons.clear();
+        w.jobs_run.clear();
+        w.down_outcome = JobObs::Succeeded;
+        w.settle(&with_down_migration(checked(spec("v1"))));
+        assert_eq!(w.jobs_run, ["down v2"]);
+        assert_eq!(w.status.current_version.as_deref(), Some("v1"));
+        assert_eq!(
+            w.reasons
+                .iter()
+                .filter(|r| *r == "DownMigrationSucceeded")
+                .count(),
+            1
+        );
+        assert!(
+            w.status
+                .history
+                .iter()
+                .any(|h| h.message.contains("the down-migration of v2 succeeded"))
+        );
+    }
+
+    #[test]
+    fn a_down_migration_job_of_another_version_is_never_taken_as_this_ones_result() {
+        let record = DownMigrationRecord {
+            version: "v2".into(),
+            image: "m:v2".into(),
+            command: None,
+            args: None,
+        };
+        let observed = Observed {
+            down_migration: JobObs::Succeeded,
+            down_migration_of: Some("v3".into()),
+            ..Default::default()
+        };
+        assert_eq!(down_job(&observed, &record), JobObs::Absent);
+        let observed = Observed {
+            down_migration_of: Some("v2".into()),
+            ..observed
+        };
+        assert_eq!(down_job(&observed, &record), JobObs::Succeeded);
+    }
+
     #[test]
     fn creating_an_app_deploys_its_version_and_checks_its_health() {
         let mut w = World::new();
@@ -1751,6 +2256,7 @@ mod tests {
     fn the_progress_deadline_counts_from_the_later_of_the_stage_start_and_the_last_progress() {
         let obs = |stalled, progressed_at: Option<i64>| WorkloadObs {
             version: "v2".into(),
+            hash: "h2".into(),
             replicas: 2,
             ready: 1,
             stalled,
@@ -2083,9 +2589,10 @@ mod tests {
         for _ in 0..100 {
             let before = w.now;
             let d = w.step(&s2);
-            let serves_v2 = d.actions.contains(&Action::Serve {
-                version: Some("v2".into()),
-            });
+            let serves_v2 = d
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Serve { revision: Some(r) } if r.version == "v2"));
             if serves_v2 && switch_at.is_none() {
                 switch_at = Some(before);
                 assert_eq!(
@@ -2467,7 +2974,9 @@ mod tests {
         for _ in 0..5 {
             w.step(&s3);
         }
-        assert_eq!(w.status.phase, Some(Phase::Migrating));
+        // A down-migration under way is never left half done: the rollback holds until it ends.
+        assert_eq!(w.status.phase, Some(Phase::Failed));
+        assert_eq!(w.status.target_version.as_deref(), Some("v2"));
         assert!(w.jobs_run.is_empty(), "v3's up-migration waits");
         w.jobs
             .insert((JobKind::Down, "v2".into()), JobObs::Succeeded);

@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn what_shapes_the_pods_makes_a_new_revision_and_what_does_not_keeps_it() {
         let base = Revision::of(&spec()).hash();
-        let changes: Vec<(&str, Box<dyn Fn(&mut ManagedApplicationSpec)>, bool)> = vec![
+        type Change = Box<dyn Fn(&mut ManagedApplicationSpec)>;
+        let changes: Vec<(&str, Change, bool)> = vec![
             ("version", Box::new(|s| s.version = "1.1.0".into()), true),
             (
                 "env",
