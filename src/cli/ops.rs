@@ -145,6 +145,7 @@ pub fn row(app: &ManagedApplication, now: k8s_openapi::jiff::Timestamp) -> Vec<S
         .map(|h| h.time.0)
         .or_else(|| s.conditions.iter().map(|c| c.last_transition_time.0).max())
         .map_or_else(|| "-".into(), |t| age(now.as_second() - t.as_second()));
+    let message = message(&s);
     vec![
         app.namespace().unwrap_or_default(),
         app.name_any(),
@@ -155,8 +156,21 @@ pub fn row(app: &ManagedApplication, now: k8s_openapi::jiff::Timestamp) -> Vec<S
         s.canary_weight
             .map_or_else(|| "-".into(), |w| format!("{w}%")),
         since,
-        s.message.unwrap_or_default(),
+        message,
     ]
+}
+
+/// The status message; for an app Healthy again after a rollback, what failed (the RolledBack
+/// condition stays until the next upgrade, so the failure does not vanish once git catches up).
+fn message(s: &bosun_core::model::ManagedApplicationStatus) -> String {
+    let rolled_back = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == bosun_core::engine::app::CONDITION_ROLLED_BACK && c.status == "True");
+    match (s.phase, rolled_back) {
+        (Some(Phase::Healthy), Some(c)) => format!("rolled back: {}", c.message),
+        _ => s.message.clone().unwrap_or_default(),
+    }
 }
 
 fn age(secs: i64) -> String {
@@ -396,6 +410,30 @@ mod tests {
         assert_eq!(
             annotation_for(Request::Retry, "shop", &failed),
             Ok((ANNOTATION_RETRY, "v2".into()))
+        );
+    }
+
+    #[test]
+    fn a_healthy_app_after_a_rollback_still_says_what_failed_until_the_next_upgrade() {
+        let mut s = status(Phase::Healthy);
+        s.message = Some("v1 already runs: nothing to roll out".into());
+        assert_eq!(message(&s), "v1 already runs: nothing to roll out");
+        s.conditions
+            .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "RolledBack".into(),
+                status: "True".into(),
+                reason: "RolledBack".into(),
+                message:
+                    "v2 failed and was rolled back to v1: pods of v2 did not become ready in time"
+                        .into(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                observed_generation: None,
+            });
+        assert_eq!(
+            message(&s),
+            "rolled back: v2 failed and was rolled back to v1: pods of v2 did not become ready in time"
         );
     }
 

@@ -194,7 +194,8 @@ impl fmt::Display for StrategyType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationJob {
-    /// The migration's image, with its tag.
+    /// The migration's image. Without a tag it runs `<image>:<spec.version>`, so that a version bump
+    /// is one line; with a tag (or a digest) it runs as written.
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
