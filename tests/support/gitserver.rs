@@ -189,6 +189,32 @@ impl GitServer {
         repo
     }
 
+    /// Rejects pushes to `refs` (a branch, `refs/...` or a glob) of repository `name` until
+    /// [`GitServer::unprotect`], as a protected branch or a failing server would.
+    pub fn protect(&self, name: &str, refs: &str) {
+        self.run(&["protect", name, refs]);
+    }
+
+    /// Lifts every protection of repository `name`.
+    pub fn unprotect(&self, name: &str) {
+        self.run(&["unprotect", name]);
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = Command::new(script())
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("running scripts/gitserver");
+        assert!(
+            out.status.success(),
+            "gitserver {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The request log's lines (`METHOD URI USER`) for repository `name`, in order.
     pub fn requests(&self, name: &str) -> Vec<String> {
         let needle = format!("/{name}.git/");

@@ -1,0 +1,409 @@
+//! Crash anywhere, resume exactly: the real `bosun run` process, watching a repository on the real git
+//! server, is killed with SIGKILL at each point of an upgrade and of a rollback, and the same binary is
+//! started again (same arguments, same cache directory), as a crashed pod restarts.
+//!
+//! Kill points: the migration running, each canary step, mid-pause, health checking, BlueGreen after
+//! the switch, the rollback, the down-migration, and between the push of the rollback commit and the push
+//! of the note. Each scenario ends with one migration Job per revision (the same Job, never made
+//! twice), no canary step done twice or skipped (`status.history`), one rollback commit and one note.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use bosun_core::model::{ManagedApplication, ManagedApplicationStatus, Phase};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::ListParams;
+use support::gitserver::{self, TestRepo};
+use support::health::HealthServer;
+use support::process::Process;
+use support::{TestNamespace, install_crds, wait_until};
+
+const FILE: &str = "apps/shop.yaml";
+
+/// A canary app with a migration (its image follows the version) and a slow down-migration, checked
+/// over HTTP by the test's health server.
+fn canary_app(version: &str, health_port: u16) -> String {
+    format!(
+        "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: \"{version}\"
+  replicas: 2
+  upgradeStrategy:
+    type: RollingWithMigration
+    progressDeadlineSeconds: 20
+    migrationJob:
+      image: migrate
+      down:
+        image: migrate-down:undo-slow
+    healthCheck:
+      httpGet: {{path: /healthz, port: {health_port}}}
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 2
+    canary:
+      enabled: true
+      steps:
+        - weight: 50
+          pause: 6
+        - weight: 100
+"
+    )
+}
+
+fn blue_green_app(version: &str, health_port: u16) -> String {
+    format!(
+        "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: \"{version}\"
+  replicas: 2
+  upgradeStrategy:
+    type: BlueGreen
+    healthCheck:
+      httpGet: {{path: /healthz, port: {health_port}}}
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 2
+    blueGreen:
+      scaleDownDelaySeconds: 8
+"
+    )
+}
+
+/// One namespace, its repository, its health server, and the `bosun run` that a test kills.
+struct Crashing {
+    ns: TestNamespace,
+    repo: TestRepo,
+    health: HealthServer,
+    dir: tempfile::TempDir,
+    bosun: Option<Process>,
+    kills: Vec<String>,
+    /// Every migration Job seen: name → uid (a Job made twice would show a second uid).
+    jobs: BTreeMap<String, String>,
+}
+
+impl Crashing {
+    async fn new(prefix: &str) -> Crashing {
+        let ns = TestNamespace::new(prefix).await;
+        install_crds(&ns.client).await;
+        let health = HealthServer::start(&ns).await;
+        let repo = gitserver::shared().create_repo(&ns.name, &[("README.md", "apps\n")]);
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join("password"),
+            &gitserver::shared().http_password,
+        )
+        .expect("password");
+        let mut c = Crashing {
+            ns,
+            repo,
+            health,
+            dir,
+            bosun: None,
+            kills: Vec::new(),
+            jobs: BTreeMap::new(),
+        };
+        c.start();
+        c
+    }
+
+    /// Starts `bosun run` on the repository: the same arguments and cache directory each time.
+    fn start(&mut self) {
+        assert!(self.bosun.is_none(), "bosun already runs");
+        let (ns, repo, dir) = (&self.ns.name, &self.repo.http_url, self.dir.path());
+        self.bosun = Some(Process::bosun(|c| {
+            c.args(["run", "--repo", repo, "--path", "apps"])
+                .args(["--namespace", ns, "--name", ns])
+                .args(["--engine-namespace", ns, "--poll-interval", "1"])
+                .args(["--git-username", &gitserver::shared().http_user])
+                .arg("--git-password-file")
+                .arg(dir.join("password"))
+                .arg("--cache-dir")
+                .arg(dir.join("cache"))
+                .args(["--listen", "127.0.0.1:0"]);
+        }));
+    }
+
+    /// SIGKILL, then the same binary again.
+    async fn kill_and_restart(&mut self, point: &str) {
+        self.note_jobs().await;
+        let p = self.bosun.take().expect("bosun runs");
+        p.signal("KILL");
+        drop(p);
+        self.kills.push(point.to_string());
+        self.start();
+    }
+
+    async fn status(&self) -> Option<ManagedApplicationStatus> {
+        self.ns
+            .api::<ManagedApplication>()
+            .get_opt("shop")
+            .await
+            .ok()??
+            .status
+    }
+
+    /// Waits until the app's status satisfies `ok` (up to support's wait).
+    async fn until(&self, what: &str, ok: impl Fn(&ManagedApplicationStatus) -> bool) {
+        wait_until(what, || async {
+            self.status().await.filter(|s| ok(s)).map(|_| ())
+        })
+        .await;
+    }
+
+    /// Records the migration Jobs that exist now; a Job seen before with another uid was made twice.
+    async fn note_jobs(&mut self) {
+        let jobs = self
+            .ns
+            .api::<Job>()
+            .list(&ListParams::default().labels("app=shop"))
+            .await
+            .expect("list Jobs");
+        for j in jobs.items {
+            let (name, uid) = (
+                j.metadata.name.unwrap_or_default(),
+                j.metadata.uid.unwrap_or_default(),
+            );
+            let seen = self.jobs.entry(name.clone()).or_insert_with(|| uid.clone());
+            assert_eq!(
+                *seen, uid,
+                "the Job {name} was made twice (kills so far: {:?})",
+                self.kills
+            );
+        }
+    }
+
+    async fn job_running(&self, name: &str) -> bool {
+        let job = self.ns.api::<Job>().get_opt(name).await.ok().flatten();
+        job.and_then(|j| j.status)
+            .is_some_and(|s| s.active.unwrap_or(0) > 0 && s.succeeded.unwrap_or(0) == 0)
+    }
+
+    fn server_main(&self) -> String {
+        let bare = self.repo.bare.display().to_string();
+        self.repo
+            .git(&["fetch", "-q", &bare, "+main:refs/remotes/server/main"]);
+        self.repo.git(&["rev-parse", "refs/remotes/server/main"])
+    }
+
+    fn rollback_commits(&self) -> usize {
+        let tip = self.server_main();
+        self.repo
+            .git(&["log", "--format=%s", &tip])
+            .lines()
+            .filter(|l| l.starts_with("Roll back "))
+            .count()
+    }
+
+    fn note_of(&self, commit: &str) -> Option<String> {
+        let bare = self.repo.bare.display().to_string();
+        self.repo.git(&[
+            "fetch",
+            "-q",
+            "--force",
+            &bare,
+            "+refs/notes/*:refs/notes/*",
+        ]);
+        let notes = self.repo.git(&["notes", "--ref=bosun", "list"]);
+        notes
+            .lines()
+            .any(|l| l.ends_with(commit))
+            .then(|| self.repo.git(&["notes", "--ref=bosun", "show", commit]))
+    }
+
+    fn log(&self) -> String {
+        self.bosun.as_ref().map(Process::log).unwrap_or_default()
+    }
+}
+
+/// The messages of `status.history` that say a step moved on: each must appear once.
+fn assert_no_step_twice(s: &ManagedApplicationStatus, kills: &[String]) {
+    let mut seen = BTreeMap::new();
+    for h in &s.history {
+        *seen
+            .entry((h.phase.to_string(), h.step, h.message.clone()))
+            .or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "steps done twice after kills at {kills:?}: {twice:?}\nhistory: {:#?}",
+        s.history
+    );
+}
+
+#[tokio::test]
+async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resumes_exactly() {
+    let mut c = Crashing::new("crash-canary").await;
+    let port = c.health.port;
+    c.repo.commit("shop: v1", &[(FILE, canary_app("v1", port))]);
+    c.until("Healthy at v1", |s| {
+        s.phase == Some(Phase::Healthy) && s.current_version.as_deref() == Some("v1")
+    })
+    .await;
+
+    // v2: its migration takes 6 s (`-slow`), then the canary steps.
+    c.repo
+        .commit("shop: v2-slow", &[(FILE, canary_app("v2-slow", port))]);
+    let up = "shop-migration-v2-slow";
+    wait_until("the migration running", || async {
+        c.job_running(up).await.then_some(())
+    })
+    .await;
+    c.kill_and_restart("migration running").await;
+    c.until("step 1 deploying", |s| {
+        s.step_index == Some(0) && s.phase == Some(Phase::Deploying)
+    })
+    .await;
+    c.kill_and_restart("step 1").await;
+    c.until("step 1 health checking", |s| {
+        s.step_index == Some(0) && s.phase == Some(Phase::HealthChecking)
+    })
+    .await;
+    c.kill_and_restart("health checking").await;
+    c.until("step 1 pausing", |s| {
+        s.step_index == Some(0) && s.pause_start_time.is_some()
+    })
+    .await;
+    c.kill_and_restart("mid-pause").await;
+    c.until("step 2", |s| s.step_index == Some(1)).await;
+    c.kill_and_restart("step 2").await;
+    c.until("Healthy at v2-slow", |s| {
+        s.phase == Some(Phase::Healthy) && s.current_version.as_deref() == Some("v2-slow")
+    })
+    .await;
+    c.note_jobs().await;
+    let s = c.status().await.expect("status");
+    assert_no_step_twice(&s, &c.kills);
+    let pause = s
+        .history
+        .iter()
+        .find(|h| h.message == "step 1 passed")
+        .expect("step 1 passed");
+    let pause_began = s
+        .history
+        .iter()
+        .find(|h| h.phase == Phase::HealthChecking && h.step == Some(0))
+        .expect("step 1 checked");
+    assert!(
+        pause.time.0.as_second() - pause_began.time.0.as_second() >= 6,
+        "the pause was neither skipped nor cut by the kill: {:#?}",
+        s.history
+    );
+
+    // v3: unhealthy: rolled back, its down-migration runs (6 s), Bosun writes the rollback to git.
+    // The note's push is refused until the test lets it through, so that Bosun can be killed between
+    // the rollback commit and the note.
+    gitserver::shared().protect(&c.repo.name, "refs/notes/bosun");
+    let broken = c.repo.commit(
+        "shop: v3-unhealthy",
+        &[(FILE, canary_app("v3-unhealthy", port))],
+    );
+    c.until("Failed at v3-unhealthy", |s| {
+        s.phase == Some(Phase::Failed) && s.failed_version.as_deref() == Some("v3-unhealthy")
+    })
+    .await;
+    c.kill_and_restart("rollback").await;
+    let down = "shop-migration-down-v3-unhealthy";
+    wait_until("the down-migration running", || async {
+        c.job_running(down).await.then_some(())
+    })
+    .await;
+    c.kill_and_restart("down-migration").await;
+    wait_until("the rollback commit on main", || async {
+        (c.rollback_commits() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(c.note_of(&broken), None, "the note waits (refused)");
+    c.kill_and_restart("between the rollback commit and the note")
+        .await;
+    gitserver::shared().unprotect(&c.repo.name);
+    let note = wait_until("the note on the failed commit", || async {
+        c.note_of(&broken)
+    })
+    .await;
+    c.until("Healthy at v2-slow again (the rollback commit)", |s| {
+        s.phase == Some(Phase::Healthy) && s.target_version.as_deref() == Some("v2-slow")
+    })
+    .await;
+    c.note_jobs().await;
+
+    // One rollback commit, one note with one section for the app, one Job per migration.
+    assert_eq!(c.rollback_commits(), 1, "log: {}", c.log());
+    assert_eq!(
+        note.lines().filter(|l| l.starts_with("bosun ")).count(),
+        1,
+        "one section for the app: {note}"
+    );
+    assert!(note.contains("rolled back to v2-slow"), "{note}");
+    // The up Job of v3 was deleted when its down-migration ran (so that v3, should it come again,
+    // migrates afresh); every other Job is the one first made.
+    let now: Vec<String> = c
+        .ns
+        .api::<Job>()
+        .list(&ListParams::default().labels("app=shop"))
+        .await
+        .expect("list Jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(
+        now,
+        [
+            "shop-migration-down-v3-unhealthy",
+            "shop-migration-v1",
+            "shop-migration-v2-slow",
+        ],
+        "kills at {:?}",
+        c.kills
+    );
+    let s = c.status().await.expect("status");
+    assert!(
+        s.conditions.iter().any(|c| c.type_ == "RolledBack"),
+        "the rollback is still told: {s:#?}"
+    );
+}
+
+#[tokio::test]
+async fn killed_after_a_blue_green_switch_bosun_keeps_the_switch_and_ends_it_once() {
+    let mut c = Crashing::new("crash-bg").await;
+    let port = c.health.port;
+    c.repo
+        .commit("shop: v1", &[(FILE, blue_green_app("v1", port))]);
+    c.until("Healthy at v1", |s| {
+        s.phase == Some(Phase::Healthy) && s.current_version.as_deref() == Some("v1")
+    })
+    .await;
+    c.repo
+        .commit("shop: v2", &[(FILE, blue_green_app("v2", port))]);
+    c.until("switched to v2", |s| {
+        s.step_index == Some(1) && s.phase == Some(Phase::Deploying)
+    })
+    .await;
+    c.kill_and_restart("blue-green after the switch").await;
+    c.until("Healthy at v2", |s| {
+        s.phase == Some(Phase::Healthy) && s.current_version.as_deref() == Some("v2")
+    })
+    .await;
+    let s = c.status().await.expect("status");
+    assert_no_step_twice(&s, &c.kills);
+    let switches = s
+        .history
+        .iter()
+        .filter(|h| h.message.starts_with("switched the active Service"))
+        .count();
+    assert_eq!(switches, 1, "{:#?}", s.history);
+    let ended = s
+        .history
+        .iter()
+        .filter(|h| h.message.starts_with("scaling down"))
+        .count();
+    assert_eq!(ended, 1, "{:#?}", s.history);
+}
