@@ -13,10 +13,12 @@
 //!   the revision suddenly yields no definitions at all (a typo in `path` must not empty the cluster),
 //!   unless the source also allows an empty revision (as Argo CD's `allowEmpty`);
 //! - an object applied again for drift keeps the revision its live object names: git did not change
-//!   it.
+//!   it. Which commit a created or updated object names is [`attribution`]'s to decide.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+pub mod attribution;
 
 use sha2::{Digest, Sha256};
 
@@ -28,7 +30,7 @@ pub const LABEL_SOURCE: &str = "bosun.dev/source";
 /// Label on everything Bosun manages.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "bosun";
-/// Annotation: the commit at which the object last changed.
+/// Annotation: the newest commit that changed the object's definition (see [`attribution`]).
 pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
 /// Annotation: the file (repository-relative) that defines the object.
 pub const ANNOTATION_SOURCE_PATH: &str = "bosun.dev/source-path";
