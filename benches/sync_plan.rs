@@ -53,6 +53,7 @@ fn main() {
             key: d.key,
             source_path: Some(d.source_path),
             spec_hash: Some(d.spec_hash),
+            revision: Some("rev1".to_string()),
         })
         .collect();
 

@@ -3,7 +3,8 @@
 
 use bosun_core::model::{Bestie, Kind, ManagedApplication};
 use bosun_core::sync::{
-    ANNOTATION_SOURCE_PATH, ANNOTATION_SPEC_HASH, Desired, LABEL_SOURCE, Live, ObjectKey,
+    ANNOTATION_REVISION, ANNOTATION_SOURCE_PATH, ANNOTATION_SPEC_HASH, Desired, LABEL_SOURCE, Live,
+    ObjectKey,
 };
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
@@ -126,6 +127,7 @@ impl Cluster {
                     },
                     source_path: annotation(ANNOTATION_SOURCE_PATH),
                     spec_hash: annotation(ANNOTATION_SPEC_HASH),
+                    revision: annotation(ANNOTATION_REVISION),
                     spec,
                 });
             }

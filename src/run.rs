@@ -1,18 +1,22 @@
 //! `bosun run`: the daemon's git-to-cluster loop.
 //!
 //! For each configured source, a task runs the pipeline: poll (git) → read the tree → validate → observe
-//! (what this source applied before) → plan (`bosun_core::sync`) → apply → report. It waits between runs
+//! (what this source applied before) → plan (`bosun_core::sync`) → attribute (each changed object to the
+//! commit that changed it, [`attribution`]) → apply → report. It waits between runs
 //! for the poll interval (jittered so sources do not poll in step), or less when a webhook or, for a local
 //! directory, a saved file wakes it. Failures are retried with capped, jittered backoff; the last applied
 //! state stays in force meanwhile, and a failure that persists past the grace period is logged as such.
 
-use std::collections::BTreeSet;
+mod attribution;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bosun_core::sync::{self, ApplyReason, Kept, SyncAction, SyncPolicy};
+use bosun_core::sync::attribution::{Attribution, NotFound, WALK_BOUND};
+use bosun_core::sync::{self, ApplyReason, Kept, Live, SyncAction, SyncPlan, SyncPolicy};
 use bosun_core::validate::validate_files;
 use bosun_core::yaml::Limits;
 use tokio::sync::Notify;
@@ -451,10 +455,10 @@ impl SourceRunner {
         self.apply(prepared).await
     }
 
-    /// fetch → parse and validate → observe → plan.
+    /// fetch → parse and validate → observe → plan → attribute.
     async fn prepare(&mut self) -> anyhow::Result<Prepared> {
         // fetch
-        let (revision, files, refused) = match (&self.config.origin, &self.git) {
+        let (revision, files, refused, attributed) = match (&self.config.origin, &self.git) {
             (Origin::Git(_), Some(git)) => {
                 let git = git.clone();
                 let last_seen = self.last_seen;
@@ -495,13 +499,23 @@ impl SourceRunner {
                 self.last_seen = Some(revision);
                 // An unchanged revision is read and planned all the same: the plan finds drift (an
                 // object edited or deleted by hand) and costs no write when there is none.
-                let snapshot = tokio::task::spawn_blocking(move || {
-                    git.lock().expect("git source lock").read_tree(revision)
+                let snapshot = tokio::task::spawn_blocking({
+                    let git = git.clone();
+                    move || git.lock().expect("git source lock").read_tree(revision)
                 })
                 .await??;
-                (revision.to_string(), snapshot.files, snapshot.refused)
+                let attributed = Attributed::ToCommits { git, tip: revision };
+                (
+                    revision.to_string(),
+                    snapshot.files,
+                    snapshot.refused,
+                    attributed,
+                )
             }
-            (Origin::Dir(dir), _) => read_dir(dir)?,
+            (Origin::Dir(dir), _) => {
+                let (revision, files, refused) = read_dir(dir)?;
+                (revision, files, refused, Attributed::ToContent)
+            }
             (Origin::Git(_), None) => unreachable!("a git origin always has a git source"),
         };
         // A revision's findings are logged when it is first read, not again at every interval.
@@ -552,9 +566,15 @@ impl SourceRunner {
             desired.retain(|d| d.key != key);
         }
 
-        // observe, plan
+        // observe, plan, attribute
         let live = self.cluster.live_of_source(&self.config.name).await?;
-        let plan = sync::plan_sync(&desired, &invalid_files, &live, self.config.policy);
+        let mut plan = sync::plan_sync(&desired, &invalid_files, &live, self.config.policy);
+        match attributed {
+            Attributed::ToCommits { git, tip } => {
+                self.attribute(&mut plan, &live, git, tip).await?
+            }
+            Attributed::ToContent => {}
+        }
         Ok(Prepared {
             fresh,
             revision,
@@ -563,6 +583,48 @@ impl SourceRunner {
             findings: report.findings.iter().map(ToString::to_string).collect(),
             refused,
         })
+    }
+
+    /// Names, in each object the plan creates or updates, the newest commit that changed its
+    /// definition instead of the tip. Objects left alone and drift cost no walk; so does a plan
+    /// that changes nothing.
+    async fn attribute(
+        &self,
+        plan: &mut SyncPlan,
+        live: &[Live],
+        git: Arc<std::sync::Mutex<GitSource>>,
+        tip: git::Oid,
+    ) -> anyhow::Result<()> {
+        let targets = sync::attribution::targets(plan, live);
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let source = self.config.name.clone();
+        let namespace = self.config.default_namespace.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let history = git.lock().expect("git source lock").history()?;
+            attribution::walk(&history, tip, &targets, &source, &namespace)
+        })
+        .await??;
+        let mut named = BTreeMap::new();
+        let mut beyond_bound = Vec::new();
+        for (key, attribution) in found {
+            match attribution {
+                Attribution::ChangedBy(commit) | Attribution::Unchanged(commit) => {
+                    named.insert(key, commit.to_string());
+                }
+                Attribution::NotFound(NotFound::BeyondBound) => beyond_bound.push(key.to_string()),
+                Attribution::NotFound(NotFound::NotDefinedAtTip) => {
+                    warn!(%key, %tip, "the tip's file does not define this object as read for attribution; it names the tip")
+                }
+            }
+        }
+        if !beyond_bound.is_empty() {
+            info!(objects = ?beyond_bound, bound = WALK_BOUND, %tip,
+                "the commit that changed these definitions is further back than the bound (or history was rewritten): they name the tip");
+        }
+        sync::attribution::set_revisions(plan, &named);
+        Ok(())
     }
 
     /// apply → report.
@@ -613,7 +675,8 @@ impl SourceRunner {
                             }
                         };
                         self.count_apply(what);
-                        info!(key = %desired.key, ?reason, %revision, "applied");
+                        let named = desired.revision().unwrap_or(&revision);
+                        info!(key = %desired.key, ?reason, revision = %named, tip = %revision, "applied");
                     }
                     r
                 }
@@ -649,6 +712,17 @@ impl SourceRunner {
 }
 
 type Read = (String, Vec<(String, String)>, Vec<(String, String)>);
+
+/// Which revision an applied object names.
+enum Attributed {
+    /// The newest commit that changed its definition, found in the git source's history.
+    ToCommits {
+        git: Arc<std::sync::Mutex<GitSource>>,
+        tip: git::Oid,
+    },
+    /// The directory's content hash, as read: a local directory has no history.
+    ToContent,
+}
 
 /// What one source's current revision asks for, before anything is applied.
 #[derive(Debug)]

@@ -624,6 +624,56 @@ fn a_path_that_is_a_symlink_or_a_file_is_an_error() {
     ));
 }
 
+#[test]
+fn an_older_commit_is_read_file_by_file_by_the_rules_of_the_tip() {
+    let big = format!("data: {}\n", "x".repeat(2000));
+    let repo = server().create_repo(
+        "history",
+        &[
+            ("apps/web.yaml", WEB),
+            ("apps/big.yaml", big.as_str()),
+            ("secrets/db.yaml", "password: hunter2-in-the-repo\n"),
+        ],
+    );
+    let first = oid(&repo.head());
+    let removed = oid(&repo.remove("no web", &["apps/web.yaml"]));
+    let linked = oid(&repo.commit_symlink("web, a link", "apps/web.yaml", "../secrets/db.yaml"));
+    repo.remove("no link", &["apps/web.yaml"]);
+    let again = WEB.replace("web", "web2");
+    let tip = oid(&repo.commit("web again", &[("apps/web.yaml", again.as_str())]));
+
+    let mut spec = spec(&repo.file_url(), "apps", Auth::None);
+    spec.limits.max_file_bytes = 1024;
+    let (mut source, _cache) = open(spec);
+    assert_eq!(first_read(&mut source).revision, tip);
+    let history = source.history().expect("the cache opens");
+    let text_at = |commit: Oid, path: &str| {
+        let id = history.file_id(commit, path).expect("reading the tree")?;
+        history
+            .file_text(commit, path, id)
+            .expect("reading the blob")
+    };
+
+    assert_eq!(history.parents(first).expect("the root"), Vec::<Oid>::new());
+    assert_eq!(history.parents(removed).expect("a commit"), [first]);
+    assert_eq!(text_at(first, "apps/web.yaml").as_deref(), Some(WEB));
+    assert_eq!(text_at(tip, "apps/web.yaml"), Some(again));
+    assert_eq!(text_at(removed, "apps/web.yaml"), None, "missing");
+    assert_eq!(
+        text_at(linked, "apps/web.yaml"),
+        None,
+        "a link is not followed"
+    );
+    assert!(
+        history
+            .file_id(first, "apps/big.yaml")
+            .expect("tree")
+            .is_some()
+    );
+    assert_eq!(text_at(first, "apps/big.yaml"), None, "over max_file_bytes");
+    assert_eq!(text_at(first, "secrets/db.yaml"), None, "outside the path");
+}
+
 fn first_revision(source: &mut GitSource) -> Oid {
     match source.poll(None).expect("poll") {
         Poll::Changed { revision, .. } | Poll::Unchanged(revision) => revision,

@@ -172,6 +172,137 @@ async fn a_commit_reaches_the_cluster_annotated_with_its_revision_and_file() {
     );
 }
 
+/// Several apps in one file, as `---`-separated documents.
+fn apps(defs: &[(&str, &str)]) -> String {
+    defs.iter()
+        .map(|(name, version)| app(name, version))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+impl Scenario {
+    /// The app's version and the commit its `bosun.dev/revision` names.
+    async fn named(&self, name: &str) -> (String, String) {
+        let app = self.app(name).await.expect("the app is applied");
+        let revision = annotation(&app, "bosun.dev/revision").map(str::to_string);
+        (app.spec.version, revision.expect("a revision annotation"))
+    }
+
+    async fn resource_version(&self, name: &str) -> Option<String> {
+        self.app(name).await?.metadata.resource_version
+    }
+}
+
+#[tokio::test]
+async fn a_bump_pushed_with_unrelated_commits_names_the_bump_not_the_tip() {
+    let s = Scenario::new(
+        "sync-attribution",
+        &[
+            ("apps/a.yaml", &app("a", "v1")),
+            ("apps/other.yaml", &app("other", "v1")),
+            ("apps/shared.yaml", &apps(&[("b", "v1"), ("c", "v1")])),
+        ],
+    )
+    .await;
+    assert!(s.sync(&[]).status.success());
+    let initial = head_of(&s.repo);
+
+    // One push: a's bump, then a commit to another file.
+    let bump_a = s
+        .repo
+        .commit_unpushed("bump a", &[("apps/a.yaml", app("a", "v2"))]);
+    let bump_other = s
+        .repo
+        .commit_unpushed("bump other", &[("apps/other.yaml", app("other", "v2"))]);
+    let docs = s
+        .repo
+        .commit_unpushed("docs", &[("README.md", "not desired state\n")]);
+    assert_eq!(s.repo.push_commits(), docs);
+    let b_before = s.resource_version("b").await;
+    let out = s.sync(&[]);
+    assert!(out.status.success(), "{}", log_of(&out));
+    assert_eq!(
+        s.named("a").await,
+        ("v2".into(), bump_a.clone()),
+        "{}",
+        log_of(&out)
+    );
+    assert_eq!(s.named("other").await, ("v2".into(), bump_other));
+    assert_eq!(s.named("b").await, ("v1".into(), initial.clone()));
+    assert_eq!(
+        s.resource_version("b").await,
+        b_before,
+        "an unchanged app is not written"
+    );
+
+    // One push: b's bump, then c's, in the file they share.
+    let bump_b = s.repo.commit_unpushed(
+        "bump b",
+        &[("apps/shared.yaml", apps(&[("b", "v2"), ("c", "v1")]))],
+    );
+    let bump_c = s.repo.commit_unpushed(
+        "bump c",
+        &[("apps/shared.yaml", apps(&[("b", "v2"), ("c", "v2")]))],
+    );
+    assert_eq!(s.repo.push_commits(), bump_c);
+    let out = s.sync(&[]);
+    assert!(out.status.success(), "{}", log_of(&out));
+    assert_eq!(
+        s.named("b").await,
+        ("v2".into(), bump_b),
+        "b names its own commit, not the newest of its file:\n{}",
+        log_of(&out)
+    );
+    assert_eq!(s.named("c").await, ("v2".into(), bump_c));
+    assert_eq!(s.named("a").await, ("v2".into(), bump_a));
+}
+
+#[tokio::test]
+async fn two_bumps_between_polls_name_the_newer_and_a_merge_names_the_branchs_commit() {
+    let s = Scenario::new(
+        "sync-attribution-newest",
+        &[
+            ("apps/a.yaml", &app("a", "v1")),
+            ("apps/b.yaml", &app("b", "v1")),
+        ],
+    )
+    .await;
+    assert!(s.sync(&[]).status.success());
+
+    s.repo
+        .commit_unpushed("bump a to v2", &[("apps/a.yaml", app("a", "v2"))]);
+    let newer = s
+        .repo
+        .commit_unpushed("bump a to v3", &[("apps/a.yaml", app("a", "v3"))]);
+    s.repo
+        .commit_unpushed("docs", &[("README.md", "not desired state\n")]);
+    s.repo.push_commits();
+    let out = s.sync(&[]);
+    assert!(out.status.success(), "{}", log_of(&out));
+    assert_eq!(s.named("a").await, ("v3".into(), newer), "{}", log_of(&out));
+
+    // A branch bumps b and is merged (no fast-forward) after main moved on.
+    s.repo.git(&["checkout", "-q", "-b", "feature"]);
+    let on_branch = s
+        .repo
+        .commit_unpushed("bump b", &[("apps/b.yaml", app("b", "v2"))]);
+    s.repo.git(&["checkout", "-q", "main"]);
+    s.repo
+        .commit_unpushed("more docs", &[("README.md", "still not desired state\n")]);
+    s.repo
+        .git(&["merge", "-q", "--no-ff", "-m", "merge feature", "feature"]);
+    let merge = s.repo.push_commits();
+    assert_ne!(merge, on_branch);
+    let out = s.sync(&[]);
+    assert!(out.status.success(), "{}", log_of(&out));
+    assert_eq!(
+        s.named("b").await,
+        ("v2".into(), on_branch),
+        "{}",
+        log_of(&out)
+    );
+}
+
 #[tokio::test]
 async fn an_invalid_file_is_reported_and_every_other_app_still_applies() {
     let s = Scenario::new(

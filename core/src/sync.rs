@@ -11,10 +11,14 @@
 //!   pruned until the file is fixed;
 //! - a live object no longer defined is pruned only when the source opted in, and never all at once when
 //!   the revision suddenly yields no definitions at all (a typo in `path` must not empty the cluster),
-//!   unless the source also allows an empty revision (as Argo CD's `allowEmpty`).
+//!   unless the source also allows an empty revision (as Argo CD's `allowEmpty`);
+//! - an object applied again for drift keeps the revision its live object names: git did not change
+//!   it. Which commit a created or updated object names is [`attribution`]'s to decide.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+pub mod attribution;
 
 use sha2::{Digest, Sha256};
 
@@ -26,7 +30,7 @@ pub const LABEL_SOURCE: &str = "bosun.dev/source";
 /// Label on everything Bosun manages.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "bosun";
-/// Annotation: the commit at which the object last changed.
+/// Annotation: the newest commit that changed the object's definition (see [`attribution`]).
 pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
 /// Annotation: the file (repository-relative) that defines the object.
 pub const ANNOTATION_SOURCE_PATH: &str = "bosun.dev/source-path";
@@ -82,12 +86,26 @@ pub struct Desired {
     pub object: serde_json::Value,
 }
 
+impl Desired {
+    /// The commit the object names in [`ANNOTATION_REVISION`].
+    pub fn revision(&self) -> Option<&str> {
+        self.object["metadata"]["annotations"][ANNOTATION_REVISION].as_str()
+    }
+
+    /// Names another commit; the spec hash does not cover the revision, so nothing else changes.
+    pub fn set_revision(&mut self, revision: &str) {
+        self.object["metadata"]["annotations"][ANNOTATION_REVISION] = revision.into();
+    }
+}
+
 /// What Bosun needs to know of a live object of this source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Live {
     pub key: ObjectKey,
     pub source_path: Option<String>,
     pub spec_hash: Option<String>,
+    /// Its [`ANNOTATION_REVISION`]: the commit that last changed it, as far as Bosun knew.
+    pub revision: Option<String>,
     /// Its `spec` as the cluster holds it; `None` when only its metadata was read (no drift check).
     pub spec: Option<serde_json::Value>,
 }
@@ -158,8 +176,12 @@ pub fn plan_sync(
                 if l.spec.as_ref().is_none_or(|s| holds(s, desired_spec)) {
                     plan.unchanged += 1;
                 } else {
+                    let mut d = d.clone();
+                    if let Some(revision) = &l.revision {
+                        d.set_revision(revision);
+                    }
                     plan.actions.push(SyncAction::Apply {
-                        desired: Box::new(d.clone()),
+                        desired: Box::new(d),
                         reason: ApplyReason::Drift,
                     });
                 }
@@ -285,6 +307,7 @@ mod tests {
             key: key(name),
             source_path: Some(format!("apps/{name}.yaml")),
             spec_hash: Some(hash.into()),
+            revision: Some("c0ffee".into()),
             spec: None,
         }
     }
@@ -342,6 +365,23 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(plan.unchanged, usize::from(want.is_none()), "{name}");
         }
+    }
+
+    #[test]
+    fn drift_is_put_back_under_the_revision_the_live_object_names_not_the_tip() {
+        let mut d = desired("shop", "h1");
+        d.object = serde_json::json!({"spec": {"version": "v1"}});
+        d.set_revision("tip");
+        let edited = Live {
+            spec: Some(serde_json::json!({"version": "v9"})),
+            ..live("shop", "h1")
+        };
+        let plan = plan_sync(&[d], &BTreeSet::new(), &[edited], SyncPolicy::default());
+        let [SyncAction::Apply { desired, reason }] = plan.actions.as_slice() else {
+            panic!("one apply expected: {plan:?}");
+        };
+        assert_eq!(*reason, ApplyReason::Drift);
+        assert_eq!(desired.revision(), Some("c0ffee"));
     }
 
     fn applied(plan: &SyncPlan) -> Vec<(String, ApplyReason)> {

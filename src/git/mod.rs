@@ -12,6 +12,8 @@
 //!   from git objects (never a checkout). Symbolic links, submodules, unsafe names, non-UTF-8 and
 //!   oversized files are refused one by one and reported; too many files or bytes refuse the whole
 //!   revision.
+//! - [`GitSource::history`]: the cache's older commits, for attribution: parents, and one file at a
+//!   time read by the same rules as the tip's.
 //!
 //! Transports: `https://`, `http://`, `ssh://user@host:port/path`, scp-like `user@host:path`,
 //! `git://`, `file://` and plain paths. Credentials come from [`Auth`]; a rejected credential is not
@@ -33,6 +35,7 @@
 //! reach a message.
 
 mod error;
+mod history;
 mod known_hosts;
 mod remote;
 mod tree;
@@ -48,6 +51,7 @@ use std::time::{Duration, Instant};
 
 pub use error::{ErrorKind, GitError, Limit};
 pub use git2::Oid;
+pub use history::History;
 
 use sha2::{Digest, Sha256};
 use url::{RemoteUrl, Transport};

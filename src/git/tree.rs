@@ -82,39 +82,117 @@ fn descend<'r>(
     root: Tree<'r>,
     revision: Oid,
 ) -> Result<Tree<'r>, GitError> {
+    source_dir(repo, root, &inner.path).map_err(|(path, problem)| match problem {
+        NotADirectory::Missing => GitError::PathNotFound {
+            url: inner.url(),
+            branch: inner.branch(),
+            revision,
+            path,
+        },
+        NotADirectory::Other(what) => GitError::PathNotDirectory {
+            url: inner.url(),
+            branch: inner.branch(),
+            revision,
+            path,
+            what,
+        },
+    })
+}
+
+/// Why a path is not a directory that can be read.
+pub(super) enum NotADirectory {
+    Missing,
+    /// What it is instead.
+    Other(&'static str),
+}
+
+/// The tree at `path` (normalised), each component a directory, never a link; else the path so far
+/// and what it is.
+pub(super) fn source_dir<'r>(
+    repo: &'r Repository,
+    root: Tree<'r>,
+    path: &str,
+) -> Result<Tree<'r>, (String, NotADirectory)> {
     let mut tree = root;
     let mut so_far = String::new();
-    for component in inner.path.split('/').filter(|c| !c.is_empty()) {
+    for component in path.split('/').filter(|c| !c.is_empty()) {
         if !so_far.is_empty() {
             so_far.push('/');
         }
         so_far.push_str(component);
-        let not_found = || GitError::PathNotFound {
-            url: inner.url(),
-            branch: inner.branch(),
-            revision,
-            path: so_far.clone(),
+        let (mode, id) = match tree.get_name(component) {
+            Some(entry) => (entry.filemode(), entry.id()),
+            None => return Err((so_far, NotADirectory::Missing)),
         };
-        let not_directory = |what| GitError::PathNotDirectory {
-            url: inner.url(),
-            branch: inner.branch(),
-            revision,
-            path: so_far.clone(),
-            what,
+        let what = match mode {
+            MODE_TREE => None,
+            MODE_LINK => Some("a symbolic link (links are not followed)"),
+            MODE_GITLINK => Some("a submodule (submodules are not read)"),
+            _ => Some("a file"),
         };
-        let (mode, id) = {
-            let entry = tree.get_name(component).ok_or_else(not_found)?;
-            (entry.filemode(), entry.id())
-        };
-        match mode {
-            MODE_TREE => {}
-            MODE_LINK => return Err(not_directory("a symbolic link (links are not followed)")),
-            MODE_GITLINK => return Err(not_directory("a submodule (submodules are not read)")),
-            _ => return Err(not_directory("a file")),
+        if let Some(what) = what {
+            return Err((so_far, NotADirectory::Other(what)));
         }
-        tree = repo.find_tree(id).map_err(|_| not_found())?;
+        tree = match repo.find_tree(id) {
+            Ok(t) => t,
+            Err(_) => return Err((so_far, NotADirectory::Missing)),
+        };
     }
     Ok(tree)
+}
+
+/// What the reader makes of one entry under the source's path, `depth` directories down.
+pub(super) enum Entry {
+    Directory,
+    Yaml,
+    /// Not desired state: hidden, or not YAML.
+    Ignored,
+    /// Never read, and reported: why.
+    Refused(String),
+}
+
+/// The reader's rules for one entry, shared by whole revisions ([`read`]) and single files of older
+/// commits (`history`), so that no commit is read more loosely than the tip.
+pub(super) fn classify(name: &str, mode: i32, depth: usize) -> Entry {
+    if let Some(reason) = unsafe_name(name) {
+        return Entry::Refused(format!("an unsafe name ({reason})"));
+    }
+    if name.starts_with('.') {
+        return Entry::Ignored; // hidden: .github/, .config.yaml and the like are not desired state
+    }
+    match mode {
+        MODE_LINK => Entry::Refused("a symbolic link; links are not followed".to_owned()),
+        MODE_GITLINK => Entry::Refused("a submodule; submodules are not read".to_owned()),
+        MODE_TREE if depth + 1 >= MAX_DEPTH => Entry::Refused(format!(
+            "a directory nested more than {MAX_DEPTH} levels deep"
+        )),
+        MODE_TREE => Entry::Directory,
+        MODE_BLOB | MODE_BLOB_GROUP_WRITABLE | MODE_EXECUTABLE if is_yaml(name) => Entry::Yaml,
+        MODE_BLOB | MODE_BLOB_GROUP_WRITABLE | MODE_EXECUTABLE => Entry::Ignored,
+        other => Entry::Refused(format!("an unknown kind of entry (mode {other:o})")),
+    }
+}
+
+/// Why a file of `size` bytes is refused on its own, if it is.
+pub(super) fn oversized(size: u64, limits: &super::SourceLimits) -> Option<String> {
+    (size > limits.max_file_bytes).then(|| {
+        format!(
+            "{size} bytes, over the limit of {} bytes per file (max_file_bytes)",
+            limits.max_file_bytes
+        )
+    })
+}
+
+/// A blob's text, or why it is refused (not UTF-8).
+pub(super) fn text_of(repo: &Repository, id: Oid) -> Result<Result<String, String>, git2::Error> {
+    let blob = repo.find_blob(id)?;
+    Ok(match std::str::from_utf8(blob.content()) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(e) => Err(format!(
+            "not UTF-8 text (byte {} is invalid)",
+            e.valid_up_to()
+        )),
+    })
 }
 
 struct Walk<'a> {
@@ -137,37 +215,17 @@ impl Walk<'_> {
                 continue;
             };
             let path = join(prefix, name);
-            if let Some(reason) = unsafe_name(name) {
-                self.refuse(path, format!("an unsafe name ({reason})"));
-                continue;
-            }
-            if name.starts_with('.') {
-                continue; // hidden: .github/, .config.yaml and the like are not desired state
-            }
-            match entry.filemode() {
-                MODE_LINK => {
-                    self.refuse(path, "a symbolic link; links are not followed".to_owned())
-                }
-                MODE_GITLINK => {
-                    self.refuse(path, "a submodule; submodules are not read".to_owned())
-                }
-                MODE_TREE if depth + 1 >= MAX_DEPTH => self.refuse(
-                    path,
-                    format!("a directory nested more than {MAX_DEPTH} levels deep"),
-                ),
-                MODE_TREE => {
+            match classify(name, entry.filemode(), depth) {
+                Entry::Refused(reason) => self.refuse(path, reason),
+                Entry::Ignored => {}
+                Entry::Directory => {
                     let subtree = self
                         .repo
                         .find_tree(entry.id())
                         .map_err(|e| self.read_error(&path, e))?;
                     self.directory(&subtree, &path, depth + 1)?;
                 }
-                MODE_BLOB | MODE_BLOB_GROUP_WRITABLE | MODE_EXECUTABLE => {
-                    if is_yaml(name) {
-                        self.file(path, entry.id())?;
-                    }
-                }
-                other => self.refuse(path, format!("an unknown kind of entry (mode {other:o})")),
+                Entry::Yaml => self.file(path, entry.id())?,
             }
         }
         Ok(())
@@ -184,11 +242,7 @@ impl Walk<'_> {
             .read_header(id)
             .map_err(|e| self.read_error(&path, e))?;
         let size = size as u64;
-        if size > limits.max_file_bytes {
-            let reason = format!(
-                "{size} bytes, over the limit of {} bytes per file (max_file_bytes)",
-                limits.max_file_bytes
-            );
+        if let Some(reason) = oversized(size, limits) {
             self.refuse(path, reason);
             return Ok(());
         }
@@ -196,16 +250,9 @@ impl Walk<'_> {
         if self.total_bytes > limits.max_total_bytes {
             return Err(self.limit(Limit::TotalBytes, limits.max_total_bytes, "bytes of YAML"));
         }
-        let blob = self
-            .repo
-            .find_blob(id)
-            .map_err(|e| self.read_error(&path, e))?;
-        match std::str::from_utf8(blob.content()) {
-            Ok(text) => self.files.push((path, text.to_owned())),
-            Err(e) => self.refuse(
-                path,
-                format!("not UTF-8 text (byte {} is invalid)", e.valid_up_to()),
-            ),
+        match text_of(self.repo, id).map_err(|e| self.read_error(&path, e))? {
+            Ok(text) => self.files.push((path, text)),
+            Err(reason) => self.refuse(path, reason),
         }
         Ok(())
     }

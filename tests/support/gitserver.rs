@@ -9,7 +9,8 @@
 //! Repositories: [`GitServer::create_repo`] makes a bare repository on the server and a working
 //! clone next to it; [`TestRepo::commit`] writes files, commits and pushes to `main` with the git
 //! CLI (through the bare repository's path, so building a scenario never touches the servers or
-//! their request log).
+//! their request log); [`TestRepo::commit_unpushed`] and [`TestRepo::push_commits`] push several
+//! commits at once.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::HashMap;
@@ -263,6 +264,20 @@ impl TestRepo {
         self.write(files);
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.push(false)
+    }
+
+    /// Writes `files` and commits without pushing: several commits then reach the server in one
+    /// [`TestRepo::push_commits`], as they reach a busy repository between two polls.
+    pub fn commit_unpushed<C: AsRef<[u8]>>(&self, message: &str, files: &[(&str, C)]) -> String {
+        self.write(files);
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.head()
+    }
+
+    /// Pushes `main` with every commit made since the last push; returns the new tip.
+    pub fn push_commits(&self) -> String {
         self.push(false)
     }
 
