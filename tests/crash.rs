@@ -344,16 +344,15 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     assert!(note.contains("rolled back to v2-slow"), "{note}");
     // The up Job of v3 was deleted when its down-migration ran (so that v3, should it come again,
     // migrates afresh); every other Job is the one first made.
-    let now: Vec<String> = c
-        .ns
-        .api::<Job>()
-        .list(&ListParams::default().labels("app=shop"))
-        .await
-        .expect("list Jobs")
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
+    let now: Vec<String> =
+        c.ns.api::<Job>()
+            .list(&ListParams::default().labels("app=shop"))
+            .await
+            .expect("list Jobs")
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .collect();
     assert_eq!(
         now,
         [

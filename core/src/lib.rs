@@ -7,6 +7,7 @@ pub mod engine;
 pub mod model;
 pub mod names;
 pub mod report;
+pub mod rollout;
 pub mod sync;
 pub mod validate;
 pub mod writeback;

@@ -1,0 +1,181 @@
+//! `Deploying`, one stage per strategy: a canary step (the stable side keeps exactly the revision
+//! serving, only fewer pods), BlueGreen's preview and its switch (the new side stays checked until the
+//! old one goes), and the final stage where the stable Deployment takes the target.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+use super::action::Action;
+use super::clock::seconds_left;
+use super::observed::{DeadlineClock, Rollout, rollout};
+use super::rollback::{fail, not_ready};
+use super::status::move_to;
+use super::strategy::{Plan, Stage};
+use super::verify::{check_health, check_round};
+use super::{DEFAULT_PROGRESS_DEADLINE_SECS, In, Out, RECHECK_SECS, Role};
+use crate::engine::health::{self, Thresholds, Verdict};
+use crate::engine::replicas::canary_split;
+use crate::model::Phase;
+
+/// One round of `Deploying` at `stage`.
+pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
+    let (spec, status, observed, now, target) = (i.spec, i.status, i.observed, i.now, &i.target);
+    let Out {
+        next,
+        actions,
+        requeue_after,
+        transition,
+    } = o;
+    let (replicas, hash, tl) = (i.replicas, target.rev.hash.as_str(), &target.label);
+    let (stable, sl) = (&i.stable, &i.stable_label);
+    let deadline = spec
+        .upgrade_strategy
+        .progress_deadline_seconds
+        .map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from);
+    // When this stage began: its Deploying transition is the last entry of the history.
+    let stage_since = status
+        .history
+        .last()
+        .filter(|h| h.phase == Phase::Deploying)
+        .map(|h| h.time.clone());
+    let clock = DeadlineClock {
+        deadline,
+        since: stage_since,
+        now: now.clone(),
+    };
+    match &stage {
+        Stage::Canary { index, weight, .. } => {
+            let split = canary_split(replicas, *weight);
+            actions.push(Action::Run {
+                role: Role::Stable,
+                revision: stable.clone(),
+                replicas: split.stable,
+            });
+            actions.push(Action::Run {
+                role: Role::Canary,
+                revision: target.rev.clone(),
+                replicas: split.canary,
+            });
+            next.canary_weight = Some(split.effective_weight());
+            match rollout(observed.canary.as_ref(), hash, split.canary, &clock) {
+                Rollout::Ready => {
+                    let weight = split.effective_weight();
+                    let why = format!("step {} at {weight} %: pods ready", index + 1);
+                    *transition = check_health(next, now, why);
+                }
+                Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
+                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+            }
+        }
+        Stage::Preview => {
+            actions.push(Action::Run {
+                role: Role::Stable,
+                revision: stable.clone(),
+                replicas,
+            });
+            actions.push(Action::Run {
+                role: Role::Preview,
+                revision: target.rev.clone(),
+                replicas,
+            });
+            next.canary_weight = Some(0);
+            match rollout(observed.preview.as_ref(), hash, replicas, &clock) {
+                Rollout::Ready => {
+                    let why = format!("preview of {tl} ready; checking its health");
+                    *transition = check_health(next, now, why);
+                }
+                Rollout::Stalled => *transition = not_ready(next, target, "preview pods", now),
+                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+            }
+        }
+        Stage::Switched => {
+            // The active Service already selects the new version; the old side stays for a
+            // switch back until the delay has passed.
+            let delay = match plan {
+                Plan::BlueGreen { delay, .. } => delay,
+                Plan::Direct | Plan::Canary(_) => 0,
+            };
+            actions.push(Action::Run {
+                role: Role::Stable,
+                revision: stable.clone(),
+                replicas,
+            });
+            actions.push(Action::Run {
+                role: Role::Preview,
+                revision: target.rev.clone(),
+                replicas,
+            });
+            next.canary_weight = Some(100);
+            let start = next.pause_start_time.get_or_insert(MicroTime(now.0));
+            let left = seconds_left(start, now, delay);
+            // The new side, now serving, stays health-checked until the old side goes; a failure
+            // switches the active Service back at once (the rollback serves the stable side).
+            let mut due = None;
+            let mut failed = false;
+            if let Some(hc) = &spec.upgrade_strategy.health_check {
+                let t = Thresholds::of(hc);
+                let verdict = check_round(next, &t, &observed.probes, now);
+                let state = next
+                    .health_check
+                    .as_ref()
+                    .expect("check_round keeps a state");
+                due = match verdict {
+                    Verdict::Healthy => u64::try_from(t.period).ok(),
+                    _ => health::due_in(&t, state, now),
+                };
+                if let Verdict::Unhealthy {
+                    pod,
+                    error,
+                    failures,
+                } = verdict
+                {
+                    failed = true;
+                    let why = format!(
+                        "health checks of {tl} failed after the switch: pod {pod}: \
+                         {error} ({failures} in a row); the active Service is back on {sl}"
+                    );
+                    *transition = fail(next, target, "Failed", why, now);
+                }
+            }
+            if failed {
+                // The rollback follows.
+            } else if left == 0 {
+                next.health_check = None;
+                next.pause_start_time = None;
+                next.step_index = Some(2);
+                *transition = move_to(
+                    next,
+                    Phase::Deploying,
+                    format!("scaling down {sl}: the stable Deployment takes {tl}"),
+                );
+            } else {
+                let left = u64::try_from(left).unwrap_or(1);
+                *requeue_after = Some(due.map_or(left, |d| d.max(1).min(left)));
+            }
+        }
+        Stage::Final => {
+            // Rolling or Recreate, or the promotion of a canary or a preview: the stable Deployment
+            // takes the target; the canary or preview serves until it is ready.
+            actions.push(Action::Run {
+                role: Role::Stable,
+                revision: target.rev.clone(),
+                replicas,
+            });
+            match rollout(observed.stable.as_ref(), hash, replicas, &clock) {
+                Rollout::Ready => {
+                    if observed.canary.is_some() {
+                        actions.push(Action::Remove { role: Role::Canary });
+                    }
+                    if observed.preview.is_some() {
+                        actions.push(Action::Remove {
+                            role: Role::Preview,
+                        });
+                    }
+                    let why = format!("{tl} rolled out; checking health");
+                    *transition = check_health(next, now, why);
+                }
+                Rollout::Stalled => *transition = not_ready(next, target, "pods", now),
+                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! What the executor observed of the app's Deployments, migration Jobs, probes and annotations, and
+//! the one gate every side's rollout passes: ready, stalled (past the progress deadline) or rolling.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::engine::health::Probe;
+
+/// Which Deployment of the app an action is about: `<app>` (stable), `<app>-canary` or `<app>-preview`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Stable,
+    Canary,
+    Preview,
+}
+
+/// What the executor saw of one Deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadObs {
+    pub version: String,
+    /// The revision hash its pods run (`bosun.dev/revision-hash`).
+    pub hash: String,
+    pub replicas: i32,
+    pub ready: i32,
+    /// The Deployment's progress deadline passed (condition Progressing=False, ProgressDeadlineExceeded).
+    pub stalled: bool,
+    /// When the Deployment controller last saw it progress (the `lastUpdateTime` of its Progressing
+    /// condition while that is True).
+    pub progressed_at: Option<Time>,
+}
+
+impl WorkloadObs {
+    pub(super) fn runs(&self, hash: &str, replicas: i32) -> bool {
+        self.hash == hash && self.replicas == replicas && self.ready >= replicas
+    }
+
+    /// Whether the rollout of this side made no progress for `deadline_secs`. The Deployment
+    /// controller says so (ProgressDeadlineExceeded), but not always: when a Recreate rollout's
+    /// "Created new replica set" status update loses a conflict, or when a canary is only scaled up,
+    /// its Progressing condition keeps the previous rollout's NewReplicaSetAvailable and the controller
+    /// takes the Deployment for complete and never times it out. So Bosun keeps its own clock as well,
+    /// from the later of the stage's start (`stage_since`) and the controller's last sign of progress.
+    pub(super) fn stalled(
+        &self,
+        deadline_secs: i64,
+        stage_since: Option<&Time>,
+        now: &Time,
+    ) -> bool {
+        if self.stalled {
+            return true;
+        }
+        let Some(since) = [stage_since, self.progressed_at.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.0)
+            .max()
+        else {
+            return false;
+        };
+        now.0.as_millisecond() - since.as_millisecond() > deadline_secs.saturating_mul(1000)
+    }
+}
+
+/// What the executor saw of a migration Job.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum JobObs {
+    #[default]
+    Absent,
+    Running,
+    Succeeded,
+    Failed {
+        reason: String,
+    },
+    /// A Job of that name exists but was made for another migration (the same version with another
+    /// migration spec, or another cycle): never taken as this migration's result.
+    Foreign,
+}
+
+/// Everything [`decide`] needs to know of the cluster and of the app's annotations.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Observed {
+    pub stable: Option<WorkloadObs>,
+    pub canary: Option<WorkloadObs>,
+    pub preview: Option<WorkloadObs>,
+    /// The up-migration Job of `spec.version`.
+    pub migration: JobObs,
+    /// The Job of `status.downMigration` (`Absent` when there is none).
+    pub down_migration: JobObs,
+    /// The version whose down-migration Job `down_migration` is: a Job observed for another record
+    /// is never taken as this one's result.
+    pub down_migration_of: Option<String>,
+    /// This round's HTTP probes of the ready pods of the side [`probe_target`] named; empty when no
+    /// round was due.
+    pub probes: Vec<Probe>,
+    /// A human promoted the current step (`bosun.dev/promote-step` equals `status.stepIndex`).
+    pub promoted: bool,
+    /// The app's `bosun.dev/revision` annotation: the git commit that asked for this spec.
+    pub revision: Option<String>,
+    /// The app's `bosun.dev/abort` annotation.
+    pub abort: Option<String>,
+    /// The app's `bosun.dev/retry` annotation.
+    pub retry: Option<String>,
+}
+
+/// What the progress deadline of a Deploying stage is measured with.
+pub(super) struct DeadlineClock {
+    pub deadline: i64,
+    pub since: Option<Time>,
+    pub now: Time,
+}
+
+/// Where the rollout of one side stands.
+pub(super) enum Rollout {
+    /// Every pod of the version is ready.
+    Ready,
+    /// No progress for the progress deadline ([`WorkloadObs::stalled`]).
+    Stalled,
+    /// On its way.
+    Rolling,
+}
+
+pub(super) fn rollout(
+    side: Option<&WorkloadObs>,
+    hash: &str,
+    replicas: i32,
+    c: &DeadlineClock,
+) -> Rollout {
+    match side {
+        Some(w) if w.runs(hash, replicas) => Rollout::Ready,
+        Some(w) if w.stalled(c.deadline, c.since.as_ref(), &c.now) => Rollout::Stalled,
+        _ => Rollout::Rolling,
+    }
+}
