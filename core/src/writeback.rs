@@ -3,6 +3,8 @@
 //! When Bosun rolls an upgrade back it makes git say what runs again. Everything that decides
 //! *what* to write lives here, with no I/O; `bosun::git::writeback` fetches, commits and pushes.
 //!
+//! - [`revert`]: what the app's own YAML document looked like at the last healthy revision,
+//!   restored by a three-way merge that keeps every other byte of the file and later human edits.
 //! - [`set_version`]: the edit of one file: finds the document of an application in a
 //!   (multi-document) YAML file and replaces the bytes of its `spec.version` scalar, and only
 //!   those, keeping comments, order, line endings and the quoting style. It refuses to touch a
@@ -17,6 +19,10 @@ use std::fmt::Write as _;
 
 use crate::model::{HistoryEntry, Phase};
 use crate::yaml::{self, Limits, Node, Style, Value};
+
+pub mod revert;
+
+pub use revert::{AppRef, ConflictHunk, Conflicted, Revert, Texts, revert_document};
 
 /// What [`set_version`] found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
