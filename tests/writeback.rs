@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bosun::git::writeback::{
-    Author, GitWriter, LeftAlone, NOTES_REF, NoteOutcome, PushAttempt, PushTarget, RollbackRequest,
-    WriteError, WriteLimits, WriteOutcome, WriterSpec,
+    Author, GitWriter, LeftAlone, NOTES_REF, NoteOutcome, PullRequestReason, PushAttempt,
+    PushTarget, RollbackRequest, WriteError, WriteLimits, WriteOutcome, WriterSpec,
 };
 use bosun::git::{Auth, ErrorKind, Oid, Secret};
 use bosun_core::model::{HistoryEntry, Phase};
 use bosun_core::writeback::{
-    AppOutcome, CommitOutcome, OutcomeResult, RollbackCommit, parse_bosun_trailers, render_note,
+    AppOutcome, CommitOutcome, OutcomeResult, Restoration, RollbackCommit, parse_bosun_trailers,
+    render_note,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use support::gitserver::{self, GitServer, TestRepo};
@@ -83,14 +84,18 @@ fn web_at(version: &str) -> String {
 const REASON: &str = "The health check of web 1.5.0 failed 3 times at canary step 1 (50%): \
                       GET /healthz returned 503.";
 
-fn request(bump: &str) -> RollbackRequest {
+/// The rollback of `bump`, back to what its parent (the first commit) asked for.
+fn request(repo: &TestRepo, bump: &str) -> RollbackRequest {
     RollbackRequest::managed_application(RollbackCommit {
         namespace: "prod".to_owned(),
         app: "web".to_owned(),
         failed_version: "1.5.0".to_owned(),
         restored_version: "1.4.0".to_owned(),
+        failed_hash: Some("15f0015f00".to_owned()),
+        restored_hash: Some("14e0014e00".to_owned()),
         reason: REASON.to_owned(),
         undoes: bump.to_owned(),
+        restores: Some(parent_of(repo, bump)),
         source_path: "apps/web.yaml".to_owned(),
     })
 }
@@ -170,10 +175,15 @@ fn commit_count(repo: &TestRepo) -> usize {
         .expect("a count")
 }
 
+/// The commit and attempts of a rollback that restored the app's definition.
 fn committed(outcome: WriteOutcome) -> (Oid, u32) {
     match outcome {
-        WriteOutcome::Committed { commit, attempts } => (commit, attempts),
-        other => panic!("expected a commit, got {other:?}"),
+        WriteOutcome::Committed {
+            commit,
+            attempts,
+            how: Restoration::Definition,
+        } => (commit, attempts),
+        other => panic!("expected a commit that restores the definition, got {other:?}"),
     }
 }
 
@@ -202,14 +212,21 @@ fn assert_rollback_on_main(repo: &TestRepo, commit: Oid, parent: &str) {
 fn a_rollback_over_http_changes_only_the_version_and_says_why() {
     let (repo, bump) = bumped_repo("rollback-http");
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, attempts) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_eq!(attempts, 1);
     assert_rollback_on_main(&repo, commit, &bump);
 
     let message = bare_git(&repo, &["log", "-1", "--format=%B", &commit.to_string()]);
     assert_eq!(
         message.trim_end(),
-        request(&bump).commit.message().trim_end()
+        request(&repo, &bump)
+            .commit
+            .message(&Restoration::Definition)
+            .trim_end()
     );
     assert!(message.starts_with("Roll back prod/web from 1.5.0 to 1.4.0\n\n"));
     assert!(
@@ -246,7 +263,11 @@ fn a_rollback_over_http_changes_only_the_version_and_says_why() {
 fn a_rollback_over_ssh_is_the_same_commit() {
     let (repo, bump) = bumped_repo("rollback-ssh");
     let (writer, _state) = open_writer(&repo.ssh_url, ssh_auth());
-    let (commit, _) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, _) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_rollback_on_main(&repo, commit, &bump);
 }
 
@@ -270,7 +291,11 @@ fn a_push_that_lands_between_fetch_and_push_is_built_upon_never_overwritten() {
                 *hook_other.lock().expect("not poisoned") = Some(sha);
             }
         });
-    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, attempts) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     let other = other
         .lock()
         .expect("not poisoned")
@@ -318,7 +343,9 @@ fn a_human_who_changes_the_version_during_bosuns_push_wins() {
                 hook_repo.commit("Try web 1.6.0", &[("apps/web.yaml", web_at("1.6.0"))]);
             }
         });
-    let outcome = writer.commit_rollback(&request(&bump)).expect("no error");
+    let outcome = writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect("no error");
     assert_eq!(
         outcome,
         WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman {
@@ -338,7 +365,9 @@ fn a_version_a_human_already_changed_gets_no_commit() {
     let (repo, bump) = bumped_repo("rollback-human-first");
     let human = repo.commit("Back to 1.3.9", &[("apps/web.yaml", web_at("1.3.9"))]);
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let outcome = writer.commit_rollback(&request(&bump)).expect("no error");
+    let outcome = writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect("no error");
     assert_eq!(
         outcome,
         WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman {
@@ -352,7 +381,9 @@ fn a_version_a_human_already_changed_gets_no_commit() {
     let human = repo.commit("Revert the bump", &[("apps/web.yaml", WEB_AT_1_4)]);
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
     assert_eq!(
-        writer.commit_rollback(&request(&bump)).expect("no error"),
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("no error"),
         WriteOutcome::AlreadyDone { commit: None }
     );
     assert_eq!(main_tip(&repo), human);
@@ -373,12 +404,14 @@ fn a_protected_branch_gets_the_rollback_on_a_branch_for_a_pull_request() {
     );
 
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let (branch, commit, refused) = match writer.commit_rollback(&request(&bump)).expect("rollback")
+    let (branch, commit, refused) = match writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect("rollback")
     {
         WriteOutcome::NeedsPullRequest {
             branch,
             commit,
-            refused,
+            reason: PullRequestReason::Refused(refused),
         } => (branch, commit, refused),
         other => panic!("expected a pull request branch, got {other:?}"),
     };
@@ -396,14 +429,14 @@ fn a_protected_branch_gets_the_rollback_on_a_branch_for_a_pull_request() {
 
     // Asked again (Bosun restarted, say): the same branch and commit, nothing new pushed.
     let again = writer
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect("rollback again");
     assert_eq!(
         again,
         WriteOutcome::NeedsPullRequest {
             branch: branch.clone(),
             commit,
-            refused
+            reason: PullRequestReason::Refused(refused)
         }
     );
     let branches = bare_git(
@@ -417,9 +450,15 @@ fn a_protected_branch_gets_the_rollback_on_a_branch_for_a_pull_request() {
 fn running_a_rollback_twice_makes_one_commit() {
     let (repo, bump) = bumped_repo("rollback-twice");
     let (writer, _state) = open_writer(&repo.http_url, token_auth());
-    let (commit, _) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, _) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_eq!(
-        writer.commit_rollback(&request(&bump)).expect("again"),
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("again"),
         WriteOutcome::AlreadyDone {
             commit: Some(commit)
         }
@@ -428,7 +467,7 @@ fn running_a_rollback_twice_makes_one_commit() {
     let (fresh, _fresh_state) = open_writer(&repo.http_url, token_auth());
     assert_eq!(
         fresh
-            .commit_rollback(&request(&bump))
+            .commit_rollback(&request(&repo, &bump))
             .expect("after a restart"),
         WriteOutcome::AlreadyDone {
             commit: Some(commit)
@@ -453,7 +492,7 @@ fn running_a_rollback_twice_makes_one_commit() {
     assert_eq!(file_at(&repo, "main"), web_at("1.5.0"));
     assert_eq!(
         writer
-            .commit_rollback(&request(&bump))
+            .commit_rollback(&request(&repo, &bump))
             .expect("after the revert"),
         WriteOutcome::AlreadyDone {
             commit: Some(commit)
@@ -466,7 +505,7 @@ fn running_a_rollback_twice_makes_one_commit() {
 fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
     let (repo, bump) = bumped_repo("rollback-missing");
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let mut other_app = request(&bump);
+    let mut other_app = request(&repo, &bump);
     other_app.commit.app = "worker".to_owned();
     match writer.commit_rollback(&other_app).expect("no error") {
         WriteOutcome::LeftAlone(LeftAlone::NotFound { reason }) => {
@@ -477,7 +516,7 @@ fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
         }
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let mut other_file = request(&bump);
+    let mut other_file = request(&repo, &bump);
     other_file.commit.source_path = "apps/gone.yaml".to_owned();
     assert!(matches!(
         writer.commit_rollback(&other_file).expect("no error"),
@@ -486,13 +525,15 @@ fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
 
     repo.remove("Move web", &["apps/web.yaml"]);
     let tip = repo.commit_symlink("Link web", "apps/web.yaml", "../../etc/passwd");
-    let err = writer.commit_rollback(&request(&bump)).expect_err("a link");
+    let err = writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect_err("a link");
     assert!(matches!(err, WriteError::ReadFile { .. }), "{err:?}");
     assert!(err.to_string().contains("symbolic link"), "{err}");
     assert_eq!(err.kind(), ErrorKind::Stalled);
     assert_eq!(main_tip(&repo), tip);
 
-    let mut escaping = request(&bump);
+    let mut escaping = request(&repo, &bump);
     escaping.commit.source_path = "../outside.yaml".to_owned();
     let err = writer
         .commit_rollback(&escaping)
@@ -629,7 +670,11 @@ fn git_in(dir: &TempDir, args: &[&str]) -> String {
 fn notes_over_ssh_show_in_git_log_of_a_fresh_clone() {
     let (repo, bump) = bumped_repo("notes-ssh");
     let (writer, _state) = open_writer(&repo.ssh_url, ssh_auth());
-    let (rollback, _) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (rollback, _) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     let note = render_note(&CommitOutcome {
         apps: vec![web_outcome(&rollback.to_string()), api_outcome()],
     });
@@ -769,7 +814,7 @@ fn credentials_never_reach_an_error_message() {
         },
     );
     let err = bad
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect_err("a wrong password");
     assert_eq!(err.reason(), "Authenticate", "{err}");
     assert_eq!(err.kind(), ErrorKind::Stalled);
@@ -793,14 +838,14 @@ fn credentials_never_reach_an_error_message() {
     );
     let (missing, _state) = open_writer(&url, Auth::None);
     let err = missing
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect_err("no repository");
     assert_names_no_secret(&err, &[&password]);
 
     // Read-only access: the fetch works, the push is refused.
     let (read_only, _state) = open_writer(&repo.http_public_url, Auth::None);
     let err = read_only
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect_err("read-only");
     assert_eq!(err.reason(), "Authenticate", "{err}");
     assert_eq!(main_tip(&repo), bump);
@@ -825,7 +870,11 @@ fn a_push_the_server_could_not_apply_because_the_ref_was_busy_is_retried() {
     std::fs::set_permissions(&hook, perms).expect("making the hook executable");
 
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, attempts) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_eq!(attempts, 2, "the ref was busy once");
     assert!(repo.bare.join("busy-once").exists(), "the hook ran");
     assert_rollback_on_main(&repo, commit, &bump);

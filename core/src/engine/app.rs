@@ -2516,6 +2516,7 @@ mod tests {
                 namespace: "shop".into(),
                 app: "web".into(),
                 spec_version: app.version.clone(),
+                spec_hash: crate::engine::revision::Revision::of(&app).hash(),
                 status: w.status.clone(),
                 source_path: Some("apps/web.yaml".into()),
                 rolled_back: rolled_back.clone(),
