@@ -1,7 +1,9 @@
 //! Writing back to git against a real git server (`scripts/gitserver`), over HTTP (password and
-//! token) and SSH: rollback commits that change only the version's bytes, pushes that lose a race,
-//! humans who changed the version first, protected branches, idempotence, and notes that
-//! `git log --notes=bosun` shows in a fresh clone.
+//! token) and SSH: rollback commits that restore what the failed commit changed in the app's
+//! document (version, migration image, env) and keep every other byte, pushes that lose a race,
+//! humans who changed the app first or edited the same lines since (a pull request branch, never
+//! the watched branch), protected branches, idempotence, and notes that `git log --notes=bosun`
+//! shows in a fresh clone.
 //!
 //! Each test makes its own repository (named after the test) and its own writer state directory.
 
@@ -539,6 +541,265 @@ fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
         .commit_rollback(&escaping)
         .expect_err("an escaping path");
     assert!(matches!(err, WriteError::InvalidRequest { .. }), "{err:?}");
+}
+
+/// Two apps in one file, saved by an editor that writes CRLF, with comments and quoting: web ran
+/// 1.1.0 healthy with this definition, its migration image pinned to its version.
+fn shop_healthy() -> String {
+    [
+        "# The shop. Owned by team-shop; CI bumps the versions.",
+        "apiVersion: apps.example.com/v1alpha1",
+        "kind: ManagedApplication",
+        "metadata:",
+        "  name: web",
+        "  namespace: prod",
+        "spec:",
+        "  version: '1.1.0'   # quoted on purpose",
+        "  replicas: 3",
+        "  env:",
+        "    - name: MODE",
+        "      value: \"steady\"",
+        "  upgradeStrategy:",
+        "    type: Rolling",
+        "    # the migration runs first",
+        "    migrationJob:",
+        "      image: registry.example.com/shop/web-migrations:1.1.0",
+        "---",
+        "apiVersion: apps.example.com/v1alpha1",
+        "kind: ManagedApplication",
+        "metadata: {name: api, namespace: prod}",
+        "spec: {version: 2.0.0, replicas: 2}   # released on its own",
+        "",
+    ]
+    .join("\r\n")
+}
+
+/// The quick start's kind of bump: web's version, its migration image and its env at once, and
+/// api's version in the same commit.
+fn shop_failed() -> String {
+    shop_healthy()
+        .replace("'1.1.0'", "'1.2.0'")
+        .replace("\"steady\"", "\"fast\"")
+        .replace("web-migrations:1.1.0", "web-migrations:1.2.0")
+        .replace("version: 2.0.0", "version: 2.1.0")
+}
+
+const SHOP: &str = "apps/shop.yaml";
+
+/// A repository where web ran 1.1.0, then a commit asked for 1.2.0: (repo, healthy, failed).
+fn shop_repo(name: &str, failed: &str) -> (TestRepo, String, String) {
+    let repo = server().create_repo(
+        name,
+        &[(SHOP, shop_healthy().as_str()), ("README.md", "shop\n")],
+    );
+    let healthy = repo.head();
+    let bump = repo.commit("web 1.2.0 with its migration, fast mode", &[(SHOP, failed)]);
+    (repo, healthy, bump)
+}
+
+fn shop_request(healthy: Option<&str>, bump: &str) -> RollbackRequest {
+    RollbackRequest::managed_application(RollbackCommit {
+        namespace: "prod".to_owned(),
+        app: "web".to_owned(),
+        failed_version: "1.2.0".to_owned(),
+        restored_version: "1.1.0".to_owned(),
+        failed_hash: Some("12f0012f00".to_owned()),
+        restored_hash: Some("11e0011e00".to_owned()),
+        reason: "The migration of web 1.2.0 failed: BackoffLimitExceeded.".to_owned(),
+        undoes: bump.to_owned(),
+        restores: healthy.map(str::to_owned),
+        source_path: SHOP.to_owned(),
+    })
+}
+
+fn shop_at(repo: &TestRepo, rev: &str) -> String {
+    bare_git(repo, &["show", &format!("{rev}:{SHOP}")])
+}
+
+#[test]
+fn a_rollback_restores_the_version_migration_image_and_env_and_keeps_every_other_byte() {
+    let (repo, healthy, bump) = shop_repo("restore-definition", &shop_failed());
+    // A human's edits since the failed commit, away from the lines it changed: kept.
+    let human = repo.commit(
+        "web: Recreate, one node left; api scaled",
+        &[
+            (
+                SHOP,
+                shop_failed()
+                    .replace("type: Rolling", "type: Recreate   # one node left")
+                    .replace("replicas: 2}", "replicas: 4}"),
+            ),
+            ("README.md", "shop, documented\n".to_owned()),
+        ],
+    );
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let request = shop_request(Some(&healthy), &bump);
+    let (commit, _) = committed(writer.commit_rollback(&request).expect("rollback"));
+    let sha = commit.to_string();
+    assert_eq!(main_tip(&repo), sha);
+    assert_eq!(parent_of(&repo, &sha), human);
+    let want = shop_healthy()
+        .replace("type: Rolling", "type: Recreate   # one node left")
+        .replace(
+            "version: 2.0.0, replicas: 2}",
+            "version: 2.1.0, replicas: 4}",
+        );
+    assert_eq!(
+        shop_at(&repo, &sha),
+        want,
+        "web as it ran healthy, with the human's edit; api as at the tip; CRLF and comments kept"
+    );
+    assert_eq!(
+        bare_git(&repo, &["diff", "--name-only", &human, &sha]),
+        format!("{SHOP}\n"),
+        "no other file changed"
+    );
+    let message = bare_git(&repo, &["log", "-1", "--format=%B", &sha]);
+    assert!(
+        message.starts_with("Roll back prod/web from 1.2.0 to 1.1.0\n\n"),
+        "{message}"
+    );
+    assert!(message.contains("restores its definition"), "{message}");
+    assert_eq!(
+        message.trim_end(),
+        request.commit.message(&Restoration::Definition).trim_end()
+    );
+    eprintln!(
+        "--- git show (a rollback commit that restores a definition) ---\n{}",
+        bare_git(&repo, &["show", &sha])
+    );
+}
+
+#[test]
+fn a_human_edit_of_the_lines_a_rollback_restores_goes_to_a_pull_request_branch_never_to_main() {
+    let (repo, healthy, bump) = shop_repo("restore-conflict", &shop_failed());
+    // Ops scaled web up while 1.2.0 was failing: the line right under the version.
+    let human = repo.commit(
+        "web: more replicas",
+        &[(
+            SHOP,
+            shop_failed().replace("replicas: 3", "replicas: 5   # while 1.2.0 is looked at"),
+        )],
+    );
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let request = shop_request(Some(&healthy), &bump);
+    let (branch, commit, hunks) = match writer.commit_rollback(&request).expect("rollback") {
+        WriteOutcome::NeedsPullRequest {
+            branch,
+            commit,
+            reason:
+                PullRequestReason::Conflict {
+                    hunks,
+                    unreadable: None,
+                },
+        } => (branch, commit, hunks),
+        other => panic!("expected a pull request branch for a conflict, got {other:?}"),
+    };
+    assert_eq!(main_tip(&repo), human, "main is never overwritten");
+    assert_eq!(
+        shop_at(&repo, "main"),
+        shop_failed().replace("replicas: 3", "replicas: 5   # while 1.2.0 is looked at")
+    );
+    assert_eq!(branch, "bosun/rollback-prod-web-1.2.0");
+    let sha = commit.to_string();
+    assert_eq!(
+        bare_git(&repo, &["rev-parse", &format!("refs/heads/{branch}")]).trim(),
+        sha
+    );
+    assert_eq!(parent_of(&repo, &sha), human);
+    // The branch proposes web's document as it ran healthy (undoing the human's line too, for a
+    // reviewer to see), api's as at the tip, and no conflict markers.
+    assert_eq!(
+        shop_at(&repo, &sha),
+        shop_healthy().replace("version: 2.0.0", "version: 2.1.0")
+    );
+    assert_eq!(hunks.len(), 1, "{hunks:?}");
+    assert_eq!(hunks[0].line, 8);
+    assert_eq!(
+        hunks[0].at_tip,
+        [
+            "  version: '1.2.0'   # quoted on purpose",
+            "  replicas: 5   # while 1.2.0 is looked at"
+        ]
+    );
+    let message = bare_git(&repo, &["log", "-1", "--format=%B", &sha]);
+    for says in [
+        "so Bosun does not commit to the branch",
+        "a human must resolve the conflict",
+        "  line 8 of apps/shop.yaml:\n    -   version: '1.2.0'   # quoted on purpose\n    -   replicas: 5   # while 1.2.0 is looked at\n    +   version: '1.1.0'   # quoted on purpose\n    +   replicas: 3\n",
+    ] {
+        assert!(message.contains(says), "{says:?} in:\n{message}");
+    }
+    assert_eq!(
+        parse_bosun_trailers(&message),
+        Some(request.commit.trailers())
+    );
+    // Asked again (Bosun restarted): the same branch and commit, nothing new pushed, main untouched.
+    match writer.commit_rollback(&request).expect("again") {
+        WriteOutcome::NeedsPullRequest {
+            branch: again,
+            commit: same,
+            reason: PullRequestReason::Conflict { .. },
+        } => assert_eq!((again, same), (branch, commit)),
+        other => panic!("expected the same branch, got {other:?}"),
+    }
+    assert_eq!(main_tip(&repo), human);
+    eprintln!("--- git log -1 (a conflicting rollback) ---\n{message}");
+}
+
+#[test]
+fn an_env_only_failure_is_rolled_back_in_git_and_named_by_its_revisions() {
+    let failed = shop_healthy().replace("\"steady\"", "\"fast\"");
+    let (repo, healthy, bump) = shop_repo("restore-env-only", &failed);
+    let (writer, _state) = open_writer(&repo.http_url, token_auth());
+    let mut request = shop_request(Some(&healthy), &bump);
+    request.commit.failed_version = "1.1.0".to_owned();
+    let (commit, _) = committed(writer.commit_rollback(&request).expect("rollback"));
+    let sha = commit.to_string();
+    assert_eq!(shop_at(&repo, &sha), shop_healthy());
+    assert_eq!(
+        bare_git(&repo, &["log", "-1", "--format=%s", &sha]).trim(),
+        "Roll back prod/web from 1.1.0 (revision 12f0012f00) to 1.1.0 (revision 11e0011e00)"
+    );
+}
+
+#[test]
+fn without_the_healthy_commit_only_the_version_is_set_back_and_the_commit_says_why() {
+    let (repo, _healthy, bump) = shop_repo("restore-unknown-healthy", &shop_failed());
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let request = shop_request(None, &bump);
+    let (commit, how) = match writer.commit_rollback(&request).expect("rollback") {
+        WriteOutcome::Committed { commit, how, .. } => (commit, how),
+        other => panic!("expected a commit, got {other:?}"),
+    };
+    let Restoration::VersionOnly { why } = &how else {
+        panic!("expected a version-only rollback, got {how:?}")
+    };
+    assert!(why.contains("is not known"), "{why}");
+    // Today's edit: the version's bytes only; the migration image and env stay as the bump left them.
+    assert_eq!(
+        shop_at(&repo, &commit.to_string()),
+        shop_failed().replace("'1.2.0'", "'1.1.0'")
+    );
+    let message = bare_git(&repo, &["log", "-1", "--format=%B", &commit.to_string()]);
+    assert!(
+        message.contains("Only spec.version is set back"),
+        "{message}"
+    );
+
+    // An env-only failure has no version to set back: left for a human, main untouched.
+    let failed = shop_healthy().replace("\"steady\"", "\"fast\"");
+    let (repo, _healthy, bump) = shop_repo("restore-unknown-healthy-env", &failed);
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let mut request = shop_request(None, &bump);
+    request.commit.failed_version = "1.1.0".to_owned();
+    match writer.commit_rollback(&request).expect("no error") {
+        WriteOutcome::LeftAlone(LeftAlone::CannotRestore { reason }) => {
+            assert!(reason.contains("changed no version"), "{reason}")
+        }
+        other => panic!("expected CannotRestore, got {other:?}"),
+    }
+    assert_eq!(main_tip(&repo), bump);
 }
 
 fn at(s: &str) -> Time {
