@@ -19,8 +19,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bosun_core::engine::revision::Revision;
 use bosun_core::model::ManagedApplication;
-use bosun_core::writeback::{AppView, CommitOutcome, GitAction, render_note};
+use bosun_core::writeback::{
+    AppView, CommitOutcome, GitAction, Restoration, RolledBack, conflict_listing, render_note,
+    rollback_pull_request, upgrade_change,
+};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -31,13 +35,21 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::forge::{GitHub, Reporter, ReporterConfig};
-use crate::git::writeback::{GitWriter, NoteOutcome, RollbackRequest, WriteOutcome, WriterSpec};
+use crate::git::writeback::{
+    GitWriter, NoteOutcome, PullRequestReason, RollbackRequest, WriteOutcome, WriterSpec,
+};
 use crate::leader::Fence;
 
 /// The source commit whose upgrade Bosun rolled back in git.
 pub const ANNOTATION_ROLLBACK_OF: &str = "bosun.dev/rollback-of";
 /// The rollback commit Bosun wrote (or `branch:<name>` when it went to a pull request branch).
 pub const ANNOTATION_ROLLBACK_COMMIT: &str = "bosun.dev/rollback-commit";
+/// Why the rollback on a pull request branch needs a human: the lines where a human's edit and the
+/// restore meet (present only then).
+pub const ANNOTATION_ROLLBACK_CONFLICT: &str = "bosun.dev/rollback-conflict";
+
+/// The longest conflict explanation kept in [`ANNOTATION_ROLLBACK_CONFLICT`] (characters).
+const MAX_CONFLICT_CHARS: usize = 4000;
 
 /// What went wrong writing back.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +267,7 @@ fn view(app: &ManagedApplication) -> AppView {
         namespace: app.namespace().unwrap_or_default(),
         app: app.name_any(),
         spec_version: app.spec.version.clone(),
+        spec_hash: Revision::of(&app.spec).hash(),
         status: app.status.clone().unwrap_or_default(),
         source_path: a.get(bosun_core::sync::ANNOTATION_SOURCE_PATH).cloned(),
         rolled_back: a.get(ANNOTATION_ROLLBACK_OF).cloned(),
@@ -310,13 +323,24 @@ async fn reconcile_in_span(
                     app: name.clone(),
                     error,
                 })?;
+                let subject = commit.subject();
+                let mut conflict = None;
                 let written = match &outcome {
                     WriteOutcome::Committed {
                         commit: c,
                         attempts,
+                        how,
                     } => {
-                        info!(app = %name, commit = %c, attempts, from = %commit.failed_version,
-                            to = %commit.restored_version, "rollback committed to git");
+                        match how {
+                            Restoration::VersionOnly { why } => {
+                                info!(app = %name, commit = %c, attempts, %subject, %why,
+                                    "rollback committed to git: spec.version only, the definition could not be restored");
+                            }
+                            Restoration::Definition | Restoration::Conflict { .. } => {
+                                info!(app = %name, commit = %c, attempts, %subject,
+                                    "rollback committed to git: the app's definition restored");
+                            }
+                        }
                         count("rollback", "committed");
                         c.to_string()
                     }
@@ -325,16 +349,36 @@ async fn reconcile_in_span(
                         c.map(|c| c.to_string()).unwrap_or_default()
                     }
                     WriteOutcome::LeftAlone(why) => {
-                        info!(app = %name, ?why, "rollback not written: git no longer asks for the failed version");
+                        info!(app = %name, ?why, "rollback not written: git no longer asks for the failed revision, or cannot be set back");
                         count("rollback", "left_alone");
                         String::new()
                     }
                     WriteOutcome::NeedsPullRequest {
-                        branch, refused, ..
+                        branch,
+                        reason: PullRequestReason::Refused(refused),
+                        ..
                     } => {
                         warn!(app = %name, %branch, %refused,
                             "the branch refused the rollback commit; it is on a branch for a pull request");
                         count("rollback", "pull_request_branch");
+                        format!("branch:{branch}")
+                    }
+                    WriteOutcome::NeedsPullRequest {
+                        branch,
+                        reason: PullRequestReason::Conflict { hunks, unreadable },
+                        ..
+                    } => {
+                        let path = &commit.source_path;
+                        let mut text = conflict_listing(path, hunks);
+                        if let Some(why) = unreadable {
+                            text = format!(
+                                "The merged definition could not be committed as it was: {why}.\n{text}"
+                            );
+                        }
+                        warn!(app = %name, %branch, conflict = %text,
+                            "a human edited the lines the rollback restores; it is on a branch for a pull request, for a human to resolve");
+                        count("rollback", "conflict_branch");
+                        conflict = Some(bosun_core::report::truncate(&text, MAX_CONFLICT_CHARS));
                         format!("branch:{branch}")
                     }
                 };
@@ -343,6 +387,7 @@ async fn reconcile_in_span(
                 let patch = json!({"metadata": {"annotations": {
                     ANNOTATION_ROLLBACK_OF: undoes,
                     ANNOTATION_ROLLBACK_COMMIT: written,
+                    ANNOTATION_ROLLBACK_CONFLICT: conflict,
                 }}});
                 api.patch(
                     &app.name_any(),
@@ -407,15 +452,16 @@ async fn open_rollback_pull_request(
     }
     let name = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
     let s = app.status.clone().unwrap_or_default();
-    let failed = s.failed_version.clone().unwrap_or_default();
-    let restored = s.last_healthy_version.clone().unwrap_or_default();
-    let title = format!("Roll back {name} from {failed} to {restored}");
-    let body = format!(
-        "Bosun rolled `{name}` back to `{restored}` in the cluster: {}\n\n\
-         The branch `{}` refused Bosun's rollback commit, so here it is as a pull request. Merge it \
-         so that git says what runs.",
-        s.message.unwrap_or_default(),
-        gh.branch
+    let Some(rb) = RolledBack::of(&s) else {
+        return Ok(());
+    };
+    let (title, body) = rollback_pull_request(
+        &app.namespace().unwrap_or_default(),
+        &app.name_any(),
+        &rb,
+        s.message.as_deref().unwrap_or_default(),
+        &gh.branch,
+        a.get(ANNOTATION_ROLLBACK_CONFLICT).map(String::as_str),
     );
     let pr = gh
         .client
@@ -476,27 +522,16 @@ fn app_report(app: &ManagedApplication) -> Option<bosun_core::report::AppReport>
     use bosun_core::report::{AppReport, Failure, Plan, Rollback, Transition};
     let s = app.status.clone()?;
     let phase = s.phase?;
-    let to = s.target_version.clone()?;
+    let target_version = s.target_version.clone()?;
     let a = app.annotations();
-    let restored = s.last_healthy_version.clone().filter(|v| *v != to);
-    let from_version = match phase {
-        // Once healthy, the version before is the one healthy before this one.
-        Phase::Healthy => s
-            .healthy_revisions
-            .iter()
-            .rev()
-            .find(|r| r.version != to)
-            .map(|r| r.version.clone()),
-        Phase::Failed => restored.clone(),
-        Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking => {
-            s.current_version.clone().filter(|v| *v != to)
-        }
-    };
+    let (from_version, to) = upgrade_change(&s)?;
+    // Once Failed, the revision before is the one restored.
+    let restored = from_version.clone().filter(|_| phase == Phase::Failed);
     let failure = (phase == Phase::Failed).then(|| {
         let reason = s.failure_reason();
         let job = reason
             .contains("migration")
-            .then(|| crate::engine::migration_job_name(&app.name_any(), &to));
+            .then(|| crate::engine::migration_job_name(&app.name_any(), &target_version));
         Failure {
             reason,
             pods: s
@@ -517,10 +552,23 @@ fn app_report(app: &ManagedApplication) -> Option<bosun_core::report::AppReport>
     ) {
         (Phase::Failed, true, _, Some(pr)) => {
             let (number, url) = pr.split_once(' ')?;
-            Some(Rollback::PullRequest {
-                version: restored.clone().unwrap_or_default(),
-                number: number.parse().ok()?,
-                url: url.to_string(),
+            let (version, number, url) = (
+                restored.clone().unwrap_or_default(),
+                number.parse().ok()?,
+                url.to_string(),
+            );
+            Some(if a.contains_key(ANNOTATION_ROLLBACK_CONFLICT) {
+                Rollback::ConflictPullRequest {
+                    version,
+                    number,
+                    url,
+                }
+            } else {
+                Rollback::PullRequest {
+                    version,
+                    number,
+                    url,
+                }
             })
         }
         (Phase::Failed, true, Some(sha), None)

@@ -1,8 +1,9 @@
 //! Git tells what runs, end to end: `bosun run` watching a repository of the real git server (smart
 //! HTTP, basic auth) on the real test cluster. A version that fails is rolled back in the cluster and
-//! then in git by exactly one rollback commit that changes only the version's bytes, the outcome is
-//! noted under `refs/notes/bosun`, and nothing loops; a human `git revert` is a normal change; a
-//! protected branch gets the rollback on a branch for a pull request instead.
+//! then in git by exactly one rollback commit that restores the app's document as it was at the
+//! healthy commit (here only the version's bytes differ), the outcome is noted under
+//! `refs/notes/bosun`, and nothing loops; a human `git revert` is a normal change; a protected branch
+//! gets the rollback on a branch for a pull request instead.
 
 mod support;
 
@@ -136,11 +137,15 @@ async fn a_failed_upgrade_ends_with_one_rollback_commit_and_a_note() {
         message.contains(&format!("Bosun-Rollback-Of: {bump}")),
         "{message}"
     );
+    assert!(
+        message.contains(&format!("restores its definition in {FILE}")),
+        "the app's document restored as at the healthy commit: {message}"
+    );
     let file = repo.git(&["show", &format!("{tip}:{FILE}")]);
     assert_eq!(
         format!("{file}\n"),
         app("v1"),
-        "only the version's bytes changed: comment, quotes and order kept"
+        "the file as it was at v1: comment, quotes and order kept"
     );
 
     // The rollback commit is desired state like any other: the cluster stays on v1, Healthy.

@@ -1,7 +1,9 @@
 //! Writing back to git against a real git server (`scripts/gitserver`), over HTTP (password and
-//! token) and SSH: rollback commits that change only the version's bytes, pushes that lose a race,
-//! humans who changed the version first, protected branches, idempotence, and notes that
-//! `git log --notes=bosun` shows in a fresh clone.
+//! token) and SSH: rollback commits that restore what the failed commit changed in the app's
+//! document (version, migration image, env) and keep every other byte, pushes that lose a race,
+//! humans who changed the app first or edited the same lines since (a pull request branch, never
+//! the watched branch), protected branches, idempotence, and notes that `git log --notes=bosun`
+//! shows in a fresh clone.
 //!
 //! Each test makes its own repository (named after the test) and its own writer state directory.
 
@@ -13,13 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bosun::git::writeback::{
-    Author, GitWriter, LeftAlone, NOTES_REF, NoteOutcome, PushAttempt, PushTarget, RollbackRequest,
-    WriteError, WriteLimits, WriteOutcome, WriterSpec,
+    Author, GitWriter, LeftAlone, NOTES_REF, NoteOutcome, PullRequestReason, PushAttempt,
+    PushTarget, RollbackRequest, WriteError, WriteLimits, WriteOutcome, WriterSpec,
 };
 use bosun::git::{Auth, ErrorKind, Oid, Secret};
 use bosun_core::model::{HistoryEntry, Phase};
 use bosun_core::writeback::{
-    AppOutcome, CommitOutcome, OutcomeResult, RollbackCommit, parse_bosun_trailers, render_note,
+    AppOutcome, CommitOutcome, OutcomeResult, Restoration, RollbackCommit, parse_bosun_trailers,
+    render_note,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use support::gitserver::{self, GitServer, TestRepo};
@@ -83,14 +86,18 @@ fn web_at(version: &str) -> String {
 const REASON: &str = "The health check of web 1.5.0 failed 3 times at canary step 1 (50%): \
                       GET /healthz returned 503.";
 
-fn request(bump: &str) -> RollbackRequest {
+/// The rollback of `bump`, back to what its parent (the first commit) asked for.
+fn request(repo: &TestRepo, bump: &str) -> RollbackRequest {
     RollbackRequest::managed_application(RollbackCommit {
         namespace: "prod".to_owned(),
         app: "web".to_owned(),
         failed_version: "1.5.0".to_owned(),
         restored_version: "1.4.0".to_owned(),
+        failed_hash: Some("15f0015f00".to_owned()),
+        restored_hash: Some("14e0014e00".to_owned()),
         reason: REASON.to_owned(),
         undoes: bump.to_owned(),
+        restores: Some(parent_of(repo, bump)),
         source_path: "apps/web.yaml".to_owned(),
     })
 }
@@ -170,10 +177,15 @@ fn commit_count(repo: &TestRepo) -> usize {
         .expect("a count")
 }
 
+/// The commit and attempts of a rollback that restored the app's definition.
 fn committed(outcome: WriteOutcome) -> (Oid, u32) {
     match outcome {
-        WriteOutcome::Committed { commit, attempts } => (commit, attempts),
-        other => panic!("expected a commit, got {other:?}"),
+        WriteOutcome::Committed {
+            commit,
+            attempts,
+            how: Restoration::Definition,
+        } => (commit, attempts),
+        other => panic!("expected a commit that restores the definition, got {other:?}"),
     }
 }
 
@@ -202,14 +214,21 @@ fn assert_rollback_on_main(repo: &TestRepo, commit: Oid, parent: &str) {
 fn a_rollback_over_http_changes_only_the_version_and_says_why() {
     let (repo, bump) = bumped_repo("rollback-http");
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, attempts) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_eq!(attempts, 1);
     assert_rollback_on_main(&repo, commit, &bump);
 
     let message = bare_git(&repo, &["log", "-1", "--format=%B", &commit.to_string()]);
     assert_eq!(
         message.trim_end(),
-        request(&bump).commit.message().trim_end()
+        request(&repo, &bump)
+            .commit
+            .message(&Restoration::Definition)
+            .trim_end()
     );
     assert!(message.starts_with("Roll back prod/web from 1.5.0 to 1.4.0\n\n"));
     assert!(
@@ -246,7 +265,11 @@ fn a_rollback_over_http_changes_only_the_version_and_says_why() {
 fn a_rollback_over_ssh_is_the_same_commit() {
     let (repo, bump) = bumped_repo("rollback-ssh");
     let (writer, _state) = open_writer(&repo.ssh_url, ssh_auth());
-    let (commit, _) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, _) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_rollback_on_main(&repo, commit, &bump);
 }
 
@@ -270,7 +293,11 @@ fn a_push_that_lands_between_fetch_and_push_is_built_upon_never_overwritten() {
                 *hook_other.lock().expect("not poisoned") = Some(sha);
             }
         });
-    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, attempts) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     let other = other
         .lock()
         .expect("not poisoned")
@@ -318,7 +345,9 @@ fn a_human_who_changes_the_version_during_bosuns_push_wins() {
                 hook_repo.commit("Try web 1.6.0", &[("apps/web.yaml", web_at("1.6.0"))]);
             }
         });
-    let outcome = writer.commit_rollback(&request(&bump)).expect("no error");
+    let outcome = writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect("no error");
     assert_eq!(
         outcome,
         WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman {
@@ -338,7 +367,9 @@ fn a_version_a_human_already_changed_gets_no_commit() {
     let (repo, bump) = bumped_repo("rollback-human-first");
     let human = repo.commit("Back to 1.3.9", &[("apps/web.yaml", web_at("1.3.9"))]);
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let outcome = writer.commit_rollback(&request(&bump)).expect("no error");
+    let outcome = writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect("no error");
     assert_eq!(
         outcome,
         WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman {
@@ -352,7 +383,9 @@ fn a_version_a_human_already_changed_gets_no_commit() {
     let human = repo.commit("Revert the bump", &[("apps/web.yaml", WEB_AT_1_4)]);
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
     assert_eq!(
-        writer.commit_rollback(&request(&bump)).expect("no error"),
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("no error"),
         WriteOutcome::AlreadyDone { commit: None }
     );
     assert_eq!(main_tip(&repo), human);
@@ -373,12 +406,14 @@ fn a_protected_branch_gets_the_rollback_on_a_branch_for_a_pull_request() {
     );
 
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let (branch, commit, refused) = match writer.commit_rollback(&request(&bump)).expect("rollback")
+    let (branch, commit, refused) = match writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect("rollback")
     {
         WriteOutcome::NeedsPullRequest {
             branch,
             commit,
-            refused,
+            reason: PullRequestReason::Refused(refused),
         } => (branch, commit, refused),
         other => panic!("expected a pull request branch, got {other:?}"),
     };
@@ -396,14 +431,14 @@ fn a_protected_branch_gets_the_rollback_on_a_branch_for_a_pull_request() {
 
     // Asked again (Bosun restarted, say): the same branch and commit, nothing new pushed.
     let again = writer
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect("rollback again");
     assert_eq!(
         again,
         WriteOutcome::NeedsPullRequest {
             branch: branch.clone(),
             commit,
-            refused
+            reason: PullRequestReason::Refused(refused)
         }
     );
     let branches = bare_git(
@@ -417,9 +452,15 @@ fn a_protected_branch_gets_the_rollback_on_a_branch_for_a_pull_request() {
 fn running_a_rollback_twice_makes_one_commit() {
     let (repo, bump) = bumped_repo("rollback-twice");
     let (writer, _state) = open_writer(&repo.http_url, token_auth());
-    let (commit, _) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, _) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_eq!(
-        writer.commit_rollback(&request(&bump)).expect("again"),
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("again"),
         WriteOutcome::AlreadyDone {
             commit: Some(commit)
         }
@@ -428,7 +469,7 @@ fn running_a_rollback_twice_makes_one_commit() {
     let (fresh, _fresh_state) = open_writer(&repo.http_url, token_auth());
     assert_eq!(
         fresh
-            .commit_rollback(&request(&bump))
+            .commit_rollback(&request(&repo, &bump))
             .expect("after a restart"),
         WriteOutcome::AlreadyDone {
             commit: Some(commit)
@@ -453,7 +494,7 @@ fn running_a_rollback_twice_makes_one_commit() {
     assert_eq!(file_at(&repo, "main"), web_at("1.5.0"));
     assert_eq!(
         writer
-            .commit_rollback(&request(&bump))
+            .commit_rollback(&request(&repo, &bump))
             .expect("after the revert"),
         WriteOutcome::AlreadyDone {
             commit: Some(commit)
@@ -466,7 +507,7 @@ fn running_a_rollback_twice_makes_one_commit() {
 fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
     let (repo, bump) = bumped_repo("rollback-missing");
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let mut other_app = request(&bump);
+    let mut other_app = request(&repo, &bump);
     other_app.commit.app = "worker".to_owned();
     match writer.commit_rollback(&other_app).expect("no error") {
         WriteOutcome::LeftAlone(LeftAlone::NotFound { reason }) => {
@@ -477,7 +518,7 @@ fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
         }
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let mut other_file = request(&bump);
+    let mut other_file = request(&repo, &bump);
     other_file.commit.source_path = "apps/gone.yaml".to_owned();
     assert!(matches!(
         writer.commit_rollback(&other_file).expect("no error"),
@@ -486,18 +527,279 @@ fn a_missing_file_or_app_is_left_alone_and_a_link_is_refused() {
 
     repo.remove("Move web", &["apps/web.yaml"]);
     let tip = repo.commit_symlink("Link web", "apps/web.yaml", "../../etc/passwd");
-    let err = writer.commit_rollback(&request(&bump)).expect_err("a link");
+    let err = writer
+        .commit_rollback(&request(&repo, &bump))
+        .expect_err("a link");
     assert!(matches!(err, WriteError::ReadFile { .. }), "{err:?}");
     assert!(err.to_string().contains("symbolic link"), "{err}");
     assert_eq!(err.kind(), ErrorKind::Stalled);
     assert_eq!(main_tip(&repo), tip);
 
-    let mut escaping = request(&bump);
+    let mut escaping = request(&repo, &bump);
     escaping.commit.source_path = "../outside.yaml".to_owned();
     let err = writer
         .commit_rollback(&escaping)
         .expect_err("an escaping path");
     assert!(matches!(err, WriteError::InvalidRequest { .. }), "{err:?}");
+}
+
+/// Two apps in one file, saved by an editor that writes CRLF, with comments and quoting: web ran
+/// 1.1.0 healthy with this definition, its migration image pinned to its version.
+fn shop_healthy() -> String {
+    [
+        "# The shop. Owned by team-shop; CI bumps the versions.",
+        "apiVersion: apps.example.com/v1alpha1",
+        "kind: ManagedApplication",
+        "metadata:",
+        "  name: web",
+        "  namespace: prod",
+        "spec:",
+        "  version: '1.1.0'   # quoted on purpose",
+        "  replicas: 3",
+        "  env:",
+        "    - name: MODE",
+        "      value: \"steady\"",
+        "  upgradeStrategy:",
+        "    type: Rolling",
+        "    # the migration runs first",
+        "    migrationJob:",
+        "      image: registry.example.com/shop/web-migrations:1.1.0",
+        "---",
+        "apiVersion: apps.example.com/v1alpha1",
+        "kind: ManagedApplication",
+        "metadata: {name: api, namespace: prod}",
+        "spec: {version: 2.0.0, replicas: 2}   # released on its own",
+        "",
+    ]
+    .join("\r\n")
+}
+
+/// The quick start's kind of bump: web's version, its migration image and its env at once, and
+/// api's version in the same commit.
+fn shop_failed() -> String {
+    shop_healthy()
+        .replace("'1.1.0'", "'1.2.0'")
+        .replace("\"steady\"", "\"fast\"")
+        .replace("web-migrations:1.1.0", "web-migrations:1.2.0")
+        .replace("version: 2.0.0", "version: 2.1.0")
+}
+
+const SHOP: &str = "apps/shop.yaml";
+
+/// A repository where web ran 1.1.0, then a commit asked for 1.2.0: (repo, healthy, failed).
+fn shop_repo(name: &str, failed: &str) -> (TestRepo, String, String) {
+    let repo = server().create_repo(
+        name,
+        &[(SHOP, shop_healthy().as_str()), ("README.md", "shop\n")],
+    );
+    let healthy = repo.head();
+    let bump = repo.commit("web 1.2.0 with its migration, fast mode", &[(SHOP, failed)]);
+    (repo, healthy, bump)
+}
+
+fn shop_request(healthy: Option<&str>, bump: &str) -> RollbackRequest {
+    RollbackRequest::managed_application(RollbackCommit {
+        namespace: "prod".to_owned(),
+        app: "web".to_owned(),
+        failed_version: "1.2.0".to_owned(),
+        restored_version: "1.1.0".to_owned(),
+        failed_hash: Some("12f0012f00".to_owned()),
+        restored_hash: Some("11e0011e00".to_owned()),
+        reason: "The migration of web 1.2.0 failed: BackoffLimitExceeded.".to_owned(),
+        undoes: bump.to_owned(),
+        restores: healthy.map(str::to_owned),
+        source_path: SHOP.to_owned(),
+    })
+}
+
+fn shop_at(repo: &TestRepo, rev: &str) -> String {
+    bare_git(repo, &["show", &format!("{rev}:{SHOP}")])
+}
+
+#[test]
+fn a_rollback_restores_the_version_migration_image_and_env_and_keeps_every_other_byte() {
+    let (repo, healthy, bump) = shop_repo("restore-definition", &shop_failed());
+    // A human's edits since the failed commit, away from the lines it changed: kept.
+    let human = repo.commit(
+        "web: Recreate, one node left; api scaled",
+        &[
+            (
+                SHOP,
+                shop_failed()
+                    .replace("type: Rolling", "type: Recreate   # one node left")
+                    .replace("replicas: 2}", "replicas: 4}"),
+            ),
+            ("README.md", "shop, documented\n".to_owned()),
+        ],
+    );
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let request = shop_request(Some(&healthy), &bump);
+    let (commit, _) = committed(writer.commit_rollback(&request).expect("rollback"));
+    let sha = commit.to_string();
+    assert_eq!(main_tip(&repo), sha);
+    assert_eq!(parent_of(&repo, &sha), human);
+    let want = shop_healthy()
+        .replace("type: Rolling", "type: Recreate   # one node left")
+        .replace(
+            "version: 2.0.0, replicas: 2}",
+            "version: 2.1.0, replicas: 4}",
+        );
+    assert_eq!(
+        shop_at(&repo, &sha),
+        want,
+        "web as it ran healthy, with the human's edit; api as at the tip; CRLF and comments kept"
+    );
+    assert_eq!(
+        bare_git(&repo, &["diff", "--name-only", &human, &sha]),
+        format!("{SHOP}\n"),
+        "no other file changed"
+    );
+    let message = bare_git(&repo, &["log", "-1", "--format=%B", &sha]);
+    assert!(
+        message.starts_with("Roll back prod/web from 1.2.0 to 1.1.0\n\n"),
+        "{message}"
+    );
+    assert!(message.contains("restores its definition"), "{message}");
+    assert_eq!(
+        message.trim_end(),
+        request.commit.message(&Restoration::Definition).trim_end()
+    );
+    eprintln!(
+        "--- git show (a rollback commit that restores a definition) ---\n{}",
+        bare_git(&repo, &["show", &sha])
+    );
+}
+
+#[test]
+fn a_human_edit_of_the_lines_a_rollback_restores_goes_to_a_pull_request_branch_never_to_main() {
+    let (repo, healthy, bump) = shop_repo("restore-conflict", &shop_failed());
+    // Ops scaled web up while 1.2.0 was failing: the line right under the version.
+    let human = repo.commit(
+        "web: more replicas",
+        &[(
+            SHOP,
+            shop_failed().replace("replicas: 3", "replicas: 5   # while 1.2.0 is looked at"),
+        )],
+    );
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let request = shop_request(Some(&healthy), &bump);
+    let (branch, commit, hunks) = match writer.commit_rollback(&request).expect("rollback") {
+        WriteOutcome::NeedsPullRequest {
+            branch,
+            commit,
+            reason:
+                PullRequestReason::Conflict {
+                    hunks,
+                    unreadable: None,
+                },
+        } => (branch, commit, hunks),
+        other => panic!("expected a pull request branch for a conflict, got {other:?}"),
+    };
+    assert_eq!(main_tip(&repo), human, "main is never overwritten");
+    assert_eq!(
+        shop_at(&repo, "main"),
+        shop_failed().replace("replicas: 3", "replicas: 5   # while 1.2.0 is looked at")
+    );
+    assert_eq!(branch, "bosun/rollback-prod-web-1.2.0");
+    let sha = commit.to_string();
+    assert_eq!(
+        bare_git(&repo, &["rev-parse", &format!("refs/heads/{branch}")]).trim(),
+        sha
+    );
+    assert_eq!(parent_of(&repo, &sha), human);
+    // The branch proposes web's document as it ran healthy (undoing the human's line too, for a
+    // reviewer to see), api's as at the tip, and no conflict markers.
+    assert_eq!(
+        shop_at(&repo, &sha),
+        shop_healthy().replace("version: 2.0.0", "version: 2.1.0")
+    );
+    assert_eq!(hunks.len(), 1, "{hunks:?}");
+    assert_eq!(hunks[0].line, 8);
+    assert_eq!(
+        hunks[0].at_tip,
+        [
+            "  version: '1.2.0'   # quoted on purpose",
+            "  replicas: 5   # while 1.2.0 is looked at"
+        ]
+    );
+    let message = bare_git(&repo, &["log", "-1", "--format=%B", &sha]);
+    for says in [
+        "so Bosun does not commit to the branch",
+        "a human must resolve the conflict",
+        "  line 8 of apps/shop.yaml:\n    -   version: '1.2.0'   # quoted on purpose\n    -   replicas: 5   # while 1.2.0 is looked at\n    +   version: '1.1.0'   # quoted on purpose\n    +   replicas: 3\n",
+    ] {
+        assert!(message.contains(says), "{says:?} in:\n{message}");
+    }
+    assert_eq!(
+        parse_bosun_trailers(&message),
+        Some(request.commit.trailers())
+    );
+    // Asked again (Bosun restarted): the same branch and commit, nothing new pushed, main untouched.
+    match writer.commit_rollback(&request).expect("again") {
+        WriteOutcome::NeedsPullRequest {
+            branch: again,
+            commit: same,
+            reason: PullRequestReason::Conflict { .. },
+        } => assert_eq!((again, same), (branch, commit)),
+        other => panic!("expected the same branch, got {other:?}"),
+    }
+    assert_eq!(main_tip(&repo), human);
+    eprintln!("--- git log -1 (a conflicting rollback) ---\n{message}");
+}
+
+#[test]
+fn an_env_only_failure_is_rolled_back_in_git_and_named_by_its_revisions() {
+    let failed = shop_healthy().replace("\"steady\"", "\"fast\"");
+    let (repo, healthy, bump) = shop_repo("restore-env-only", &failed);
+    let (writer, _state) = open_writer(&repo.http_url, token_auth());
+    let mut request = shop_request(Some(&healthy), &bump);
+    request.commit.failed_version = "1.1.0".to_owned();
+    let (commit, _) = committed(writer.commit_rollback(&request).expect("rollback"));
+    let sha = commit.to_string();
+    assert_eq!(shop_at(&repo, &sha), shop_healthy());
+    assert_eq!(
+        bare_git(&repo, &["log", "-1", "--format=%s", &sha]).trim(),
+        "Roll back prod/web from 1.1.0 (revision 12f0012f00) to 1.1.0 (revision 11e0011e00)"
+    );
+}
+
+#[test]
+fn without_the_healthy_commit_only_the_version_is_set_back_and_the_commit_says_why() {
+    let (repo, _healthy, bump) = shop_repo("restore-unknown-healthy", &shop_failed());
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let request = shop_request(None, &bump);
+    let (commit, how) = match writer.commit_rollback(&request).expect("rollback") {
+        WriteOutcome::Committed { commit, how, .. } => (commit, how),
+        other => panic!("expected a commit, got {other:?}"),
+    };
+    let Restoration::VersionOnly { why } = &how else {
+        panic!("expected a version-only rollback, got {how:?}")
+    };
+    assert!(why.contains("is not known"), "{why}");
+    // Today's edit: the version's bytes only; the migration image and env stay as the bump left them.
+    assert_eq!(
+        shop_at(&repo, &commit.to_string()),
+        shop_failed().replace("'1.2.0'", "'1.1.0'")
+    );
+    let message = bare_git(&repo, &["log", "-1", "--format=%B", &commit.to_string()]);
+    assert!(
+        message.contains("Only spec.version is set back"),
+        "{message}"
+    );
+
+    // An env-only failure has no version to set back: left for a human, main untouched.
+    let failed = shop_healthy().replace("\"steady\"", "\"fast\"");
+    let (repo, _healthy, bump) = shop_repo("restore-unknown-healthy-env", &failed);
+    let (writer, _state) = open_writer(&repo.http_url, basic_auth());
+    let mut request = shop_request(None, &bump);
+    request.commit.failed_version = "1.1.0".to_owned();
+    match writer.commit_rollback(&request).expect("no error") {
+        WriteOutcome::LeftAlone(LeftAlone::CannotRestore { reason }) => {
+            assert!(reason.contains("changed no version"), "{reason}")
+        }
+        other => panic!("expected CannotRestore, got {other:?}"),
+    }
+    assert_eq!(main_tip(&repo), bump);
 }
 
 fn at(s: &str) -> Time {
@@ -629,7 +931,11 @@ fn git_in(dir: &TempDir, args: &[&str]) -> String {
 fn notes_over_ssh_show_in_git_log_of_a_fresh_clone() {
     let (repo, bump) = bumped_repo("notes-ssh");
     let (writer, _state) = open_writer(&repo.ssh_url, ssh_auth());
-    let (rollback, _) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (rollback, _) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     let note = render_note(&CommitOutcome {
         apps: vec![web_outcome(&rollback.to_string()), api_outcome()],
     });
@@ -769,7 +1075,7 @@ fn credentials_never_reach_an_error_message() {
         },
     );
     let err = bad
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect_err("a wrong password");
     assert_eq!(err.reason(), "Authenticate", "{err}");
     assert_eq!(err.kind(), ErrorKind::Stalled);
@@ -793,14 +1099,14 @@ fn credentials_never_reach_an_error_message() {
     );
     let (missing, _state) = open_writer(&url, Auth::None);
     let err = missing
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect_err("no repository");
     assert_names_no_secret(&err, &[&password]);
 
     // Read-only access: the fetch works, the push is refused.
     let (read_only, _state) = open_writer(&repo.http_public_url, Auth::None);
     let err = read_only
-        .commit_rollback(&request(&bump))
+        .commit_rollback(&request(&repo, &bump))
         .expect_err("read-only");
     assert_eq!(err.reason(), "Authenticate", "{err}");
     assert_eq!(main_tip(&repo), bump);
@@ -825,7 +1131,11 @@ fn a_push_the_server_could_not_apply_because_the_ref_was_busy_is_retried() {
     std::fs::set_permissions(&hook, perms).expect("making the hook executable");
 
     let (writer, _state) = open_writer(&repo.http_url, basic_auth());
-    let (commit, attempts) = committed(writer.commit_rollback(&request(&bump)).expect("rollback"));
+    let (commit, attempts) = committed(
+        writer
+            .commit_rollback(&request(&repo, &bump))
+            .expect("rollback"),
+    );
     assert_eq!(attempts, 2, "the ref was busy once");
     assert!(repo.bare.join("busy-once").exists(), "the hook ran");
     assert_rollback_on_main(&repo, commit, &bump);

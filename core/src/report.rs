@@ -196,6 +196,13 @@ pub enum Rollback {
         number: u64,
         url: String,
     },
+    /// A human edited lines of the app's definition since the failed commit that the rollback
+    /// restores too: the rollback waits in a pull request for a human to resolve.
+    ConflictPullRequest {
+        version: String,
+        number: u64,
+        url: String,
+    },
 }
 
 /// The state of a commit status, as GitHub names them.
@@ -274,6 +281,14 @@ pub fn commit_status(app: &AppReport) -> CommitStatus {
                         _,
                     ) => {
                         format!("; rolled back to {version}, rollback PR #{number}")
+                    }
+                    (
+                        Some(Rollback::ConflictPullRequest {
+                            version, number, ..
+                        }),
+                        _,
+                    ) => {
+                        format!("; rolled back to {version}, rollback PR #{number} to resolve")
                     }
                     (None, Some(from)) => format!("; rolled back to {from}"),
                     (None, None) => String::new(),
@@ -470,6 +485,15 @@ fn render_app(out: &mut String, app: &AppReport) {
         }) => notes.push(format!(
             "↩️ Back on `{version}`: the branch is protected, so the rollback waits in pull request \
              [#{number}]({url}); merge it to set git to `{version}`"
+        )),
+        Some(Rollback::ConflictPullRequest {
+            version,
+            number,
+            url,
+        }) => notes.push(format!(
+            "↩️ Back on `{version}`: a human edited lines of the definition that the rollback \
+             restores too, so it waits in pull request [#{number}]({url}) for a human to resolve \
+             the conflict; then merge it to set git to `{version}`"
         )),
         None => {
             if let (Phase::Failed, Some(from)) = (app.phase, &app.from_version) {

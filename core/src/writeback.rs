@@ -1,22 +1,34 @@
 //! Writing back to git, decided purely: the "report" step of the flow, before any git call.
 //!
-//! When Bosun rolls an upgrade back it makes git say what runs again. Everything that decides
-//! *what* to write lives here, with no I/O; `bosun::git::writeback` fetches, commits and pushes.
+//! When Bosun rolls an upgrade back it makes git say what runs. Everything that decides *what* to
+//! write lives here, with no I/O; `bosun::git::writeback` fetches, commits and pushes.
 //!
-//! - [`set_version`]: the edit of one file: finds the document of an application in a
-//!   (multi-document) YAML file and replaces the bytes of its `spec.version` scalar, and only
-//!   those, keeping comments, order, line endings and the quoting style. It refuses to touch a
-//!   value a human has changed since ([`Edit::ChangedByHuman`]).
-//! - [`RollbackCommit`]: the typed summary a rollback commit's message is rendered from, with
-//!   trailers that [`parse_bosun_trailers`] reads back, so Bosun recognises its own commits.
+//! - [`git_actions`]: what git should say about one app now, decided on revision hashes
+//!   ([`crate::engine::revision`]): a rollback commit while git still asks for the revision that
+//!   failed, a note once an upgrade ended.
+//! - [`revert`]: what a rollback commit restores: the app's own YAML document, by a three-way
+//!   merge that undoes what the failed commit changed since the last healthy revision (version,
+//!   images, env, ...) and keeps every other byte of the file and every later human edit.
+//! - [`set_version`]: the fallback edit when the last healthy revision's commit is unknown: finds
+//!   the document of an application in a (multi-document) YAML file and replaces the bytes of its
+//!   `spec.version` scalar, and only those, keeping comments, order, line endings and the quoting
+//!   style. It refuses to touch a value a human has changed since ([`Edit::ChangedByHuman`]).
+//! - [`RollbackCommit`]: the typed summary a rollback commit's message is rendered from (with the
+//!   [`Restoration`] the executor made), with trailers that [`parse_bosun_trailers`] reads back, so
+//!   Bosun recognises its own commits.
 //! - [`CommitOutcome`]: what one source commit did to each application, rendered to the text of a
 //!   git note (`refs/notes/bosun`) by [`render_note`]; [`merge_note`] folds it into the note a
 //!   commit may already have, one section per application.
 
 use std::fmt::Write as _;
 
-use crate::model::{HistoryEntry, Phase};
+use crate::engine::revision::RevisionRef;
+use crate::model::{HistoryEntry, ManagedApplicationStatus, Phase};
 use crate::yaml::{self, Limits, Node, Style, Value};
+
+pub mod revert;
+
+pub use revert::{AppRef, ConflictHunk, Conflicted, Revert, Texts, revert_document};
 
 /// What [`set_version`] found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,6 +344,73 @@ pub const TRAILER_FAILED_VERSION: &str = "Bosun-Failed-Version";
 /// The longest reason kept in a commit message (characters); longer ones end in `…`.
 pub const MAX_REASON_CHARS: usize = 600;
 
+/// `Roll back <ns>/<app> from <failed> to <restored>`: versions, with revision hashes when the
+/// versions are the same (a change of env or resources only).
+pub fn rollback_subject(
+    namespace: &str,
+    app: &str,
+    failed: &RevisionLabel,
+    restored: &RevisionLabel,
+) -> String {
+    format!(
+        "Roll back {}/{} from {} to {}",
+        one_line(namespace),
+        one_line(app),
+        one_line(&failed.beside(restored)),
+        one_line(&restored.beside(failed)),
+    )
+}
+
+/// The title and markdown body of the pull request of a rollback that is on a branch: the watched
+/// branch `base` refused it, or (`conflict`, the [`conflict_listing`]) a human edited the lines it
+/// restores, and a human must resolve that before merging. `status_message` says how the cluster
+/// was rolled back.
+pub fn rollback_pull_request(
+    namespace: &str,
+    app: &str,
+    rolled_back: &RolledBack,
+    status_message: &str,
+    base: &str,
+    conflict: Option<&str>,
+) -> (String, String) {
+    let (failed, restored) = (&rolled_back.failed, &rolled_back.restored);
+    let title = rollback_subject(namespace, app, failed, restored);
+    let why = match conflict {
+        Some(conflict) => {
+            // A fence longer than any run of backticks in the lines it holds.
+            let run = conflict
+                .split(|c| c != '`')
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            let fence = "`".repeat(run.max(2) + 1);
+            format!(
+                "Git still asks for `{}`, but a human edited lines of its definition since the \
+                 failed commit that this rollback restores too, so Bosun did not commit to \
+                 `{base}`: this branch sets the definition to its text at the last healthy \
+                 revision's commit, which also undoes those edits.\n\n**A human must resolve \
+                 this**: keep the edits that should stay, then merge, so that git says what \
+                 runs.\n\n{fence}\n{}\n{fence}",
+                failed.beside(restored),
+                conflict.trim_end(),
+            )
+        }
+        None => format!(
+            "The branch `{base}` refused Bosun's rollback commit, so here it is as a pull \
+             request. Merge it so that git says what runs."
+        ),
+    };
+    let body = format!(
+        "Bosun rolled `{namespace}/{app}` back to `{}` in the cluster: {status_message}\n\n{why}",
+        restored.beside(failed),
+    );
+    (title, body)
+}
+
+/// At most this many conflicting places are listed in a commit message, and this many lines of each.
+const MAX_HUNKS_SHOWN: usize = 10;
+const MAX_HUNK_LINES_SHOWN: usize = 12;
+
 /// What a rollback commit does, from which its message is rendered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollbackCommit {
@@ -339,38 +418,145 @@ pub struct RollbackCommit {
     pub app: String,
     pub failed_version: String,
     pub restored_version: String,
+    /// The failed revision's hash (`status.failedHash`), when the status has one.
+    pub failed_hash: Option<String>,
+    /// The restored revision's hash (`status.lastHealthyHash`), when the status has one.
+    pub restored_hash: Option<String>,
     /// Why the upgrade failed, for humans (one paragraph; long text is cut).
     pub reason: String,
-    /// The commit whose version bump is undone.
+    /// The commit that asked for the failed revision, whose change is undone: the base of the
+    /// merge ([`revert`]).
     pub undoes: String,
-    /// The file whose `spec.version` the commit edits, relative to the repository's root.
+    /// The commit that asked for the restored revision, when known: what the app's definition is
+    /// restored to. Without it only `spec.version` can be set back ([`set_version`]).
+    pub restores: Option<String>,
+    /// The file that defines the app, relative to the repository's root.
     pub source_path: String,
 }
 
+/// How a rollback commit sets git back: what the executor could do once it read the file at the
+/// commits involved. Part of the commit message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restoration {
+    /// The app's document restored by the three-way merge of [`revert`]: what the failed commit
+    /// changed is undone, later edits are kept.
+    Definition,
+    /// Only `spec.version` set back ([`set_version`]): why the definition could not be restored.
+    VersionOnly { why: String },
+    /// A human edited lines the restore changes too: the commit, for a pull request and never for
+    /// the watched branch, holds the document as at the healthy commit ([`Conflicted`]).
+    Conflict {
+        hunks: Vec<ConflictHunk>,
+        /// When the merge was clean but could not be committed as it was: why.
+        unreadable: Option<String>,
+    },
+}
+
 impl RollbackCommit {
-    /// The commit message: subject, the reason, what Bosun did, and the trailers.
-    pub fn message(&self) -> String {
+    /// The failed revision, for people.
+    pub fn failed(&self) -> RevisionLabel {
+        RevisionLabel {
+            version: self.failed_version.clone(),
+            hash: self.failed_hash.clone(),
+        }
+    }
+
+    /// The restored revision, for people.
+    pub fn restored(&self) -> RevisionLabel {
+        RevisionLabel {
+            version: self.restored_version.clone(),
+            hash: self.restored_hash.clone(),
+        }
+    }
+
+    /// The subject of the commit and the title of its pull request: [`rollback_subject`].
+    pub fn subject(&self) -> String {
+        rollback_subject(&self.namespace, &self.app, &self.failed(), &self.restored())
+    }
+
+    /// The branch a rollback goes to for a pull request ([`rollback_branch_name`]): named after the
+    /// failed version, and its revision when the version did not change.
+    pub fn branch_name(&self) -> String {
+        let failed = match &self.failed_hash {
+            Some(hash) if self.failed_version == self.restored_version => {
+                format!("{}-{hash}", self.failed_version)
+            }
+            _ => self.failed_version.clone(),
+        };
+        rollback_branch_name(&self.namespace, &self.app, &failed)
+    }
+
+    /// The commit message: subject, the reason, what Bosun did (`how`), and the trailers.
+    pub fn message(&self, how: &Restoration) -> String {
         let app = format!("{}/{}", one_line(&self.namespace), one_line(&self.app));
-        let failed = one_line(&self.failed_version);
-        let restored = one_line(&self.restored_version);
-        let mut out = format!("Roll back {app} from {failed} to {restored}\n\n");
+        let (failed, restored) = (self.failed(), self.restored());
+        let failed_label = one_line(&failed.beside(&restored));
+        let restored_label = one_line(&restored.beside(&failed));
+        let path = one_line(&self.source_path);
+        let undoes = one_line(&self.undoes);
+        let restores = self
+            .restores
+            .as_deref()
+            .map_or_else(|| "the last healthy commit".to_owned(), one_line);
+        let mut out = format!("{}\n\n", self.subject());
         let reason = cut(&one_line(&self.reason), MAX_REASON_CHARS);
         if !reason.is_empty() {
             out.push_str(&wrap(&reason, 72));
             out.push_str("\n\n");
         }
-        let what = format!(
-            "Bosun rolled {app} back to {restored}, its last healthy version, and sets \
-             spec.version in {} to match, so that git says what runs. This undoes the version \
-             change of {}. To try {failed} again, commit a change that asks for it.",
-            one_line(&self.source_path),
-            one_line(&self.undoes),
-        );
-        out.push_str(&wrap(&what, 72));
-        out.push_str("\n\n");
-        let _ = writeln!(out, "{TRAILER_ROLLBACK_OF}: {}", one_line(&self.undoes));
+        let again = format!("To try {failed_label} again, commit a change that asks for it.");
+        let mut paragraphs = Vec::new();
+        match how {
+            Restoration::Definition => paragraphs.push(format!(
+                "Bosun rolled {app} back to {restored_label}, its last healthy revision, and \
+                 restores its definition in {path} to match, so that git says what runs: what \
+                 {undoes} changed in it since {restores} is undone, later edits are kept. {again}"
+            )),
+            Restoration::VersionOnly { why } => {
+                paragraphs.push(format!(
+                    "Bosun rolled {app} back to {restored_label}, its last healthy version, and \
+                     sets spec.version in {path} to match, so that git says what runs. This undoes \
+                     the version change of {undoes}. {again}"
+                ));
+                paragraphs.push(format!(
+                    "Only spec.version is set back: {}.",
+                    cut(&one_line(why), MAX_REASON_CHARS)
+                ));
+            }
+            Restoration::Conflict { unreadable, .. } => {
+                paragraphs.push(format!(
+                    "Bosun rolled {app} back to {restored_label}, its last healthy revision, in \
+                     the cluster. Its definition in {path} was edited since {undoes} on lines that \
+                     the rollback restores too, so Bosun does not commit to the branch. This \
+                     commit, for a pull request, sets the definition to its text at {restores}, \
+                     which also undoes those edits: a human must resolve the conflict, keeping \
+                     what should stay, then merge it so that git says what runs. {again}"
+                ));
+                if let Some(why) = unreadable {
+                    paragraphs.push(format!(
+                        "The merged definition could not be committed as it was: {}.",
+                        cut(&one_line(why), MAX_REASON_CHARS)
+                    ));
+                }
+            }
+        }
+        for p in paragraphs {
+            out.push_str(&wrap(&p, 72));
+            out.push_str("\n\n");
+        }
+        if let Restoration::Conflict { hunks, .. } = how
+            && !hunks.is_empty()
+        {
+            out.push_str(&conflict_listing(&self.source_path, hunks));
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{TRAILER_ROLLBACK_OF}: {undoes}");
         let _ = writeln!(out, "{TRAILER_APP}: {app}");
-        let _ = writeln!(out, "{TRAILER_FAILED_VERSION}: {failed}");
+        let _ = writeln!(
+            out,
+            "{TRAILER_FAILED_VERSION}: {}",
+            one_line(&self.failed_version)
+        );
         out
     }
 
@@ -382,6 +568,169 @@ impl RollbackCommit {
             app: one_line(&self.app),
             failed_version: one_line(&self.failed_version),
         }
+    }
+}
+
+/// The conflicting lines, for a commit message and a pull request: each place as `line N of
+/// <path>`, the lines at the tip (`-`) and the healthy commit's (`+`), indented, bounded, and
+/// without blank lines or control characters (nothing in it can end a paragraph or forge a
+/// trailer).
+pub fn conflict_listing(path: &str, hunks: &[ConflictHunk]) -> String {
+    let mut out = String::from("Conflicting lines (- now, + as at the last healthy revision):\n");
+    for hunk in hunks.iter().take(MAX_HUNKS_SHOWN) {
+        let _ = writeln!(out, "  line {} of {}:", hunk.line, one_line(path));
+        let lines = hunk
+            .at_tip
+            .iter()
+            .map(|l| ('-', l))
+            .chain(hunk.healthy.iter().map(|l| ('+', l)));
+        let total = hunk.at_tip.len() + hunk.healthy.len();
+        for (sign, line) in lines.take(MAX_HUNK_LINES_SHOWN) {
+            let shown: String = line
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let _ = writeln!(out, "    {sign} {}", cut(shown.trim_end(), 200));
+        }
+        if total > MAX_HUNK_LINES_SHOWN {
+            let _ = writeln!(out, "    … and {} more lines", total - MAX_HUNK_LINES_SHOWN);
+        }
+    }
+    if hunks.len() > MAX_HUNKS_SHOWN {
+        let _ = writeln!(out, "  … and {} more places", hunks.len() - MAX_HUNKS_SHOWN);
+    }
+    out
+}
+
+/// A revision for people: its version, and its hash when the status has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionLabel {
+    pub version: String,
+    pub hash: Option<String>,
+}
+
+impl RevisionLabel {
+    /// How to show this revision beside `other`: its version, or `<version> (revision <hash>)`
+    /// when both have the same version, so that a change of env alone reads as two things.
+    pub fn beside(&self, other: &RevisionLabel) -> String {
+        match &self.hash {
+            Some(hash) if self.version == other.version => RevisionRef {
+                hash: hash.clone(),
+                version: self.version.clone(),
+            }
+            .to_string(),
+            _ => self.version.clone(),
+        }
+    }
+}
+
+/// What a failed upgrade left to roll back to: the revision that failed, the last healthy one the
+/// cluster went back to, and the commit that asked for that one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolledBack {
+    pub failed: RevisionLabel,
+    pub restored: RevisionLabel,
+    /// The git commit whose definition asked for the restored revision, when known.
+    pub restored_commit: Option<String>,
+}
+
+impl RolledBack {
+    /// From an app's status, whatever its phase: `None` without a failed revision, or without a
+    /// healthy revision other than it to go back to. Decided on revision hashes; a status written
+    /// before revisions (no `failedHash`) is read by versions, as it was written.
+    pub fn of(s: &ManagedApplicationStatus) -> Option<RolledBack> {
+        if let Some(failed_hash) = &s.failed_hash {
+            let healthy_hash = s.last_healthy_hash.as_ref().filter(|h| *h != failed_hash)?;
+            let record = s.last_healthy();
+            let version = record
+                .map(|r| r.version.clone())
+                .or_else(|| s.last_healthy_version.clone())?;
+            return Some(RolledBack {
+                failed: RevisionLabel {
+                    version: s
+                        .failed_version
+                        .clone()
+                        .or_else(|| s.target_version.clone())
+                        .unwrap_or_default(),
+                    hash: Some(failed_hash.clone()),
+                },
+                restored: RevisionLabel {
+                    version,
+                    hash: Some(healthy_hash.clone()),
+                },
+                restored_commit: record.and_then(|r| r.commit.clone()),
+            });
+        }
+        let failed = s.failed_version.clone()?;
+        let restored = s.last_healthy_version.clone().filter(|v| *v != failed)?;
+        let restored_commit = s
+            .healthy_revisions
+            .iter()
+            .rev()
+            .find(|r| r.version == restored)
+            .and_then(|r| r.commit.clone());
+        Some(RolledBack {
+            failed: RevisionLabel {
+                version: failed,
+                hash: None,
+            },
+            restored: RevisionLabel {
+                version: restored,
+                hash: None,
+            },
+            restored_commit,
+        })
+    }
+}
+
+/// The change an app's current (or last) upgrade makes, for people: the revision it started from
+/// (`None` for a first install; once Failed, the one restored) and the one it asks for. Versions,
+/// with revision hashes where the two versions are the same. `None` without a phase or a target.
+pub fn upgrade_change(s: &ManagedApplicationStatus) -> Option<(Option<String>, String)> {
+    let phase = s.phase?;
+    let to = RevisionLabel {
+        version: s.target_version.clone()?,
+        hash: s.target_hash.clone(),
+    };
+    let target = (to.hash.as_ref(), Some(&to.version));
+    let from = match phase {
+        Phase::Failed => RolledBack::of(s).map(|rb| rb.restored),
+        // Once healthy, the revision before is the one healthy before this one.
+        Phase::Healthy => s
+            .healthy_revisions
+            .iter()
+            .rev()
+            .find(|r| {
+                let hash = Some(&r.hash).filter(|h| !h.is_empty());
+                !same_revision((hash, Some(&r.version)), target)
+            })
+            .map(|r| RevisionLabel {
+                version: r.version.clone(),
+                hash: Some(r.hash.clone()).filter(|h| !h.is_empty()),
+            }),
+        Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking => {
+            let current = (s.current_hash.as_ref(), s.current_version.as_ref());
+            match s.current_version.clone() {
+                Some(version) if !same_revision(current, target) => Some(RevisionLabel {
+                    version,
+                    hash: s.current_hash.clone(),
+                }),
+                _ => None,
+            }
+        }
+    };
+    let shown_to = from.as_ref().map_or(to.version.clone(), |f| to.beside(f));
+    Some((from.map(|f| f.beside(&to)), shown_to))
+}
+
+/// Whether two revisions of a status are the same: by hash when both have one, else by version.
+fn same_revision(
+    a: (Option<&String>, Option<&String>),
+    b: (Option<&String>, Option<&String>),
+) -> bool {
+    match (a.0, b.0) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.1.is_some() && a.1 == b.1,
     }
 }
 
@@ -675,13 +1024,17 @@ fn wrap(text: &str, width: usize) -> String {
     out
 }
 
-/// What the write-back knows of one app: its spec version, status, and where it came from.
+/// What the write-back knows of one app: the revision its spec asks for, its status, and where it
+/// came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppView {
     pub namespace: String,
     pub app: String,
     pub spec_version: String,
-    pub status: crate::model::ManagedApplicationStatus,
+    /// The hash of the revision the spec asks for (`Revision::of(&spec).hash()`): what git asks for
+    /// now, as the source applied it.
+    pub spec_hash: String,
+    pub status: ManagedApplicationStatus,
     /// The file that defines the app (the `bosun.dev/source-path` annotation).
     pub source_path: Option<String>,
     /// The source commit whose upgrade Bosun already rolled back in git (`bosun.dev/rollback-of`).
@@ -693,7 +1046,7 @@ pub struct AppView {
 /// One write to git that an app's state calls for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GitAction {
-    /// Set the version in git back to the one running.
+    /// Set the app's definition in git back to the revision running.
     Rollback(RollbackCommit),
     /// Record the outcome of the upgrade on its source commit.
     Note {
@@ -704,8 +1057,9 @@ pub enum GitAction {
 
 /// Decides the git writes for one app. Pure: called on every change of the app.
 ///
-/// - A failed upgrade that was rolled back (status Failed, `failedVersion` = `spec.version`, a last
-///   healthy version to go back to) and not yet written back: a rollback commit.
+/// - A failed upgrade that was rolled back (status Failed, `failedHash` the revision the spec asks
+///   for, a last healthy revision other than it to go back to) and not yet written back: a
+///   rollback commit. A status written before revisions (no `failedHash`) is read by versions.
 /// - An upgrade that ended (Healthy, or Failed and written back): a note on its source commit.
 /// - Nothing while an upgrade runs, and nothing for an app Bosun did not start from a commit.
 pub fn git_actions(view: &AppView) -> Vec<GitAction> {
@@ -717,44 +1071,59 @@ pub fn git_actions(view: &AppView) -> Vec<GitAction> {
     if view.rollback_commit.as_deref() == Some(revision.as_str()) {
         return Vec::new();
     }
-    let target = s.target_version.clone().unwrap_or_default();
-    let failed_here = s.phase == Some(Phase::Failed)
-        && s.failed_version.as_deref() == Some(view.spec_version.as_str());
-    let restored = s.last_healthy_version.clone().filter(|v| *v != target);
+    let target = (s.target_hash.as_ref(), s.target_version.as_ref());
+    let git_asks_for_failed = match &s.failed_hash {
+        Some(failed) => *failed == view.spec_hash,
+        None => s.failed_version.as_deref() == Some(view.spec_version.as_str()),
+    };
+    let failed_here = s.phase == Some(Phase::Failed) && git_asks_for_failed;
+    let rolled_back = RolledBack::of(s);
     let reason = s.failure_reason();
-    if let (true, Some(restored), Some(path)) = (failed_here, &restored, &view.source_path)
+    if let (true, Some(rb), Some(path)) = (failed_here, &rolled_back, &view.source_path)
         && view.rolled_back.as_deref() != Some(revision.as_str())
     {
         return vec![GitAction::Rollback(RollbackCommit {
             namespace: view.namespace.clone(),
             app: view.app.clone(),
-            failed_version: target,
-            restored_version: restored.clone(),
+            failed_version: rb.failed.version.clone(),
+            restored_version: rb.restored.version.clone(),
+            failed_hash: rb.failed.hash.clone(),
+            restored_hash: rb.restored.hash.clone(),
             reason,
             undoes: revision,
+            restores: rb.restored_commit.clone(),
             source_path: path.clone(),
         })];
     }
-    let result = match s.phase {
-        Some(Phase::Healthy) if s.current_version.as_deref() == Some(target.as_str()) => {
-            OutcomeResult::Healthy
+    let target_version = s.target_version.clone().unwrap_or_default();
+    let (result, from_version, to_version) = match s.phase {
+        Some(Phase::Healthy)
+            if same_revision(
+                (s.current_hash.as_ref(), s.current_version.as_ref()),
+                target,
+            ) =>
+        {
+            (OutcomeResult::Healthy, None, target_version)
         }
-        Some(Phase::Failed) if s.failed_version.as_deref() == Some(target.as_str()) => {
-            match restored {
-                Some(restored_version) => OutcomeResult::RolledBack {
-                    restored_version,
-                    reason,
-                },
-                None => OutcomeResult::Failed { reason },
+        Some(Phase::Failed)
+            if same_revision((s.failed_hash.as_ref(), s.failed_version.as_ref()), target) =>
+        {
+            match rolled_back {
+                Some(rb) => {
+                    let restored = rb.restored.beside(&rb.failed);
+                    (
+                        OutcomeResult::RolledBack {
+                            restored_version: restored.clone(),
+                            reason,
+                        },
+                        Some(restored),
+                        rb.failed.beside(&rb.restored),
+                    )
+                }
+                None => (OutcomeResult::Failed { reason }, None, target_version),
             }
         }
         _ => return Vec::new(),
-    };
-    let from_version = match &result {
-        OutcomeResult::RolledBack {
-            restored_version, ..
-        } => Some(restored_version.clone()),
-        _ => None,
     };
     vec![GitAction::Note {
         revision,
@@ -762,7 +1131,7 @@ pub fn git_actions(view: &AppView) -> Vec<GitAction> {
             namespace: view.namespace.clone(),
             app: view.app.clone(),
             from_version,
-            to_version: target,
+            to_version,
             history: s.history.clone(),
             result,
             rollback_commit: view
@@ -1013,37 +1382,160 @@ spec:
             app: "web".into(),
             failed_version: "1.5.0".into(),
             restored_version: "1.4.0".into(),
+            failed_hash: Some("5f5f5f5f5f".into()),
+            restored_hash: Some("4e4e4e4e4e".into()),
             reason: "The health check of web 1.5.0 failed 3 times\nat canary step 1 (50%): GET /healthz returned 503.".into(),
             undoes: "0123456789abcdef0123456789abcdef01234567".into(),
+            restores: Some("fedcba9876543210fedcba9876543210fedcba98".into()),
             source_path: "apps/web.yaml".into(),
         }
     }
 
     #[test]
-    fn a_rollback_commit_message_names_the_app_versions_reason_and_undone_commit() {
+    fn a_rollback_commit_message_says_what_it_restores_and_the_undone_commit() {
         let want = "\
 Roll back prod/web from 1.5.0 to 1.4.0
 
 The health check of web 1.5.0 failed 3 times at canary step 1 (50%): GET
 /healthz returned 503.
 
-Bosun rolled prod/web back to 1.4.0, its last healthy version, and sets
-spec.version in apps/web.yaml to match, so that git says what runs. This
-undoes the version change of 0123456789abcdef0123456789abcdef01234567.
-To try 1.5.0 again, commit a change that asks for it.
+Bosun rolled prod/web back to 1.4.0, its last healthy revision, and
+restores its definition in apps/web.yaml to match, so that git says what
+runs: what 0123456789abcdef0123456789abcdef01234567 changed in it since
+fedcba9876543210fedcba9876543210fedcba98 is undone, later edits are
+kept. To try 1.5.0 again, commit a change that asks for it.
 
 Bosun-Rollback-Of: 0123456789abcdef0123456789abcdef01234567
 Bosun-App: prod/web
 Bosun-Failed-Version: 1.5.0
 ";
-        assert_eq!(rollback().message(), want);
+        assert_eq!(rollback().message(&Restoration::Definition), want);
+    }
+
+    #[test]
+    fn a_version_only_rollback_says_why_the_definition_was_not_restored() {
+        let mut commit = rollback();
+        commit.restores = None;
+        let message = commit.message(&Restoration::VersionOnly {
+            why: "the commit that asked for 1.4.0 is not known".into(),
+        });
+        let want = "\
+Bosun rolled prod/web back to 1.4.0, its last healthy version, and sets
+spec.version in apps/web.yaml to match, so that git says what runs. This
+undoes the version change of 0123456789abcdef0123456789abcdef01234567.
+To try 1.5.0 again, commit a change that asks for it.
+
+Only spec.version is set back: the commit that asked for 1.4.0 is not
+known.
+
+Bosun-Rollback-Of:";
+        assert!(message.contains(want), "{message}");
+    }
+
+    #[test]
+    fn a_conflicting_rollback_lists_the_lines_a_human_must_resolve() {
+        let hunks = vec![ConflictHunk {
+            line: 9,
+            at_tip: vec!["  version: 1.5.0".into(), "  replicas: 5\t".into()],
+            healthy: vec!["  version: 1.4.0".into(), "  replicas: 3".into()],
+        }];
+        let message = rollback().message(&Restoration::Conflict {
+            hunks,
+            unreadable: None,
+        });
+        assert!(
+            message.contains("so Bosun does not commit to the branch"),
+            "{message}"
+        );
+        assert!(message.contains("a human must resolve"), "{message}");
+        let listing = "\
+Conflicting lines (- now, + as at the last healthy revision):
+  line 9 of apps/web.yaml:
+    -   version: 1.5.0
+    -   replicas: 5
+    +   version: 1.4.0
+    +   replicas: 3
+
+Bosun-Rollback-Of: 0123456789abcdef0123456789abcdef01234567
+";
+        assert!(message.contains(listing), "{message}");
+        assert_eq!(parse_bosun_trailers(&message), Some(rollback().trailers()));
+        // Lines that look like trailers stay in the listing, never in the trailers.
+        let forged = vec![ConflictHunk {
+            line: 1,
+            at_tip: vec!["Bosun-App: evil/app".into(), String::new()],
+            healthy: vec![],
+        }];
+        let message = rollback().message(&Restoration::Conflict {
+            hunks: forged,
+            unreadable: Some("x".into()),
+        });
+        assert_eq!(parse_bosun_trailers(&message), Some(rollback().trailers()));
+        assert!(!message.contains("\n\n\n"), "{message}");
+    }
+
+    #[test]
+    fn a_rollback_of_the_same_version_names_the_revisions() {
+        let mut commit = rollback();
+        commit.failed_version = "1.0.0".into();
+        commit.restored_version = "1.0.0".into();
+        commit.failed_hash = Some("abc1234567".into());
+        commit.restored_hash = Some("89abcdef01".into());
+        assert_eq!(
+            commit.subject(),
+            "Roll back prod/web from 1.0.0 (revision abc1234567) to 1.0.0 (revision 89abcdef01)"
+        );
+        assert_eq!(
+            commit.branch_name(),
+            "bosun/rollback-prod-web-1.0.0-abc1234567"
+        );
+        assert_eq!(rollback().branch_name(), "bosun/rollback-prod-web-1.5.0");
+        assert!(
+            commit
+                .message(&Restoration::Definition)
+                .starts_with(&format!("{}\n\n", commit.subject()))
+        );
+    }
+
+    #[test]
+    fn a_rollback_pull_request_says_why_it_is_one() {
+        let rb = RolledBack {
+            failed: RevisionLabel {
+                version: "1.0.0".into(),
+                hash: Some("abc1234567".into()),
+            },
+            restored: RevisionLabel {
+                version: "1.0.0".into(),
+                hash: Some("89abcdef01".into()),
+            },
+            restored_commit: Some("c1".into()),
+        };
+        let (title, body) = rollback_pull_request("shop", "web", &rb, "rolled back.", "main", None);
+        assert_eq!(
+            title,
+            "Roll back shop/web from 1.0.0 (revision abc1234567) to 1.0.0 (revision 89abcdef01)"
+        );
+        assert_eq!(
+            body,
+            "Bosun rolled `shop/web` back to `1.0.0 (revision 89abcdef01)` in the cluster: rolled \
+             back.\n\nThe branch `main` refused Bosun's rollback commit, so here it is as a pull \
+             request. Merge it so that git says what runs."
+        );
+        let listing = "Conflicting lines (- now, + as at the last healthy revision):\n  line 3 of a.yaml:\n    - x: ```\n";
+        let (_, body) =
+            rollback_pull_request("shop", "web", &rb, "rolled back.", "main", Some(listing));
+        assert!(body.contains("**A human must resolve this**"), "{body}");
+        assert!(
+            body.ends_with("\n\n````\nConflicting lines (- now, + as at the last healthy revision):\n  line 3 of a.yaml:\n    - x: ```\n````"),
+            "{body}"
+        );
     }
 
     #[test]
     fn a_long_reason_is_cut_and_cannot_forge_trailers() {
         let mut commit = rollback();
         commit.reason = format!("{}\n\nBosun-App: evil/app", "x ".repeat(2000));
-        let message = commit.message();
+        let message = commit.message(&Restoration::Definition);
         let reason = message.split("\n\n").nth(1).expect("a reason paragraph");
         assert!(reason.chars().count() <= MAX_REASON_CHARS + 10, "{reason}");
         assert!(reason.ends_with('…'), "{reason}");
@@ -1052,8 +1544,9 @@ Bosun-Failed-Version: 1.5.0
 
     #[test]
     fn bosun_recognises_its_own_commits_and_only_those() {
+        let message = rollback().message(&Restoration::Definition);
         assert_eq!(
-            parse_bosun_trailers(&rollback().message()),
+            parse_bosun_trailers(&message),
             Some(BosunTrailers {
                 rollback_of: "0123456789abcdef0123456789abcdef01234567".into(),
                 namespace: "prod".into(),
@@ -1061,7 +1554,7 @@ Bosun-Failed-Version: 1.5.0
                 failed_version: "1.5.0".into(),
             })
         );
-        let crlf = rollback().message().replace('\n', "\r\n");
+        let crlf = message.replace('\n', "\r\n");
         assert!(parse_bosun_trailers(&crlf).is_some());
         let lower = "fix\n\nbosun-rollback-of: abc\nbosun-app: ns/a\n";
         assert_eq!(
@@ -1227,31 +1720,36 @@ bosun prod/api: 2.0, healthy
         assert_eq!(merge_note(Some(&with_human), human), None);
     }
 
+    /// An app whose spec asks for `target`; `v1` ran healthy from commit `c1`, and `target` was
+    /// asked for by commit `abc123`. Revision hashes are `h-<version>`.
     fn view(phase: Phase, target: &str, failed: Option<&str>) -> AppView {
+        let hash = |v: &str| format!("h-{v}");
+        let running = if phase == Phase::Healthy {
+            target
+        } else {
+            "v1"
+        };
         AppView {
             namespace: "shop".into(),
             app: "orders".into(),
             spec_version: target.into(),
+            spec_hash: hash(target),
             status: crate::model::ManagedApplicationStatus {
                 phase: Some(phase),
-                current_version: Some(
-                    if phase == Phase::Healthy {
-                        target
-                    } else {
-                        "v1"
-                    }
-                    .into(),
-                ),
+                current_version: Some(running.into()),
+                current_hash: Some(hash(running)),
                 target_version: Some(target.into()),
-                last_healthy_version: Some(
-                    if phase == Phase::Healthy {
-                        target
-                    } else {
-                        "v1"
-                    }
-                    .into(),
-                ),
+                target_hash: Some(hash(target)),
+                last_healthy_version: Some(running.into()),
+                last_healthy_hash: Some(hash(running)),
                 failed_version: failed.map(Into::into),
+                failed_hash: failed.map(hash),
+                healthy_revisions: vec![crate::model::HealthyRevision {
+                    hash: hash("v1"),
+                    version: "v1".into(),
+                    commit: Some("c1".into()),
+                    migration_hash: None,
+                }],
                 target_revision: Some("abc123".into()),
                 message: Some("health checks of v2 failed".into()),
                 ..Default::default()
@@ -1262,20 +1760,30 @@ bosun prod/api: 2.0, healthy
         }
     }
 
+    fn rollback_of(v: &AppView) -> RollbackCommit {
+        let actions = git_actions(v);
+        match actions.as_slice() {
+            [GitAction::Rollback(rc)] => rc.clone(),
+            other => panic!("expected one rollback, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_rolled_back_upgrade_asks_for_one_rollback_commit_then_a_note() {
         let mut v = view(Phase::Failed, "v2", Some("v2"));
-        let actions = git_actions(&v);
-        let [GitAction::Rollback(rc)] = actions.as_slice() else {
-            panic!("{actions:?}")
-        };
+        let rc = rollback_of(&v);
         assert_eq!(
             (
                 rc.failed_version.as_str(),
                 rc.restored_version.as_str(),
-                rc.undoes.as_str()
+                rc.undoes.as_str(),
+                rc.restores.as_deref(),
             ),
-            ("v2", "v1", "abc123")
+            ("v2", "v1", "abc123", Some("c1"))
+        );
+        assert_eq!(
+            (rc.failed_hash.as_deref(), rc.restored_hash.as_deref()),
+            (Some("h-v2"), Some("h-v1"))
         );
         assert_eq!(rc.source_path, "apps/orders.yaml");
         v.rolled_back = Some("abc123".into());
@@ -1292,6 +1800,103 @@ bosun prod/api: 2.0, healthy
     }
 
     #[test]
+    fn an_env_only_failure_gets_a_rollback_commit_named_by_revisions() {
+        // v1 with new env failed: the same version, another revision.
+        let mut v = view(Phase::Failed, "v1", Some("v1"));
+        v.spec_hash = "h-v1-env".into();
+        v.status.target_hash = Some("h-v1-env".into());
+        v.status.failed_hash = Some("h-v1-env".into());
+        let rc = rollback_of(&v);
+        assert_eq!(
+            rc.subject(),
+            "Roll back shop/orders from v1 (revision h-v1-env) to v1 (revision h-v1)"
+        );
+        assert_eq!(rc.restores.as_deref(), Some("c1"));
+        v.rolled_back = Some("abc123".into());
+        v.rollback_commit = Some("def456".into());
+        let actions = git_actions(&v);
+        let [GitAction::Note { outcome, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            (outcome.from_version.as_deref(), outcome.to_version.as_str()),
+            (Some("v1 (revision h-v1)"), "v1 (revision h-v1-env)")
+        );
+    }
+
+    #[test]
+    fn the_change_an_upgrade_makes_names_revisions_only_when_the_version_is_the_same() {
+        let cases = [
+            (view(Phase::Failed, "v2", Some("v2")), Some("v1"), "v2"),
+            (view(Phase::Deploying, "v2", None), Some("v1"), "v2"),
+            (view(Phase::Healthy, "v2", None), Some("v1"), "v2"),
+        ];
+        for (v, from, to) in cases {
+            assert_eq!(
+                upgrade_change(&v.status),
+                Some((from.map(str::to_owned), to.to_owned())),
+                "{:?}",
+                v.status.phase
+            );
+        }
+        // v1 with new env failed and went back to v1.
+        let mut env = view(Phase::Failed, "v1", Some("v1"));
+        env.status.target_hash = Some("h-v1-env".into());
+        env.status.failed_hash = Some("h-v1-env".into());
+        assert_eq!(
+            upgrade_change(&env.status),
+            Some((
+                Some("v1 (revision h-v1)".to_owned()),
+                "v1 (revision h-v1-env)".to_owned()
+            ))
+        );
+        // ... and the same as it rolls out: from the running revision of the same version.
+        env.status.phase = Some(Phase::Deploying);
+        assert_eq!(
+            upgrade_change(&env.status).and_then(|c| c.0),
+            Some("v1 (revision h-v1)".to_owned())
+        );
+        // A first install.
+        let mut first = view(Phase::Deploying, "v1", None);
+        first.status.current_version = None;
+        first.status.current_hash = None;
+        assert_eq!(upgrade_change(&first.status), Some((None, "v1".to_owned())));
+    }
+
+    #[test]
+    fn a_status_from_before_revisions_is_read_by_versions() {
+        let mut v = view(Phase::Failed, "v2", Some("v2"));
+        v.spec_hash = "whatever the spec hashes to now".into();
+        let s = &mut v.status;
+        (
+            s.current_hash,
+            s.target_hash,
+            s.last_healthy_hash,
+            s.failed_hash,
+        ) = (None, None, None, None);
+        let rc = rollback_of(&v);
+        assert_eq!(
+            (
+                rc.failed_version.as_str(),
+                rc.restored_version.as_str(),
+                rc.failed_hash.as_deref(),
+                rc.restores.as_deref()
+            ),
+            ("v2", "v1", None, Some("c1")),
+            "the commit of the healthy version is still known"
+        );
+        v.status.healthy_revisions.clear();
+        assert_eq!(rollback_of(&v).restores, None, "an older Bosun kept none");
+        v.spec_version = "v1".into();
+        assert!(
+            !git_actions(&v)
+                .iter()
+                .any(|a| matches!(a, GitAction::Rollback(_))),
+            "git asks for v1 again"
+        );
+    }
+
+    #[test]
     fn a_healthy_upgrade_gets_a_note_and_a_running_one_nothing() {
         let actions = git_actions(&view(Phase::Healthy, "v2", None));
         assert!(
@@ -1299,15 +1904,20 @@ bosun prod/api: 2.0, healthy
         );
         assert!(git_actions(&view(Phase::Deploying, "v2", None)).is_empty());
         assert!(git_actions(&view(Phase::HealthChecking, "v2", None)).is_empty());
+        // Healthy on another revision of the same version: not this upgrade's outcome.
+        let mut other = view(Phase::Healthy, "v2", None);
+        other.status.current_hash = Some("h-v2-older".into());
+        assert!(git_actions(&other).is_empty());
     }
 
     #[test]
-    fn nothing_is_written_back_without_a_source_commit_or_a_version_to_return_to() {
+    fn nothing_is_written_back_without_a_source_commit_or_a_revision_to_return_to() {
         let mut v = view(Phase::Failed, "v2", Some("v2"));
         v.status.target_revision = None;
         assert!(git_actions(&v).is_empty(), "not started from a commit");
         let mut first = view(Phase::Failed, "v1", Some("v1"));
         first.status.last_healthy_version = None;
+        first.status.last_healthy_hash = None;
         let actions = git_actions(&first);
         assert!(
             matches!(actions.as_slice(), [GitAction::Note { outcome, .. }] if matches!(outcome.result, OutcomeResult::Failed { .. })),
@@ -1325,15 +1935,24 @@ bosun prod/api: 2.0, healthy
     }
 
     #[test]
-    fn a_failed_version_no_longer_asked_for_is_not_rolled_back_again() {
-        // The rollback commit landed: spec.version is v1 again while status still says v2 failed.
+    fn a_failed_revision_no_longer_asked_for_is_not_rolled_back_again() {
+        // The rollback commit landed: the spec asks for v1 again while status still says v2 failed.
         let mut v = view(Phase::Failed, "v2", Some("v2"));
         v.spec_version = "v1".into();
+        v.spec_hash = "h-v1".into();
         assert!(
             !git_actions(&v)
                 .iter()
                 .any(|a| matches!(a, GitAction::Rollback(_))),
             "no second rollback"
+        );
+        // Nor when a human changed only the env of the failed version since.
+        let mut v = view(Phase::Failed, "v2", Some("v2"));
+        v.spec_hash = "h-v2-new-env".into();
+        assert!(
+            !git_actions(&v)
+                .iter()
+                .any(|a| matches!(a, GitAction::Rollback(_)))
         );
     }
 }

@@ -7,13 +7,18 @@
 //! `tokio::task::spawn_blocking`) and serialised per writer:
 //!
 //! - [`GitWriter::commit_rollback`]: fetch the branch tip, read the application's file from the
-//!   tip's tree (never a checkout), let [`bosun_core::writeback::set_version`] edit only the
-//!   version's bytes, commit on top of the tip and push — never forced. A push that loses a race
-//!   (someone pushed meanwhile) starts again from a fresh fetch, re-checking the file, with
-//!   bounded jittered backoff. A push the server refuses for another reason (a protected branch's
-//!   hook) goes to a branch `bosun/rollback-<ns>-<app>-<version>` instead, for a pull request.
-//!   A human's change of the version is left alone; a rollback already on the branch is not made
-//!   twice.
+//!   trees (never a checkout) of the tip, of the commit that asked for the failed revision and of
+//!   the one that asked for the last healthy revision, let
+//!   [`bosun_core::writeback::revert_document`] restore the application's document by a
+//!   three-way merge (every other byte as at the tip), commit on top of the tip and push — never
+//!   forced. Without the healthy revision's commit (or its document) the rollback falls back to
+//!   [`bosun_core::writeback::set_version`], which edits only the version's bytes. A push that
+//!   loses a race (someone pushed meanwhile) starts again from a fresh fetch, re-checking the
+//!   file, with bounded jittered backoff. A push the server refuses for another reason (a
+//!   protected branch's hook), and a restore that meets a human's edit of the same lines, go to a
+//!   branch `bosun/rollback-<ns>-<app>-<version>` instead, for a pull request: a conflict never
+//!   reaches the watched branch. A human's change of what the app runs is left alone; a rollback
+//!   already on the branch is not made twice.
 //! - [`GitWriter::add_note`]: folds a note into the commit's note under `refs/notes/bosun`
 //!   ([`bosun_core::writeback::merge_note`]) and pushes that ref with the same race handling.
 //!
@@ -28,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bosun_core::writeback::{
-    BosunTrailers, Edit, EditError, RollbackCommit, merge_note, parse_bosun_trailers,
-    rollback_branch_name, set_version,
+    AppRef, BosunTrailers, ConflictHunk, Edit, EditError, Restoration, Revert, RollbackCommit,
+    Texts, merge_note, parse_bosun_trailers, revert_document, set_version,
 };
 use git2::{ErrorCode, Oid, PushOptions, Repository, Signature, Tree};
 
@@ -118,29 +123,58 @@ impl RollbackRequest {
 /// What [`GitWriter::commit_rollback`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
-    /// The rollback commit is on the branch; `attempts` pushes were needed.
-    Committed { commit: Oid, attempts: u32 },
+    /// The rollback commit is on the branch; `attempts` pushes were needed. `how` says what it
+    /// restored: the app's definition, or only its version (and why).
+    Committed {
+        commit: Oid,
+        attempts: u32,
+        how: Restoration,
+    },
     /// Nothing to do: the branch has this rollback already (`commit`, when it is Bosun's), or
-    /// the file already holds the restored version.
+    /// the file already asks for the restored revision.
     AlreadyDone { commit: Option<Oid> },
-    /// Not Bosun's to change: a human changed the version, or the application is gone.
+    /// Not Bosun's to change: a human changed what the app runs, or the application is gone.
     LeftAlone(LeftAlone),
-    /// The branch refused the push (`refused` says why, in the server's words); the same change
-    /// is on `branch` for a pull request.
+    /// The rollback is on `branch`, for a pull request, and not on the watched branch: `reason`
+    /// says why.
     NeedsPullRequest {
         branch: String,
         commit: Oid,
-        refused: String,
+        reason: PullRequestReason,
+    },
+}
+
+/// Why a rollback went to a branch for a pull request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullRequestReason {
+    /// The watched branch refused the push (in the server's words).
+    Refused(String),
+    /// A human edited lines of the app's definition that the restore changes too: Bosun did not
+    /// try the watched branch. The branch holds the definition as at the healthy commit.
+    Conflict {
+        hunks: Vec<ConflictHunk>,
+        /// When the merge was clean but could not be committed as it was: why.
+        unreadable: Option<String>,
     },
 }
 
 /// Why a rollback was not written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeftAlone {
-    /// The file holds neither the failed nor the restored version.
+    /// Git asks for neither the failed nor the restored revision: a human changed it since.
+    /// Holds the version the file has now.
     ChangedByHuman { current: String },
     /// The file or the application's document is gone, or has no version.
     NotFound { reason: String },
+    /// The failure changed no version and the definition cannot be restored (its last healthy
+    /// commit is not known, or cannot be read): a human must set it back. Why, in words.
+    CannotRestore { reason: String },
+}
+
+/// What a rollback is to write at one tip, or what it found instead.
+enum Planned {
+    Commit { text: String, how: Restoration },
+    Done(WriteOutcome),
 }
 
 /// What [`GitWriter::add_note`] did.
@@ -269,7 +303,6 @@ impl GitWriter {
         let rollback = &request.commit;
         let path = self.check_request(request)?;
         let trailers = rollback.trailers();
-        let message = rollback.message();
         let branch_ref = format!("refs/heads/{}", self.inner.spec.branch);
         for attempt in 1..=self.limits.attempts.max(1) {
             let tip = self.fetch(&branch_ref, &branch_ref)?.ok_or_else(|| {
@@ -291,38 +324,25 @@ impl GitWriter {
                     reason: format!("{path} does not exist at {tip}"),
                 }));
             };
-            let edit = set_version(
-                &file.text,
-                &request.kind,
-                Some(&rollback.namespace),
-                &rollback.app,
-                &rollback.failed_version,
-                &rollback.restored_version,
-            )
-            .map_err(|source| WriteError::EditFile {
-                url: self.inner.url(),
-                branch: self.inner.branch(),
-                revision: tip,
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
-            let new_text = match edit {
-                Edit::Edited(text) => text,
-                Edit::AlreadyAt(_) => return Ok(WriteOutcome::AlreadyDone { commit: None }),
-                Edit::ChangedByHuman(current) => {
-                    return Ok(WriteOutcome::LeftAlone(LeftAlone::ChangedByHuman {
-                        current,
-                    }));
-                }
-                Edit::NotFound(reason) => {
-                    return Ok(WriteOutcome::LeftAlone(LeftAlone::NotFound {
-                        reason: format!("{path}: {reason}"),
-                    }));
-                }
+            let (new_text, how) = match self.plan(&repo, tip, &path, &file, request)? {
+                Planned::Commit { text, how } => (text, how),
+                Planned::Done(outcome) => return Ok(outcome),
             };
             let commit = self
-                .make_commit(&repo, tip, &path, &new_text, file.mode, &message)
+                .make_commit(
+                    &repo,
+                    tip,
+                    &path,
+                    &new_text,
+                    file.mode,
+                    &rollback.message(&how),
+                )
                 .map_err(|e| self.objects_error(e.message()))?;
+            if let Restoration::Conflict { hunks, unreadable } = how {
+                drop(repo);
+                let reason = PullRequestReason::Conflict { hunks, unreadable };
+                return self.pull_request_branch(commit, rollback, &trailers, reason);
+            }
             let push_ref = "refs/bosun/push";
             repo.reference(push_ref, commit, true, "bosun: rollback to push")
                 .map_err(|e| self.objects_error(e.message()))?;
@@ -333,11 +353,13 @@ impl GitWriter {
                     return Ok(WriteOutcome::Committed {
                         commit,
                         attempts: attempt,
+                        how,
                     });
                 }
                 Pushed::Conflict(_) => self.back_off(attempt),
                 Pushed::Refused(refused) => {
-                    return self.pull_request_branch(commit, rollback, &trailers, refused);
+                    let reason = PullRequestReason::Refused(refused);
+                    return self.pull_request_branch(commit, rollback, &trailers, reason);
                 }
             }
         }
@@ -407,6 +429,144 @@ impl GitWriter {
             refname: NOTES_REF.to_owned(),
             attempts: self.limits.attempts.max(1),
         })
+    }
+
+    /// What the rollback writes at `tip`, whose file is `file`: the app's definition restored by
+    /// the three-way merge, else (without its healthy commit or document) its version alone.
+    fn plan(
+        &self,
+        repo: &Repository,
+        tip: Oid,
+        path: &str,
+        file: &FileAt,
+        request: &RollbackRequest,
+    ) -> Result<Planned, WriteError> {
+        let rollback = &request.commit;
+        let edit_error = |source: EditError| WriteError::EditFile {
+            url: self.inner.url(),
+            branch: self.inner.branch(),
+            revision: tip,
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let no_merge = match self.texts_at(repo, path, rollback) {
+            Ok((failed, healthy)) => {
+                let texts = Texts {
+                    failed: &failed,
+                    tip: &file.text,
+                    healthy: &healthy,
+                };
+                let app = AppRef {
+                    kind: &request.kind,
+                    namespace: Some(&rollback.namespace),
+                    name: &rollback.app,
+                };
+                match revert_document(texts, app).map_err(edit_error)? {
+                    Revert::Restored(text) => {
+                        return Ok(Planned::Commit {
+                            text,
+                            how: Restoration::Definition,
+                        });
+                    }
+                    Revert::Conflict(conflict) => {
+                        return Ok(Planned::Commit {
+                            text: conflict.text,
+                            how: Restoration::Conflict {
+                                hunks: conflict.hunks,
+                                unreadable: conflict.unreadable,
+                            },
+                        });
+                    }
+                    Revert::AlreadyRestored => {
+                        return Ok(Planned::Done(WriteOutcome::AlreadyDone { commit: None }));
+                    }
+                    Revert::ChangedByHuman(current) => {
+                        return Ok(Planned::Done(WriteOutcome::LeftAlone(
+                            LeftAlone::ChangedByHuman { current },
+                        )));
+                    }
+                    Revert::NotFound(reason) => {
+                        return Ok(Planned::Done(WriteOutcome::LeftAlone(
+                            LeftAlone::NotFound {
+                                reason: format!("{path}: {reason}"),
+                            },
+                        )));
+                    }
+                    Revert::CannotMerge(why) => why,
+                }
+            }
+            Err(why) => why,
+        };
+        if rollback.failed_version == rollback.restored_version {
+            return Ok(Planned::Done(WriteOutcome::LeftAlone(
+                LeftAlone::CannotRestore {
+                    reason: format!(
+                        "the failure changed no version, so setting spec.version back restores \
+                         nothing, and the definition in {path} cannot be restored: {no_merge}"
+                    ),
+                },
+            )));
+        }
+        let edit = set_version(
+            &file.text,
+            &request.kind,
+            Some(&rollback.namespace),
+            &rollback.app,
+            &rollback.failed_version,
+            &rollback.restored_version,
+        )
+        .map_err(edit_error)?;
+        Ok(Planned::Done(WriteOutcome::LeftAlone(match edit {
+            Edit::Edited(text) => {
+                return Ok(Planned::Commit {
+                    text,
+                    how: Restoration::VersionOnly { why: no_merge },
+                });
+            }
+            Edit::AlreadyAt(_) => {
+                return Ok(Planned::Done(WriteOutcome::AlreadyDone { commit: None }));
+            }
+            Edit::ChangedByHuman(current) => LeftAlone::ChangedByHuman { current },
+            Edit::NotFound(reason) => LeftAlone::NotFound {
+                reason: format!("{path}: {reason}"),
+            },
+        })))
+    }
+
+    /// The file at the commit that asked for the failed revision and at the one that asked for the
+    /// healthy revision; why not, in words, when either cannot be read.
+    fn texts_at(
+        &self,
+        repo: &Repository,
+        path: &str,
+        rollback: &RollbackCommit,
+    ) -> Result<(String, String), String> {
+        let restores = rollback.restores.as_deref().ok_or_else(|| {
+            format!(
+                "the commit that asked for {} is not known (a status written by an older Bosun)",
+                rollback.restored_version
+            )
+        })?;
+        let read = |which: &str, sha: &str| -> Result<String, String> {
+            let oid = Oid::from_str(sha)
+                .ok()
+                .filter(|_| sha.len() == 40)
+                .ok_or_else(|| format!("the {which} revision's commit {sha:?} is no commit id"))?;
+            repo.find_commit(oid).map_err(|_| {
+                format!("the {which} revision's commit {sha} is not in the branch's history")
+            })?;
+            match self.read_file(repo, oid, path) {
+                Ok(Some(file)) => Ok(file.text),
+                Ok(None) => Err(format!(
+                    "{path} does not exist at the {which} revision's commit {sha}"
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        Ok((
+            read("failed", &rollback.undoes)?,
+            read("healthy", restores)?,
+        ))
     }
 
     /// The request's path, normalised, when the request can be written at all.
@@ -608,16 +768,16 @@ impl GitWriter {
         repo.commit(None, &signature, &signature, message, &tree, &[&parent])
     }
 
-    /// Pushes the rollback to its own branch when the watched branch refused it.
+    /// Pushes the rollback to its own branch, for a pull request: the watched branch refused it, or
+    /// a human's edit conflicts with it.
     fn pull_request_branch(
         &self,
         commit: Oid,
         rollback: &RollbackCommit,
         trailers: &BosunTrailers,
-        refused: String,
+        reason: PullRequestReason,
     ) -> Result<WriteOutcome, WriteError> {
-        let branch =
-            rollback_branch_name(&rollback.namespace, &rollback.app, &rollback.failed_version);
+        let branch = rollback.branch_name();
         let remote_ref = format!("refs/heads/{branch}");
         let local_ref = format!("refs/bosun/pull-request/{branch}");
         if let Some(existing) = self.fetch(&remote_ref, &local_ref)? {
@@ -629,7 +789,7 @@ impl GitWriter {
                 Some(commit) => Ok(WriteOutcome::NeedsPullRequest {
                     branch,
                     commit,
-                    refused,
+                    reason,
                 }),
                 None => Err(WriteError::BranchTaken {
                     url: self.inner.url(),
@@ -652,19 +812,27 @@ impl GitWriter {
             Pushed::Done => Ok(WriteOutcome::NeedsPullRequest {
                 branch,
                 commit,
-                refused,
+                reason,
             }),
             Pushed::Conflict(detail) => Err(WriteError::Push {
                 url: self.inner.url(),
                 refname: remote_ref,
                 detail: format!("someone created it meanwhile ({detail})"),
             }),
-            Pushed::Refused(fallback_refused) => Err(WriteError::PushRefused {
-                url: self.inner.url(),
-                refname: format!("refs/heads/{}", self.inner.spec.branch),
-                refused,
-                fallback: branch,
-                fallback_refused,
+            Pushed::Refused(fallback_refused) => Err(match reason {
+                PullRequestReason::Refused(refused) => WriteError::PushRefused {
+                    url: self.inner.url(),
+                    refname: format!("refs/heads/{}", self.inner.spec.branch),
+                    refused,
+                    fallback: branch,
+                    fallback_refused,
+                },
+                PullRequestReason::Conflict { .. } => WriteError::ConflictBranchRefused {
+                    url: self.inner.url(),
+                    app: format!("{}/{}", rollback.namespace, rollback.app),
+                    branch,
+                    refused: fallback_refused,
+                },
             }),
         }
     }
@@ -958,6 +1126,19 @@ pub enum WriteError {
     },
 
     #[error(
+        "pushing the rollback of {app} to {url}: a human edited lines of its definition that the \
+         rollback restores too, so it goes to the branch {branch} for a pull request, which the \
+         server refused ({refused}); allow Bosun to push bosun/* branches, or restore the \
+         definition by hand"
+    )]
+    ConflictBranchRefused {
+        url: String,
+        app: String,
+        branch: String,
+        refused: String,
+    },
+
+    #[error(
         "pushing {} to {url}: the server refused it ({reason}); allow Bosun to push that ref",
         NOTES_REF
     )]
@@ -992,6 +1173,7 @@ impl WriteError {
             | WriteError::ReadFile { .. }
             | WriteError::EditFile { .. }
             | WriteError::PushRefused { .. }
+            | WriteError::ConflictBranchRefused { .. }
             | WriteError::NotesRefused { .. }
             | WriteError::BranchTaken { .. } => ErrorKind::Stalled,
         }
@@ -1008,6 +1190,7 @@ impl WriteError {
             WriteError::Push { .. } => "Push",
             WriteError::ConflictRetriesExhausted { .. } => "ConflictRetriesExhausted",
             WriteError::PushRefused { .. } => "PushRefused",
+            WriteError::ConflictBranchRefused { .. } => "ConflictBranchRefused",
             WriteError::NotesRefused { .. } => "NotesRefused",
             WriteError::BranchTaken { .. } => "BranchTaken",
         }

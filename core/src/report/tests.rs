@@ -333,6 +333,27 @@ This commit changes 2 applications: 1 in progress, 1 failed and rolled back.
 }
 
 #[test]
+fn a_rollback_pr_that_meets_a_humans_edit_says_a_human_must_resolve_it() {
+    let mut a = billing_failed_in_migration_rollback_pr();
+    a.rollback = Some(Rollback::ConflictPullRequest {
+        version: "v3.2.0".into(),
+        number: 119,
+        url: "https://github.com/team/apps/pull/119".into(),
+    });
+    let body = pr_comment(&summary(vec![a.clone()]));
+    let note = "- ↩️ Back on `v3.2.0`: a human edited lines of the definition that the rollback \
+                restores too, so it waits in pull request \
+                [#119](https://github.com/team/apps/pull/119) for a human to resolve the conflict; \
+                then merge it to set git to `v3.2.0`\n";
+    assert!(body.contains(note), "{body}");
+    assert_eq!(
+        commit_status(&a).description,
+        "v3.2.0 → v3.3.0 failed at migration: migration of v3.3.0 failed: BackoffLimitExceeded; \
+         rolled back to v3.2.0, rollback PR #119 to resolve"
+    );
+}
+
+#[test]
 fn the_marker_comes_first_and_the_same_summary_renders_the_same_bytes() {
     let s = summary(vec![web_failed_with_rollback(), api_healthy()]);
     let body = pr_comment(&s);

@@ -1560,6 +1560,7 @@ fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes()
             namespace: "shop".into(),
             app: "web".into(),
             spec_version: app.version.clone(),
+            spec_hash: Revision::of(&app).hash(),
             status: w.status.clone(),
             source_path: Some("apps/web.yaml".into()),
             rolled_back: rolled_back.clone(),
