@@ -21,14 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use bosun_core::names::ANNOTATION_LEADER_URL;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tracing::{info, warn};
-
-/// The Lease annotation holding the leader's URL (its HTTP server, as other replicas reach it).
-pub const ANNOTATION_LEADER_URL: &str = "bosun.dev/leader-url";
 
 /// Until when this replica may write, and where the current leader is.
 #[derive(Debug)]

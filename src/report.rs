@@ -21,6 +21,10 @@ use std::time::Duration;
 
 use bosun_core::engine::revision::Revision;
 use bosun_core::model::ManagedApplication;
+pub use bosun_core::names::{
+    ANNOTATION_ROLLBACK_COMMIT, ANNOTATION_ROLLBACK_CONFLICT, ANNOTATION_ROLLBACK_OF,
+    ANNOTATION_ROLLBACK_PR,
+};
 use bosun_core::writeback::{
     AppView, CommitOutcome, GitAction, Restoration, RolledBack, conflict_listing, render_note,
     rollback_pull_request, upgrade_change,
@@ -39,14 +43,6 @@ use crate::git::writeback::{
     GitWriter, NoteOutcome, PullRequestReason, RollbackRequest, WriteOutcome, WriterSpec,
 };
 use crate::leader::Fence;
-
-/// The source commit whose upgrade Bosun rolled back in git.
-pub const ANNOTATION_ROLLBACK_OF: &str = "bosun.dev/rollback-of";
-/// The rollback commit Bosun wrote (or `branch:<name>` when it went to a pull request branch).
-pub const ANNOTATION_ROLLBACK_COMMIT: &str = "bosun.dev/rollback-commit";
-/// Why the rollback on a pull request branch needs a human: the lines where a human's edit and the
-/// restore meet (present only then).
-pub const ANNOTATION_ROLLBACK_CONFLICT: &str = "bosun.dev/rollback-conflict";
 
 /// The longest conflict explanation kept in [`ANNOTATION_ROLLBACK_CONFLICT`] (characters).
 const MAX_CONFLICT_CHARS: usize = 4000;
@@ -94,9 +90,6 @@ struct Ctx {
     store: Store<ManagedApplication>,
     fence: Arc<Fence>,
 }
-
-/// The rollback pull request Bosun opened (`<number> <url>`).
-pub const ANNOTATION_ROLLBACK_PR: &str = "bosun.dev/rollback-pr";
 
 /// GitHub: the background reporter for statuses and comments, and the client for rollback PRs.
 pub struct GitHubReporting {

@@ -1,12 +1,48 @@
-//! The naming rules of Kubernetes and of image references, as predicates; and the keys Bosun writes.
+//! The naming rules of Kubernetes and of image references, as predicates; and every `bosun.dev/*`
+//! key Bosun reads or writes, each defined once here.
 
-/// Label on the app's Deployments and pods: the revision hash they run (`engine::revision`).
+/// Label carrying the version a Deployment and its pods run (for people: selectors use the hash).
+pub const LABEL_VERSION: &str = "bosun.dev/version";
+/// Label carrying which side (stable, canary, preview) a Deployment and its pods are.
+pub const LABEL_ROLE: &str = "bosun.dev/role";
+/// Label on the app's Deployments and pods: the revision hash they run (`rollout::revision`).
 pub const LABEL_REVISION_HASH: &str = "bosun.dev/revision-hash";
 /// Label on a migration Job: the migration it was made for (`Revision::migration_hash`). A Job of
 /// the right name but another migration is never taken as this one's result.
 pub const LABEL_MIGRATION_HASH: &str = "bosun.dev/migration-hash";
 /// Label on the app's ControllerRevisions: the app they belong to.
 pub const LABEL_APP: &str = "bosun.dev/app";
+/// Annotation: the hash of what the engine (or the Bestie controller) last applied to an object; an
+/// apply whose hash is unchanged is skipped.
+pub const ANNOTATION_APPLIED_HASH: &str = "bosun.dev/applied-hash";
+/// Label on everything Bosun applies from git: the source (repository) it came from.
+pub const LABEL_SOURCE: &str = "bosun.dev/source";
+/// Annotation: the newest commit that changed the object's definition (see [`attribution`]).
+pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
+/// Annotation: the file (repository-relative) that defines the object.
+pub const ANNOTATION_SOURCE_PATH: &str = "bosun.dev/source-path";
+/// Annotation: the hash of what was applied; equal hashes mean nothing to do.
+pub const ANNOTATION_SPEC_HASH: &str = "bosun.dev/spec-hash";
+/// Annotation a human sets (through `bosun promote`) to the index of the step to promote: a canary step
+/// with `pause: untilPromoted`, or step 0 of a BlueGreen upgrade with `autoPromote: false`.
+pub const ANNOTATION_PROMOTE_STEP: &str = "bosun.dev/promote-step";
+/// Annotation a human sets (through `bosun abort`) to the target version whose running upgrade must
+/// fail and roll back. Another version's name is ignored. Bosun removes it once acted on.
+pub const ANNOTATION_ABORT: &str = "bosun.dev/abort";
+/// Annotation a human sets (through `bosun retry`) to the failed version to try again from the start.
+/// Another version's name is ignored. Bosun removes it once acted on.
+pub const ANNOTATION_RETRY: &str = "bosun.dev/retry";
+/// The Lease annotation holding the leader's URL (its HTTP server, as other replicas reach it).
+pub const ANNOTATION_LEADER_URL: &str = "bosun.dev/leader-url";
+/// The source commit whose upgrade Bosun rolled back in git.
+pub const ANNOTATION_ROLLBACK_OF: &str = "bosun.dev/rollback-of";
+/// The rollback commit Bosun wrote (or `branch:<name>` when it went to a pull request branch).
+pub const ANNOTATION_ROLLBACK_COMMIT: &str = "bosun.dev/rollback-commit";
+/// Why the rollback on a pull request branch needs a human: the lines where a human's edit and the
+/// restore meet (present only then).
+pub const ANNOTATION_ROLLBACK_CONFLICT: &str = "bosun.dev/rollback-conflict";
+/// The rollback pull request Bosun opened (`<number> <url>`).
+pub const ANNOTATION_ROLLBACK_PR: &str = "bosun.dev/rollback-pr";
 
 /// A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric, at most 63.
 pub fn is_dns1123_label(s: &str) -> bool {

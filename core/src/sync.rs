@@ -23,19 +23,14 @@ pub mod attribution;
 use sha2::{Digest, Sha256};
 
 use crate::model::Kind;
+pub use crate::names::{
+    ANNOTATION_REVISION, ANNOTATION_SOURCE_PATH, ANNOTATION_SPEC_HASH, LABEL_SOURCE,
+};
 use crate::validate::{Definition, Resource};
 
-/// Label on everything Bosun applies from git: the source (repository) it came from.
-pub const LABEL_SOURCE: &str = "bosun.dev/source";
 /// Label on everything Bosun manages.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "bosun";
-/// Annotation: the newest commit that changed the object's definition (see [`attribution`]).
-pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
-/// Annotation: the file (repository-relative) that defines the object.
-pub const ANNOTATION_SOURCE_PATH: &str = "bosun.dev/source-path";
-/// Annotation: the hash of what was applied; equal hashes mean nothing to do.
-pub const ANNOTATION_SPEC_HASH: &str = "bosun.dev/spec-hash";
 
 /// The condition that tells whether a resource's git source can be read. Written by the source loop
 /// (field manager [`SOURCE_FIELD_MANAGER`]) only when its state flips: `False` once a failure outlasts the

@@ -8,8 +8,10 @@
 //! Every API request it makes is counted by the client's gate (`bosun_kube_requests_total{verb,
 //! resource}`); a steady app costs no write (the idle benchmark counts them on the API server).
 
-mod objects;
 mod probe;
+
+use bosun_core::names::ANNOTATION_APPLIED_HASH;
+use bosun_core::rollout::objects;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +38,7 @@ pub use objects::{job_name, migration_job_name};
 
 /// The field manager of what the engine applies.
 pub const FIELD_MANAGER: &str = "bosun-engine";
-/// The annotation the git source sets to the commit that last changed the app.
-pub const ANNOTATION_REVISION: &str = "bosun.dev/revision";
+pub use bosun_core::names::ANNOTATION_REVISION;
 
 /// What went wrong reconciling one app.
 #[derive(Debug, thiserror::Error)]
@@ -725,9 +726,6 @@ where
         Err(e) => Err(e),
     }
 }
-
-/// Annotation holding the hash of what the engine last applied to an object.
-const ANNOTATION_APPLIED_HASH: &str = "bosun.dev/applied-hash";
 
 /// Puts the hash of `object` (as built, before the annotation) into its annotations and returns it.
 fn stamp(object: &mut serde_json::Value) -> String {

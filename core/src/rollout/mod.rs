@@ -48,6 +48,7 @@ pub mod action;
 mod clock;
 mod deploy;
 mod migrate;
+pub mod objects;
 pub mod observed;
 pub mod revision;
 mod rollback;
@@ -63,6 +64,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use crate::model::HistoryEntry;
 use crate::model::{ManagedApplicationSpec, ManagedApplicationStatus, Phase};
+pub use crate::names::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
 pub use action::{Action, Decision, JobKind, Transition};
 pub use observed::{JobObs, Observed, Role, WorkloadObs};
 use revision::{Revision, RevisionRef};
@@ -75,16 +77,6 @@ pub const CONDITION_READY: &str = "Ready";
 /// The condition that tells, from a rollback until the next upgrade starts, which revision failed,
 /// why and when, even after git (a rollback commit, a revert) asks again for what runs.
 pub const CONDITION_ROLLED_BACK: &str = "RolledBack";
-
-/// Annotation a human sets (through `bosun promote`) to the index of the step to promote: a canary step
-/// with `pause: untilPromoted`, or step 0 of a BlueGreen upgrade with `autoPromote: false`.
-pub const ANNOTATION_PROMOTE_STEP: &str = "bosun.dev/promote-step";
-/// Annotation a human sets (through `bosun abort`) to the target version whose running upgrade must
-/// fail and roll back. Another version's name is ignored. Bosun removes it once acted on.
-pub const ANNOTATION_ABORT: &str = "bosun.dev/abort";
-/// Annotation a human sets (through `bosun retry`) to the failed version to try again from the start.
-/// Another version's name is ignored. Bosun removes it once acted on.
-pub const ANNOTATION_RETRY: &str = "bosun.dev/retry";
 
 /// The most entries `status.history` keeps (the oldest go first).
 pub const HISTORY_CAP: usize = 50;

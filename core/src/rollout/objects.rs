@@ -1,20 +1,17 @@
-//! What the engine creates for an app, built from its spec with no client: the Deployments (`<app>`,
+//! What the engine creates for an app, built from its spec and its revisions with no client: the Deployments (`<app>`,
 //! `<app>-canary`, `<app>-preview`), the Services (`<app>`, `<app>-preview`), and the migration Jobs
 //! (`<app>-migration-<version>`, `<app>-migration-down-<version>`). Deterministic names, ownership
 //! labels, an owner reference to the app.
 
-use bosun_core::engine::app::{DEFAULT_PROGRESS_DEADLINE_SECS, JobKind, Role};
-use bosun_core::engine::revision::Revision;
-use bosun_core::model::{DownMigrationRecord, ManagedApplication, StrategyType};
-pub use bosun_core::names::{LABEL_APP, LABEL_MIGRATION_HASH, LABEL_REVISION_HASH};
+use super::revision::Revision;
+use super::{DEFAULT_PROGRESS_DEADLINE_SECS, JobKind, Role};
+use crate::model::{DownMigrationRecord, ManagedApplication, StrategyType};
+pub use crate::names::{
+    LABEL_APP, LABEL_MIGRATION_HASH, LABEL_REVISION_HASH, LABEL_ROLE, LABEL_VERSION,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use serde_json::json;
-
-/// Label carrying the version a Deployment and its pods run.
-pub const LABEL_VERSION: &str = "bosun.dev/version";
-/// Label carrying which side (stable, canary, preview) a Deployment and its pods are.
-pub const LABEL_ROLE: &str = "bosun.dev/role";
 
 /// The deterministic name of an app's migration Job for a version: `<app>-migration-<version>` or
 /// `<app>-migration-down-<version>`, made a valid name (lowercase; `_` and other characters become
@@ -46,7 +43,7 @@ pub fn job_name(app: &str, kind: JobKind, version: &str) -> String {
     }
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{kind:?}\n{version}"));
-    let hash = hex::encode(&digest[..4]);
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     let mut head = plain;
     head.truncate(MAX - hash.len() - 1);
     format!("{}-{hash}", head.trim_end_matches(['-', '.']))
@@ -377,10 +374,7 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 6, "{names:?}");
         for n in &names {
-            assert!(
-                n.len() <= 63 && bosun_core::names::is_dns1123_label(n),
-                "{n}"
-            );
+            assert!(n.len() <= 63 && crate::names::is_dns1123_label(n), "{n}");
         }
         let v = "1".repeat(40);
         assert_ne!(
