@@ -27,7 +27,7 @@ pub use bosun_core::names::{
 };
 use bosun_core::writeback::{
     AppView, CommitOutcome, GitAction, Restoration, RolledBack, conflict_listing, render_note,
-    rollback_pull_request, upgrade_change,
+    rollback_pull_request,
 };
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -503,88 +503,12 @@ fn summary_of(
         apps.push(Arc::new(app.clone()));
     }
     apps.sort_by_key(|a| (a.namespace(), a.name_any()));
-    let reports = apps.iter().filter_map(|a| app_report(a)).collect();
+    let reports = apps
+        .iter()
+        .filter_map(|a| bosun_core::report::app_report(a))
+        .collect();
     Some(bosun_core::report::ChangeSummary {
         commit,
         apps: reports,
-    })
-}
-
-fn app_report(app: &ManagedApplication) -> Option<bosun_core::report::AppReport> {
-    use bosun_core::model::Phase;
-    use bosun_core::report::{AppReport, Failure, Plan, Rollback, Transition};
-    let s = app.status.clone()?;
-    let phase = s.phase?;
-    let target_version = s.target_version.clone()?;
-    let a = app.annotations();
-    let (from_version, to) = upgrade_change(&s)?;
-    // Once Failed, the revision before is the one restored.
-    let restored = from_version.clone().filter(|_| phase == Phase::Failed);
-    let failure = (phase == Phase::Failed).then(|| {
-        let reason = s.failure_reason();
-        let job = reason
-            .contains("migration")
-            .then(|| crate::engine::migration_job_name(&app.name_any(), &target_version));
-        Failure {
-            reason,
-            pods: s
-                .health_check
-                .as_ref()
-                .map(|h| h.failing_pods.iter().map(|p| p.pod.clone()).collect())
-                .unwrap_or_default(),
-            job,
-        }
-    });
-    let rolled_back_here =
-        a.get(ANNOTATION_ROLLBACK_OF).map(String::as_str) == s.target_revision.as_deref();
-    let rollback = match (
-        phase,
-        rolled_back_here,
-        a.get(ANNOTATION_ROLLBACK_COMMIT),
-        a.get(ANNOTATION_ROLLBACK_PR),
-    ) {
-        (Phase::Failed, true, _, Some(pr)) => {
-            let (number, url) = pr.split_once(' ')?;
-            let (version, number, url) = (
-                restored.clone().unwrap_or_default(),
-                number.parse().ok()?,
-                url.to_string(),
-            );
-            Some(if a.contains_key(ANNOTATION_ROLLBACK_CONFLICT) {
-                Rollback::ConflictPullRequest {
-                    version,
-                    number,
-                    url,
-                }
-            } else {
-                Rollback::PullRequest {
-                    version,
-                    number,
-                    url,
-                }
-            })
-        }
-        (Phase::Failed, true, Some(sha), None)
-            if !sha.is_empty() && !sha.starts_with("branch:") =>
-        {
-            Some(Rollback::Commit {
-                version: restored.clone().unwrap_or_default(),
-                sha: sha.clone(),
-                url: None,
-            })
-        }
-        _ => None,
-    };
-    Some(AppReport {
-        namespace: app.namespace().unwrap_or_default(),
-        name: app.name_any(),
-        from_version,
-        to_version: to,
-        phase,
-        transitions: s.history.iter().map(Transition::from).collect(),
-        plan: Plan::from_strategy(&app.spec.upgrade_strategy),
-        failure,
-        rollback,
-        error: None,
     })
 }

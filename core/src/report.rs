@@ -10,7 +10,16 @@ use std::fmt::Write as _;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::model::{HistoryEntry, Phase, StrategyType, UpgradeStrategy};
+use kube::ResourceExt;
+
+use crate::model::{HistoryEntry, ManagedApplication, Phase, StrategyType, UpgradeStrategy};
+use crate::names::{
+    ANNOTATION_ROLLBACK_COMMIT, ANNOTATION_ROLLBACK_CONFLICT, ANNOTATION_ROLLBACK_OF,
+    ANNOTATION_ROLLBACK_PR,
+};
+use crate::rollout::objects::job_name;
+use crate::rollout::{CONDITION_ROLLED_BACK, JobKind, REASON_MIGRATION_FAILED};
+use crate::writeback::upgrade_change;
 
 /// The first line of every comment Bosun writes: how it finds its own comment again after a restart.
 pub const COMMENT_MARKER: &str = "<!-- bosun:pr-comment -->";
@@ -662,6 +671,88 @@ fn duration(secs: i64) -> String {
         60..3600 => format!("{} min {} s", secs / 60, secs % 60),
         _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
     }
+}
+
+/// What one app's upgrade says to the pull request and the commit status, derived from its status and
+/// the write-back annotations. Pure: the write-back controller renders it.
+pub fn app_report(app: &ManagedApplication) -> Option<AppReport> {
+    let s = app.status.clone()?;
+    let phase = s.phase?;
+    let target_version = s.target_version.clone()?;
+    let a = app.annotations();
+    let (from_version, to) = upgrade_change(&s)?;
+    // Once Failed, the revision before is the one restored.
+    let restored = from_version.clone().filter(|_| phase == Phase::Failed);
+    let failure = (phase == Phase::Failed).then(|| {
+        let reason = s.failure_reason();
+        // The up-migration failed (a typed reason, not words in a message): its Job is what to read.
+        let migration_failed = s
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_ROLLED_BACK && c.reason == REASON_MIGRATION_FAILED);
+        let job = migration_failed.then(|| job_name(&app.name_any(), JobKind::Up, &target_version));
+        Failure {
+            reason,
+            pods: s
+                .health_check
+                .as_ref()
+                .map(|h| h.failing_pods.iter().map(|p| p.pod.clone()).collect())
+                .unwrap_or_default(),
+            job,
+        }
+    });
+    let rolled_back_here =
+        a.get(ANNOTATION_ROLLBACK_OF).map(String::as_str) == s.target_revision.as_deref();
+    let rollback = match (
+        phase,
+        rolled_back_here,
+        a.get(ANNOTATION_ROLLBACK_COMMIT),
+        a.get(ANNOTATION_ROLLBACK_PR),
+    ) {
+        (Phase::Failed, true, _, Some(pr)) => {
+            let (number, url) = pr.split_once(' ')?;
+            let (version, number, url) = (
+                restored.clone().unwrap_or_default(),
+                number.parse().ok()?,
+                url.to_string(),
+            );
+            Some(if a.contains_key(ANNOTATION_ROLLBACK_CONFLICT) {
+                Rollback::ConflictPullRequest {
+                    version,
+                    number,
+                    url,
+                }
+            } else {
+                Rollback::PullRequest {
+                    version,
+                    number,
+                    url,
+                }
+            })
+        }
+        (Phase::Failed, true, Some(sha), None)
+            if !sha.is_empty() && !sha.starts_with("branch:") =>
+        {
+            Some(Rollback::Commit {
+                version: restored.clone().unwrap_or_default(),
+                sha: sha.clone(),
+                url: None,
+            })
+        }
+        _ => None,
+    };
+    Some(AppReport {
+        namespace: app.namespace().unwrap_or_default(),
+        name: app.name_any(),
+        from_version,
+        to_version: to,
+        phase,
+        transitions: s.history.iter().map(Transition::from).collect(),
+        plan: Plan::from_strategy(&app.spec.upgrade_strategy),
+        failure,
+        rollback,
+        error: None,
+    })
 }
 
 #[cfg(test)]

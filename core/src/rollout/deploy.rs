@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use super::action::Action;
 use super::clock::seconds_left;
 use super::observed::{DeadlineClock, Rollout, rollout};
-use super::rollback::{fail, not_ready};
+use super::rollback::{Failure, fail, not_ready};
 use super::status::move_to;
 use super::strategy::{Plan, Stage};
 use super::verify::{check_health, check_round};
@@ -133,7 +133,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                         "health checks of {tl} failed after the switch: pod {pod}: \
                          {error} ({failures} in a row); the active Service is back on {sl}"
                     );
-                    *transition = fail(next, target, "Failed", why, now);
+                    *transition = fail(next, target, Failure::Rollout, why, now);
                 }
             }
             if failed {

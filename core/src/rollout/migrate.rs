@@ -4,7 +4,7 @@
 
 use super::action::{Action, JobKind};
 use super::observed::JobObs;
-use super::rollback::{down_job, fail, forget_migrated};
+use super::rollback::{Failure, down_job, fail, forget_migrated};
 use super::start::needs_migration;
 use super::status::{move_to, moved, push_capped};
 use super::{DOWN_MIGRATIONS_CAP, In, Out, RECHECK_SECS};
@@ -53,7 +53,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, retry: bool) {
                     "the down-migration of {} failed ({reason}): {tl} was not rolled out",
                     record.version
                 );
-                *transition = fail(next, target, "DownMigrationFailed", why, now);
+                *transition = fail(next, target, Failure::DownMigration, why, now);
             }
             job @ (JobObs::Absent | JobObs::Running | JobObs::Foreign) => {
                 if job == JobObs::Absent {
@@ -97,7 +97,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, retry: bool) {
             JobObs::Failed { reason } => {
                 // Nothing was rolled out: the stable side never changed.
                 let why = format!("migration of {tl} failed: {reason}");
-                *transition = fail(next, target, "Failed", why, now);
+                *transition = fail(next, target, Failure::Migration, why, now);
             }
             JobObs::Foreign => {
                 // A Job of this name made for another migration (the same version with another

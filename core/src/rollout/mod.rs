@@ -51,7 +51,7 @@ mod migrate;
 pub mod objects;
 pub mod observed;
 pub mod revision;
-mod rollback;
+pub mod rollback;
 mod start;
 mod status;
 pub mod strategy;
@@ -68,6 +68,7 @@ pub use crate::names::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RET
 pub use action::{Action, Decision, JobKind, Transition};
 pub use observed::{JobObs, Observed, Role, WorkloadObs};
 use revision::{Revision, RevisionRef};
+pub use rollback::{Failure, REASON_MIGRATION_FAILED};
 use start::Target;
 pub use status::{current_ref, label, last_healthy_ref, target_ref};
 pub use strategy::{Stage, probe_target, stage};

@@ -21,15 +21,53 @@ pub(super) fn not_ready(
     now: &Time,
 ) -> Option<Transition> {
     let why = format!("{pods} of {} did not become ready in time", target.label);
-    fail(next, target, "Failed", why, now)
+    fail(next, target, Failure::Rollout, why, now)
 }
+
+/// What failed an upgrade: the reason of its transition (and Event) and of its `RolledBack`
+/// condition, a typed value rather than words to search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Pods never ready in time, or failing their verifications.
+    Rollout,
+    /// The up-migration Job failed: nothing was rolled out.
+    Migration,
+    /// The down-migration of the version being left failed (a revert).
+    DownMigration,
+    /// A human aborted it (`bosun abort`).
+    Aborted,
+}
+
+impl Failure {
+    /// The reason of the transition and its Event.
+    fn event_reason(self) -> &'static str {
+        match self {
+            Failure::Rollout | Failure::Migration => "Failed",
+            Failure::DownMigration => "DownMigrationFailed",
+            Failure::Aborted => "Aborted",
+        }
+    }
+
+    /// The reason of the `RolledBack` condition.
+    pub fn condition_reason(self) -> &'static str {
+        match self {
+            Failure::Rollout => "RolledBack",
+            Failure::Migration => REASON_MIGRATION_FAILED,
+            Failure::DownMigration => "DownMigrationFailed",
+            Failure::Aborted => "Aborted",
+        }
+    }
+}
+
+/// The `RolledBack` condition's reason when the up-migration failed.
+pub const REASON_MIGRATION_FAILED: &str = "MigrationFailed";
 
 /// Fails the upgrade of `target`: the rollback follows. The down-migration of the target's
 /// up-migration, when one ran in this upgrade, is queued to run once the failed side is gone.
 pub(super) fn fail(
     next: &mut ManagedApplicationStatus,
     target: &Target,
-    reason: &str,
+    failure: Failure,
     why: String,
     now: &Time,
 ) -> Option<Transition> {
@@ -62,12 +100,7 @@ pub(super) fn fail(
         Condition {
             type_: CONDITION_ROLLED_BACK.into(),
             status: "True".into(),
-            reason: if reason == "Failed" {
-                "RolledBack"
-            } else {
-                reason
-            }
-            .into(),
+            reason: failure.condition_reason().into(),
             message: format!(
                 "{} failed and was rolled back to {back}: {why}",
                 target.label
@@ -79,7 +112,7 @@ pub(super) fn fail(
             observed_generation: None,
         },
     );
-    moved(next, Phase::Failed, reason.into(), message)
+    moved(next, Phase::Failed, failure.event_reason().into(), message)
 }
 
 /// The rollback, and after it the pending down-migration: every round while the app is Failed.

@@ -4,7 +4,7 @@
 
 use super::action::{Action, JobKind};
 use super::revision::{Revision, RevisionRef};
-use super::rollback::fail;
+use super::rollback::{Failure, fail};
 use super::status::{label, move_to, target_ref};
 use super::strategy::{Plan, plan};
 use super::{ANNOTATION_ABORT, ANNOTATION_RETRY, CONDITION_ROLLED_BACK, In, Out, Role};
@@ -314,6 +314,12 @@ pub(super) fn abort(i: &In<'_>, o: &mut Out) {
         actions.push(Action::ClearAnnotation {
             name: ANNOTATION_ABORT,
         });
-        *transition = fail(next, target, "Aborted", "aborted by a user".into(), now);
+        *transition = fail(
+            next,
+            target,
+            Failure::Aborted,
+            "aborted by a user".into(),
+            now,
+        );
     }
 }

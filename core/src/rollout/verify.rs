@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use super::action::{Action, Transition};
 use super::clock::seconds_left;
-use super::rollback::fail;
+use super::rollback::{Failure, fail};
 use super::status::{move_to, push_capped};
 use super::strategy::{Plan, Stage};
 use super::{ANNOTATION_PROMOTE_STEP, HEALTHY_REVISIONS_CAP, In, Out};
@@ -93,7 +93,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
         } => {
             let why =
                 format!("health checks of {tl} failed: pod {pod}: {error} ({failures} in a row)");
-            *transition = fail(next, target, "Failed", why, now);
+            *transition = fail(next, target, Failure::Rollout, why, now);
         }
         Verdict::Undecided => {
             let t = spec

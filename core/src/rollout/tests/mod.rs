@@ -627,6 +627,52 @@ fn a_failed_migration_fails_the_upgrade_and_changes_no_workload() {
             .as_deref()
             .is_some_and(|m| m.contains("BackoffLimitExceeded"))
     );
+    let rolled_back = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_ROLLED_BACK)
+        .expect("RolledBack");
+    assert_eq!(
+        rolled_back.reason, REASON_MIGRATION_FAILED,
+        "a typed reason, not words to search"
+    );
+    // The pull request comment names the migration Job to read.
+    let app = crate::model::ManagedApplication {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        spec: with_migration(spec("v2")),
+        status: Some(w.status.clone()),
+    };
+    let report = crate::report::app_report(&app).expect("a report");
+    assert_eq!(
+        report.failure.and_then(|f| f.job).as_deref(),
+        Some("web-migration-v2")
+    );
+}
+
+#[test]
+fn a_rollout_failure_names_no_migration_job_even_when_its_message_says_migration() {
+    let mut w = World::deployed(&checked(spec("migration-v1")));
+    w.unhealthy_version = Some("migration-v2".into());
+    w.settle(&checked(spec("migration-v2")));
+    assert_eq!(w.status.phase, Some(Phase::Failed));
+    let app = crate::model::ManagedApplication {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        spec: checked(spec("migration-v2")),
+        status: Some(w.status.clone()),
+    };
+    let report = crate::report::app_report(&app).expect("a report");
+    let failure = report.failure.expect("a failure");
+    assert!(failure.reason.contains("migration"), "{}", failure.reason);
+    assert_eq!(failure.job, None);
 }
 
 #[test]
