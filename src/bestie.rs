@@ -252,6 +252,17 @@ fn observe_app(d: &Deployment) -> AppObs {
             .and_then(|l| l.get(LABEL_VERSION))
             .cloned()
             .unwrap_or_default(),
+        template_hash: d
+            .annotations()
+            .get(planner::ANNOTATION_TEMPLATE_HASH)
+            .cloned(),
+        image: d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default(),
         replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         current: status.observed_generation.is_some()
             && status.observed_generation >= d.metadata.generation,

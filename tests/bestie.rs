@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use bosun_core::engine::bestie::{ANNOTATION_PROGRESS_DEADLINE, CONDITION_READY, reason};
+use bosun_core::engine::bestie::{
+    ANNOTATION_PROGRESS_DEADLINE, ANNOTATION_TEMPLATE_HASH, CONDITION_READY, reason,
+};
 use bosun_core::model::Bestie;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -443,6 +445,128 @@ async fn a_broken_version_rolls_back_and_is_not_retried() {
 
     set_version(&r, "1.5").await;
     appversion_is(&r, "1.5").await;
+}
+
+/// The app container of the Deployment `bestie-app`: (image, containerPort, readiness probe port).
+async fn app_container(r: &Running) -> Option<(String, i32, Option<i32>)> {
+    let d = exists::<Deployment>(r, "bestie-app").await?;
+    let c = d.spec?.template.spec?.containers.into_iter().next()?;
+    let port = c.ports.as_ref()?.first()?.container_port;
+    let probe_port = c
+        .readiness_probe
+        .and_then(|p| p.http_get)
+        .and_then(|h| match h.port {
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => Some(p),
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => None,
+        });
+    Some((c.image?, port, probe_port))
+}
+
+#[tokio::test]
+async fn a_new_image_and_a_broken_version_together_roll_back_to_the_old_image_and_port_whole() {
+    let r = serving(
+        "bestie-template",
+        SEED_000,
+        json!({ANNOTATION_PROGRESS_DEADLINE: "5"}),
+    )
+    .await;
+    let healthy = wait_until("lastHealthyTemplate recorded", || async {
+        r.ns.api::<Bestie>()
+            .get("bestie")
+            .await
+            .ok()?
+            .status?
+            .last_healthy_template
+    })
+    .await;
+    assert_eq!(
+        (
+            healthy.image.as_str(),
+            healthy.version.as_str(),
+            healthy.port
+        ),
+        ("quay.io/opdev/bestie", "1.3", 8000)
+    );
+
+    // One commit changes the repository, the tag and the port together; the new pods never get ready.
+    r.ns.api::<Bestie>()
+        .patch(
+            "bestie",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "image": "quay.io/other/bestie",
+                "version": "1.4-broken",
+                "port": 9000,
+            }})),
+        )
+        .await
+        .expect("patch the Bestie");
+    wait_until("the new template rolling out", || async {
+        let (image, port, _) = app_container(&r).await?;
+        (image == "quay.io/other/bestie:1.4-broken" && port == 9000).then_some(())
+    })
+    .await;
+    let b = wait_until("failedVersion 1.4-broken", || async {
+        let b = r.ns.api::<Bestie>().get("bestie").await.ok()?;
+        (b.status.as_ref()?.failed_version.as_deref() == Some("1.4-broken")).then_some(b)
+    })
+    .await;
+    let status = b.status.expect("status");
+    assert!(status.failed_hash.is_some(), "{status:?}");
+    assert_ne!(status.failed_hash.as_ref(), Some(&healthy.hash));
+
+    // The rollback runs exactly what last ran: the old repository, tag and port, not the new image at
+    // the old tag (pods that never ran).
+    wait_until(
+        "the app back on quay.io/opdev/bestie:1.3, port 8000",
+        || async {
+            let (image, port, probe) = app_container(&r).await?;
+            (image == "quay.io/opdev/bestie:1.3" && port == 8000 && probe == Some(8000))
+                .then_some(())
+        },
+    )
+    .await;
+    let b = appversion_is(&r, "1.3").await;
+    let status = b.status.expect("status");
+    assert_eq!(status.last_healthy_template.as_ref(), Some(&healthy));
+    assert_eq!(status.last_healthy_version.as_deref(), Some("1.3"));
+    assert_eq!(status.failed_version.as_deref(), Some("1.4-broken"));
+    let d = exists::<Deployment>(&r, "bestie-app")
+        .await
+        .expect("the Deployment");
+    assert_eq!(
+        d.annotations().get(ANNOTATION_TEMPLATE_HASH),
+        Some(&healthy.hash)
+    );
+    wait_until(
+        "every podstatus line on quay.io/opdev/bestie:1.3",
+        || async {
+            let lines =
+                r.ns.api::<Bestie>()
+                    .get("bestie")
+                    .await
+                    .ok()?
+                    .status?
+                    .podstatus;
+            (lines.len() == 3
+                && lines
+                    .iter()
+                    .all(|l| l.ends_with(" : quay.io/opdev/bestie:1.3")))
+            .then_some(())
+        },
+    )
+    .await;
+    // The deadline is 5 s: a retry would put the new template back within this window.
+    holds_for(
+        "the failed template not retried",
+        Duration::from_secs(7),
+        || async {
+            app_container(&r)
+                .await
+                .is_some_and(|(image, port, _)| image == "quay.io/opdev/bestie:1.3" && port == 8000)
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

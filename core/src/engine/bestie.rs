@@ -6,18 +6,22 @@
 //! waits for the earlier ones: the seed Job runs only once the database is ready, and the app tier is
 //! created only once the seed succeeded (or when it already exists: a running app is never held back).
 //!
-//! A version change is the Deployment's rolling update (maxUnavailable 0, gated by readiness). When the
-//! new pods are not ready within the progress deadline (the Deployment reports `ProgressDeadlineExceeded`),
-//! the version is recorded in `status.failedVersion` and the app rolls back to `lastHealthyVersion`; it is
-//! not retried until `spec.version` changes again. The executor (`bosun::bestie`) observes, calls [`plan`]
-//! and carries the actions out; it never decides.
+//! The unit of a rollout is the app's *template* ([`BestieTemplate`]: image, version, port and database
+//! Secret, everything of the spec that shapes the app's pods), named by its hash. A change of any of them
+//! is the Deployment's rolling update (maxUnavailable 0, gated by readiness). When the new pods are not
+//! ready within the progress deadline (the Deployment reports `ProgressDeadlineExceeded`), the template's
+//! hash is recorded in `status.failedHash` (its version in `failedVersion`) and the app rolls back to
+//! `status.lastHealthyTemplate`, whole: the image, version and port that last ran, not the spec's. It is
+//! not retried until the spec's template changes again. The executor (`bosun::bestie`) observes, calls
+//! [`plan`] and carries the actions out; it never decides.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use crate::model::{BestieSpec, BestieStatus};
+use crate::model::{BestieSpec, BestieStatus, BestieTemplate};
 
 /// The field manager of everything the Bestie controller applies, status included.
 pub const FIELD_MANAGER: &str = "bosun-bestie";
@@ -31,6 +35,9 @@ pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 /// Label on the app Deployment and its pods: the version they run.
 pub const LABEL_VERSION: &str = "bosun.dev/version";
+/// Annotation on the app Deployment: the hash of the [`BestieTemplate`] its pods are built from. On the
+/// Deployment's metadata, not the pods', so that adding it to a Deployment of an older Bosun restarts no pod.
+pub const ANNOTATION_TEMPLATE_HASH: &str = "bosun.dev/template-hash";
 pub const DEFAULT_PORT: i32 = 8000;
 pub const DEFAULT_DB_IMAGE: &str = "postgres:16";
 pub const DEFAULT_DB_STORAGE: &str = "1Gi";
@@ -226,6 +233,11 @@ pub enum JobObs {
 pub struct AppObs {
     /// Its template's [`LABEL_VERSION`].
     pub version: String,
+    /// Its [`ANNOTATION_TEMPLATE_HASH`]; `None` on a Deployment last applied by a Bosun that did not
+    /// record it.
+    pub template_hash: Option<String>,
+    /// Its app container's image (`repository:tag`).
+    pub image: String,
     /// `spec.replicas` (the HPA may have changed it).
     pub replicas: i32,
     /// `status.observedGeneration == metadata.generation`: the status describes the current template.
@@ -238,9 +250,18 @@ pub struct AppObs {
 }
 
 impl AppObs {
-    /// Every pod runs `version` and is ready, as `kubectl rollout status` judges it.
-    fn complete_at(&self, version: &str) -> bool {
-        self.version == version
+    /// Its pod template is built from `template`. A Deployment without a template hash (applied by an
+    /// older Bosun) is judged by its image and version, all it can tell.
+    fn runs(&self, template: &BestieTemplate) -> bool {
+        match &self.template_hash {
+            Some(hash) => *hash == template.hash,
+            None => self.version == template.version && self.image == template.image_ref(),
+        }
+    }
+
+    /// Every pod runs `template` and is ready, as `kubectl rollout status` judges it.
+    fn complete_at(&self, template: &BestieTemplate) -> bool {
+        self.runs(template)
             && self.current
             && self.updated >= self.replicas
             && self.total == self.updated
@@ -359,22 +380,25 @@ pub enum Stage {
     SeedFailed {
         reason: String,
     },
+    /// The spec's template rolls out. Templates are named as messages name them
+    /// (`version 1.4`, or its image, port and hash where the version is the last healthy one's).
     RollingOut {
         version: String,
         updated: i32,
         ready: i32,
         replicas: i32,
     },
+    /// The spec's template failed; the last healthy one (`to`: `image:tag on port N`) rolls back.
     RollingBack {
         failed: String,
         to: String,
     },
-    /// The failed version was rolled back; `running` serves.
+    /// The failed template was rolled back; the last healthy one, `running`, serves.
     RolledBack {
         failed: String,
         running: String,
     },
-    /// The failed version has nothing to roll back to (it was the first).
+    /// The failed template has nothing to roll back to (it was the first).
     FailedWithoutRollback {
         failed: String,
     },
@@ -726,10 +750,11 @@ pub fn database_secret(input: &Input, password: &str) -> Value {
     )
 }
 
-/// The app's database environment: the Secret's keys, as Crunchy's user Secret also has them.
-fn database_env(input: &Input, kind: DbKind) -> Vec<Value> {
+/// The app's database environment: the keys of the Secret `secret`, as Crunchy's user Secret also has
+/// them.
+fn database_env(secret: &str) -> Vec<Value> {
     secret_env(
-        &kind.secret_name(input.name),
+        secret,
         &[
             ("DB_HOST", "host"),
             ("DB_PORT", "port"),
@@ -766,7 +791,7 @@ fn seed(input: &Input, observed: &Observed, kind: DbKind) -> (Step, bool, Option
             let mut container = json!({
                 "name": "seed",
                 "image": image(input.spec, &input.spec.version),
-                "env": database_env(input, kind),
+                "env": database_env(&kind.secret_name(input.name)),
             });
             if let Some(cmd) = input
                 .spec
@@ -812,70 +837,160 @@ pub fn hpa_bounds(spec: &BestieSpec) -> Option<(i32, i32)> {
     (spec.size > 0).then_some((spec.size, max.max(spec.size)))
 }
 
-/// The app sub-reconciler: the Deployment and the rollout state (appversion, lastHealthyVersion,
-/// failedVersion).
+impl BestieTemplate {
+    /// The template of these fields, its hash computed: 10 hex digits of the SHA-256 of their JSON
+    /// (object keys sorted). A field added later changes every hash: a rollout for each Bestie, and a
+    /// held failure tried again.
+    pub fn new(
+        image: String,
+        version: String,
+        port: i32,
+        database_secret: Option<String>,
+    ) -> BestieTemplate {
+        let mut template = BestieTemplate {
+            image,
+            version,
+            port,
+            database_secret,
+            hash: String::new(),
+        };
+        let mut fields = serde_json::to_value(&template).expect("a template serializes");
+        fields
+            .as_object_mut()
+            .expect("a template serializes to an object")
+            .remove("hash");
+        let digest = Sha256::digest(fields.to_string().as_bytes());
+        template.hash = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+        template
+    }
+
+    /// The template `spec` asks for the Bestie `bestie`, its pods reading the database of kind `db`
+    /// (`None`: no database).
+    pub fn of(spec: &BestieSpec, bestie: &str, db: Option<DbKind>) -> BestieTemplate {
+        BestieTemplate::new(
+            spec.image.clone(),
+            spec.version.clone(),
+            app_port(spec),
+            db.map(|kind| kind.secret_name(bestie)),
+        )
+    }
+
+    /// The container image, `repository:tag`.
+    pub fn image_ref(&self) -> String {
+        format!("{}:{}", self.image, self.version)
+    }
+
+    /// What runs: `<image>:<version> on port <port>`.
+    fn describe(&self) -> String {
+        format!("{} on port {}", self.image_ref(), self.port)
+    }
+
+    /// How a message names it beside `other`: `version <v>`, or where the versions do not tell them
+    /// apart (only the image, port or database changed), what runs and the hash.
+    fn label(&self, other: Option<&BestieTemplate>) -> String {
+        match other {
+            Some(o) if o.version == self.version && o.hash != self.hash => format!(
+                "{} on port {} (template {})",
+                self.image_ref(),
+                self.port,
+                self.hash
+            ),
+            _ => format!("version {}", self.version),
+        }
+    }
+}
+
+/// The rollback target: the last healthy template, or, from a status written before templates were
+/// recorded, the last healthy version with the spec's other fields (all such a status can tell).
+fn last_healthy(status: &BestieStatus, wanted: &BestieTemplate) -> Option<BestieTemplate> {
+    status.last_healthy_template.clone().or_else(|| {
+        status.last_healthy_version.as_ref().map(|version| {
+            BestieTemplate::new(
+                wanted.image.clone(),
+                version.clone(),
+                wanted.port,
+                wanted.database_secret.clone(),
+            )
+        })
+    })
+}
+
+/// The app sub-reconciler: the Deployment and the rollout state (appversion, lastHealthyVersion and
+/// lastHealthyTemplate, failedVersion and failedHash).
 fn app(
     input: &Input,
     observed: &Observed,
     db: Option<DbKind>,
     status: &mut BestieStatus,
 ) -> (Step, Stage) {
-    let target = input.spec.version.as_str();
+    let wanted = BestieTemplate::of(input.spec, input.name, db);
     let live = observed.app.as_ref();
-    // A hold lasts until spec.version changes: another version (even the failed one again, later) is a
-    // new attempt.
-    if status
-        .failed_version
-        .as_deref()
-        .is_some_and(|f| f != target)
+    // A hold written before templates names a version only: it holds while that version is asked for,
+    // as it did then.
+    if status.failed_hash.is_none()
+        && let Some(version) = status.failed_version.as_deref()
     {
-        status.failed_version = None;
-    }
-    let mut failed = status.failed_version.as_deref() == Some(target);
-    // A new failure: the target's rollout passed its progress deadline.
-    if !failed && live.is_some_and(|a| a.version == target && a.current && a.stalled) {
-        failed = true;
-        status.failed_version = Some(target.into());
-    }
-    let rollback_to = status
-        .last_healthy_version
-        .clone()
-        .filter(|v| failed && v != target);
-    let version = rollback_to.clone().unwrap_or_else(|| target.into());
-    let replicas = app_replicas(input.spec, live.map(|a| a.replicas));
-    let complete = live.is_some_and(|a| a.complete_at(&version));
-    if complete {
-        status.appversion = Some(version.clone());
-        if !failed {
-            status.last_healthy_version = Some(target.into());
+        if version == wanted.version {
+            status.failed_hash = Some(wanted.hash.clone());
+        } else {
+            status.failed_version = None;
         }
     }
+    // A hold lasts until the template changes: another template (even the failed one again, later) is a
+    // new attempt.
+    if status
+        .failed_hash
+        .as_deref()
+        .is_some_and(|f| f != wanted.hash)
+    {
+        status.failed_hash = None;
+        status.failed_version = None;
+    }
+    let mut failed = status.failed_hash.as_deref() == Some(wanted.hash.as_str());
+    // A new failure: the wanted template's rollout passed its progress deadline.
+    if !failed && live.is_some_and(|a| a.runs(&wanted) && a.current && a.stalled) {
+        failed = true;
+        status.failed_hash = Some(wanted.hash.clone());
+        status.failed_version = Some(wanted.version.clone());
+    }
+    let healthy = last_healthy(status, &wanted);
+    let rollback_to = healthy.clone().filter(|t| failed && t.hash != wanted.hash);
+    let running = rollback_to.clone().unwrap_or_else(|| wanted.clone());
+    let replicas = app_replicas(input.spec, live.map(|a| a.replicas));
+    let complete = live.is_some_and(|a| a.complete_at(&running));
+    if complete {
+        status.appversion = Some(running.version.clone());
+        if !failed {
+            status.last_healthy_version = Some(wanted.version.clone());
+            status.last_healthy_template = Some(wanted.clone());
+        }
+    }
+    // How messages name the spec's template: beside the last healthy one.
+    let wanted_label = || wanted.label(healthy.as_ref());
     let stage = match (failed, rollback_to, complete) {
         (false, _, true) => Stage::Serving {
-            version: version.clone(),
+            version: running.version.clone(),
             replicas,
         },
         (false, _, false) => Stage::RollingOut {
-            version: version.clone(),
-            updated: live
-                .filter(|a| a.version == version)
-                .map_or(0, |a| a.updated),
-            ready: live.filter(|a| a.version == version).map_or(0, |a| a.ready),
+            version: wanted_label(),
+            updated: live.filter(|a| a.runs(&running)).map_or(0, |a| a.updated),
+            ready: live.filter(|a| a.runs(&running)).map_or(0, |a| a.ready),
             replicas,
         },
         (true, Some(to), false) => Stage::RollingBack {
-            failed: target.into(),
-            to,
+            failed: wanted_label(),
+            to: to.describe(),
         },
-        (true, Some(running), true) => Stage::RolledBack {
-            failed: target.into(),
-            running,
+        (true, Some(to), true) => Stage::RolledBack {
+            failed: wanted_label(),
+            running: to.describe(),
         },
         (true, None, _) => Stage::FailedWithoutRollback {
-            failed: target.into(),
+            failed: wanted_label(),
         },
     };
-    let deployment = app_deployment(input, &version, db);
+    let deployment = app_deployment(input, &running);
     let mut step = apply_step(observed, Part::AppDeployment, deployment, Some(replicas));
     if matches!(stage, Stage::RollingOut { .. } | Stage::RollingBack { .. }) {
         // The Deployment's status changes wake us; the requeue is a backstop for a missed watch event.
@@ -888,21 +1003,23 @@ fn app_port(spec: &BestieSpec) -> i32 {
     spec.port.unwrap_or(DEFAULT_PORT)
 }
 
-/// The app Deployment without `spec.replicas` (see [`stamp`]).
-fn app_deployment(input: &Input, version: &str, db: Option<DbKind>) -> Value {
+/// The app Deployment running `template` (and nothing else of the spec in its pods), without
+/// `spec.replicas` (see [`stamp`]).
+fn app_deployment(input: &Input, template: &BestieTemplate) -> Value {
     let part = Part::AppDeployment;
-    let port = app_port(input.spec);
+    let port = template.port;
+    let version = template.version.as_str();
     let mut pod_labels = labels(input, part);
     pod_labels[LABEL_VERSION] = version.into();
     let mut container = json!({
         "name": "app",
-        "image": image(input.spec, version),
+        "image": template.image_ref(),
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": port}, "initialDelaySeconds": 15, "periodSeconds": 10},
     });
-    if let Some(kind) = db {
-        container["env"] = json!(database_env(input, kind));
+    if let Some(secret) = &template.database_secret {
+        container["env"] = json!(database_env(secret));
     }
     let mut d = object(
         input,
@@ -919,6 +1036,7 @@ fn app_deployment(input: &Input, version: &str, db: Option<DbKind>) -> Value {
         }),
     );
     d["metadata"]["labels"][LABEL_VERSION] = version.into();
+    d["metadata"]["annotations"][ANNOTATION_TEMPLATE_HASH] = template.hash.clone().into();
     d
 }
 
@@ -1051,8 +1169,8 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
             true,
             ROLLING_BACK,
             format!(
-                "version {failed} did not become ready within {deadline}s (ProgressDeadlineExceeded); \
-                 rolling back to {to}"
+                "{failed} did not become ready within {deadline}s (ProgressDeadlineExceeded); rolling \
+                 back to the last healthy template, {to}"
             ),
         ),
         Stage::RolledBack { failed, running } => (
@@ -1061,8 +1179,9 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
             false,
             ROLLOUT_FAILED,
             format!(
-                "version {failed} did not become ready within {deadline}s and was rolled back; {running} is \
-                 serving. {failed} is not retried until spec.version changes"
+                "{failed} did not become ready within {deadline}s and was rolled back to the last healthy \
+                 template; {running} is serving. It is not retried until the spec's image, version, port or \
+                 database changes"
             ),
         ),
         Stage::FailedWithoutRollback { failed } => (
@@ -1071,8 +1190,8 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
             false,
             ROLLOUT_FAILED,
             format!(
-                "version {failed} did not become ready within {deadline}s and there is no earlier healthy \
-                 version to roll back to; set spec.version to a working version"
+                "{failed} did not become ready within {deadline}s and there is no earlier healthy version \
+                 to roll back to; set spec.version (or image, port) to a working one"
             ),
         ),
         Stage::NameTaken { objects } => (

@@ -87,14 +87,25 @@ pub struct BestieStatus {
     /// One line a pod: `pod : phase : image`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub podstatus: Vec<String>,
-    /// The last version that rolled out fully: the rollback target.
+    /// The version of the last rollout that completed (`lastHealthyTemplate`'s version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_healthy_version: Option<String>,
-    /// The last version whose pods did not become ready within the progress deadline. While it equals
-    /// `spec.version` it is not retried (the app runs `lastHealthyVersion`); another `spec.version` clears
-    /// it, so setting the version again later is a new attempt.
+    /// The last rollout that completed, whole: the rollback target. A rollback runs exactly this
+    /// template (image, version, port, database), whatever the spec says now. Absent when written by a
+    /// Bosun that recorded only `lastHealthyVersion`: a rollback then runs that version with the spec's
+    /// other fields, and the next completed rollout records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_healthy_template: Option<BestieTemplate>,
+    /// The version of the last rollout whose pods did not become ready within the progress deadline
+    /// (`failedHash`'s version). It may equal `lastHealthyVersion` when only the image or port changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_version: Option<String>,
+    /// The template hash of the last rollout whose pods did not become ready within the progress
+    /// deadline. While it equals the spec's template hash the rollout is not retried (the app runs
+    /// `lastHealthyTemplate`); a change of the template (image, version, port, database) clears it, so
+    /// asking for the failed template again later is a new attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_hash: Option<String>,
     /// True once the seed Job succeeded: it never runs again, even when the Job is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_seeded: Option<bool>,
@@ -104,4 +115,23 @@ pub struct BestieStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Everything that shapes a Bestie's app pods, resolved (the default port filled in), and its hash: the
+/// identity of a rollout. A change of any field is a rollout through the Deployment; a rollback restores
+/// all of them. `size`, `maxReplicas` and `host` shape no pod and are applied directly.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BestieTemplate {
+    /// The image repository, without a tag.
+    pub image: String,
+    /// The image tag.
+    pub version: String,
+    /// The port the app listens on (probes and container port).
+    pub port: i32,
+    /// The Secret the pods read the database from (`DB_*`, `DATABASE_URL`); none without a database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_secret: Option<String>,
+    /// 10 hex digits of the SHA-256 of the other fields' JSON.
+    pub hash: String,
 }

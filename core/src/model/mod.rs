@@ -9,7 +9,7 @@ use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
-pub use bestie::{Bestie, BestieDatabase, BestieSpec, BestieStatus};
+pub use bestie::{Bestie, BestieDatabase, BestieSpec, BestieStatus, BestieTemplate};
 pub use managed_app::*;
 pub use pause::Pause;
 

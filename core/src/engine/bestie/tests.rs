@@ -93,6 +93,14 @@ impl World {
                         let old = self.observed.app.clone();
                         self.observed.app = Some(AppObs {
                             version,
+                            template_hash: object["metadata"]["annotations"]
+                                [ANNOTATION_TEMPLATE_HASH]
+                                .as_str()
+                                .map(String::from),
+                            image: object["spec"]["template"]["spec"]["containers"][0]["image"]
+                                .as_str()
+                                .expect("an image")
+                                .to_string(),
                             replicas,
                             current: false,
                             total: old.as_ref().map_or(0, |a| a.total),
@@ -693,5 +701,356 @@ fn a_failed_version_set_again_after_another_version_is_tried_again() {
     assert_eq!(
         applied(&p, Part::AppDeployment)["spec"]["template"]["spec"]["containers"][0]["image"],
         "quay.io/opdev/bestie:1.4-broken"
+    );
+}
+
+/// The app container the plan applies.
+fn app_container(p: &Plan) -> &Value {
+    &applied(p, Part::AppDeployment)["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// The template the executor would compute for `spec` (the seed's StatefulSet database).
+fn template_of(spec: &BestieSpec) -> BestieTemplate {
+    BestieTemplate::of(spec, "bestie", Some(DbKind::StatefulSet))
+}
+
+#[test]
+fn what_shapes_the_app_pods_makes_a_new_template_and_what_does_not_keeps_it() {
+    let base = template_of(&seed_spec()).hash;
+    type Change = Box<dyn Fn(&mut BestieSpec)>;
+    let changes: Vec<(&str, Change, bool)> = vec![
+        ("version", Box::new(|s| s.version = "1.4".into()), true),
+        (
+            "image",
+            Box::new(|s| s.image = "quay.io/other/bestie".into()),
+            true,
+        ),
+        ("port", Box::new(|s| s.port = Some(9000)), true),
+        (
+            "the default port written out",
+            Box::new(|s| s.port = Some(DEFAULT_PORT)),
+            false,
+        ),
+        ("size", Box::new(|s| s.size = 5), false),
+        ("maxReplicas", Box::new(|s| s.max_replicas = None), false),
+        (
+            "host",
+            Box::new(|s| s.host = Some("pets.example.com".into())),
+            false,
+        ),
+        (
+            "the seed command",
+            Box::new(|s| {
+                s.database = Some(BestieDatabase {
+                    seed_command: Some(vec!["/seed".into()]),
+                    ..BestieDatabase::default()
+                })
+            }),
+            false,
+        ),
+    ];
+    for (what, change, new_template) in changes {
+        let mut s = seed_spec();
+        change(&mut s);
+        assert_eq!(
+            template_of(&s).hash != base,
+            new_template,
+            "a change of {what} {} a new template",
+            if new_template { "is" } else { "is not" }
+        );
+    }
+    let without_db = BestieTemplate::of(&seed_spec(), "bestie", None);
+    assert_ne!(without_db.hash, base, "the database env shapes the pods");
+    assert_eq!(base.len(), 10, "5 bytes of SHA-256 in hex");
+}
+
+#[test]
+fn a_completed_rollout_records_its_whole_template_as_the_last_healthy_one() {
+    let w = World::serving(seed_spec());
+    let healthy = w.status.last_healthy_template.clone().expect("recorded");
+    assert_eq!(healthy, template_of(&seed_spec()));
+    assert_eq!(
+        (
+            healthy.image.as_str(),
+            healthy.version.as_str(),
+            healthy.port
+        ),
+        ("quay.io/opdev/bestie", "1.3", DEFAULT_PORT)
+    );
+    assert_eq!(healthy.database_secret.as_deref(), Some("bestie-db"));
+    assert_eq!(w.status.last_healthy_version.as_deref(), Some("1.3"));
+}
+
+#[test]
+fn an_image_and_version_change_that_fails_rolls_back_to_the_old_image_and_version() {
+    let mut w = World::serving(seed_spec());
+    w.spec.image = "quay.io/other/bestie".into();
+    w.spec.version = "1.4-broken".into();
+    let p = w.act();
+    assert_eq!(
+        app_container(&p)["image"],
+        "quay.io/other/bestie:1.4-broken"
+    );
+    w.rollout_stalls();
+    let p = w.act();
+    assert_eq!(
+        app_container(&p)["image"],
+        "quay.io/opdev/bestie:1.3",
+        "the old image and version, not the new image at the old version"
+    );
+    let d = applied(&p, Part::AppDeployment);
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"][LABEL_VERSION],
+        "1.3"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"][ANNOTATION_TEMPLATE_HASH],
+        template_of(&seed_spec()).hash.as_str()
+    );
+    assert_eq!(p.status.failed_version.as_deref(), Some("1.4-broken"));
+    assert_eq!(p.status.failed_hash, Some(template_of(&w.spec).hash));
+    let ready = condition(&p.status, CONDITION_READY);
+    assert!(
+        ready.message.contains("1.4-broken") && ready.message.contains("quay.io/opdev/bestie:1.3"),
+        "{}",
+        ready.message
+    );
+
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(parts(&p), vec![], "the failed template is not retried");
+    assert_eq!(p.status.appversion.as_deref(), Some("1.3"));
+    assert_eq!(p.status.last_healthy_version.as_deref(), Some("1.3"));
+    assert_eq!(
+        p.status.last_healthy_template,
+        Some(template_of(&seed_spec()))
+    );
+    assert_eq!(
+        condition(&p.status, CONDITION_PROGRESSING).reason,
+        reason::ROLLOUT_FAILED
+    );
+}
+
+#[test]
+fn a_port_and_version_change_that_fails_rolls_back_to_the_old_port_and_version() {
+    let mut w = World::serving(seed_spec());
+    w.spec.port = Some(9000);
+    w.spec.version = "1.4-broken".into();
+    let p = w.act();
+    assert_eq!(app_container(&p)["ports"][0]["containerPort"], 9000);
+    w.rollout_stalls();
+    let p = w.act();
+    let c = app_container(&p);
+    assert_eq!(c["image"], "quay.io/opdev/bestie:1.3");
+    assert_eq!(c["ports"][0]["containerPort"], DEFAULT_PORT);
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], DEFAULT_PORT);
+    assert_eq!(c["livenessProbe"]["tcpSocket"]["port"], DEFAULT_PORT);
+    assert_eq!(p.status.failed_version.as_deref(), Some("1.4-broken"));
+}
+
+#[test]
+fn an_image_change_alone_is_a_rollout_and_is_rolled_back_when_it_fails() {
+    let mut w = World::serving(seed_spec());
+    w.spec.image = "quay.io/other/bestie".into();
+    let p = w.act();
+    assert_eq!(app_container(&p)["image"], "quay.io/other/bestie:1.3");
+    let progressing = condition(&p.status, CONDITION_PROGRESSING);
+    assert_eq!(progressing.reason, reason::ROLLING_OUT);
+    assert!(
+        progressing.message.contains("quay.io/other/bestie:1.3"),
+        "the same version: the message names the image, {}",
+        progressing.message
+    );
+    w.rollout_stalls();
+    let p = w.act();
+    assert_eq!(app_container(&p)["image"], "quay.io/opdev/bestie:1.3");
+    let wanted = template_of(&w.spec);
+    assert_eq!(p.status.failed_hash.as_deref(), Some(wanted.hash.as_str()));
+    assert_eq!(
+        p.status.failed_version.as_deref(),
+        Some("1.3"),
+        "the failed template's version, the same as the healthy one's"
+    );
+    let ready = condition(&p.status, CONDITION_READY);
+    assert_eq!(ready.reason, reason::ROLLOUT_FAILED);
+    assert!(
+        ready.message.contains(&wanted.hash) && ready.message.contains("quay.io/other/bestie:1.3"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == reason::ROLLOUT_FAILED)
+    );
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(parts(&p), vec![]);
+    assert_eq!(
+        p.status.last_healthy_template,
+        Some(template_of(&seed_spec()))
+    );
+}
+
+#[test]
+fn an_image_change_alone_that_becomes_ready_is_the_new_last_healthy_template() {
+    let mut w = World::serving(seed_spec());
+    w.spec.image = "quay.io/other/bestie".into();
+    w.act();
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(p.status.last_healthy_template, Some(template_of(&w.spec)));
+    assert_eq!(p.status.last_healthy_version.as_deref(), Some("1.3"));
+    assert_eq!(
+        condition(&p.status, CONDITION_READY).reason,
+        reason::ROLLOUT_COMPLETE
+    );
+}
+
+#[test]
+fn a_held_failure_is_retried_only_once_the_template_changes_again() {
+    let mut w = World::serving(seed_spec());
+    w.spec.image = "quay.io/other/bestie".into();
+    w.spec.version = "1.4-broken".into();
+    w.act();
+    w.rollout_stalls();
+    w.act();
+    w.pods_become_ready();
+    w.act();
+
+    // Changes that shape no pod keep the hold.
+    w.spec.size = 4;
+    w.spec.max_replicas = None;
+    let p = w.act();
+    assert_eq!(app_container(&p)["image"], "quay.io/opdev/bestie:1.3");
+    assert_eq!(p.status.failed_version.as_deref(), Some("1.4-broken"));
+    w.pods_become_ready();
+    w.act();
+
+    // A fixed version on the new image is a new attempt, and it completes.
+    w.spec.version = "1.4".into();
+    let p = w.act();
+    assert_eq!(app_container(&p)["image"], "quay.io/other/bestie:1.4");
+    assert_eq!(
+        (p.status.failed_version, p.status.failed_hash),
+        (None, None)
+    );
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(p.status.appversion.as_deref(), Some("1.4"));
+    assert_eq!(p.status.last_healthy_template, Some(template_of(&w.spec)));
+
+    // The failed template asked for again, later, is tried again.
+    w.spec.version = "1.4-broken".into();
+    let p = w.act();
+    assert_eq!(
+        app_container(&p)["image"],
+        "quay.io/other/bestie:1.4-broken"
+    );
+}
+
+/// A Bestie an older Bosun ran: its status knows versions only, and its Deployment carries no template
+/// hash (and another applied-hash stamp).
+fn of_an_older_bosun(w: &mut World) {
+    w.status.last_healthy_template = None;
+    w.status.failed_hash = None;
+    let app = w.observed.app.as_mut().expect("a Deployment");
+    app.template_hash = None;
+    w.observed.live.insert(
+        Part::AppDeployment,
+        Live {
+            applied_hash: Some("an-older-stamp".into()),
+        },
+    );
+}
+
+#[test]
+fn a_status_of_an_older_bosun_keeps_serving_and_records_the_template_without_a_rollout() {
+    let mut w = World::serving(seed_spec());
+    of_an_older_bosun(&mut w);
+    let p = w.act();
+    assert_eq!(
+        p.status.last_healthy_template,
+        Some(template_of(&seed_spec())),
+        "the running Deployment is this spec's: its template is recorded"
+    );
+    let d = applied(&p, Part::AppDeployment);
+    assert_eq!(
+        d["metadata"]["annotations"][ANNOTATION_TEMPLATE_HASH],
+        template_of(&seed_spec()).hash.as_str(),
+        "the Deployment gains its template hash"
+    );
+    assert!(
+        d["spec"]["template"]["metadata"]
+            .get("annotations")
+            .is_none(),
+        "on the Deployment, not its pods: no pod restarts"
+    );
+    let ready = condition(&p.status, CONDITION_READY);
+    assert_eq!(ready.reason, reason::ROLLOUT_COMPLETE);
+    assert!(p.events.is_empty(), "no transition: {:?}", p.events);
+}
+
+#[test]
+fn a_status_of_an_older_bosun_rolls_back_to_its_last_healthy_version_with_the_spec_fields() {
+    let mut w = World::serving(seed_spec());
+    of_an_older_bosun(&mut w);
+    w.spec.image = "quay.io/other/bestie".into();
+    w.spec.version = "1.4-broken".into();
+    w.act();
+    w.rollout_stalls();
+    let p = w.act();
+    assert_eq!(
+        app_container(&p)["image"],
+        "quay.io/other/bestie:1.3",
+        "all such a status can tell: lastHealthyVersion on the spec's image"
+    );
+    assert_eq!(p.status.failed_version.as_deref(), Some("1.4-broken"));
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(p.status.appversion.as_deref(), Some("1.3"));
+    assert_eq!(
+        p.status.last_healthy_template, None,
+        "a rollback records no template: only a completed rollout of the spec does"
+    );
+    w.spec.version = "1.4".into();
+    w.act();
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(
+        p.status.last_healthy_template,
+        Some(template_of(&w.spec)),
+        "recorded on the next healthy rollout"
+    );
+}
+
+#[test]
+fn a_hold_of_an_older_bosun_holds_while_its_version_is_asked_for() {
+    let mut w = World::serving(seed_spec());
+    w.spec.version = "1.4-broken".into();
+    w.act();
+    w.rollout_stalls();
+    w.act();
+    w.pods_become_ready();
+    w.act();
+    of_an_older_bosun(&mut w);
+    assert_eq!(w.status.failed_version.as_deref(), Some("1.4-broken"));
+    let p = w.act();
+    assert_eq!(
+        app_container(&p)["image"],
+        "quay.io/opdev/bestie:1.3",
+        "the hold stands (the Deployment only gains its template hash)"
+    );
+    assert_eq!(p.status.failed_hash, Some(template_of(&w.spec).hash));
+    assert_eq!(
+        condition(&p.status, CONDITION_READY).reason,
+        reason::ROLLOUT_FAILED
+    );
+    w.spec.version = "1.5".into();
+    let p = w.act();
+    assert_eq!(app_container(&p)["image"], "quay.io/opdev/bestie:1.5");
+    assert_eq!(
+        (p.status.failed_version, p.status.failed_hash),
+        (None, None)
     );
 }
