@@ -5,6 +5,12 @@
 pub const LABEL_VERSION: &str = "bosun.dev/version";
 /// Label carrying which side (stable, canary, preview) a Deployment and its pods are.
 pub const LABEL_ROLE: &str = "bosun.dev/role";
+/// Annotation on a Bestie: the app Deployment's `progressDeadlineSeconds` (default 600). Tests set it low.
+pub const ANNOTATION_PROGRESS_DEADLINE: &str = "bosun.dev/progress-deadline-seconds";
+/// Annotation on a Bestie's app Deployment: the hash of the `BestieTemplate` its pods are built from.
+/// On the Deployment's metadata, not the pods', so that adding it to a Deployment of an older Bosun
+/// restarts no pod.
+pub const ANNOTATION_TEMPLATE_HASH: &str = "bosun.dev/template-hash";
 /// Label on the app's Deployments and pods: the revision hash they run (`rollout::revision`).
 pub const LABEL_REVISION_HASH: &str = "bosun.dev/revision-hash";
 /// Label on a migration Job: the migration it was made for (`Revision::migration_hash`). A Job of

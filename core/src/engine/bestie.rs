@@ -22,22 +22,16 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::model::{BestieSpec, BestieStatus, BestieTemplate};
+pub use crate::names::{
+    ANNOTATION_APPLIED_HASH, ANNOTATION_PROGRESS_DEADLINE, ANNOTATION_TEMPLATE_HASH, LABEL_VERSION,
+};
 
 /// The field manager of everything the Bestie controller applies, status included.
 pub const FIELD_MANAGER: &str = "bosun-bestie";
-/// Annotation on a Bestie: the app Deployment's `progressDeadlineSeconds` (default 600). Tests set it low.
-pub const ANNOTATION_PROGRESS_DEADLINE: &str = "bosun.dev/progress-deadline-seconds";
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
-/// Annotation on each owned object: the hash of what was last applied; equal hashes mean no write.
-pub const ANNOTATION_APPLIED_HASH: &str = "bosun.dev/applied-hash";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-/// Label on the app Deployment and its pods: the version they run.
-pub const LABEL_VERSION: &str = "bosun.dev/version";
-/// Annotation on the app Deployment: the hash of the [`BestieTemplate`] its pods are built from. On the
-/// Deployment's metadata, not the pods', so that adding it to a Deployment of an older Bosun restarts no pod.
-pub const ANNOTATION_TEMPLATE_HASH: &str = "bosun.dev/template-hash";
 pub const DEFAULT_PORT: i32 = 8000;
 pub const DEFAULT_DB_IMAGE: &str = "postgres:16";
 pub const DEFAULT_DB_STORAGE: &str = "1Gi";
