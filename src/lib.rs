@@ -8,6 +8,7 @@
 pub mod bestie;
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod crds;
 pub mod engine;
 pub mod files;

@@ -105,14 +105,14 @@ impl GitHubReporting {
     /// # Errors
     /// When the GitHub client cannot be built.
     pub fn start(
-        settings: &crate::run::GitHubSettings,
-        sources: &[crate::run::SourceConfig],
+        settings: &crate::config::GitHubSettings,
+        sources: &[crate::config::SourceConfig],
     ) -> anyhow::Result<GitHubReporting> {
         let branch = sources
             .iter()
             .find_map(|s| match &s.origin {
-                crate::run::Origin::Git(spec) => Some(spec.branch.clone()),
-                crate::run::Origin::Dir(_) => None,
+                crate::config::Origin::Git(spec) => Some(spec.branch.clone()),
+                crate::config::Origin::Dir(_) => None,
             })
             .unwrap_or_else(|| "main".into());
         let client = GitHub::new(settings.config.clone())?;
@@ -170,12 +170,12 @@ impl GitHubReporting {
 /// # Errors
 /// When a writer's cache cannot be created.
 pub fn targets(
-    sources: &[crate::run::SourceConfig],
+    sources: &[crate::config::SourceConfig],
     cache_dir: &std::path::Path,
 ) -> anyhow::Result<HashMap<String, WriteTarget>> {
     let mut out = HashMap::new();
     for s in sources {
-        if let crate::run::Origin::Git(spec) = &s.origin {
+        if let crate::config::Origin::Git(spec) = &s.origin {
             let dir: PathBuf = cache_dir.join("writeback").join(&s.name);
             let writer = GitWriter::open(
                 WriterSpec {

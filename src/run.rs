@@ -11,12 +11,11 @@ mod attribution;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bosun_core::sync::attribution::{Attribution, NotFound, WALK_BOUND};
-use bosun_core::sync::{self, ApplyReason, Kept, Live, SyncAction, SyncPlan, SyncPolicy};
+use bosun_core::sync::{self, ApplyReason, Kept, Live, SyncAction, SyncPlan};
 use bosun_core::validate::validate_files;
 use bosun_core::yaml::Limits;
 use tokio::sync::Notify;
@@ -25,59 +24,10 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use anyhow::Context;
 
 use crate::cluster::Cluster;
+pub use crate::config::{GitHubSettings, Origin, RunConfig, SourceConfig};
 use crate::git::{self, GitSource, Poll};
 use crate::leader::{Fence, WriteGate};
-use crate::webhook::{self, Watched, WebhookSecret};
-
-/// Where a source reads its definitions.
-#[derive(Clone, Debug)]
-pub enum Origin {
-    Git(git::RepoSpec),
-    /// A local directory, re-read when a file in it is saved (for local development).
-    Dir(PathBuf),
-}
-
-/// One source: where definitions come from and how they are applied.
-#[derive(Clone, Debug)]
-pub struct SourceConfig {
-    /// Names the source in labels (`bosun.dev/source`), logs and metrics.
-    pub name: String,
-    pub origin: Origin,
-    pub policy: SyncPolicy,
-    /// The namespace of definitions that name none.
-    pub default_namespace: String,
-    pub poll_interval: Duration,
-}
-
-/// The whole daemon's configuration.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    pub sources: Vec<SourceConfig>,
-    pub cache_dir: PathBuf,
-    pub listen: Option<SocketAddr>,
-    pub webhook_secret: Option<WebhookSecret>,
-    /// How long failures may last before they are reported as an outage.
-    pub grace: Duration,
-    /// Sync every source once and exit (exit code 1 when any failed).
-    pub once: bool,
-    /// The namespace the upgrade engine acts in; `None`: every namespace.
-    pub engine_namespace: Option<String>,
-    /// Leader election among replicas; `None`: this process is the only one and always writes.
-    pub leader_election: Option<crate::leader::LeaseConfig>,
-    /// Write rollback commits and notes to git sources.
-    pub git_write_back: bool,
-    /// Commit statuses and the pull request comment on GitHub; `None`: off.
-    pub github: Option<GitHubSettings>,
-}
-
-/// How Bosun reports to GitHub.
-#[derive(Clone, Debug)]
-pub struct GitHubSettings {
-    pub config: crate::forge::GitHubConfig,
-    /// The commit status link; `{namespace}`, `{app}` and `{sha}` are replaced.
-    pub target_url: Option<String>,
-    pub writes_per_minute: u32,
-}
+use crate::webhook::{self, Watched};
 
 /// What one sync did, for logs and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

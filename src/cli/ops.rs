@@ -289,7 +289,7 @@ pub async fn status(namespace: Option<&str>, all: bool, watch: bool, json_out: b
 }
 
 /// `bosun plan`: what each source's current revision would change, changing nothing.
-pub async fn plan(config: crate::run::RunConfig) -> ExitCode {
+pub async fn plan(config: crate::config::RunConfig) -> ExitCode {
     use bosun_core::sync::{ApplyReason, Kept, SyncAction};
     let cluster = match crate::cluster::Cluster::connect().await {
         Ok(c) => c,

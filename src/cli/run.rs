@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use bosun_core::sync::SyncPolicy;
 use serde::Deserialize;
 
+use crate::config::{Origin, RunConfig, SourceConfig};
 use crate::git::{Auth, RepoSpec, Secret, SourceLimits};
-use crate::run::{Origin, RunConfig, SourceConfig};
 use crate::webhook::WebhookSecret;
 
 /// The flags of `bosun run` (each also read from the environment variable named beside it).
@@ -379,7 +379,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
                 gh.api_url = url;
             }
-            Some(crate::run::GitHubSettings {
+            Some(crate::config::GitHubSettings {
                 config: gh,
                 target_url: args.status_target_url.clone().or(file.status_target_url),
                 writes_per_minute: args.github_writes_per_minute.max(1),
