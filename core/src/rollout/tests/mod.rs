@@ -608,6 +608,22 @@ fn a_rolling_upgrade_goes_through_every_phase() {
     assert_eq!(w.status.current_version.as_deref(), Some("v2"));
 }
 
+/// The app `shop/web` with this spec and status, as the write-back controller sees it.
+fn app_named_web(
+    spec: ManagedApplicationSpec,
+    status: &ManagedApplicationStatus,
+) -> crate::model::ManagedApplication {
+    crate::model::ManagedApplication {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        spec,
+        status: Some(status.clone()),
+    }
+}
+
 #[test]
 fn a_failed_migration_fails_the_upgrade_and_changes_no_workload() {
     let mut w = World::deployed(&spec("v1"));
@@ -638,15 +654,7 @@ fn a_failed_migration_fails_the_upgrade_and_changes_no_workload() {
         "a typed reason, not words to search"
     );
     // The pull request comment names the migration Job to read.
-    let app = crate::model::ManagedApplication {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        spec: with_migration(spec("v2")),
-        status: Some(w.status.clone()),
-    };
+    let app = app_named_web(with_migration(spec("v2")), &w.status);
     let report = crate::report::app_report(&app).expect("a report");
     assert_eq!(
         report.failure.and_then(|f| f.job).as_deref(),
@@ -660,15 +668,7 @@ fn a_rollout_failure_names_no_migration_job_even_when_its_message_says_migration
     w.unhealthy_version = Some("migration-v2".into());
     w.settle(&checked(spec("migration-v2")));
     assert_eq!(w.status.phase, Some(Phase::Failed));
-    let app = crate::model::ManagedApplication {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        spec: checked(spec("migration-v2")),
-        status: Some(w.status.clone()),
-    };
+    let app = app_named_web(checked(spec("migration-v2")), &w.status);
     let report = crate::report::app_report(&app).expect("a report");
     let failure = report.failure.expect("a failure");
     assert!(failure.reason.contains("migration"), "{}", failure.reason);
