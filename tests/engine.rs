@@ -751,7 +751,7 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn an_env_only_change_goes_through_the_canary_and_a_broken_env_is_rolled_back_whole() {
+async fn env_only_version_and_env_and_failing_version_and_env_changes_each_roll_out_as_revisions() {
     let s = Scenario::new("engine-revision").await;
     let steps = json!([{"weight": 50, "pause": 2}, {"weight": 100}]);
     let old = [("MODE", "old")];
@@ -834,6 +834,30 @@ async fn an_env_only_change_goes_through_the_canary_and_a_broken_env_is_rolled_b
         .find(|c| c.type_ == "Ready")
         .expect("Ready");
     assert_eq!(ready.status, "True");
+
+    // A new version with a new environment that works: the stable side keeps the old environment at
+    // the canary step, and both come out together; the rollback's story ends with this upgrade.
+    let next = [("MODE", "next")];
+    s.set_spec(json!({"version": "v3", "env": env(&next)}))
+        .await;
+    s.wait_for(
+        "the v3 canary with the new environment beside v1 with the old one",
+        || async {
+            let (stable, canary) = (env_of(&s, APP).await?, env_of(&s, "shop-canary").await?);
+            let canary_image = s.image("shop-canary").await?;
+            (stable == pairs(&new) && canary == pairs(&next) && canary_image == "shop:v3")
+                .then_some(())
+        },
+    )
+    .await;
+    let st = s.phase_is(Phase::Healthy, "v3").await;
+    s.stable_serves("v3", 2).await;
+    assert_eq!(env_of(&s, APP).await, Some(pairs(&next)));
+    assert!(
+        !st.conditions.iter().any(|c| c.type_ == "RolledBack"),
+        "the next upgrade ends the story: {:#?}",
+        st.conditions
+    );
 }
 
 #[tokio::test]
