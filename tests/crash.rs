@@ -16,7 +16,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
 use support::gitserver::{self, TestRepo};
 use support::health::HealthServer;
-use support::process::Process;
+use support::process::{Process, free_port, http_get, local, sample};
 use support::{TestNamespace, install_crds, wait_until};
 
 const FILE: &str = "apps/shop.yaml";
@@ -83,6 +83,8 @@ struct Crashing {
     health: HealthServer,
     dir: tempfile::TempDir,
     bosun: Option<Process>,
+    /// The port the running `bosun run` serves `/metrics` on.
+    port: u16,
     kills: Vec<String>,
     /// Every migration Job seen: name → uid (a Job made twice would show a second uid).
     jobs: BTreeMap<String, String>,
@@ -106,6 +108,7 @@ impl Crashing {
             health,
             dir,
             bosun: None,
+            port: 0,
             kills: Vec::new(),
             jobs: BTreeMap::new(),
         };
@@ -117,6 +120,8 @@ impl Crashing {
     fn start(&mut self) {
         assert!(self.bosun.is_none(), "bosun already runs");
         let (ns, repo, dir) = (&self.ns.name, &self.repo.http_url, self.dir.path());
+        let port = free_port();
+        self.port = port;
         self.bosun = Some(Process::bosun(|c| {
             c.args(["run", "--repo", repo, "--path", "apps"])
                 .args(["--namespace", ns, "--name", ns])
@@ -126,8 +131,14 @@ impl Crashing {
                 .arg(dir.join("password"))
                 .arg("--cache-dir")
                 .arg(dir.join("cache"))
-                .args(["--listen", "127.0.0.1:0"]);
+                .args(["--listen", &format!("127.0.0.1:{port}")]);
         }));
+    }
+
+    /// A sample of the running process's `/metrics` (0 when it has none yet).
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (_, body) = http_get(local(self.port), "/metrics")?;
+        Some(sample(&body, name, labels).unwrap_or(0.0))
     }
 
     /// SIGKILL, then the same binary again.
@@ -272,6 +283,32 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     })
     .await;
     c.kill_and_restart("mid-pause").await;
+    // What was applied before the kill is not applied again: the restarted process's first reconcile
+    // of the app, still within the pause, writes no Deployment.
+    wait_until("the restarted bosun's first reconcile", || async {
+        let n = c.metric(
+            "bosun_reconciles_total",
+            &[("controller", "managedapplication")],
+        )?;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    let patches = c
+        .metric(
+            "bosun_kube_requests_total",
+            &[("verb", "patch"), ("resource", "deployments")],
+        )
+        .expect("metrics");
+    let still_pausing = c
+        .status()
+        .await
+        .is_some_and(|s| s.step_index == Some(0) && s.pause_start_time.is_some());
+    if still_pausing {
+        assert_eq!(
+            patches, 0.0,
+            "a Deployment was written again after the restart"
+        );
+    }
     c.until("step 2", |s| s.step_index == Some(1)).await;
     c.kill_and_restart("step 2").await;
     c.until("Healthy at v2-slow", |s| {
