@@ -50,6 +50,7 @@ spec:
         - weight: 50
           pause: 6
         - weight: 100
+          pause: 3
 "
     )
 }
@@ -268,8 +269,11 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     })
     .await;
     c.kill_and_restart("migration running").await;
-    c.until("step 1 deploying", |s| {
-        s.step_index == Some(0) && s.phase == Some(Phase::Deploying)
+    // Deploying may last less than a poll (kwok readies pods at once): wait for step 1 deploying or
+    // checking, which lasts through its pause, and kill there.
+    c.until("step 1 deploying or checking", |s| {
+        s.step_index == Some(0)
+            && matches!(s.phase, Some(Phase::Deploying | Phase::HealthChecking))
     })
     .await;
     c.kill_and_restart("step 1").await;
