@@ -109,7 +109,11 @@ async fn main() {
     }
     let ns = TestNamespace::new("bench-step").await;
     install_crds(&ns.client).await;
-    let engine = tokio::spawn(bosun::engine::run(ns.client.clone(), Some(ns.name.clone())));
+    let engine = tokio::spawn(bosun::engine::run(
+        ns.client.clone(),
+        Some(ns.name.clone()),
+        Default::default(),
+    ));
 
     let timeline = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let watch = {

@@ -124,11 +124,15 @@ pub fn policy_rules() -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
     ]
 }
 
+use crate::engine::SourceWindows;
+
 struct Ctx {
     client: Client,
     recorder: Recorder,
     apis: Mutex<Option<(Instant, Apis)>>,
     discovery_ttl: Duration,
+    /// The upgrade windows of each source, combined with each of its Besties' own.
+    source_windows: SourceWindows,
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -147,13 +151,32 @@ pub async fn run(client: Client, namespace: Option<String>) {
     run_with(client, namespace, DISCOVERY_TTL).await
 }
 
+/// [`run`], with the upgrade windows `bosun run`'s config sets for whole sources.
+pub async fn run_for_sources(
+    client: Client,
+    namespace: Option<String>,
+    source_windows: SourceWindows,
+) {
+    serve(client, namespace, DISCOVERY_TTL, source_windows).await
+}
+
 /// [`run`], with the optional APIs looked up again every `discovery_ttl` instead of [`DISCOVERY_TTL`].
 pub async fn run_with(client: Client, namespace: Option<String>, discovery_ttl: Duration) {
+    serve(client, namespace, discovery_ttl, SourceWindows::default()).await
+}
+
+async fn serve(
+    client: Client,
+    namespace: Option<String>,
+    discovery_ttl: Duration,
+    source_windows: SourceWindows,
+) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(planner::FIELD_MANAGER)),
         apis: Mutex::new(None),
         discovery_ttl,
+        source_windows,
     });
     let ns = namespace.as_deref();
     let app_pods = watcher::Config::default().labels(&format!(
@@ -550,6 +573,14 @@ async fn reconcile_in_span(
         .controller_owner_ref(&())
         .expect("a Bestie read from the API has a uid");
     let status = bestie.status.clone().unwrap_or_default();
+    let mut windows = bestie.spec.upgrade_windows.clone();
+    if let Some(extra) = bestie
+        .labels()
+        .get(bosun_core::names::LABEL_SOURCE)
+        .and_then(|s| ctx.source_windows.get(s))
+    {
+        windows.extend(extra.iter().cloned());
+    }
     let input = Input {
         name: &name,
         namespace: &ns,
@@ -558,6 +589,11 @@ async fn reconcile_in_span(
         status: &status,
         owner: &owner,
         progress_deadline_seconds: deadline,
+        windows: &windows,
+        promote_now: bestie
+            .annotations()
+            .get(bosun_core::names::ANNOTATION_PROMOTE_NOW)
+            .map(String::as_str),
     };
 
     // discover, observe

@@ -29,6 +29,9 @@ pub struct SourceConfig {
     /// The namespace of definitions that name none.
     pub default_namespace: String,
     pub poll_interval: Duration,
+    /// Upgrade windows of every app of the source (a platform team's change freeze), combined with
+    /// each app's own `spec.upgradeWindows`.
+    pub upgrade_windows: Vec<bosun_core::model::UpgradeWindow>,
 }
 
 /// The whole daemon's configuration.

@@ -99,13 +99,20 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     for (runner, wake) in runners {
         tokio::spawn(runner.forever(wake));
     }
+    let source_windows: crate::engine::SourceWindows = config
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), s.upgrade_windows.clone()))
+        .collect();
     tokio::spawn(crate::engine::run(
         client.clone(),
         config.engine_namespace.clone(),
+        source_windows.clone(),
     ));
-    tokio::spawn(crate::bestie::run(
+    tokio::spawn(crate::bestie::run_for_sources(
         client.clone(),
         config.engine_namespace.clone(),
+        source_windows,
     ));
     let targets = if config.git_write_back {
         crate::report::targets(&config.sources, &config.cache_dir)?

@@ -25,7 +25,11 @@ impl Drop for Engine {
 async fn engine(prefix: &str) -> Engine {
     let ns = TestNamespace::new(prefix).await;
     install_crds(&ns.client).await;
-    let task = tokio::spawn(bosun::engine::run(ns.client.clone(), Some(ns.name.clone())));
+    let task = tokio::spawn(bosun::engine::run(
+        ns.client.clone(),
+        Some(ns.name.clone()),
+        Default::default(),
+    ));
     Engine { ns, task }
 }
 

@@ -272,8 +272,7 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     // Deploying may last less than a poll (kwok readies pods at once): wait for step 1 deploying or
     // checking, which lasts through its pause, and kill there.
     c.until("step 1 deploying or checking", |s| {
-        s.step_index == Some(0)
-            && matches!(s.phase, Some(Phase::Deploying | Phase::HealthChecking))
+        s.step_index == Some(0) && matches!(s.phase, Some(Phase::Deploying | Phase::HealthChecking))
     })
     .await;
     c.kill_and_restart("step 1").await;

@@ -22,6 +22,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::health::HealthServer;
@@ -78,6 +79,7 @@ impl Scenario {
         self.engine = Some(tokio::spawn(bosun::engine::run(
             self.ns.client.clone(),
             Some(self.ns.name.clone()),
+            Default::default(),
         )));
     }
 
@@ -1785,6 +1787,123 @@ async fn the_retry_annotation_runs_a_failed_version_again() {
             .iter()
             .any(|r| r.status == 200 && r.image.as_deref() == Some("shop:v2")),
         "the retry checked the new pods again"
+    );
+    s.stable_serves("v2", 2).await;
+}
+
+// --- Upgrade windows -----------------------------------------------------------------------------
+
+/// A daily window in UTC that opens at the first whole minute at least `lead` from now, for
+/// `duration`, and the instant it opens.
+fn window_opening_in(lead: Duration, duration: &str) -> (Value, k8s_openapi::jiff::Timestamp) {
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let lead = i64::try_from(lead.as_secs()).expect("a short lead");
+    let opens = (now + lead + 59) / 60 * 60;
+    let (hour, minute) = ((opens / 3600) % 24, (opens / 60) % 60);
+    let window = json!({"schedule": format!("{minute} {hour} * * *"), "duration": duration});
+    let at = k8s_openapi::jiff::Timestamp::from_second(opens).expect("a valid time");
+    (window, at)
+}
+
+fn waiting_for_window(st: &ManagedApplicationStatus) -> Option<String> {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == "WaitingForWindow" && c.status == "True")
+        .map(|c| c.message.clone())
+}
+
+#[tokio::test]
+async fn an_upgrade_outside_its_window_waits_through_a_restart_and_starts_when_the_window_opens() {
+    let mut s = Scenario::new("engine-window").await;
+    s.create(json!({"version": "v1", "replicas": 2})).await;
+    s.phase_is(Phase::Healthy, "v1").await;
+
+    // The window opens a minute or two from now (cron has minutes, not seconds).
+    let (window, opens) = window_opening_in(Duration::from_secs(70), "10m");
+    s.set_spec(json!({"version": "v2", "upgradeWindows": [window]}))
+        .await;
+    let st = s
+        .wait_status("waiting for the window", |st| {
+            st.phase == Some(Phase::Pending) && waiting_for_window(st).is_some()
+        })
+        .await;
+    let why = waiting_for_window(&st).expect("the condition");
+    assert!(why.contains("waits for window: opens"), "{why}");
+    assert_eq!(st.message.as_deref(), Some(why.as_str()));
+
+    // Killed and restarted while it waits: it still waits, and nothing was rolled out.
+    s.kill_engine().await;
+    s.start_engine();
+    holds_for("the upgrade waits", Duration::from_secs(3), || async {
+        let st = s.status().await;
+        st.phase == Some(Phase::Pending) && waiting_for_window(&st).is_some()
+    })
+    .await;
+    assert_eq!(s.image(APP).await.as_deref(), Some("shop:v1"));
+
+    // The window opens: the upgrade starts on its own (within the requeue Bosun set for it).
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let st = loop {
+        let st = s.status().await;
+        if st.phase == Some(Phase::Healthy) && st.target_version.as_deref() == Some("v2") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "not Healthy at v2: {st:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let started = st
+        .history
+        .iter()
+        .find(|h| h.phase == Phase::Deploying)
+        .expect("a Deploying transition");
+    assert!(
+        started.time.0 >= opens,
+        "started at {} before the window opened at {opens}",
+        started.time.0
+    );
+    assert_eq!(waiting_for_window(&st), None, "the condition is gone");
+    s.stable_serves("v2", 2).await;
+}
+
+#[tokio::test]
+async fn promote_now_starts_an_upgrade_during_a_freeze_and_it_is_recorded() {
+    let s = Scenario::new("engine-window-now").await;
+    s.create(json!({"version": "v1", "replicas": 2})).await;
+    s.phase_is(Phase::Healthy, "v1").await;
+    // A freeze that is always on: it opens every minute for an hour.
+    let freeze =
+        json!({"kind": "deny", "schedule": "* * * * *", "duration": "1h", "gate": "steps"});
+    s.set_spec(json!({"version": "v2", "upgradeWindows": [freeze]}))
+        .await;
+    let st = s
+        .wait_status("held by the freeze", |st| waiting_for_window(st).is_some())
+        .await;
+    assert_eq!(st.phase, Some(Phase::Pending));
+    holds_for("the freeze holds", Duration::from_secs(3), || async {
+        s.status().await.phase == Some(Phase::Pending)
+    })
+    .await;
+
+    let target = st.target_hash.clone().expect("a target revision");
+    s.annotate(bosun::engine::ANNOTATION_PROMOTE_NOW, &target)
+        .await;
+    let st = s.phase_is(Phase::Healthy, "v2").await;
+    assert_eq!(st.window_override.as_deref(), Some(target.as_str()));
+    let note = bosun_core::rollout::gate::OVERRIDE_NOTE;
+    assert!(
+        s.events().await.iter().any(|(_, _, n)| n.contains(note)),
+        "an Event says it started outside its windows: {:#?}",
+        s.events().await
+    );
+    let app =
+        s.ns.api::<ManagedApplication>()
+            .get(APP)
+            .await
+            .expect("app");
+    assert!(
+        !app.annotations()
+            .contains_key(bosun::engine::ANNOTATION_PROMOTE_NOW),
+        "the annotation was acted on and removed"
     );
     s.stable_serves("v2", 2).await;
 }

@@ -182,6 +182,7 @@ fn web(upto: usize) -> AppReport {
             url: Some("https://github.com/team/apps/commit/9c8b7a6".into()),
         }),
         error: None,
+        window: None,
     }
 }
 
@@ -209,6 +210,7 @@ fn api_healthy() -> AppReport {
         failure: None,
         rollback: None,
         error: None,
+        window: None,
     }
 }
 

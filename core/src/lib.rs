@@ -10,5 +10,6 @@ pub mod report;
 pub mod rollout;
 pub mod sync;
 pub mod validate;
+pub mod window;
 pub mod writeback;
 pub mod yaml;

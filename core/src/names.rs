@@ -38,6 +38,8 @@ pub const ANNOTATION_ABORT: &str = "bosun.dev/abort";
 /// Annotation a human sets (through `bosun retry`) to the failed version to try again from the start.
 /// Another version's name is ignored. Bosun removes it once acted on.
 pub const ANNOTATION_RETRY: &str = "bosun.dev/retry";
+/// Set by `bosun promote --now` to the version to start outside its upgrade windows (an emergency).
+pub const ANNOTATION_PROMOTE_NOW: &str = "bosun.dev/promote-now";
 /// The Lease annotation holding the leader's URL (its HTTP server, as other replicas reach it).
 pub const ANNOTATION_LEADER_URL: &str = "bosun.dev/leader-url";
 /// The source commit whose upgrade Bosun rolled back in git.

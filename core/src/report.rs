@@ -12,11 +12,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use kube::ResourceExt;
 
-use crate::model::{HistoryEntry, ManagedApplication, Phase, StrategyType, UpgradeStrategy};
+use crate::model::{
+    HistoryEntry, ManagedApplication, ManagedApplicationStatus, Phase, StrategyType,
+    UpgradeStrategy,
+};
 use crate::names::{
     ANNOTATION_ROLLBACK_COMMIT, ANNOTATION_ROLLBACK_CONFLICT, ANNOTATION_ROLLBACK_OF,
     ANNOTATION_ROLLBACK_PR,
 };
+use crate::rollout::gate::CONDITION_WAITING_FOR_WINDOW;
 use crate::rollout::objects::job_name;
 use crate::rollout::{CONDITION_ROLLED_BACK, JobKind, REASON_MIGRATION_FAILED};
 use crate::writeback::upgrade_change;
@@ -63,6 +67,17 @@ pub struct AppReport {
     /// Bosun itself could not carry the upgrade out (the definition at this commit is invalid, say):
     /// the commit status is `error` with this text, whatever the phase.
     pub error: Option<String>,
+    /// What the upgrade windows did to it: it waits for one, or a human started it outside them.
+    pub window: Option<WindowNote>,
+}
+
+/// An upgrade and its windows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WindowNote {
+    /// It waits for a window to open (the `WaitingForWindow` condition's message).
+    Waiting(String),
+    /// A human started it outside its upgrade windows (`bosun promote --now`).
+    StartedOutside,
 }
 
 impl AppReport {
@@ -316,6 +331,10 @@ pub fn commit_status(app: &AppReport) -> CommitStatus {
                     .find(|r| matches!(r.state, RowState::Running { .. }))
                     .map(|r| format!(": {} in progress", r.step.label().to_lowercase()))
                     .unwrap_or_else(|| ": queued".into());
+                let now = match &app.window {
+                    Some(WindowNote::Waiting(why)) => format!(": {why}"),
+                    _ => now,
+                };
                 (StatusState::Pending, format!("{change}{now}"))
             }
         }
@@ -411,7 +430,10 @@ fn render_app(out: &mut String, app: &AppReport) {
         (None, Phase::Healthy) => ("✅", "healthy"),
         (None, Phase::Failed) => ("❌", "failed"),
         (None, Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking) => {
-            ("⏳", "in progress")
+            match &app.window {
+                Some(WindowNote::Waiting(_)) => ("🕙", "waiting for its upgrade window"),
+                _ => ("⏳", "in progress"),
+            }
         }
     };
     let change = match &app.from_version {
@@ -427,6 +449,18 @@ fn render_app(out: &mut String, app: &AppReport) {
     if let Some(err) = &app.error {
         let _ = writeln!(out, "Bosun could not act on this change: {}", cell(err));
         return;
+    }
+    match &app.window {
+        Some(WindowNote::Waiting(why)) => {
+            let _ = writeln!(out, "🕙 {}\n", cell(why));
+        }
+        Some(WindowNote::StartedOutside) => {
+            let _ = writeln!(
+                out,
+                "⚠️ Started outside its upgrade windows by `bosun promote --now`.\n"
+            );
+        }
+        None => {}
     }
     out.push_str("| | Step | State | Time (UTC) |\n| --- | --- | --- | --- |\n");
     let rows = progress(app);
@@ -752,7 +786,28 @@ pub fn app_report(app: &ManagedApplication) -> Option<AppReport> {
         failure,
         rollback,
         error: None,
+        window: window_note(&s),
     })
+}
+
+/// What the upgrade windows did to the upgrade in `s`.
+fn window_note(s: &ManagedApplicationStatus) -> Option<WindowNote> {
+    let waiting = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_WAITING_FOR_WINDOW && c.status == "True");
+    if let Some(c) = waiting {
+        // The message names the app and its revision first; the comment's heading does already.
+        let why = c
+            .message
+            .split_once(" waits for window: ")
+            .map_or(c.message.clone(), |(_, rest)| {
+                format!("waits for window: {rest}")
+            });
+        return Some(WindowNote::Waiting(why));
+    }
+    (s.window_override.is_some() && s.window_override == s.target_hash)
+        .then_some(WindowNote::StartedOutside)
 }
 
 #[cfg(test)]

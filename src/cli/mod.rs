@@ -58,8 +58,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Promote the canary step (or blue-green switch) an app is waiting at.
-    Promote(AppArgs),
+    /// Promote the canary step (or blue-green switch) an app is waiting at; with --now, start an
+    /// upgrade that waits for its upgrade window at once (an emergency; recorded in status, the Event,
+    /// the note and the pull request comment).
+    Promote {
+        #[command(flatten)]
+        app: AppArgs,
+        /// Start (and go on with) the upgrade now, outside its upgrade windows.
+        #[arg(long)]
+        now: bool,
+    },
     /// Abort an app's running upgrade: it rolls back to the last healthy version.
     Abort(AppArgs),
     /// Try an app's failed version again.
@@ -123,8 +131,12 @@ pub fn run(cli: Cli) -> ExitCode {
             watch,
             json,
         )),
-        Command::Promote(a) => block_on(ops::request(
-            ops::Request::Promote,
+        Command::Promote { app: a, now } => block_on(ops::request(
+            if now {
+                ops::Request::PromoteNow
+            } else {
+                ops::Request::Promote
+            },
             &a.app,
             a.namespace.as_deref(),
         )),

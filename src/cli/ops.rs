@@ -1,6 +1,7 @@
 //! Operating Bosun from the command line: `bosun status`, `promote`, `abort`, `retry` and `plan`.
 //!
-//! `promote`, `abort` and `retry` write one annotation on the ManagedApplication; the engine reads it on
+//! `promote` (and `promote --now`, which starts an upgrade outside its upgrade windows), `abort` and
+//! `retry` write one annotation on the ManagedApplication; the engine reads it on
 //! its next reconcile (so they work whichever replica leads, and survive restarts). Each checks first
 //! that the app is in a state where the request means something, and says what to do otherwise.
 
@@ -13,12 +14,16 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::engine::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
+use crate::engine::{
+    ANNOTATION_ABORT, ANNOTATION_PROMOTE_NOW, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY,
+};
 
 /// Which request a user makes of one app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
     Promote,
+    /// `promote --now`: start the waiting upgrade outside its upgrade windows.
+    PromoteNow,
     Abort,
     Retry,
 }
@@ -50,6 +55,13 @@ pub fn annotation_for(
             let step = status.step_index.unwrap_or(0);
             Ok((ANNOTATION_PROMOTE_STEP, step.to_string()))
         }
+        Request::PromoteNow => match (&status.target_hash, &status.target_version, upgrading) {
+            (Some(hash), _, true) => Ok((ANNOTATION_PROMOTE_NOW, hash.clone())),
+            (None, Some(version), true) => Ok((ANNOTATION_PROMOTE_NOW, version.clone())),
+            _ => Err(format!(
+                "{app} is not upgrading (phase {phase}): there is nothing to start now"
+            )),
+        },
         Request::Abort => match (&status.target_version, upgrading) {
             (Some(target), true) => Ok((ANNOTATION_ABORT, target.clone())),
             _ => Err(format!(
@@ -115,6 +127,10 @@ pub async fn request(request: Request, app: &str, namespace: Option<&str>) -> Ex
         Request::Promote => format!(
             "promoted step {} of {ns}/{app} ({})",
             status.step_index.unwrap_or(0) + 1,
+            status.target_version.as_deref().unwrap_or("?")
+        ),
+        Request::PromoteNow => format!(
+            "starting the upgrade of {ns}/{app} to {} now, outside its upgrade windows",
             status.target_version.as_deref().unwrap_or("?")
         ),
         Request::Abort => format!("aborting the upgrade of {ns}/{app} to {value}; it rolls back"),
@@ -386,6 +402,17 @@ mod tests {
     fn promote_names_the_step_in_progress() {
         let got = annotation_for(Request::Promote, "shop", &status(Phase::HealthChecking));
         assert_eq!(got, Ok((ANNOTATION_PROMOTE_STEP, "1".into())));
+    }
+
+    #[test]
+    fn promote_now_names_the_target_revision_and_needs_an_upgrade() {
+        let mut waiting = status(Phase::Pending);
+        waiting.target_hash = Some("5d41402abc".into());
+        let got = annotation_for(Request::PromoteNow, "shop", &waiting);
+        assert_eq!(got, Ok((ANNOTATION_PROMOTE_NOW, "5d41402abc".into())));
+        let e = annotation_for(Request::PromoteNow, "shop", &status(Phase::Healthy))
+            .expect_err("nothing waits");
+        assert!(e.contains("nothing to start now"), "{e}");
     }
 
     #[test]

@@ -166,6 +166,9 @@ struct FileSource {
     fetch_timeout: Option<u64>,
     max_files: Option<usize>,
     max_total_bytes: Option<u64>,
+    /// Upgrade windows of every app of this source, combined with each app's own.
+    #[serde(default)]
+    upgrade_windows: Vec<bosun_core::model::UpgradeWindow>,
 }
 
 fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -220,6 +223,7 @@ impl FileSource {
             fetch_timeout: Some(a.fetch_timeout),
             max_files: Some(a.max_files),
             max_total_bytes: Some(a.max_total_bytes),
+            upgrade_windows: Vec::new(),
         }
     }
 
@@ -278,6 +282,11 @@ impl FileSource {
             (None, None) => bail!("{at}: give a repo (--repo) or a local dir (--dir)"),
         };
         let name = self.name.unwrap_or(default_name);
+        for (n, w) in self.upgrade_windows.iter().enumerate() {
+            if let Some((field, reason)) = bosun_core::window::problems(w).into_iter().next() {
+                bail!("{at}: upgradeWindows[{n}].{field}: {reason}");
+            }
+        }
         if !bosun_core::names::is_dns1123_label(&name) {
             bail!(
                 "{at}: the source name {name:?} must be a DNS label (it is used as a label value)"
@@ -292,6 +301,7 @@ impl FileSource {
             },
             default_namespace: self.namespace.unwrap_or_else(|| "default".into()),
             poll_interval: Duration::from_secs(self.poll_interval.unwrap_or(60).max(1)),
+            upgrade_windows: self.upgrade_windows,
         })
     }
 }
@@ -477,6 +487,49 @@ mod tests {
             advertise_url(None, None, any),
             None,
             "0.0.0.0 reaches no one"
+        );
+    }
+
+    fn config_from(text: &str) -> anyhow::Result<RunConfig> {
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("bosun.yaml");
+        std::fs::write(&path, text).expect("write the config");
+        let cli = crate::cli::Cli::try_parse_from([
+            "bosun",
+            "run",
+            "--config",
+            path.to_str().expect("a UTF-8 path"),
+        ])
+        .expect("valid arguments");
+        match cli.command {
+            crate::cli::Command::Run(args) => config(&args),
+            _ => unreachable!("a run command"),
+        }
+    }
+
+    #[test]
+    fn a_source_sets_upgrade_windows_for_all_its_apps() {
+        let config = config_from(
+            "sources:\n  - dir: /srv/apps\n    name: apps\n    upgradeWindows:\n      - kind: deny\n        schedule: \"0 18 * * 5\"\n        duration: 63h\n        timeZone: Europe/Berlin\n",
+        )
+        .expect("a valid config");
+        let windows = &config.sources[0].upgrade_windows;
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0].kind, bosun_core::model::WindowKind::Deny);
+        assert_eq!(windows[0].time_zone.as_deref(), Some("Europe/Berlin"));
+    }
+
+    #[test]
+    fn a_bad_source_window_is_refused_naming_the_source_and_the_field() {
+        let e = config_from(
+            "sources:\n  - dir: /srv/apps\n    upgradeWindows:\n      - {schedule: \"0 18 * * 5\", duration: 63h, timeZone: Europe/Berlinn}\n",
+        )
+        .expect_err("an unknown time zone");
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("source 1: upgradeWindows[0].timeZone") && e.contains("Europe/Berlinn"),
+            "{e}"
         );
     }
 }

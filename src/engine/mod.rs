@@ -33,7 +33,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-pub use bosun_core::engine::app::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
+pub use bosun_core::engine::app::{
+    ANNOTATION_ABORT, ANNOTATION_PROMOTE_NOW, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY,
+};
 pub use objects::{job_name, migration_job_name};
 
 /// The field manager of what the engine applies.
@@ -84,6 +86,31 @@ struct Ctx {
     services: Store<Service>,
     /// The revisions kept for rollbacks (`<app>-<hash>`).
     revisions: Store<ControllerRevision>,
+    /// The upgrade windows of each source (by name, as in the `bosun.dev/source` label), which
+    /// combine with each of its apps' own.
+    source_windows: SourceWindows,
+}
+
+/// The upgrade windows the `bosun run` config sets for whole sources, by source name.
+pub type SourceWindows = std::collections::BTreeMap<String, Vec<bosun_core::model::UpgradeWindow>>;
+
+/// The spec the planner reads: the app's own, with its source's upgrade windows added.
+fn with_source_windows<'a>(
+    app: &'a ManagedApplication,
+    windows: &SourceWindows,
+) -> std::borrow::Cow<'a, bosun_core::model::ManagedApplicationSpec> {
+    let source = app.labels().get(bosun_core::names::LABEL_SOURCE);
+    match source
+        .and_then(|s| windows.get(s))
+        .filter(|w| !w.is_empty())
+    {
+        Some(extra) => {
+            let mut spec = app.spec.clone();
+            spec.upgrade_windows.extend(extra.iter().cloned());
+            std::borrow::Cow::Owned(spec)
+        }
+        None => std::borrow::Cow::Borrowed(&app.spec),
+    }
 }
 
 /// Keeps a store filled from a watch until the process ends.
@@ -144,7 +171,7 @@ async fn publish_event(
 }
 
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
-pub async fn run(client: Client, namespace: Option<String>) {
+pub async fn run(client: Client, namespace: Option<String>, source_windows: SourceWindows) {
     let ns = namespace.as_deref();
     let deployments = reflect(
         api::<Deployment>(&client, ns),
@@ -173,6 +200,7 @@ pub async fn run(client: Client, namespace: Option<String>) {
         deployments,
         services,
         revisions,
+        source_windows,
     });
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -420,10 +448,12 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         revision: annotation(ANNOTATION_REVISION),
         abort: annotation(ANNOTATION_ABORT),
         retry: annotation(ANNOTATION_RETRY),
+        promote_now: annotation(ANNOTATION_PROMOTE_NOW),
     };
 
     // decide
-    let decision = app::decide(&app.spec, &status, &observed, &now);
+    let spec = with_source_windows(&app, &ctx.source_windows);
+    let decision = app::decide(&spec, &status, &observed, &now);
 
     // act
     let owner = app

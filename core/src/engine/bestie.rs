@@ -54,6 +54,7 @@ pub mod reason {
     pub const ROLLOUT_FAILED: &str = "RolloutFailed";
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
     pub const NAME_TAKEN: &str = "NameTaken";
+    pub const WAITING_FOR_WINDOW: &str = "WaitingForWindow";
 }
 
 /// How long to wait before looking again when nothing we watch will wake us (a PostgresCluster, whose
@@ -187,6 +188,11 @@ pub struct Input<'a> {
     pub owner: &'a OwnerReference,
     /// From [`ANNOTATION_PROGRESS_DEADLINE`], parsed by the executor.
     pub progress_deadline_seconds: i32,
+    /// The upgrade windows of a rollout: the spec's, and its source's (`bosun run` config).
+    pub windows: &'a [crate::model::UpgradeWindow],
+    /// The `bosun.dev/promote-now` annotation: the version (or template hash) to roll out now,
+    /// outside the windows.
+    pub promote_now: Option<&'a str>,
 }
 
 /// Optional APIs found by discovery.
@@ -374,6 +380,11 @@ pub enum Stage {
     SeedFailed {
         reason: String,
     },
+    /// The spec's template waits for an upgrade window; the last healthy one (if any) keeps serving.
+    WaitingForWindow {
+        version: String,
+        why: String,
+    },
     /// The spec's template rolls out. Templates are named as messages name them
     /// (`version 1.4`, or its image, port and hash where the version is the last healthy one's).
     RollingOut {
@@ -457,7 +468,8 @@ pub fn plan(input: &Input, observed: &Observed, now: &Time) -> Plan {
     // 3–6. The app tier, once the seed ran; a running app is never held back by its database.
     let app_tier = stage.is_none() || observed.live.contains_key(&Part::AppDeployment);
     if app_tier {
-        let (step, rollout) = app(input, observed, db_enabled.then_some(db_kind), &mut status);
+        let db = db_enabled.then_some(db_kind);
+        let (step, rollout) = app(input, observed, db, &mut status, now);
         steps.push(step);
         stage = stage.or(Some(rollout));
         steps.push(apply_step(
@@ -916,6 +928,7 @@ fn app(
     observed: &Observed,
     db: Option<DbKind>,
     status: &mut BestieStatus,
+    now: &Time,
 ) -> (Step, Stage) {
     let wanted = BestieTemplate::of(input.spec, input.name, db);
     let live = observed.app.as_ref();
@@ -948,6 +961,54 @@ fn app(
         status.failed_version = Some(wanted.version.clone());
     }
     let healthy = last_healthy(status, &wanted);
+    // Upgrade windows hold a new template: not a rollback, not the last healthy one (a revert), not
+    // one already rolling out (a window that closes mid-rollout lets it finish).
+    let new_template = !failed
+        && healthy.as_ref().is_none_or(|h| h.hash != wanted.hash)
+        && !live.is_some_and(|a| a.runs(&wanted));
+    let waits = new_template
+        .then(|| window_gate(input, &wanted, now))
+        .flatten();
+    if waits.is_none() {
+        status
+            .conditions
+            .retain(|c| c.type_ != reason::WAITING_FOR_WINDOW);
+    }
+    if let Some((why, recheck)) = waits {
+        let version = wanted.label(healthy.as_ref());
+        let message = format!("{version} {why}");
+        set_condition(
+            &mut status.conditions,
+            Condition {
+                type_: reason::WAITING_FOR_WINDOW.into(),
+                status: "True".into(),
+                reason: "OutsideWindow".into(),
+                message,
+                last_transition_time: now.clone(),
+                observed_generation: input.generation,
+            },
+        );
+        let replicas = app_replicas(input.spec, live.map(|a| a.replicas));
+        // What ran before keeps running; a first install creates nothing yet.
+        let mut step = match &healthy {
+            Some(h) => apply_step(
+                observed,
+                Part::AppDeployment,
+                app_deployment(input, h),
+                Some(replicas),
+            ),
+            None => Step::idle(),
+        };
+        step.requeue = step.requeue.combine(Requeue::After(recheck));
+        return (step, Stage::WaitingForWindow { version, why });
+    }
+    if new_template && !input.windows.is_empty() && input.promote_now.is_some() {
+        let outside = crate::window::state(input.windows, crate::window::Moment::Start, now.0)
+            != crate::window::State::Open;
+        if outside {
+            status.window_override = Some(wanted.hash.clone());
+        }
+    }
     let rollback_to = healthy.clone().filter(|t| failed && t.hash != wanted.hash);
     let running = rollback_to.clone().unwrap_or_else(|| wanted.clone());
     let replicas = app_replicas(input.spec, live.map(|a| a.replicas));
@@ -991,6 +1052,32 @@ fn app(
         step.requeue = Requeue::After(30);
     }
     (step, stage)
+}
+
+/// The window gate of a new template at `now`: why it waits and when to look again, or `None` when
+/// it may roll out (no window closed, or `bosun promote --now` named it).
+fn window_gate(input: &Input, wanted: &BestieTemplate, now: &Time) -> Option<(String, u64)> {
+    use crate::window::{Moment, State, recheck_secs, state};
+    if input.windows.is_empty()
+        || input
+            .promote_now
+            .is_some_and(|v| v == wanted.version || v == wanted.hash)
+    {
+        return None;
+    }
+    let st = state(input.windows, Moment::Start, now.0);
+    let recheck = recheck_secs(&st, now.0);
+    match st {
+        State::Open => None,
+        State::Closed { reason, opens, .. } => {
+            let opens = if opens.is_empty() {
+                "no opening found".to_string()
+            } else {
+                format!("opens {opens}")
+            };
+            Some((format!("waits for window: {opens} ({reason})"), recheck))
+        }
+    }
 }
 
 fn app_port(spec: &BestieSpec) -> i32 {
@@ -1144,6 +1231,13 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
                 "the seed Job failed ({reason}); the app waits for it. Fix the cause, then delete the Job \
                  to run it again"
             ),
+        ),
+        Stage::WaitingForWindow { version, why } => (
+            false,
+            WAITING_FOR_WINDOW,
+            true,
+            WAITING_FOR_WINDOW,
+            format!("{version} {why}"),
         ),
         Stage::RollingOut {
             version,

@@ -56,6 +56,9 @@ pub struct BestieSpec {
     /// The Postgres database and its seed Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<BestieDatabase>,
+    /// When a rollout may start (`kind: allow`) and may not (`kind: deny`), as on a ManagedApplication.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrade_windows: Vec<super::UpgradeWindow>,
 }
 
 /// The app's Postgres database.
@@ -115,6 +118,9 @@ pub struct BestieStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The template hash a human rolled out outside its upgrade windows (`bosun promote --now`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// Everything that shapes a Bestie's app pods, resolved (the default port filled in), and its hash: the

@@ -16,6 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::pause::Pause;
+use super::window::UpgradeWindow;
 
 /// The desired state of one application.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -90,6 +91,10 @@ pub struct ManagedApplicationSpec {
     /// How a new version is rolled out. Defaults to `type: Rolling`.
     #[serde(default)]
     pub upgrade_strategy: UpgradeStrategy,
+    /// When upgrades may start (`kind: allow`) and may not (`kind: deny`); see [`UpgradeWindow`]. None:
+    /// at any time (unless the `bosun run` config sets windows for the whole source).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrade_windows: Vec<UpgradeWindow>,
 }
 
 /// A container port.
@@ -414,6 +419,10 @@ pub struct ManagedApplicationStatus {
     /// with what remains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_elapsed_seconds: Option<i64>,
+    /// The revision (hash) a human started outside its upgrade windows (`bosun promote --now`): its
+    /// upgrade goes on regardless of windows, steps included. Cleared when the next upgrade starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// A revision that reached Healthy.

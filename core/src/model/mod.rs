@@ -3,6 +3,7 @@
 pub mod bestie;
 pub mod managed_app;
 pub mod pause;
+pub mod window;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -12,6 +13,7 @@ use schemars::{Schema, SchemaGenerator, json_schema};
 pub use bestie::{Bestie, BestieDatabase, BestieSpec, BestieStatus, BestieTemplate};
 pub use managed_app::*;
 pub use pause::Pause;
+pub use window::{UpgradeWindow, WindowGate, WindowKind};
 
 /// An object whose fields are not checked (a patch, say).
 pub(crate) fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {

@@ -55,6 +55,7 @@ fn app(
         failure: None,
         rollback: None,
         error: None,
+        window: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
         actions,
         requeue_after,
         transition,
+        ..
     } = o;
     let (replicas, hash, tl) = (i.replicas, target.rev.hash.as_str(), &target.label);
     let (stable, sl) = (&i.stable, &i.stable_label);

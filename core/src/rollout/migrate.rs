@@ -19,6 +19,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, retry: bool) {
         actions,
         requeue_after,
         transition,
+        ..
     } = o;
     let (version, hash, tl) = (
         spec.version.as_str(),

@@ -39,7 +39,7 @@
 //!
 //! [`decide`] reads as the flow: `spec.paused` ([`clock`]) → the requests of humans and the start
 //! ([`start`]: retry, the rollback hold, steady, a new target, abort) → one stage by phase (`Pending`:
-//! the start gates; `Migrating`: [`migrate`]; `Deploying`: [`deploy`]; `HealthChecking`: [`verify`])
+//! the start gates, [`gate`]; `Migrating`: [`migrate`]; `Deploying`: [`deploy`]; `HealthChecking`: [`verify`])
 //! → the rollback after a failure ([`rollback`]) → the status and its history ([`status`]).
 //! [`revision`] says what a revision is; [`strategy`] how an upgrade goes; [`observed`] and
 //! [`action`] are the planner's inputs and outputs.
@@ -47,6 +47,7 @@
 pub mod action;
 mod clock;
 mod deploy;
+pub mod gate;
 mod migrate;
 pub mod objects;
 pub mod observed;
@@ -64,7 +65,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use crate::model::HistoryEntry;
 use crate::model::{ManagedApplicationSpec, ManagedApplicationStatus, Phase};
-pub use crate::names::{ANNOTATION_ABORT, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY};
+pub use crate::names::{
+    ANNOTATION_ABORT, ANNOTATION_PROMOTE_NOW, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY,
+};
 pub use action::{Action, Decision, JobKind, Transition};
 pub use observed::{JobObs, Observed, Role, WorkloadObs};
 use revision::{Revision, RevisionRef};
@@ -111,6 +114,23 @@ struct Out {
     actions: Vec<Action>,
     requeue_after: Option<u64>,
     transition: Option<Transition>,
+    /// The upgrade waits at a gate ([`gate::wait`]) in this decision.
+    waiting: bool,
+}
+
+impl Out {
+    /// Ends the decision ([`status::finish`]).
+    fn finish(mut self, spec: &ManagedApplicationSpec, now: &Time) -> Decision {
+        gate::settle(&mut self);
+        status::finish(
+            spec,
+            self.next,
+            self.actions,
+            self.requeue_after,
+            self.transition,
+            now,
+        )
+    }
 }
 
 impl<'a> In<'a> {
@@ -160,6 +180,7 @@ pub fn decide(
         actions: Vec::new(),
         requeue_after: None,
         transition: None,
+        waiting: false,
     };
     if let Some(d) = clock::paused(spec, &mut o.next, now) {
         return d;
@@ -182,10 +203,10 @@ pub fn decide(
             &mut o.actions,
             &mut o.requeue_after,
         );
-        return status::finish(spec, o.next, o.actions, o.requeue_after, o.transition, now);
+        return o.finish(spec, now);
     }
     if start::steady(&i, &mut o, retry) || start::new_target(&i, &mut o, retry) {
-        return status::finish(spec, o.next, o.actions, o.requeue_after, o.transition, now);
+        return o.finish(spec, now);
     }
     start::abort(&i, &mut o);
 
@@ -202,5 +223,5 @@ pub fn decide(
     if o.next.phase == Some(Phase::Failed) {
         rollback::after_failure(spec, observed, &mut o);
     }
-    status::finish(spec, o.next, o.actions, o.requeue_after, o.transition, now)
+    o.finish(spec, now)
 }

@@ -99,6 +99,8 @@ pub struct Observed {
     pub abort: Option<String>,
     /// The app's `bosun.dev/retry` annotation.
     pub retry: Option<String>,
+    /// The app's `bosun.dev/promote-now` annotation: the version to start outside its windows.
+    pub promote_now: Option<String>,
 }
 
 /// What the progress deadline of a Deploying stage is measured with.

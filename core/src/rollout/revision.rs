@@ -153,6 +153,7 @@ mod tests {
             service: None,
             pod_template: None,
             upgrade_strategy: UpgradeStrategy::default(),
+            upgrade_windows: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! behind its start gates), retry and abort.
 
 use super::action::{Action, JobKind};
+use super::gate::{self, Moment};
 use super::revision::{Revision, RevisionRef};
 use super::rollback::{Failure, fail};
 use super::status::{label, move_to, target_ref};
@@ -50,51 +51,21 @@ fn first_phase(next: &ManagedApplicationStatus, target: &Target) -> Phase {
     }
 }
 
-/// A condition an upgrade must meet to start: the seam of upgrade windows and dependencies (issue
-/// [H]). Only a fresh upgrade waits at its gates, in `Pending`; a rollback, a revert to a revision
-/// healthy before, and the fast path never do. It starts when every gate is open.
-pub(super) enum Gate {
-    /// The upgrade may start.
-    #[allow(dead_code)] // the gates of [H] say this
-    Open,
-    /// It waits: why (the status message), and when to look again.
-    #[allow(dead_code)] // the gates of [H] say this
-    Closed { reason: String, recheck_secs: u64 },
-}
-
-/// Every start gate of the app, evaluated at `i.now`. None yet.
-fn gates(_i: &In<'_>) -> Vec<Gate> {
-    Vec::new()
-}
-
-/// The first gate that holds the upgrade, if any.
-fn closed_gate(i: &In<'_>) -> Option<(String, u64)> {
-    gates(i).into_iter().find_map(|g| match g {
-        Gate::Open => None,
-        Gate::Closed {
-            reason,
-            recheck_secs,
-        } => Some((reason, recheck_secs)),
-    })
-}
-
-/// `Pending`: the upgrade waits at its start gates; once every one is open, it starts.
+/// `Pending`: the upgrade waits at its start gates ([`gate`]); once every one is open, it starts.
 pub(super) fn pending(i: &In<'_>, o: &mut Out) {
     let tl = &i.target.label;
-    match closed_gate(i) {
-        Some((reason, recheck)) => {
-            let message = format!("{tl} waits: {reason}");
-            if o.next.message.as_deref() != Some(message.as_str()) {
-                o.next.message = Some(message);
-            }
-            o.requeue_after = Some(recheck.max(1));
-        }
+    match gate::at_start(i, &o.next) {
+        Some(closed) => gate::wait(i, o.waiting(), closed),
         None => {
+            let outside = gate::pass(i, &mut o.next, &mut o.actions, Moment::Start);
             let first = first_phase(&o.next, &i.target);
-            let why = match first {
+            let mut why = match first {
                 Phase::Migrating => format!("migrating {tl}"),
                 _ => format!("deploying {tl}"),
             };
+            if let Some(note) = outside {
+                why = format!("{why}: {note}");
+            }
             o.transition = move_to(&mut o.next, first, why);
         }
     }
@@ -134,6 +105,7 @@ pub(super) fn steady(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
         actions,
         requeue_after,
         transition,
+        ..
     } = o;
     let (replicas, hash, tl) = (i.replicas, target.rev.hash.as_str(), &target.label);
     let _ = (spec, now, requeue_after, observed);
@@ -174,6 +146,7 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
         actions,
         requeue_after,
         transition,
+        ..
     } = o;
     let (replicas, version) = (i.replicas, spec.version.as_str());
     let (hash, tl) = (target.rev.hash.as_str(), &target.label);
@@ -226,6 +199,7 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
         }
         // A new upgrade: what failed before is history now.
         next.conditions.retain(|c| c.type_ != CONDITION_ROLLED_BACK);
+        next.window_override = None;
         let earlier = current.is_some() && next.was_healthy(hash);
         if earlier {
             // The rollback window: straight to the revision that was healthy, no canary steps, no
@@ -273,8 +247,8 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
             };
         } else {
             // A down-migration still pending (of a rolled-back upgrade) runs before anything else.
-            // A start gate that is closed holds the upgrade in Pending (see [`gates`]).
-            let first = match closed_gate(i) {
+            // A start gate that is closed holds the upgrade in Pending ([`pending`] says why).
+            let first = match gate::at_start(i, next) {
                 Some(_) => Phase::Pending,
                 None => first_phase(next, target),
             };
@@ -287,6 +261,13 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
                     format!("{tl} supersedes {}", label(&old, Some(&target.rev)))
                 }
                 _ => format!("upgrading to {tl}"),
+            };
+            let verb = match first {
+                Phase::Pending => verb,
+                _ => match gate::pass(i, next, actions, Moment::Start) {
+                    Some(note) => format!("{verb}: {note}"),
+                    None => verb,
+                },
             };
             *transition = move_to(next, first, verb);
         }
@@ -302,6 +283,7 @@ pub(super) fn abort(i: &In<'_>, o: &mut Out) {
         actions,
         requeue_after,
         transition,
+        ..
     } = o;
     let version = spec.version.as_str();
     let _ = (status, requeue_after);

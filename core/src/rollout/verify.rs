@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use super::action::{Action, Transition};
 use super::clock::seconds_left;
+use super::gate::{self, Moment};
 use super::rollback::{Failure, fail};
 use super::status::{move_to, push_capped};
 use super::strategy::{Plan, Stage};
@@ -66,6 +67,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
         actions,
         requeue_after,
         transition,
+        waiting,
     } = o;
     let (version, hash, tl) = (
         spec.version.as_str(),
@@ -133,12 +135,20 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                         p.seconds() == Some(0)
                     }
                 };
-                if waited {
+                // A window with `gate: steps` holds the next step (the canary stays checked).
+                let held = waited
+                    && !next.was_healthy(hash)
+                    && gate::held_at_step(i, gate::Waiting::of(next, requeue_after, waiting));
+                if waited && !held {
+                    let outside = gate::pass(i, next, actions, Moment::Step);
+                    let why = match outside {
+                        Some(note) => format!("step {} passed: {note}", index + 1),
+                        None => format!("step {} passed", index + 1),
+                    };
                     next.step_index = Some(i32::try_from(index + 1).unwrap_or(i32::MAX));
                     next.pause_start_time = None;
                     next.health_check = None;
-                    *transition =
-                        move_to(next, Phase::Deploying, format!("step {} passed", index + 1));
+                    *transition = move_to(next, Phase::Deploying, why);
                 }
             }
             Stage::Preview => {
@@ -153,7 +163,14 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 // its preview is healthy, without waiting for a promotion (as Argo Rollouts
                 // skips the pause of a rollback).
                 let window = next.was_healthy(hash);
-                if auto || observed.promoted || window {
+                // A window with `gate: steps` holds the switch (the preview stays checked).
+                let held = (auto || observed.promoted)
+                    && !window
+                    && gate::held_at_step(i, gate::Waiting::of(next, requeue_after, waiting));
+                if held {
+                    // It waits for the window, checked meanwhile.
+                } else if auto || observed.promoted || window {
+                    let outside = gate::pass(i, next, actions, Moment::Step);
                     let delay = match plan {
                         Plan::BlueGreen { delay, .. } => delay,
                         Plan::Direct | Plan::Canary(_) => 0,
@@ -176,7 +193,14 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     *transition = move_to(
                         next,
                         Phase::Deploying,
-                        format!("switched the active Service to {tl}; {sl} is kept {delay} s"),
+                        match outside {
+                            Some(note) => format!(
+                                "switched the active Service to {tl}; {sl} is kept {delay} s: {note}"
+                            ),
+                            None => format!(
+                                "switched the active Service to {tl}; {sl} is kept {delay} s"
+                            ),
+                        },
                     );
                 } else {
                     next.message = Some(format!(

@@ -406,8 +406,14 @@ fn check_document(kind: Kind, root: &Node) -> Result<Resource, Vec<Problem>> {
     }
     .map_err(|p| vec![p])?;
     match &resource {
-        Resource::ManagedApplication(app) => rules::check_managed_app(app, root, &mut problems),
-        Resource::Bestie(b) => rules::check_bestie(b, root, &mut problems),
+        Resource::ManagedApplication(app) => {
+            rules::check_managed_app(app, root, &mut problems);
+            rules::check_windows(&app.spec.upgrade_windows, root, &mut problems);
+        }
+        Resource::Bestie(b) => {
+            rules::check_bestie(b, root, &mut problems);
+            rules::check_windows(&b.spec.upgrade_windows, root, &mut problems);
+        }
     }
     if problems.is_empty() {
         Ok(resource)

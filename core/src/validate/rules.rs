@@ -352,6 +352,21 @@ pub(super) fn check_pauses(root: &Node, out: &mut Vec<Problem>) {
     }
 }
 
+/// Each upgrade window's schedule (cron), duration and time zone ([`crate::window::problems`]), at the
+/// line of the field at fault.
+pub(super) fn check_windows(
+    windows: &[crate::model::UpgradeWindow],
+    root: &Node,
+    out: &mut Vec<Problem>,
+) {
+    for (i, w) in windows.iter().enumerate() {
+        for (field, reason) in crate::window::problems(w) {
+            let at = vec![f("spec"), f("upgradeWindows"), PathSeg::Index(i), f(field)];
+            out.push(problem(root, at, reason));
+        }
+    }
+}
+
 pub(super) fn check_bestie(bestie: &Bestie, root: &Node, out: &mut Vec<Problem>) {
     let spec = &bestie.spec;
     if names::has_tag_or_digest(&spec.image) {

@@ -157,6 +157,26 @@ fn bad_values_are_refused_with_their_reason() {
             "between 1 and 65535, got 0",
         ),
         (
+            "  upgradeWindows:\n    - {schedule: \"0 25 * * *\", duration: 4h}\n",
+            "spec.upgradeWindows[0].schedule",
+            "hour 25 is out of range",
+        ),
+        (
+            "  upgradeWindows:\n    - {schedule: \"0 22 * * 1-5\", duration: 4 hours later}\n",
+            "spec.upgradeWindows[0].duration",
+            "is not a duration",
+        ),
+        (
+            "  upgradeWindows:\n    - {schedule: \"0 22 * * 1-5\", duration: 4h, timeZone: Europe/Berlinn}\n",
+            "spec.upgradeWindows[0].timeZone",
+            "is not an IANA time zone",
+        ),
+        (
+            "  upgradeWindows:\n    - {schedule: \"0 22 * * *\", duration: 4h, kind: maybe}\n",
+            "spec.upgradeWindows[0].kind",
+            "allow",
+        ),
+        (
             "  upgradeStrategy:\n    type: Canary\n    canary:\n      steps: [{weight: 101}]\n",
             "spec.upgradeStrategy.canary.steps[0].weight",
             "between 0 and 100",

@@ -28,6 +28,7 @@ fn seed_spec() -> BestieSpec {
         port: None,
         host: None,
         database: None,
+        upgrade_windows: Vec::new(),
     }
 }
 
@@ -36,6 +37,10 @@ struct World {
     status: BestieStatus,
     observed: Observed,
     owner: OwnerReference,
+    /// Seconds after [`at`]'s epoch (Friday 2027-01-15 08:00 UTC).
+    now: i64,
+    /// The `bosun.dev/promote-now` annotation.
+    promote_now: Option<String>,
 }
 
 impl World {
@@ -53,6 +58,8 @@ impl World {
                 pods: Vec::new(),
             },
             owner: owner(),
+            now: 0,
+            promote_now: None,
         }
     }
 
@@ -65,8 +72,10 @@ impl World {
             status: &self.status,
             owner: &self.owner,
             progress_deadline_seconds: 5,
+            windows: &self.spec.upgrade_windows,
+            promote_now: self.promote_now.as_deref(),
         };
-        plan(&input, &self.observed, &at(0))
+        plan(&input, &self.observed, &at(self.now))
     }
 
     /// Carries the plan out as a perfect cluster would (objects exist with what was applied) and takes
@@ -637,6 +646,8 @@ fn the_database_secret_holds_the_password_and_a_uri() {
         status: &status,
         owner: &owner,
         progress_deadline_seconds: 600,
+        windows: &[],
+        promote_now: None,
     };
     let s = database_secret(&input, "s3cret");
     assert_eq!(s["metadata"]["name"], "bestie-db");
@@ -1053,4 +1064,128 @@ fn a_hold_of_an_older_bosun_holds_while_its_version_is_asked_for() {
         (p.status.failed_version, p.status.failed_hash),
         (None, None)
     );
+}
+
+// --- Upgrade windows -----------------------------------------------------------------------------
+
+fn image_applied(w: &mut World) -> String {
+    w.observed.app.as_ref().expect("a Deployment").image.clone()
+}
+
+fn waiting_for_window(w: &World) -> Option<String> {
+    w.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == reason::WAITING_FOR_WINDOW && c.status == "True")
+        .map(|c| c.message.clone())
+}
+
+/// Open every day 10:00-11:00 UTC (the World's clock starts at 08:00).
+fn ten_to_eleven() -> Vec<crate::model::UpgradeWindow> {
+    vec![crate::model::UpgradeWindow {
+        kind: crate::model::WindowKind::Allow,
+        schedule: "0 10 * * *".into(),
+        duration: "1h".into(),
+        time_zone: None,
+        gate: crate::model::WindowGate::Start,
+    }]
+}
+
+#[test]
+fn a_version_bump_outside_its_window_keeps_the_old_template_until_the_window_opens() {
+    let mut w = World::serving(seed_spec());
+    w.spec = BestieSpec {
+        version: "1.4".into(),
+        upgrade_windows: ten_to_eleven(),
+        ..seed_spec()
+    };
+    let p = w.act();
+    assert_eq!(
+        image_applied(&mut w),
+        "quay.io/opdev/bestie:1.3",
+        "1.3 keeps serving"
+    );
+    let why = waiting_for_window(&w).expect("a WaitingForWindow condition");
+    assert!(
+        why.contains("version 1.4 waits for window: opens Fri 10:00 UTC"),
+        "{why}"
+    );
+    assert_eq!(
+        p.requeue,
+        Requeue::After(2 * 3600),
+        "looks again when it opens"
+    );
+    w.now = 2 * 3600;
+    w.act();
+    assert_eq!(
+        image_applied(&mut w),
+        "quay.io/opdev/bestie:1.4",
+        "rolled out in the window"
+    );
+    w.pods_become_ready();
+    let p = w.act();
+    assert_eq!(p.status.appversion.as_deref(), Some("1.4"));
+    assert_eq!(waiting_for_window(&w), None);
+}
+
+#[test]
+fn a_bestie_rolled_out_with_promote_now_records_it_and_a_revert_never_waits() {
+    let mut w = World::serving(seed_spec());
+    w.spec = BestieSpec {
+        version: "1.4".into(),
+        upgrade_windows: ten_to_eleven(),
+        ..seed_spec()
+    };
+    w.act();
+    assert!(waiting_for_window(&w).is_some());
+    w.promote_now = Some("1.4".into());
+    w.act();
+    assert_eq!(image_applied(&mut w), "quay.io/opdev/bestie:1.4");
+    assert!(w.status.window_override.is_some(), "recorded in status");
+    w.pods_become_ready();
+    w.act();
+    // 1.5 fails and is rolled back; git goes back to 1.4 (the rollback commit, a revert) during
+    // the window's closed hours: the last healthy template is never held.
+    w.promote_now = None;
+    w.spec = BestieSpec {
+        version: "1.5-broken".into(),
+        upgrade_windows: Vec::new(),
+        ..seed_spec()
+    };
+    w.act();
+    w.rollout_stalls();
+    w.act();
+    w.spec = BestieSpec {
+        version: "1.4".into(),
+        upgrade_windows: ten_to_eleven(),
+        ..seed_spec()
+    };
+    w.act();
+    assert_eq!(
+        waiting_for_window(&w),
+        None,
+        "going back to the last healthy template never waits"
+    );
+    assert_eq!(image_applied(&mut w), "quay.io/opdev/bestie:1.4");
+}
+
+#[test]
+fn a_first_install_outside_its_window_creates_no_app_deployment() {
+    let mut w = World::new(BestieSpec {
+        upgrade_windows: ten_to_eleven(),
+        ..seed_spec()
+    });
+    w.act();
+    w.observed.database = DbObs::Ready;
+    w.act();
+    w.observed.seed_job = JobObs::Succeeded;
+    w.act();
+    assert!(
+        w.observed.app.is_none(),
+        "nothing rolled out before the window"
+    );
+    assert!(waiting_for_window(&w).is_some());
+    w.now = 2 * 3600;
+    w.act();
+    assert!(w.observed.app.is_some());
 }

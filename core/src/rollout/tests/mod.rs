@@ -28,6 +28,7 @@ fn spec(version: &str) -> ManagedApplicationSpec {
         service: None,
         pod_template: None,
         upgrade_strategy: UpgradeStrategy::default(),
+        upgrade_windows: Vec::new(),
     }
 }
 
@@ -280,6 +281,9 @@ impl World {
                     }
                     if *name == ANNOTATION_RETRY {
                         self.observed.retry = None;
+                    }
+                    if *name == ANNOTATION_PROMOTE_NOW {
+                        self.observed.promote_now = None;
                     }
                 }
             }
@@ -1644,3 +1648,5 @@ fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes()
         "the canary of the failed version is gone"
     );
 }
+
+mod windows;
