@@ -581,6 +581,28 @@ async fn reconcile_in_span(
     {
         windows.extend(extra.iter().cloned());
     }
+    let dependencies_waiting = crate::engine::depends::waiting_for(
+        client,
+        &ns,
+        bestie
+            .annotations()
+            .get(bosun_core::names::ANNOTATION_REVISION)
+            .map(String::as_str),
+        &bestie.spec.depends_on,
+    )
+    .await
+    .map_err(|error| BestieError::Observe {
+        bestie: name.clone(),
+        kind: "dependency (spec.dependsOn)",
+        name: bestie
+            .spec
+            .depends_on
+            .iter()
+            .map(|d| d.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        error,
+    })?;
     let input = Input {
         name: &name,
         namespace: &ns,
@@ -594,6 +616,7 @@ async fn reconcile_in_span(
             .annotations()
             .get(bosun_core::names::ANNOTATION_PROMOTE_NOW)
             .map(String::as_str),
+        dependencies_waiting,
     };
 
     // discover, observe

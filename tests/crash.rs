@@ -16,8 +16,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
 use support::gitserver::{self, TestRepo};
 use support::health::HealthServer;
-use support::process::{Process, free_port, http_get, local, sample};
-use support::{TestNamespace, install_crds, wait_until};
+use support::process::{Process, bosun_run, free_port, http_get, local, sample};
+use support::{TestNamespace, repo_scenario, wait_until};
 
 const FILE: &str = "apps/shop.yaml";
 
@@ -93,16 +93,7 @@ struct Crashing {
 
 impl Crashing {
     async fn new(prefix: &str) -> Crashing {
-        let ns = TestNamespace::new(prefix).await;
-        install_crds(&ns.client).await;
-        let health = HealthServer::start(&ns).await;
-        let repo = gitserver::shared().create_repo(&ns.name, &[("README.md", "apps\n")]);
-        let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(
-            dir.path().join("password"),
-            &gitserver::shared().http_password,
-        )
-        .expect("password");
+        let (ns, repo, health, dir) = repo_scenario(prefix).await;
         let mut c = Crashing {
             ns,
             repo,
@@ -123,17 +114,8 @@ impl Crashing {
         let (ns, repo, dir) = (&self.ns.name, &self.repo.http_url, self.dir.path());
         let port = free_port();
         self.port = port;
-        self.bosun = Some(Process::bosun(|c| {
-            c.args(["run", "--repo", repo, "--path", "apps"])
-                .args(["--namespace", ns, "--name", ns])
-                .args(["--engine-namespace", ns, "--poll-interval", "1"])
-                .args(["--git-username", &gitserver::shared().http_user])
-                .arg("--git-password-file")
-                .arg(dir.join("password"))
-                .arg("--cache-dir")
-                .arg(dir.join("cache"))
-                .args(["--listen", &format!("127.0.0.1:{port}")]);
-        }));
+        let listen = format!("127.0.0.1:{port}");
+        self.bosun = Some(bosun_run(repo, ns, dir, &listen));
     }
 
     /// A sample of the running process's `/metrics` (0 when it has none yet).

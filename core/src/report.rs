@@ -20,7 +20,7 @@ use crate::names::{
     ANNOTATION_ROLLBACK_COMMIT, ANNOTATION_ROLLBACK_CONFLICT, ANNOTATION_ROLLBACK_OF,
     ANNOTATION_ROLLBACK_PR,
 };
-use crate::rollout::gate::CONDITION_WAITING_FOR_WINDOW;
+use crate::rollout::gate::{CONDITION_WAITING_FOR_DEPENDENCIES, CONDITION_WAITING_FOR_WINDOW};
 use crate::rollout::objects::job_name;
 use crate::rollout::{CONDITION_ROLLED_BACK, JobKind, REASON_MIGRATION_FAILED};
 use crate::writeback::upgrade_change;
@@ -431,7 +431,10 @@ fn render_app(out: &mut String, app: &AppReport) {
         (None, Phase::Failed) => ("❌", "failed"),
         (None, Phase::Pending | Phase::Migrating | Phase::Deploying | Phase::HealthChecking) => {
             match &app.window {
-                Some(WindowNote::Waiting(_)) => ("🕙", "waiting for its upgrade window"),
+                Some(WindowNote::Waiting(why)) if why.starts_with("waits for window") => {
+                    ("🕙", "waiting for its upgrade window")
+                }
+                Some(WindowNote::Waiting(_)) => ("🕙", "waiting for its dependencies"),
                 _ => ("⏳", "in progress"),
             }
         }
@@ -792,18 +795,24 @@ pub fn app_report(app: &ManagedApplication) -> Option<AppReport> {
 
 /// What the upgrade windows did to the upgrade in `s`.
 fn window_note(s: &ManagedApplicationStatus) -> Option<WindowNote> {
-    let waiting = s
-        .conditions
-        .iter()
-        .find(|c| c.type_ == CONDITION_WAITING_FOR_WINDOW && c.status == "True");
+    let waiting = s.conditions.iter().find(|c| {
+        (c.type_ == CONDITION_WAITING_FOR_WINDOW || c.type_ == CONDITION_WAITING_FOR_DEPENDENCIES)
+            && c.status == "True"
+    });
     if let Some(c) = waiting {
         // The message names the app and its revision first; the comment's heading does already.
-        let why = c
-            .message
-            .split_once(" waits for window: ")
-            .map_or(c.message.clone(), |(_, rest)| {
-                format!("waits for window: {rest}")
-            });
+        let why = [
+            "waits for window: ",
+            "waits for dependencies: ",
+            "cannot start: ",
+        ]
+        .iter()
+        .find_map(|w| {
+            c.message
+                .split_once(*w)
+                .map(|(_, rest)| format!("{w}{rest}"))
+        })
+        .unwrap_or_else(|| c.message.clone());
         return Some(WindowNote::Waiting(why));
     }
     (s.window_override.is_some() && s.window_override == s.target_hash)

@@ -192,6 +192,8 @@ pub fn plan_sync(
         }
     }
 
+    order_by_dependencies(&mut plan.actions);
+
     // Objects of invalid files are kept by the first arm below; what is left of an empty revision would
     // all be pruned, which is the mistake the guard is for.
     let empty_revision = desired.is_empty();
@@ -210,6 +212,62 @@ pub fn plan_sync(
         }
     }
     plan
+}
+
+/// The keys of the apps `d`'s `spec.dependsOn` names.
+fn dependency_keys(d: &Desired) -> Vec<ObjectKey> {
+    let Some(deps) = d.object["spec"]["dependsOn"].as_array() else {
+        return Vec::new();
+    };
+    deps.iter()
+        .filter_map(|dep| {
+            let kind = match dep["kind"].as_str() {
+                None | Some("ManagedApplication") => Kind::ManagedApplication,
+                Some("Bestie") => Kind::Bestie,
+                Some(_) => return None,
+            };
+            Some(ObjectKey {
+                kind,
+                namespace: dep["namespace"]
+                    .as_str()
+                    .unwrap_or(&d.key.namespace)
+                    .to_string(),
+                name: dep["name"].as_str()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Puts the applies in dependency order (an app after those it depends on), keeping the given order
+/// otherwise: when one commit changes several apps of a chain, each app's dependencies carry the
+/// commit before the app does, so the engine never sees the app at the new commit beside a
+/// dependency still at the old one.
+fn order_by_dependencies(actions: &mut Vec<SyncAction>) {
+    let applies: Vec<ObjectKey> = actions
+        .iter()
+        .filter_map(|a| match a {
+            SyncAction::Apply { desired, .. } => Some(desired.key.clone()),
+            SyncAction::Prune { .. } => None,
+        })
+        .collect();
+    let mut placed: BTreeSet<ObjectKey> = BTreeSet::new();
+    let mut ordered = Vec::with_capacity(actions.len());
+    let mut rest: Vec<SyncAction> = std::mem::take(actions);
+    while !rest.is_empty() {
+        let ready = rest.iter().position(|a| match a {
+            SyncAction::Apply { desired, .. } => dependency_keys(desired)
+                .iter()
+                .all(|k| placed.contains(k) || !applies.contains(k)),
+            SyncAction::Prune { .. } => true,
+        });
+        // A cycle (refused by validation) keeps its given order.
+        let a = rest.remove(ready.unwrap_or(0));
+        if let SyncAction::Apply { desired, .. } = &a {
+            placed.insert(desired.key.clone());
+        }
+        ordered.push(a);
+    }
+    *actions = ordered;
 }
 
 /// Whether `live` holds everything `desired` sets: every key of an object (a `null` in `desired` is
@@ -418,6 +476,30 @@ mod tests {
         );
         assert_eq!(plan.unchanged, 1999);
         assert!(plan.kept.is_empty());
+    }
+
+    #[test]
+    fn apps_are_applied_after_the_apps_they_depend_on() {
+        let depending = |name: &str, deps: &[&str]| {
+            let mut d = desired(name, "h");
+            let deps: Vec<_> = deps
+                .iter()
+                .map(|n| serde_json::json!({"name": n}))
+                .collect();
+            d.object = serde_json::json!({"spec": {"dependsOn": deps}});
+            d
+        };
+        // Files in name order: frontend → orders → db-api, and an unrelated app in between.
+        let want = [
+            depending("frontend", &["orders"]),
+            depending("metrics", &[]),
+            depending("orders", &["db-api", "ledger"]),
+            depending("db-api", &[]),
+        ];
+        let plan = plan_sync(&want, &BTreeSet::new(), &[], SyncPolicy::default());
+        let order: Vec<String> = applied(&plan).into_iter().map(|(n, _)| n).collect();
+        // ledger is not applied by this plan: it holds nothing up.
+        assert_eq!(order, ["metrics", "db-api", "orders", "frontend"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Every API request it makes is counted by the client's gate (`bosun_kube_requests_total{verb,
 //! resource}`); a steady app costs no write (the idle benchmark counts them on the API server).
 
+pub(crate) mod depends;
 mod probe;
 
 use bosun_core::names::ANNOTATION_APPLIED_HASH;
@@ -86,6 +87,9 @@ struct Ctx {
     services: Store<Service>,
     /// The revisions kept for rollbacks (`<app>-<hash>`).
     revisions: Store<ControllerRevision>,
+    /// The ManagedApplications, as the controller's own watch last saw them: the apps a reconcile's
+    /// app depends on and those that depend on it.
+    apps: Store<ManagedApplication>,
     /// The upgrade windows of each source (by name, as in the `bosun.dev/source` label), which
     /// combine with each of its apps' own.
     source_windows: SourceWindows,
@@ -195,13 +199,6 @@ pub async fn run(client: Client, namespace: Option<String>, source_windows: Sour
             return;
         }
     }
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        deployments,
-        services,
-        revisions,
-        source_windows,
-    });
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -212,19 +209,34 @@ pub async fn run(client: Client, namespace: Option<String>, source_windows: Sour
             None => Api::all(client.clone()),
         }
     }
-    Controller::new(
+    let controller = Controller::new(
         api::<ManagedApplication>(&client, ns),
         watcher::Config::default(),
     )
     .owns(api::<Deployment>(&client, ns), watcher::Config::default())
     .owns(api::<Job>(&client, ns), watcher::Config::default())
-    .run(reconcile_measured, error_policy, ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            warn!(error = %e, "reconcile failed");
-        }
-    })
-    .await;
+    // An app's change wakes the apps it depends on: a failure of its group rolls them back too.
+    .watches(
+        api::<ManagedApplication>(&client, ns),
+        watcher::Config::default(),
+        |app| depends::wakes(&app),
+    );
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        deployments,
+        services,
+        revisions,
+        apps: controller.store(),
+        source_windows,
+    });
+    controller
+        .run(reconcile_measured, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
 }
 
 /// A span naming the app, its namespace, the version asked for and the commit that asked: every log
@@ -436,6 +448,9 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         probes = probe::probe_all(&targets, &hc.http_get, timeout).await;
     }
 
+    let group = depends::observe(&app, &ctx.apps, &client)
+        .await
+        .map_err(observe_err)?;
     let observed = Observed {
         stable: side(Role::Stable).map(observe_deployment),
         canary: side(Role::Canary).map(observe_deployment),
@@ -449,6 +464,9 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         abort: annotation(ANNOTATION_ABORT),
         retry: annotation(ANNOTATION_RETRY),
         promote_now: annotation(ANNOTATION_PROMOTE_NOW),
+        dependencies: group.dependencies,
+        cycle: group.cycle,
+        group_failures: group.group_failures,
     };
 
     // decide

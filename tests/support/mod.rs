@@ -170,3 +170,23 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// What an end-to-end test of `bosun run` starts from: a namespace with the CRDs, a health server,
+/// a repository on the test git server named like the namespace, and a directory holding the git
+/// password (for [`process::bosun_run`]).
+pub async fn repo_scenario(
+    prefix: &str,
+) -> (
+    TestNamespace,
+    gitserver::TestRepo,
+    health::HealthServer,
+    tempfile::TempDir,
+) {
+    let ns = TestNamespace::new(prefix).await;
+    install_crds(&ns.client).await;
+    let health = health::HealthServer::start(&ns).await;
+    let repo = gitserver::shared().create_repo(&ns.name, &[("README.md", "apps\n")]);
+    let dir = tempfile::tempdir().expect("a directory for bosun");
+    process::write_git_password(dir.path());
+    (ns, repo, health, dir)
+}

@@ -135,3 +135,31 @@ pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         })
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// `bosun run` as the end-to-end tests run it on a test repository: its `apps` directory applied to
+/// namespace `ns` (the source named like it), its engine acting in that namespace only, polling every
+/// second, the git server's password read from `dir/password` ([`write_git_password`]), its cache in
+/// `dir/cache`, and `/metrics` on `listen`.
+pub fn bosun_run(repo_url: &str, ns: &str, dir: &Path, listen: &str) -> Process {
+    let server = super::gitserver::shared();
+    Process::bosun(|c| {
+        c.args(["run", "--repo", repo_url, "--path", "apps"])
+            .args(["--namespace", ns, "--name", ns])
+            .args(["--engine-namespace", ns, "--poll-interval", "1"])
+            .args(["--git-username", &server.http_user])
+            .arg("--git-password-file")
+            .arg(dir.join("password"))
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .args(["--listen", listen]);
+    })
+}
+
+/// Writes the test git server's password where [`bosun_run`] reads it.
+pub fn write_git_password(dir: &Path) {
+    std::fs::write(
+        dir.join("password"),
+        &super::gitserver::shared().http_password,
+    )
+    .expect("write the git password");
+}

@@ -55,6 +55,7 @@ pub mod reason {
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
     pub const NAME_TAKEN: &str = "NameTaken";
     pub const WAITING_FOR_WINDOW: &str = "WaitingForWindow";
+    pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
 }
 
 /// How long to wait before looking again when nothing we watch will wake us (a PostgresCluster, whose
@@ -193,6 +194,9 @@ pub struct Input<'a> {
     /// The `bosun.dev/promote-now` annotation: the version (or template hash) to roll out now,
     /// outside the windows.
     pub promote_now: Option<&'a str>,
+    /// The apps of `spec.dependsOn` the same commit changed that are not Healthy at it yet (or a
+    /// cycle), as the executor found them: a new template waits for them.
+    pub dependencies_waiting: Option<String>,
 }
 
 /// Optional APIs found by discovery.
@@ -384,6 +388,8 @@ pub enum Stage {
     WaitingForWindow {
         version: String,
         why: String,
+        /// `WaitingForWindow` or `WaitingForDependencies`.
+        reason: &'static str,
     },
     /// The spec's template rolls out. Templates are named as messages name them
     /// (`version 1.4`, or its image, port and hash where the version is the last healthy one's).
@@ -966,23 +972,30 @@ fn app(
     let new_template = !failed
         && healthy.as_ref().is_none_or(|h| h.hash != wanted.hash)
         && !live.is_some_and(|a| a.runs(&wanted));
+    let dependencies = input.dependencies_waiting.as_ref().map(|w| {
+        let why = format!("waits for dependencies: {w}");
+        (reason::WAITING_FOR_DEPENDENCIES, why, 3)
+    });
+    let windows = || {
+        window_gate(input, &wanted, now)
+            .map(|(why, recheck)| (reason::WAITING_FOR_WINDOW, why, recheck))
+    };
     let waits = new_template
-        .then(|| window_gate(input, &wanted, now))
+        .then(|| dependencies.or_else(windows))
         .flatten();
-    if waits.is_none() {
-        status
-            .conditions
-            .retain(|c| c.type_ != reason::WAITING_FOR_WINDOW);
-    }
-    if let Some((why, recheck)) = waits {
+    status.conditions.retain(|c| {
+        let waiting = [reason::WAITING_FOR_WINDOW, reason::WAITING_FOR_DEPENDENCIES];
+        !waiting.contains(&c.type_.as_str()) || waits.as_ref().is_some_and(|w| w.0 == c.type_)
+    });
+    if let Some((type_, why, recheck)) = waits {
         let version = wanted.label(healthy.as_ref());
         let message = format!("{version} {why}");
         set_condition(
             &mut status.conditions,
             Condition {
-                type_: reason::WAITING_FOR_WINDOW.into(),
+                type_: type_.into(),
                 status: "True".into(),
-                reason: "OutsideWindow".into(),
+                reason: type_.into(),
                 message,
                 last_transition_time: now.clone(),
                 observed_generation: input.generation,
@@ -1000,7 +1013,14 @@ fn app(
             None => Step::idle(),
         };
         step.requeue = step.requeue.combine(Requeue::After(recheck));
-        return (step, Stage::WaitingForWindow { version, why });
+        return (
+            step,
+            Stage::WaitingForWindow {
+                version,
+                why,
+                reason: type_,
+            },
+        );
     }
     if new_template && !input.windows.is_empty() && input.promote_now.is_some() {
         let outside = crate::window::state(input.windows, crate::window::Moment::Start, now.0)
@@ -1232,13 +1252,11 @@ fn render(stage: &Stage, deadline: i32) -> (bool, &'static str, bool, &'static s
                  to run it again"
             ),
         ),
-        Stage::WaitingForWindow { version, why } => (
-            false,
-            WAITING_FOR_WINDOW,
-            true,
-            WAITING_FOR_WINDOW,
-            format!("{version} {why}"),
-        ),
+        Stage::WaitingForWindow {
+            version,
+            why,
+            reason,
+        } => (false, reason, true, reason, format!("{version} {why}")),
         Stage::RollingOut {
             version,
             updated,

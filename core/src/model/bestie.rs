@@ -59,6 +59,10 @@ pub struct BestieSpec {
     /// When a rollout may start (`kind: allow`) and may not (`kind: deny`), as on a ManagedApplication.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upgrade_windows: Vec<super::UpgradeWindow>,
+    /// The apps a rollout waits for when one commit changes them together, as on a
+    /// ManagedApplication (a Bestie is not rolled back with its group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<super::Dependency>,
 }
 
 /// The app's Postgres database.

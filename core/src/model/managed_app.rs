@@ -95,6 +95,10 @@ pub struct ManagedApplicationSpec {
     /// at any time (unless the `bosun run` config sets windows for the whole source).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upgrade_windows: Vec<UpgradeWindow>,
+    /// The apps this app's upgrades wait for when one commit changes them together (and roll back
+    /// with); see [`super::Dependency`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<super::Dependency>,
 }
 
 /// A container port.
@@ -423,6 +427,11 @@ pub struct ManagedApplicationStatus {
     /// upgrade goes on regardless of windows, steps included. Cleared when the next upgrade starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_override: Option<String>,
+    /// The git commit whose upgrade of this app failed (or was rolled back with its group): kept
+    /// until the next upgrade starts, so that the apps it depends on and that depend on it roll back
+    /// with it even after git has been set back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
 }
 
 /// A revision that reached Healthy.

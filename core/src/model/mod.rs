@@ -1,6 +1,7 @@
 //! The resource kinds Bosun reads from git and reconciles: their wire types and CRDs.
 
 pub mod bestie;
+pub mod depends;
 pub mod managed_app;
 pub mod pause;
 pub mod window;
@@ -11,6 +12,7 @@ use kube::core::crd::merge_crds;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
 pub use bestie::{Bestie, BestieDatabase, BestieSpec, BestieStatus, BestieTemplate};
+pub use depends::{Dependency, DependencyKind};
 pub use managed_app::*;
 pub use pause::Pause;
 pub use window::{UpgradeWindow, WindowGate, WindowKind};

@@ -677,3 +677,55 @@ fn the_readme_shows_the_failed_canary_sample_verbatim() {
         "README's GitHub section should quote:\n{quoted}"
     );
 }
+
+#[test]
+fn an_upgrade_waiting_for_its_window_says_when_it_opens_in_the_comment_and_the_status() {
+    let mut web = app(
+        "web",
+        "v1.4.0",
+        "v1.5.0",
+        Phase::Pending,
+        canary_with_migration(),
+        vec![tr(
+            Phase::Pending,
+            "12:00:00",
+            Some(0),
+            Some(0),
+            "upgrading to v1.5.0",
+        )],
+    );
+    web.window = Some(WindowNote::Waiting(
+        "waits for window: opens Mon 22:00 CET (outside its upgrade windows)".into(),
+    ));
+    let comment = pr_comment(&ChangeSummary {
+        commit: SHA.into(),
+        apps: vec![web.clone()],
+    });
+    assert!(
+        comment.contains("`shop/web`: `v1.4.0` → `v1.5.0`, waiting for its upgrade window"),
+        "{comment}"
+    );
+    assert!(
+        comment.contains("🕙 waits for window: opens Mon 22:00 CET"),
+        "{comment}"
+    );
+    let status = commit_status(&web);
+    assert_eq!(status.state, StatusState::Pending);
+    assert!(
+        status
+            .description
+            .contains("waits for window: opens Mon 22:00 CET"),
+        "{}",
+        status.description
+    );
+
+    web.window = Some(WindowNote::StartedOutside);
+    let comment = pr_comment(&ChangeSummary {
+        commit: SHA.into(),
+        apps: vec![web],
+    });
+    assert!(
+        comment.contains("Started outside its upgrade windows by `bosun promote --now`"),
+        "{comment}"
+    );
+}

@@ -3,13 +3,17 @@
 //! revision healthy before, and the fast path never wait at a gate; a human may start an upgrade
 //! outside its windows with `bosun promote --now` (recorded in `status.windowOverride`).
 //!
-//! While an upgrade waits, the condition `WaitingForWindow` says why and when the window opens; it is
-//! removed by the first decision that does not wait.
+//! The dependency gate: an upgrade starts only when each app of `spec.dependsOn` that the same git
+//! commit changed is Healthy at what that commit asks for (apps of one level go in parallel; an app
+//! the commit did not change is not waited for), and never while `spec.dependsOn` makes a cycle.
+//!
+//! While an upgrade waits, the condition `WaitingForWindow` or `WaitingForDependencies` says why (and
+//! when the window opens); it is removed by the first decision that does not wait.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::action::Action;
-use super::{ANNOTATION_PROMOTE_NOW, In, Out};
+use super::{ANNOTATION_PROMOTE_NOW, DependencyState, In, Out};
 use crate::engine::bestie::set_condition;
 use crate::model::ManagedApplicationStatus;
 pub(super) use crate::window::Moment;
@@ -17,11 +21,18 @@ use crate::window::{self, State};
 
 /// The condition of an upgrade that waits for a window to open.
 pub const CONDITION_WAITING_FOR_WINDOW: &str = "WaitingForWindow";
+/// The condition of an upgrade that waits for the apps it depends on (`spec.dependsOn`).
+pub const CONDITION_WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
+/// How often an upgrade waiting for its dependencies looks again (their changes do not wake it).
+const DEPENDENCY_RECHECK_SECS: u64 = 3;
 /// What a start outside the windows is recorded as.
 pub const OVERRIDE_NOTE: &str = "started outside its upgrade windows (bosun promote --now)";
 
-/// A gate that holds the upgrade: why (for the status message) and when to look again.
+/// A gate that holds the upgrade: its condition, why (for the status message) and when to look
+/// again.
 pub(super) struct Closed {
+    pub condition: &'static str,
+    pub reason: &'static str,
     pub message: String,
     pub recheck_secs: u64,
 }
@@ -53,6 +64,8 @@ fn windows(i: &In<'_>, next: &ManagedApplicationStatus, moment: Moment) -> Optio
                 format!("opens {opens}")
             };
             Some(Closed {
+                condition: CONDITION_WAITING_FOR_WINDOW,
+                reason: "OutsideWindow",
                 message: format!("waits for window: {opens} ({reason})"),
                 recheck_secs,
             })
@@ -60,9 +73,39 @@ fn windows(i: &In<'_>, next: &ManagedApplicationStatus, moment: Moment) -> Optio
     }
 }
 
+/// The dependency gate: a cycle holds the upgrade; so does each app of `spec.dependsOn` that the
+/// same commit changed until it is Healthy at it. `None` when open.
+fn dependencies(i: &In<'_>) -> Option<Closed> {
+    let closed = |message: String| Closed {
+        condition: CONDITION_WAITING_FOR_DEPENDENCIES,
+        reason: "DependenciesNotReady",
+        message,
+        recheck_secs: DEPENDENCY_RECHECK_SECS,
+    };
+    if let Some(cycle) = &i.observed.cycle {
+        return Some(Closed {
+            reason: "DependencyCycle",
+            ..closed(format!(
+                "cannot start: spec.dependsOn makes a cycle ({cycle}); remove one of its edges"
+            ))
+        });
+    }
+    let waits: Vec<String> = i
+        .observed
+        .dependencies
+        .iter()
+        .filter_map(|d| match &d.state {
+            DependencyState::Missing => Some(format!("{} (not found)", d.key)),
+            DependencyState::Waiting(at) => Some(format!("{} ({at})", d.key)),
+            DependencyState::Unrelated | DependencyState::Ready => None,
+        })
+        .collect();
+    (!waits.is_empty()).then(|| closed(format!("waits for dependencies: {}", waits.join(", "))))
+}
+
 /// The gates at the start of a fresh upgrade. `None`: it may start.
 pub(super) fn at_start(i: &In<'_>, next: &ManagedApplicationStatus) -> Option<Closed> {
-    windows(i, next, Moment::Start)
+    dependencies(i).or_else(|| windows(i, next, Moment::Start))
 }
 
 /// Whether a gate holds the next canary step or the blue-green switch; when one does, the upgrade
@@ -83,9 +126,17 @@ pub(super) fn wait(i: &In<'_>, o: Waiting<'_>, closed: Closed) {
     if o.next.message.as_deref() != Some(message.as_str()) {
         o.next.message = Some(message.clone());
     }
+    for other in [
+        CONDITION_WAITING_FOR_WINDOW,
+        CONDITION_WAITING_FOR_DEPENDENCIES,
+    ] {
+        if other != closed.condition {
+            o.next.conditions.retain(|c| c.type_ != other);
+        }
+    }
     set_condition(
         &mut o.next.conditions,
-        condition("True", "OutsideWindow", message, i.now),
+        condition(closed.condition, closed.reason, message, i.now),
     );
     *o.waiting = true;
     let recheck = closed.recheck_secs.max(1);
@@ -148,19 +199,19 @@ pub(super) fn pass(
     None
 }
 
-/// Ends a decision: the `WaitingForWindow` condition goes once nothing waits.
+/// Ends a decision: the waiting conditions go once nothing waits.
 pub(super) fn settle(o: &mut Out) {
     if !o.waiting {
-        o.next
-            .conditions
-            .retain(|c| c.type_ != CONDITION_WAITING_FOR_WINDOW);
+        o.next.conditions.retain(|c| {
+            c.type_ != CONDITION_WAITING_FOR_WINDOW && c.type_ != CONDITION_WAITING_FOR_DEPENDENCIES
+        });
     }
 }
 
-fn condition(status: &str, reason: &str, message: String, now: &Time) -> Condition {
+fn condition(type_: &str, reason: &str, message: String, now: &Time) -> Condition {
     Condition {
-        type_: CONDITION_WAITING_FOR_WINDOW.into(),
-        status: status.into(),
+        type_: type_.into(),
+        status: "True".into(),
         reason: reason.into(),
         message,
         last_transition_time: now.clone(),

@@ -48,6 +48,7 @@ pub mod action;
 mod clock;
 mod deploy;
 pub mod gate;
+mod group;
 mod migrate;
 pub mod objects;
 pub mod observed;
@@ -69,7 +70,9 @@ pub use crate::names::{
     ANNOTATION_ABORT, ANNOTATION_PROMOTE_NOW, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY,
 };
 pub use action::{Action, Decision, JobKind, Transition};
-pub use observed::{JobObs, Observed, Role, WorkloadObs};
+pub use observed::{
+    DependencyObs, DependencyState, GroupFailure, JobObs, Observed, Role, WorkloadObs,
+};
 use revision::{Revision, RevisionRef};
 pub use rollback::{Failure, REASON_MIGRATION_FAILED};
 use start::Target;
@@ -195,6 +198,11 @@ pub fn decide(
     let held = status.phase == Some(Phase::Failed)
         && (o.next.failed_hash.as_deref() == Some(i.target.rev.hash.as_str())
             || o.next.down_migration.is_some());
+    // An app of its group (same commit, dependsOn) failed: this one fails and rolls back too.
+    if !retry && !held && group::fails_with_group(&i, &mut o) {
+        rollback::after_failure(spec, observed, &mut o);
+        return o.finish(spec, now);
+    }
     if !retry && held {
         o.transition = rollback::roll_back(
             spec,

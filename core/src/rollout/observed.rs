@@ -101,6 +101,44 @@ pub struct Observed {
     pub retry: Option<String>,
     /// The app's `bosun.dev/promote-now` annotation: the version to start outside its windows.
     pub promote_now: Option<String>,
+    /// The apps of `spec.dependsOn`, as found, in the order the spec names them.
+    pub dependencies: Vec<DependencyObs>,
+    /// The dependency cycle this app is part of (`a → b → a`), if any: its upgrades cannot start.
+    pub cycle: Option<String>,
+    /// The apps of this app's group (dependencies and dependents, `rollbackTogether`) whose upgrade
+    /// from the same commit as this app's failed.
+    pub group_failures: Vec<GroupFailure>,
+}
+
+/// One app of `spec.dependsOn`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DependencyObs {
+    /// `namespace/name`.
+    pub key: String,
+    pub state: DependencyState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DependencyState {
+    /// No such app.
+    Missing,
+    /// Not changed by the commit this app's spec comes from: not waited for.
+    Unrelated,
+    /// Changed by the same commit, and Healthy at what it asks for.
+    Ready,
+    /// Changed by the same commit, not Healthy at it yet: where it stands (its phase).
+    Waiting(String),
+}
+
+/// An app of the group whose upgrade from the same commit failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupFailure {
+    /// `namespace/name`.
+    pub key: String,
+    /// It depends on this app (else this app depends on it).
+    pub dependent: bool,
+    /// Its own rollback is over: an app it depends on rolls back only then (reverse order).
+    pub settled: bool,
 }
 
 /// What the progress deadline of a Deploying stage is measured with.

@@ -154,6 +154,7 @@ mod tests {
             pod_template: None,
             upgrade_strategy: UpgradeStrategy::default(),
             upgrade_windows: Vec::new(),
+            depends_on: Vec::new(),
         }
     }
 

@@ -36,6 +36,8 @@ pub enum Failure {
     DownMigration,
     /// A human aborted it (`bosun abort`).
     Aborted,
+    /// Another app of its group (`spec.dependsOn`, the same commit) failed.
+    Group,
 }
 
 impl Failure {
@@ -45,6 +47,7 @@ impl Failure {
             Failure::Rollout | Failure::Migration => "Failed",
             Failure::DownMigration => "DownMigrationFailed",
             Failure::Aborted => "Aborted",
+            Failure::Group => "GroupRolledBack",
         }
     }
 
@@ -55,6 +58,7 @@ impl Failure {
             Failure::Migration => REASON_MIGRATION_FAILED,
             Failure::DownMigration => "DownMigrationFailed",
             Failure::Aborted => "Aborted",
+            Failure::Group => "GroupRolledBack",
         }
     }
 }
@@ -74,13 +78,17 @@ pub(super) fn fail(
     let version = target.rev.version.as_str();
     next.failed_version = Some(version.into());
     next.failed_hash = Some(target.rev.hash.clone());
+    next.failed_revision = next.target_revision.clone();
     next.canary_weight = Some(0);
     next.pause_start_time = None;
     next.health_check = None;
     let mut message = why.clone();
     // Only an up-migration this upgrade ran is undone: a revision healthy before was rolled out
     // without one, and a change that kept the migration of the revision serving (env, say) ran none.
-    if !next.was_healthy(&target.rev.hash)
+    // (A completed upgrade rolled back with its group queued its own: `group::undo`.)
+    let completed = next.current_hash.as_deref() == Some(target.rev.hash.as_str());
+    if !completed
+        && !next.was_healthy(&target.rev.hash)
         && needs_migration(next, target)
         && let Some(i) = next
             .down_migrations

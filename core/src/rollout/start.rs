@@ -200,6 +200,7 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
         // A new upgrade: what failed before is history now.
         next.conditions.retain(|c| c.type_ != CONDITION_ROLLED_BACK);
         next.window_override = None;
+        next.failed_revision = None;
         let earlier = current.is_some() && next.was_healthy(hash);
         if earlier {
             // The rollback window: straight to the revision that was healthy, no canary steps, no

@@ -5,6 +5,7 @@
 //! resource → check the rules that span fields. Every problem is reported, not just the first. Across
 //! files, [`validate_files`] also refuses the same resource defined twice.
 
+mod depends;
 mod rules;
 mod schema;
 
@@ -64,6 +65,9 @@ pub struct Source {
     /// 1-based index of the document in the file.
     pub document: usize,
     pub line: usize,
+    /// Where each `spec.dependsOn[i].name` is (line, column): what a dependency finding points at.
+    #[serde(skip)]
+    pub depends_on_at: Vec<(usize, usize)>,
 }
 
 /// Something wrong with a definition: where, which field, why, and what to do.
@@ -179,6 +183,16 @@ pub fn validate_files<'a>(
         report.findings.extend(file.findings);
         report.skipped.extend(file.skipped);
     }
+    let dependencies = depends::problems(&report.definitions);
+    if !dependencies.is_empty() {
+        // A definition whose dependencies cannot be honoured is not applied; the others are.
+        report
+            .definitions
+            .retain(|d| !dependencies.iter().any(|(k, _)| *k == key_of(d)));
+        report
+            .findings
+            .extend(dependencies.into_iter().map(|(_, f)| f));
+    }
     let duplicates = find_duplicates(&report.definitions);
     if !duplicates.is_empty() {
         // Neither copy is trusted: which one the user meant is theirs to say.
@@ -194,6 +208,27 @@ pub fn validate_files<'a>(
 }
 
 type ResourceKey = (Kind, Option<String>, String);
+
+/// Where each `spec.dependsOn[i].name` of a document is.
+fn depends_on_at(root: &Node) -> Vec<(usize, usize)> {
+    let path = [
+        PathSeg::Field("spec".into()),
+        PathSeg::Field("dependsOn".into()),
+    ];
+    match root.at(&path) {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items
+            .iter()
+            .map(|i| {
+                let n = i.get("name").unwrap_or(i);
+                (n.start.line, n.start.column)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
 
 fn key_of(d: &Definition) -> ResourceKey {
     (
@@ -296,6 +331,7 @@ pub fn validate_file(path: &str, text: &str, limits: &Limits) -> FileReport {
                             file: path.to_string(),
                             document: doc.index,
                             line: root.start.line,
+                            depends_on_at: depends_on_at(&root),
                         },
                         resource,
                     }),

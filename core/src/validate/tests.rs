@@ -512,3 +512,89 @@ fn a_merge_key_on_a_scalar_is_refused_with_the_form_it_takes() {
     assert!(text.contains("merge key (<<)"), "{text}");
     assert!(text.contains("`<<: *defaults`"), "{text}");
 }
+
+/// A ManagedApplication `name` in namespace shop that depends on `deps`.
+fn depending(name: &str, deps: &[&str]) -> String {
+    let mut s = format!(
+        "apiVersion: apps.example.com/v1alpha1\nkind: ManagedApplication\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  version: v1\n"
+    );
+    if !deps.is_empty() {
+        s.push_str("  dependsOn:\n");
+        for d in deps {
+            s.push_str(&format!("    - name: {d}\n"));
+        }
+    }
+    s
+}
+
+#[test]
+fn a_chain_of_dependencies_across_files_is_valid() {
+    let (db, orders, web) = (
+        depending("db-api", &[]),
+        depending("orders", &["db-api"]),
+        depending("frontend", &["orders"]),
+    );
+    let report = validate_files(
+        [
+            ("apps/db.yaml", db.as_str()),
+            ("apps/orders.yaml", orders.as_str()),
+            ("apps/web.yaml", web.as_str()),
+        ],
+        &Limits::default(),
+    );
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(report.definitions.len(), 3);
+}
+
+#[test]
+fn a_missing_dependency_is_refused_at_its_line_and_the_others_are_kept() {
+    let (orders, web) = (depending("orders", &["db-api"]), depending("frontend", &[]));
+    let report = validate_files(
+        [
+            ("apps/orders.yaml", orders.as_str()),
+            ("apps/web.yaml", web.as_str()),
+        ],
+        &Limits::default(),
+    );
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!(
+        f.to_string(),
+        "apps/orders.yaml:9:13: document 1 (ManagedApplication/orders): spec.dependsOn[0].name: \
+         depends on ManagedApplication shop/db-api, which no file of this source defines (define \
+         it, fix the name, namespace or kind, or remove the dependency)"
+    );
+    let kept: Vec<&str> = report.definitions.iter().map(Definition::name).collect();
+    assert_eq!(kept, ["frontend"], "the invalid one is not applied");
+}
+
+#[test]
+fn a_cycle_across_files_is_refused_in_every_file_of_it() {
+    let (a, b, c) = (
+        depending("a", &["b"]),
+        depending("b", &["a"]),
+        depending("c", &[]),
+    );
+    let report = validate_files(
+        [
+            ("apps/a.yaml", a.as_str()),
+            ("apps/b.yaml", b.as_str()),
+            ("apps/c.yaml", c.as_str()),
+        ],
+        &Limits::default(),
+    );
+    let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with("apps/a.yaml:9:13:")
+            && found[0].contains("dependsOn makes a cycle: shop/a → shop/b → shop/a"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with("apps/b.yaml:9:13:")
+            && found[1].contains("dependsOn makes a cycle: shop/b → shop/a → shop/b"),
+        "{found:#?}"
+    );
+    let kept: Vec<&str> = report.definitions.iter().map(Definition::name).collect();
+    assert_eq!(kept, ["c"]);
+}

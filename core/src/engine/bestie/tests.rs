@@ -29,6 +29,7 @@ fn seed_spec() -> BestieSpec {
         host: None,
         database: None,
         upgrade_windows: Vec::new(),
+        depends_on: Vec::new(),
     }
 }
 
@@ -41,6 +42,8 @@ struct World {
     now: i64,
     /// The `bosun.dev/promote-now` annotation.
     promote_now: Option<String>,
+    /// What the executor found the rollout waits for among `spec.dependsOn`.
+    dependencies_waiting: Option<String>,
 }
 
 impl World {
@@ -60,6 +63,7 @@ impl World {
             owner: owner(),
             now: 0,
             promote_now: None,
+            dependencies_waiting: None,
         }
     }
 
@@ -74,6 +78,7 @@ impl World {
             progress_deadline_seconds: 5,
             windows: &self.spec.upgrade_windows,
             promote_now: self.promote_now.as_deref(),
+            dependencies_waiting: self.dependencies_waiting.clone(),
         };
         plan(&input, &self.observed, &at(self.now))
     }
@@ -648,6 +653,7 @@ fn the_database_secret_holds_the_password_and_a_uri() {
         progress_deadline_seconds: 600,
         windows: &[],
         promote_now: None,
+        dependencies_waiting: None,
     };
     let s = database_secret(&input, "s3cret");
     assert_eq!(s["metadata"]["name"], "bestie-db");
@@ -1188,4 +1194,36 @@ fn a_first_install_outside_its_window_creates_no_app_deployment() {
     w.now = 2 * 3600;
     w.act();
     assert!(w.observed.app.is_some());
+}
+
+#[test]
+fn a_new_template_waits_for_the_dependencies_the_same_commit_changed() {
+    let mut w = World::serving(seed_spec());
+    w.spec = BestieSpec {
+        version: "1.4".into(),
+        ..seed_spec()
+    };
+    w.dependencies_waiting = Some("pets/adoptions (Deploying)".into());
+    w.act();
+    assert_eq!(
+        image_applied(&mut w),
+        "quay.io/opdev/bestie:1.3",
+        "1.3 keeps serving"
+    );
+    let waits = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == reason::WAITING_FOR_DEPENDENCIES)
+        .expect("a WaitingForDependencies condition");
+    assert!(
+        waits
+            .message
+            .contains("waits for dependencies: pets/adoptions (Deploying)"),
+        "{}",
+        waits.message
+    );
+    w.dependencies_waiting = None;
+    w.act();
+    assert_eq!(image_applied(&mut w), "quay.io/opdev/bestie:1.4");
 }

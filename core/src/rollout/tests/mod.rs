@@ -29,6 +29,7 @@ fn spec(version: &str) -> ManagedApplicationSpec {
         pod_template: None,
         upgrade_strategy: UpgradeStrategy::default(),
         upgrade_windows: Vec::new(),
+        depends_on: Vec::new(),
     }
 }
 
@@ -1649,4 +1650,5 @@ fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes()
     );
 }
 
+mod groups;
 mod windows;

@@ -1,0 +1,251 @@
+//! What the engine observes of an app's group (`spec.dependsOn`): the apps it depends on, the cycle
+//! it may be part of, and the failures of its group at the commit its spec comes from. Read from the
+//! controller's own store of ManagedApplications, with one GET per Bestie dependency.
+
+use std::collections::HashSet;
+
+use bosun_core::engine::app::{DependencyObs, DependencyState, GroupFailure};
+use bosun_core::engine::revision::Revision;
+use bosun_core::model::{Bestie, DependencyKind, ManagedApplication, Phase};
+use bosun_core::names::ANNOTATION_REVISION;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+
+/// The group facts [`bosun_core::engine::app::decide`] reads.
+pub(super) struct Group {
+    pub dependencies: Vec<DependencyObs>,
+    pub cycle: Option<String>,
+    pub group_failures: Vec<GroupFailure>,
+}
+
+fn revision_of<K: ResourceExt>(o: &K) -> Option<&str> {
+    o.annotations().get(ANNOTATION_REVISION).map(String::as_str)
+}
+
+fn key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+/// Observes the group of `app`.
+pub(super) async fn observe(
+    app: &ManagedApplication,
+    apps: &Store<ManagedApplication>,
+    client: &Client,
+) -> Result<Group, kube::Error> {
+    let ns = app.namespace().unwrap_or_else(|| "default".into());
+    let commit = revision_of(app);
+    let mut dependencies = Vec::new();
+    for d in &app.spec.depends_on {
+        let dns = d.namespace.clone().unwrap_or_else(|| ns.clone());
+        let state = match d.kind {
+            DependencyKind::ManagedApplication => {
+                match apps.get(&ObjectRef::new(&d.name).within(&dns)) {
+                    None => DependencyState::Missing,
+                    Some(dep) if commit.is_none() || revision_of(dep.as_ref()) != commit => {
+                        DependencyState::Unrelated
+                    }
+                    Some(dep) => app_state(&dep),
+                }
+            }
+            DependencyKind::Bestie => {
+                match Api::<Bestie>::namespaced(client.clone(), &dns)
+                    .get_opt(&d.name)
+                    .await?
+                {
+                    None => DependencyState::Missing,
+                    Some(b) if commit.is_none() || revision_of(&b) != commit => {
+                        DependencyState::Unrelated
+                    }
+                    Some(b) => bestie_state(&b),
+                }
+            }
+        };
+        dependencies.push(DependencyObs {
+            key: key(&dns, &d.name),
+            state,
+        });
+    }
+    Ok(Group {
+        dependencies,
+        cycle: cycle(app, apps),
+        group_failures: commit.map_or_else(Vec::new, |c| failures(app, &ns, c, apps)),
+    })
+}
+
+/// Healthy at what its spec asks for, or where it stands.
+fn app_state(dep: &ManagedApplication) -> DependencyState {
+    let s = dep.status.clone().unwrap_or_default();
+    let hash = Revision::of(&dep.spec).hash();
+    if s.phase == Some(Phase::Healthy) && s.current_hash.as_deref() == Some(hash.as_str()) {
+        DependencyState::Ready
+    } else {
+        DependencyState::Waiting(
+            s.phase
+                .map_or_else(|| "not started".into(), |p| p.to_string()),
+        )
+    }
+}
+
+fn bestie_state(b: &Bestie) -> DependencyState {
+    let s = b.status.clone().unwrap_or_default();
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready");
+    match ready {
+        Some(c)
+            if c.status == "True" && s.appversion.as_deref() == Some(b.spec.version.as_str()) =>
+        {
+            DependencyState::Ready
+        }
+        Some(c) => DependencyState::Waiting(c.reason.clone()),
+        None => DependencyState::Waiting("not started".into()),
+    }
+}
+
+/// The ManagedApplications `app` depends on, as store keys.
+fn edges(app: &ManagedApplication, ns: &str) -> Vec<ObjectRef<ManagedApplication>> {
+    app.spec
+        .depends_on
+        .iter()
+        .filter(|d| d.kind == DependencyKind::ManagedApplication)
+        .map(|d| ObjectRef::new(&d.name).within(d.namespace.as_deref().unwrap_or(ns)))
+        .collect()
+}
+
+/// The cycle of `spec.dependsOn` edges through `app`, if any: `ns/a → ns/b → ns/a`.
+fn cycle(app: &ManagedApplication, apps: &Store<ManagedApplication>) -> Option<String> {
+    let ns = app.namespace().unwrap_or_default();
+    let start = ObjectRef::<ManagedApplication>::new(&app.name_any()).within(&ns);
+    // Depth-first, with the path kept; each app is entered once.
+    let mut seen = HashSet::new();
+    let mut path = vec![start.clone()];
+    let mut stack = vec![edges(app, &ns)];
+    while let Some(next) = stack.last_mut() {
+        let Some(r) = next.pop() else {
+            stack.pop();
+            path.pop();
+            continue;
+        };
+        if r == start {
+            let mut names: Vec<String> = path
+                .iter()
+                .map(|p| key(p.namespace.as_deref().unwrap_or_default(), &p.name))
+                .collect();
+            names.push(key(&ns, &start.name));
+            return Some(names.join(" → "));
+        }
+        if !seen.insert(r.clone()) {
+            continue;
+        }
+        if let Some(dep) = apps.get(&r) {
+            let dns = dep.namespace().unwrap_or_default();
+            stack.push(edges(&dep, &dns));
+            path.push(r);
+        }
+    }
+    None
+}
+
+/// The apps of the group (edges with `rollbackTogether`) whose upgrade from `commit` failed.
+fn failures(
+    app: &ManagedApplication,
+    ns: &str,
+    commit: &str,
+    apps: &Store<ManagedApplication>,
+) -> Vec<GroupFailure> {
+    let failed_here = |a: &ManagedApplication| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.failed_revision.as_deref() == Some(commit))
+    };
+    let mut out = Vec::new();
+    for d in app.spec.depends_on.iter().filter(|d| d.together()) {
+        if d.kind != DependencyKind::ManagedApplication {
+            continue;
+        }
+        let dns = d.namespace.as_deref().unwrap_or(ns);
+        if let Some(dep) = apps.get(&ObjectRef::new(&d.name).within(dns))
+            && failed_here(&dep)
+        {
+            out.push(GroupFailure {
+                key: key(dns, &d.name),
+                dependent: false,
+                settled: true,
+            });
+        }
+    }
+    let name = app.name_any();
+    for q in apps.state() {
+        let qns = q.namespace().unwrap_or_default();
+        let depends_on_app = q.spec.depends_on.iter().any(|d| {
+            d.together()
+                && d.kind == DependencyKind::ManagedApplication
+                && d.name == name
+                && d.namespace.as_deref().unwrap_or(&qns) == ns
+        });
+        if depends_on_app && failed_here(&q) {
+            let s = q.status.clone().unwrap_or_default();
+            let settled = match s.phase {
+                Some(Phase::Failed) => s.down_migration.is_none(),
+                Some(Phase::Healthy) => true,
+                _ => false,
+            };
+            out.push(GroupFailure {
+                key: key(&qns, &q.name_any()),
+                dependent: true,
+                settled,
+            });
+        }
+    }
+    out
+}
+
+/// For a Bestie's rollout (read with one GET per dependency): the apps of `deps` that the commit
+/// `commit` changed and that are not Healthy at it yet, as `ns/name (phase)`; `None` when none.
+pub(crate) async fn waiting_for(
+    client: &Client,
+    ns: &str,
+    commit: Option<&str>,
+    deps: &[bosun_core::model::Dependency],
+) -> Result<Option<String>, kube::Error> {
+    let Some(commit) = commit else {
+        return Ok(None);
+    };
+    let mut waits = Vec::new();
+    for d in deps {
+        let dns = d.namespace.as_deref().unwrap_or(ns);
+        let state = match d.kind {
+            DependencyKind::ManagedApplication => {
+                match Api::<ManagedApplication>::namespaced(client.clone(), dns)
+                    .get_opt(&d.name)
+                    .await?
+                {
+                    None => DependencyState::Missing,
+                    Some(a) if revision_of(&a) != Some(commit) => DependencyState::Unrelated,
+                    Some(a) => app_state(&a),
+                }
+            }
+            DependencyKind::Bestie => {
+                match Api::<Bestie>::namespaced(client.clone(), dns)
+                    .get_opt(&d.name)
+                    .await?
+                {
+                    None => DependencyState::Missing,
+                    Some(b) if revision_of(&b) != Some(commit) => DependencyState::Unrelated,
+                    Some(b) => bestie_state(&b),
+                }
+            }
+        };
+        match state {
+            DependencyState::Missing => waits.push(format!("{} (not found)", key(dns, &d.name))),
+            DependencyState::Waiting(at) => waits.push(format!("{} ({at})", key(dns, &d.name))),
+            DependencyState::Unrelated | DependencyState::Ready => {}
+        }
+    }
+    Ok((!waits.is_empty()).then(|| waits.join(", ")))
+}
+
+/// The apps to reconcile when `app` changes: those it depends on (so that they learn of its
+/// failure). Those that depend on it look again by themselves while they wait.
+pub(super) fn wakes(app: &ManagedApplication) -> Vec<ObjectRef<ManagedApplication>> {
+    let ns = app.namespace().unwrap_or_default();
+    edges(app, &ns)
+}
