@@ -25,6 +25,7 @@ pub use bosun_core::names::{
     ANNOTATION_ROLLBACK_COMMIT, ANNOTATION_ROLLBACK_CONFLICT, ANNOTATION_ROLLBACK_OF,
     ANNOTATION_ROLLBACK_PR,
 };
+use bosun_core::writeback::group::{Group, group_of};
 use bosun_core::writeback::{
     AppView, CommitOutcome, GitAction, Restoration, RolledBack, conflict_listing, render_note,
     rollback_pull_request,
@@ -300,12 +301,38 @@ async fn reconcile_in_span(
         match action {
             GitAction::Rollback(commit) => {
                 let undoes = commit.undoes.clone();
-                let request = RollbackRequest::managed_application(commit.clone());
+                // The apps of its group (`spec.dependsOn`) go back in the same commit, once they
+                // have all failed.
+                let now = k8s_openapi::jiff::Timestamp::now().as_second();
+                let all = ctx.store.state();
+                let members = match group_of(&app, all.iter().map(AsRef::as_ref), now) {
+                    Group::Settling { waiting_for } => {
+                        info!(app = %name, ?waiting_for, "the rollback commit waits for the rest of the group to roll back");
+                        return Ok(Requeue::requeue(Duration::from_secs(2)));
+                    }
+                    Group::Settled { members } => members,
+                };
+                let mut requests = vec![RollbackRequest::managed_application(commit.clone())];
+                for member in all.iter().filter(|a| {
+                    members.contains(&format!(
+                        "{}/{}",
+                        a.namespace().unwrap_or_default(),
+                        a.name_any()
+                    ))
+                }) {
+                    for action in bosun_core::writeback::git_actions(&view(member)) {
+                        if let GitAction::Rollback(c) = action
+                            && c.undoes == undoes
+                        {
+                            requests.push(RollbackRequest::managed_application(c));
+                        }
+                    }
+                }
                 let outcome = tokio::task::spawn_blocking(move || {
                     writer
                         .lock()
                         .expect("writer lock")
-                        .commit_rollback(&request)
+                        .commit_group_rollback(&requests)
                 })
                 .await
                 .map_err(|error| ReportError::Task {

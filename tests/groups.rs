@@ -1,7 +1,7 @@
 //! Ordered multi-service upgrades through the real `bosun run`, the test git server and cluster
 //! (issue [H]): one commit bumps a chain `db-api ← orders ← frontend` (each depends on the one
 //! before); they go out in dependency order; the middle one fails its health checks; the first is
-//! rolled back with it, the third never starts, and git is set back for all three. Bosun is killed
+//! rolled back with it, the third never starts, and one commit sets git back for all three. Bosun is killed
 //! while `orders` waits for `db-api`, and the restarted process goes on in order.
 
 mod support;
@@ -253,6 +253,34 @@ async fn a_chain_bumped_in_one_commit_goes_out_in_order_and_rolls_back_together(
         all.then_some(())
     })
     .await;
+    // ... in one commit, with one trailer per app.
+    let tip = c.server_main();
+    let rollbacks: Vec<String> = c
+        .repo
+        .git(&["log", "--format=%H", &format!("{bump}..{tip}")])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "one rollback commit: {rollbacks:?}");
+    let message = c.repo.git(&["log", "-1", "--format=%B", &rollbacks[0]]);
+    let apps: Vec<&str> = message
+        .lines()
+        .filter_map(|l| l.strip_prefix("Bosun-App: "))
+        .collect();
+    let ns = &c.ns.name;
+    let mut want = vec![
+        format!("{ns}/db-api"),
+        format!("{ns}/frontend"),
+        format!("{ns}/orders"),
+    ];
+    let mut got: Vec<String> = apps.iter().map(|a| a.to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{message}");
+    assert!(
+        message.contains(&format!("Bosun-Rollback-Of: {bump}")),
+        "{message}"
+    );
     for app in ["db-api", "orders", "frontend"] {
         c.until(app, "Healthy at v1 again", healthy_at("v1")).await;
         assert_eq!(

@@ -26,6 +26,7 @@ use crate::engine::revision::RevisionRef;
 use crate::model::{HistoryEntry, ManagedApplicationStatus, Phase};
 use crate::yaml::{self, Limits, Node, Style, Value};
 
+pub mod group;
 pub mod revert;
 
 pub use revert::{AppRef, ConflictHunk, Conflicted, Revert, Texts, revert_document};
@@ -343,6 +344,8 @@ pub const TRAILER_FAILED_VERSION: &str = "Bosun-Failed-Version";
 
 /// The longest reason kept in a commit message (characters); longer ones end in `…`.
 pub const MAX_REASON_CHARS: usize = 600;
+/// The longest subject of a group rollback (characters): a long group is cut, the trailers name all.
+const MAX_SUBJECT_CHARS: usize = 120;
 
 /// `Roll back <ns>/<app> from <failed> to <restored>`: versions, with revision hashes when the
 /// versions are the same (a change of env or resources only).
@@ -778,6 +781,102 @@ pub fn parse_bosun_trailers(message: &str) -> Option<BosunTrailers> {
         app,
         failed_version: failed_version.unwrap_or_default(),
     })
+}
+
+/// Every app a rollback commit names: a group rollback ([`group_message`]) names several, each with
+/// its own `Bosun-App` line followed by its `Bosun-Failed-Version`; a single one names one.
+pub fn parse_all_bosun_trailers(message: &str) -> Vec<BosunTrailers> {
+    let Some(first) = parse_bosun_trailers(message) else {
+        return Vec::new();
+    };
+    let normalised = message.replace("\r\n", "\n");
+    let last = normalised
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut out: Vec<BosunTrailers> = Vec::new();
+    for line in last.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if key.eq_ignore_ascii_case(TRAILER_APP) {
+            if let Some((namespace, app)) = value.split_once('/') {
+                out.push(BosunTrailers {
+                    rollback_of: first.rollback_of.clone(),
+                    namespace: namespace.to_owned(),
+                    app: app.to_owned(),
+                    failed_version: String::new(),
+                });
+            }
+        } else if key.eq_ignore_ascii_case(TRAILER_FAILED_VERSION)
+            && let Some(current) = out.last_mut()
+        {
+            current.failed_version = value.to_owned();
+        }
+    }
+    out
+}
+
+/// The message of one commit that rolls back every app of a group (`spec.dependsOn`) that one
+/// commit changed together: a subject naming them, each app's reason and what was restored, and
+/// the trailers: `Bosun-Rollback-Of` once, then a `Bosun-App` and `Bosun-Failed-Version` line per
+/// app ([`parse_all_bosun_trailers`] reads them back).
+pub fn group_message(members: &[(RollbackCommit, Restoration)]) -> String {
+    let names: Vec<String> = members
+        .iter()
+        .map(|(c, _)| format!("{}/{}", one_line(&c.namespace), one_line(&c.app)))
+        .collect();
+    let undoes = members
+        .first()
+        .map(|(c, _)| one_line(&c.undoes))
+        .unwrap_or_default();
+    let short: String = undoes.chars().take(7).collect();
+    let subject = cut(
+        &format!(
+            "Roll back {}: the group {short} changed together",
+            names.join(", ")
+        ),
+        MAX_SUBJECT_CHARS,
+    );
+    let mut out = format!("{subject}\n\n");
+    out.push_str(&wrap(
+        &format!(
+            "These apps depend on each other (spec.dependsOn) and {short} changed them together. \
+             One of them failed, so Bosun rolled them all back, in the cluster and here, in one \
+             commit."
+        ),
+        72,
+    ));
+    out.push_str("\n\n");
+    for (commit, how) in members {
+        // Each app's own message, without its subject and trailers.
+        let own = commit.message(how);
+        let paragraphs: Vec<&str> = own.trim_end().split("\n\n").collect();
+        if paragraphs.len() > 2 {
+            for p in &paragraphs[1..paragraphs.len() - 1] {
+                out.push_str(p);
+                out.push_str("\n\n");
+            }
+        }
+    }
+    let _ = writeln!(out, "{TRAILER_ROLLBACK_OF}: {undoes}");
+    for (commit, _) in members {
+        let _ = writeln!(
+            out,
+            "{TRAILER_APP}: {}/{}",
+            one_line(&commit.namespace),
+            one_line(&commit.app)
+        );
+        let _ = writeln!(
+            out,
+            "{TRAILER_FAILED_VERSION}: {}",
+            one_line(&commit.failed_version)
+        );
+    }
+    out
 }
 
 /// The branch a rollback goes to when the watched branch refuses Bosun's push:
@@ -1389,6 +1488,40 @@ spec:
             restores: Some("fedcba9876543210fedcba9876543210fedcba98".into()),
             source_path: "apps/web.yaml".into(),
         }
+    }
+
+    #[test]
+    fn a_group_rollback_names_every_app_and_its_trailers_read_back() {
+        let web = rollback();
+        let api = RollbackCommit {
+            app: "api".into(),
+            failed_version: "2.1.0".into(),
+            restored_version: "2.0.0".into(),
+            reason: "prod/web depends on it and failed at the same commit".into(),
+            source_path: "apps/api.yaml".into(),
+            ..rollback()
+        };
+        let message = group_message(&[
+            (web.clone(), Restoration::Definition),
+            (api.clone(), Restoration::Definition),
+        ]);
+        assert!(
+            message.starts_with(
+                "Roll back prod/web, prod/api: the group 0123456 changed together\n\n"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("GET\n/healthz returned 503."), "{message}");
+        assert!(
+            message.contains("Bosun rolled prod/api back to 2.0.0"),
+            "{message}"
+        );
+        let read = parse_all_bosun_trailers(&message);
+        assert_eq!(read, vec![web.trailers(), api.trailers()]);
+        // A single rollback reads as a group of one.
+        let single = web.message(&Restoration::Definition);
+        assert_eq!(parse_all_bosun_trailers(&single), vec![web.trailers()]);
+        assert_eq!(parse_all_bosun_trailers("a commit of a human"), vec![]);
     }
 
     #[test]

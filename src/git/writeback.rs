@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bosun_core::writeback::{
     AppRef, BosunTrailers, ConflictHunk, Edit, EditError, Restoration, Revert, RollbackCommit,
-    Texts, merge_note, parse_bosun_trailers, revert_document, set_version,
+    Texts, merge_note, parse_all_bosun_trailers, revert_document, set_version,
 };
 use git2::{ErrorCode, Oid, PushOptions, Repository, Signature, Tree};
 
@@ -300,18 +300,133 @@ impl GitWriter {
     /// kept moving for every attempt.
     pub fn commit_rollback(&self, request: &RollbackRequest) -> Result<WriteOutcome, WriteError> {
         let _one_call = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        self.rollback_one(request)
+    }
+
+    /// One commit that rolls back every app of a group (`spec.dependsOn`) that one commit changed
+    /// together: `requests[0]`'s app and the others, each file restored as
+    /// [`GitWriter::commit_rollback`] would, with one trailer per app
+    /// ([`bosun_core::writeback::group_message`]). Apps already rolled back on the branch are left
+    /// out; the outcome is `requests[0]`'s. When the restore of any app conflicts, or the branch
+    /// refuses the push, `requests[0]` goes alone as [`GitWriter::commit_rollback`] does (a
+    /// branch for a pull request); so does a group of one.
+    ///
+    /// # Errors
+    ///
+    /// As [`GitWriter::commit_rollback`].
+    pub fn commit_group_rollback(
+        &self,
+        requests: &[RollbackRequest],
+    ) -> Result<WriteOutcome, WriteError> {
+        let _one_call = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(own) = requests.first() else {
+            return Ok(WriteOutcome::AlreadyDone { commit: None });
+        };
+        if requests.len() == 1 {
+            return self.rollback_one(own);
+        }
+        let paths = requests
+            .iter()
+            .map(|r| self.check_request(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let branch_ref = format!("refs/heads/{}", self.inner.spec.branch);
+        for attempt in 1..=self.limits.attempts.max(1) {
+            let tip = self.fetch_branch(&branch_ref)?;
+            let repo = self.inner.open_cache()?;
+            // What each app needs: nothing (done already, or git asks for something else), or a
+            // restored file.
+            let mut planned = Vec::new();
+            for (request, path) in requests.iter().zip(&paths) {
+                let trailers = request.commit.trailers();
+                if let Some(done) = self
+                    .find_rollback(&repo, tip, &trailers)
+                    .map_err(|e| self.read_error(tip, path, e.message()))?
+                {
+                    if std::ptr::eq(request, own) {
+                        return Ok(WriteOutcome::AlreadyDone { commit: Some(done) });
+                    }
+                    continue;
+                }
+                let Some(file) = self.read_file(&repo, tip, path)? else {
+                    continue;
+                };
+                match self.plan(&repo, tip, path, &file, request)? {
+                    Planned::Commit {
+                        how: Restoration::Conflict { .. },
+                        ..
+                    } => {
+                        drop(repo);
+                        return self.rollback_one(own);
+                    }
+                    Planned::Commit { text, how } => {
+                        planned.push((request, path.clone(), text, file.mode, how));
+                    }
+                    Planned::Done(outcome) if std::ptr::eq(request, own) => return Ok(outcome),
+                    Planned::Done(_) => {}
+                }
+            }
+            if planned.len() < 2 {
+                drop(repo);
+                return self.rollback_one(own);
+            }
+            let members: Vec<(RollbackCommit, Restoration)> = planned
+                .iter()
+                .map(|(r, _, _, _, how)| (r.commit.clone(), how.clone()))
+                .collect();
+            let message = bosun_core::writeback::group_message(&members);
+            let files: Vec<(&str, &str, i32)> = planned
+                .iter()
+                .map(|(_, path, text, mode, _)| (path.as_str(), text.as_str(), *mode))
+                .collect();
+            let commit = self
+                .make_commit_of(&repo, tip, &files, &message)
+                .map_err(|e| self.objects_error(e.message()))?;
+            let push_ref = "refs/bosun/push";
+            repo.reference(push_ref, commit, true, "bosun: group rollback to push")
+                .map_err(|e| self.objects_error(e.message()))?;
+            drop(repo);
+            self.hook(PushTarget::Branch, attempt);
+            match self.push(push_ref, &branch_ref)? {
+                Pushed::Done => {
+                    let how = planned
+                        .iter()
+                        .find(|p| std::ptr::eq(p.0, own))
+                        .map_or(Restoration::Definition, |p| p.4.clone());
+                    return Ok(WriteOutcome::Committed {
+                        commit,
+                        attempts: attempt,
+                        how,
+                    });
+                }
+                Pushed::Conflict(_) => self.back_off(attempt),
+                Pushed::Refused(_) => return self.rollback_one(own),
+            }
+        }
+        Err(WriteError::ConflictRetriesExhausted {
+            url: self.inner.url(),
+            refname: branch_ref,
+            attempts: self.limits.attempts.max(1),
+        })
+    }
+
+    /// Fetches the watched branch: its tip.
+    fn fetch_branch(&self, branch_ref: &str) -> Result<Oid, WriteError> {
+        self.fetch(branch_ref, branch_ref)?.ok_or_else(|| {
+            WriteError::from(GitError::FindBranch {
+                url: self.inner.url(),
+                branch: self.inner.branch(),
+                available: "it is gone from the remote".to_owned(),
+            })
+        })
+    }
+
+    fn rollback_one(&self, request: &RollbackRequest) -> Result<WriteOutcome, WriteError> {
         let rollback = &request.commit;
         let path = self.check_request(request)?;
         let trailers = rollback.trailers();
         let branch_ref = format!("refs/heads/{}", self.inner.spec.branch);
         for attempt in 1..=self.limits.attempts.max(1) {
-            let tip = self.fetch(&branch_ref, &branch_ref)?.ok_or_else(|| {
-                WriteError::from(GitError::FindBranch {
-                    url: self.inner.url(),
-                    branch: self.inner.branch(),
-                    available: "it is gone from the remote".to_owned(),
-                })
-            })?;
+            let tip = self.fetch_branch(&branch_ref)?;
             let repo = self.inner.open_cache()?;
             if let Some(done) = self
                 .find_rollback(&repo, tip, &trailers)
@@ -665,11 +780,12 @@ impl GitWriter {
             let oid = oid?;
             let commit = repo.find_commit(oid)?;
             let message = String::from_utf8_lossy(commit.message_raw_bytes());
-            if let Some(found) = parse_bosun_trailers(&message)
-                && found.rollback_of == wanted.rollback_of
-                && found.namespace == wanted.namespace
-                && found.app == wanted.app
-            {
+            let found = parse_all_bosun_trailers(&message).into_iter().any(|found| {
+                found.rollback_of == wanted.rollback_of
+                    && found.namespace == wanted.namespace
+                    && found.app == wanted.app
+            });
+            if found {
                 return Ok(Some(oid));
             }
         }
@@ -759,10 +875,24 @@ impl GitWriter {
         mode: i32,
         message: &str,
     ) -> Result<Oid, git2::Error> {
+        self.make_commit_of(repo, parent, &[(path, text, mode)], message)
+    }
+
+    /// A commit on `parent` whose tree has each `(path, text, mode)` replaced.
+    fn make_commit_of(
+        &self,
+        repo: &Repository,
+        parent: Oid,
+        files: &[(&str, &str, i32)],
+        message: &str,
+    ) -> Result<Oid, git2::Error> {
         let parent = repo.find_commit(parent)?;
-        let blob = repo.blob(text.as_bytes())?;
-        let components: Vec<&str> = path.split('/').collect();
-        let root = replace_in_tree(repo, &parent.tree()?, &components, blob, mode)?;
+        let mut root = parent.tree()?.id();
+        for (path, text, mode) in files {
+            let blob = repo.blob(text.as_bytes())?;
+            let components: Vec<&str> = path.split('/').collect();
+            root = replace_in_tree(repo, &repo.find_tree(root)?, &components, blob, *mode)?;
+        }
         let tree = repo.find_tree(root)?;
         let signature = Signature::now(&self.author.name, &self.author.email)?;
         repo.commit(None, &signature, &signature, message, &tree, &[&parent])
