@@ -366,6 +366,27 @@ pub fn pr_comment(summary: &ChangeSummary) -> String {
     out.push('\n');
     out.push_str(&headline(summary));
     out.push('\n');
+    if summary.apps.len() > 1 {
+        // The apps of the change side by side (a dependsOn group reads as one table).
+        out.push_str("\n| | App | Change | State |\n| --- | --- | --- | --- |\n");
+        for app in &summary.apps {
+            let (icon, verdict) = verdict(app);
+            let state = match &app.failure {
+                Some(_) => format!(
+                    "{verdict}: {}",
+                    cell(&truncate(&one_line(&failure_reason(app)), 160))
+                ),
+                None => verdict.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {icon} | `{}/{}` | {} | {state} |",
+                app.namespace,
+                app.name,
+                change_of(app)
+            );
+        }
+    }
     for app in &summary.apps {
         out.push('\n');
         render_app(&mut out, app);
@@ -424,8 +445,9 @@ fn headline(summary: &ChangeSummary) -> String {
     format!("This commit changes {n} {apps}: {}.", parts.join(", "))
 }
 
-fn render_app(out: &mut String, app: &AppReport) {
-    let (icon, verdict) = match (&app.error, app.phase) {
+/// The icon and the word of an app's state.
+fn verdict(app: &AppReport) -> (&'static str, &'static str) {
+    match (&app.error, app.phase) {
         (Some(_), _) => ("⚠️", "not acted on"),
         (None, Phase::Healthy) => ("✅", "healthy"),
         (None, Phase::Failed) => ("❌", "failed"),
@@ -438,11 +460,20 @@ fn render_app(out: &mut String, app: &AppReport) {
                 _ => ("⏳", "in progress"),
             }
         }
-    };
-    let change = match &app.from_version {
+    }
+}
+
+/// `from` → `to`, or the install.
+fn change_of(app: &AppReport) -> String {
+    match &app.from_version {
         Some(from) => format!("`{from}` → `{}`", app.to_version),
         None => format!("install `{}`", app.to_version),
-    };
+    }
+}
+
+fn render_app(out: &mut String, app: &AppReport) {
+    let (icon, verdict) = verdict(app);
+    let change = change_of(app);
     let _ = writeln!(
         out,
         "#### {icon} `{}/{}`: {change}, {verdict}",

@@ -303,6 +303,11 @@ fn two_apps_in_one_comment_one_running_one_failed_in_migration_with_rollback_pr(
 
 This commit changes 2 applications: 1 in progress, 1 failed and rolled back.
 
+| | App | Change | State |
+| --- | --- | --- | --- |
+| ⏳ | `shop/web` | `v1.4.0` → `v1.5.0` | in progress |
+| ❌ | `shop/billing` | `v3.2.0` → `v3.3.0` | failed: migration of v3.3.0 failed: BackoffLimitExceeded |
+
 #### ⏳ `shop/web`: `v1.4.0` → `v1.5.0`, in progress
 
 | | Step | State | Time (UTC) |
@@ -525,6 +530,11 @@ fn blue_green_steps_and_an_invalid_definition() {
 ### 🚢 Bosun: rollout of `4f2a9c1`
 
 This commit changes 2 applications: 1 in progress, 1 not acted on.
+
+| | App | Change | State |
+| --- | --- | --- | --- |
+| ⏳ | `shop/shop-ui` | `v7` → `v8` | in progress |
+| ⚠️ | `shop/api` | `v2.0.0` → `v2.1.0` | not acted on |
 
 #### ⏳ `shop/shop-ui`: `v7` → `v8`, in progress
 
