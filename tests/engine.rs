@@ -75,11 +75,16 @@ impl Scenario {
 
     /// Starts an engine for this namespace (as a restarted Bosun would).
     fn start_engine(&mut self) {
+        self.start_engine_with(Default::default());
+    }
+
+    /// Starts an engine with the upgrade windows the `bosun run` config sets for whole sources.
+    fn start_engine_with(&mut self, source_windows: bosun::engine::SourceWindows) {
         assert!(self.engine.is_none(), "an engine already runs");
         self.engine = Some(tokio::spawn(bosun::engine::run(
             self.ns.client.clone(),
             Some(self.ns.name.clone()),
-            Default::default(),
+            source_windows,
         )));
     }
 
@@ -1906,4 +1911,94 @@ async fn promote_now_starts_an_upgrade_during_a_freeze_and_it_is_recorded() {
         "the annotation was acted on and removed"
     );
     s.stable_serves("v2", 2).await;
+}
+
+// --- Dependencies --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_dependency_cycle_found_in_the_cluster_holds_only_the_apps_in_it() {
+    let s = Scenario::new("engine-cycle").await;
+    // `bosun validate` refuses a cycle within one source; two sources (or kubectl) can still make
+    // one in the cluster.
+    let app = |name: &str, depends: Option<&str>| -> ManagedApplication {
+        let depends: Vec<Value> = depends.into_iter().map(|d| json!({"name": d})).collect();
+        serde_json::from_value(json!({
+            "apiVersion": "apps.example.com/v1alpha1",
+            "kind": "ManagedApplication",
+            "metadata": {"name": name, "annotations": {"bosun.dev/revision": "c1"}},
+            "spec": {"version": "v1", "replicas": 1, "dependsOn": depends},
+        }))
+        .expect("a valid ManagedApplication")
+    };
+    let api = s.ns.api::<ManagedApplication>();
+    for a in [
+        app(APP, Some("billing")),
+        app("billing", Some(APP)),
+        app("catalog", None),
+    ] {
+        api.create(&PostParams::default(), &a)
+            .await
+            .expect("create app");
+    }
+    let st = s
+        .wait_status("held by the cycle", |st| {
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == "WaitingForDependencies" && c.reason == "DependencyCycle")
+        })
+        .await;
+    let ns = &s.ns.name;
+    let message = st.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(&format!("({ns}/shop → {ns}/billing → {ns}/shop)")),
+        "{message}"
+    );
+    assert_eq!(st.phase, Some(Phase::Pending));
+    s.wait_for("catalog, outside the cycle, Healthy", || async {
+        let c = api.get("catalog").await.ok()?;
+        (c.status?.phase == Some(Phase::Healthy)).then_some(())
+    })
+    .await;
+    holds_for(
+        "nothing of the cycle runs",
+        Duration::from_secs(3),
+        || async { s.deployment(APP).await.is_none() && s.deployment("billing").await.is_none() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_freeze_set_for_the_whole_source_holds_its_apps_and_only_them() {
+    let mut s = Scenario::new("engine-source-freeze").await;
+    s.kill_engine().await;
+    let freeze: bosun_core::model::UpgradeWindow =
+        serde_json::from_value(json!({"kind": "deny", "schedule": "* * * * *", "duration": "1h"}))
+            .expect("a window");
+    s.start_engine_with([("platform".to_string(), vec![freeze])].into());
+    let app = |name: &str, source: &str| -> ManagedApplication {
+        serde_json::from_value(json!({
+            "apiVersion": "apps.example.com/v1alpha1",
+            "kind": "ManagedApplication",
+            "metadata": {"name": name, "labels": {"bosun.dev/source": source}},
+            "spec": {"version": "v1", "replicas": 1},
+        }))
+        .expect("a valid ManagedApplication")
+    };
+    let api = s.ns.api::<ManagedApplication>();
+    for a in [app(APP, "platform"), app("catalog", "team")] {
+        api.create(&PostParams::default(), &a)
+            .await
+            .expect("create app");
+    }
+    let st = s
+        .wait_status("held by the source's freeze", |st| {
+            waiting_for_window(st).is_some()
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Pending));
+    s.wait_for("catalog, of another source, Healthy", || async {
+        let c = api.get("catalog").await.ok()?;
+        (c.status?.phase == Some(Phase::Healthy)).then_some(())
+    })
+    .await;
 }

@@ -111,3 +111,121 @@ pub fn group_of<'a>(
     }
     settled(members)
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    use super::*;
+    use crate::model::{Dependency, ManagedApplicationSpec, ManagedApplicationStatus};
+
+    const COMMIT: &str = "c0ffee";
+
+    /// `name` in shop, from source `apps`, at [`COMMIT`], depending on `deps` (name, together).
+    fn app(
+        name: &str,
+        deps: &[(&str, bool)],
+        status: ManagedApplicationStatus,
+    ) -> ManagedApplication {
+        let spec: ManagedApplicationSpec = serde_json::from_value(serde_json::json!({
+            "version": "v2",
+            "dependsOn": deps.iter().map(|(d, together)| Dependency {
+                name: (*d).into(),
+                namespace: None,
+                kind: DependencyKind::ManagedApplication,
+                rollback_together: (!together).then_some(false),
+            }).collect::<Vec<_>>(),
+        }))
+        .expect("a spec");
+        let mut a = ManagedApplication::new(name, spec);
+        a.metadata.namespace = Some("shop".into());
+        a.metadata.labels = Some([(LABEL_SOURCE.to_string(), "apps".to_string())].into());
+        a.metadata.annotations =
+            Some([(ANNOTATION_REVISION.to_string(), COMMIT.to_string())].into());
+        a.status = Some(status);
+        a
+    }
+
+    fn failed_at(secs: i64) -> ManagedApplicationStatus {
+        ManagedApplicationStatus {
+            failed_revision: Some(COMMIT.into()),
+            conditions: vec![Condition {
+                type_: crate::rollout::CONDITION_ROLLED_BACK.into(),
+                status: "True".into(),
+                reason: "RolledBack".into(),
+                message: String::new(),
+                last_transition_time: Time(
+                    k8s_openapi::jiff::Timestamp::from_second(secs).expect("a time"),
+                ),
+                observed_generation: None,
+            }],
+            ..ManagedApplicationStatus::default()
+        }
+    }
+
+    fn upgrading() -> ManagedApplicationStatus {
+        ManagedApplicationStatus {
+            target_revision: Some(COMMIT.into()),
+            ..ManagedApplicationStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_commit_waits_for_the_group_then_covers_every_app_that_failed_with_it() {
+        let orders = app("orders", &[("db-api", true)], failed_at(1000));
+        let db = app("db-api", &[], upgrading());
+        let front = app("frontend", &[("orders", true)], failed_at(1001));
+        let unrelated = app("ledger", &[], upgrading());
+        let all = [&orders, &db, &front, &unrelated];
+        assert_eq!(
+            group_of(&orders, all, 1010),
+            Group::Settling {
+                waiting_for: vec!["shop/db-api".into()]
+            },
+            "db-api is still to roll back"
+        );
+        let db = app("db-api", &[], failed_at(1012));
+        let all = [&orders, &db, &front, &unrelated];
+        assert_eq!(
+            group_of(&orders, all, 1015),
+            Group::Settled {
+                members: vec!["shop/db-api".into(), "shop/frontend".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn an_app_that_never_fails_holds_the_commit_a_minute_at_most() {
+        let orders = app("orders", &[("db-api", true)], failed_at(1000));
+        let db = app("db-api", &[], upgrading());
+        assert!(matches!(
+            group_of(&orders, [&orders, &db], 1000 + SETTLE_SECS - 1),
+            Group::Settling { .. }
+        ));
+        assert_eq!(
+            group_of(&orders, [&orders, &db], 1000 + SETTLE_SECS),
+            Group::Settled { members: vec![] }
+        );
+    }
+
+    #[test]
+    fn rollback_together_false_and_other_commits_are_not_the_group() {
+        let orders = app("orders", &[("db-api", false)], failed_at(1000));
+        let db = app("db-api", &[], failed_at(1001));
+        assert_eq!(
+            group_of(&orders, [&orders, &db], 1005),
+            Group::Settled { members: vec![] },
+            "an edge with rollbackTogether: false"
+        );
+        let orders = app("orders", &[("db-api", true)], failed_at(1000));
+        let mut other = app("db-api", &[], upgrading());
+        other.status.as_mut().expect("status").target_revision = Some("later".into());
+        other.metadata.annotations =
+            Some([(ANNOTATION_REVISION.to_string(), "later".to_string())].into());
+        assert_eq!(
+            group_of(&orders, [&orders, &other], 1005),
+            Group::Settled { members: vec![] },
+            "db-api is at another commit"
+        );
+    }
+}
