@@ -243,7 +243,14 @@ fn dependency_keys(d: &Desired) -> Vec<ObjectKey> {
 /// commit before the app does, so the engine never sees the app at the new commit beside a
 /// dependency still at the old one.
 fn order_by_dependencies(actions: &mut Vec<SyncAction>) {
-    let applies: Vec<ObjectKey> = actions
+    let depends = |a: &SyncAction| match a {
+        SyncAction::Apply { desired, .. } => !dependency_keys(desired).is_empty(),
+        SyncAction::Prune { .. } => false,
+    };
+    if !actions.iter().any(depends) {
+        return;
+    }
+    let applies: BTreeSet<ObjectKey> = actions
         .iter()
         .filter_map(|a| match a {
             SyncAction::Apply { desired, .. } => Some(desired.key.clone()),

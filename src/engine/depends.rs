@@ -173,7 +173,8 @@ fn failures(
         }
     }
     let name = app.name_any();
-    for q in apps.state() {
+    // Only apps that failed at this commit can be among its failures: that test first.
+    for q in apps.state().into_iter().filter(|q| failed_here(q)) {
         let qns = q.namespace().unwrap_or_default();
         let depends_on_app = q.spec.depends_on.iter().any(|d| {
             d.together()
@@ -181,7 +182,7 @@ fn failures(
                 && d.name == name
                 && d.namespace.as_deref().unwrap_or(&qns) == ns
         });
-        if depends_on_app && failed_here(&q) {
+        if depends_on_app {
             let s = q.status.clone().unwrap_or_default();
             let settled = match s.phase {
                 Some(Phase::Failed) => s.down_migration.is_none(),
