@@ -18,7 +18,10 @@ use support::{TestNamespace, holds_for, install_crds, wait_until};
 
 const FILE: &str = "apps/shop.yaml";
 
+/// The app at `version`. A `-broken` version's pods never become ready: its upgrade fails after 5 s;
+/// others get a minute (two busy cores may take more than 5 s to ready a pod).
 fn app(version: &str) -> String {
+    let deadline = if version.ends_with("-broken") { 5 } else { 60 };
     [
         "# The shop's front end. Owned by team web.",
         "apiVersion: apps.example.com/v1alpha1",
@@ -30,7 +33,7 @@ fn app(version: &str) -> String {
         "  replicas: 1",
         "  upgradeStrategy:",
         "    type: Rolling",
-        "    progressDeadlineSeconds: 5",
+        &format!("    progressDeadlineSeconds: {deadline}"),
         "",
     ]
     .join("\n")
