@@ -2,6 +2,7 @@
 //! planner. Nothing here does I/O: no client, no clock, no files. The `bosun` crate feeds it and acts.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod diff;
 pub mod engine;
 pub mod model;
