@@ -8,7 +8,8 @@
 //! `-unhealthy` or whose environment sets `BOSUN_TEST_HEALTH=500` (such pods still become Ready: kwok's
 //! stock stage applies), 503 when no pod of the
 //! namespace has the address (any more). Every request is recorded, so a test can assert that the checks
-//! really ran against the new pods.
+//! really ran against the new pods. `/metrics` answers with the pod's request counters (see
+//! [`ERRORS_SUFFIX`]), for a real Prometheus to scrape ([`super::prometheus`]).
 //!
 //! Each server has a port of its own: it holds `127.0.0.1:port` for its lifetime, so no other server
 //! (in this test binary or another one running at the same time) can pick the same port, and so never
@@ -36,6 +37,36 @@ pub const UNHEALTHY_SUFFIX: &str = "-unhealthy";
 /// An environment variable of the app's container that makes its health endpoint answer 500 when it
 /// is `"500"`: an app broken by its configuration, not its image.
 pub const UNHEALTHY_ENV: &str = "BOSUN_TEST_HEALTH";
+/// The image tag suffix whose pods report 20 % of their requests as errors on `/metrics`.
+pub const ERRORS_SUFFIX: &str = "-errors";
+/// The requests per second every pod reports on `/metrics`.
+pub const REQUESTS_PER_SECOND: f64 = 10.0;
+
+/// `/metrics` of a pod, in Prometheus's text format: `http_requests_total` by `code`, counted as if
+/// the pod had served [`REQUESTS_PER_SECOND`] since it was created, 20 % of them `500` when its image
+/// tag ends in [`ERRORS_SUFFIX`], none otherwise. Counters, so `rate()` reads the error ratio.
+fn pod_metrics(pod: &Pod, image: Option<&str>) -> String {
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second());
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let total = ((now - created).max(0) as f64 * REQUESTS_PER_SECOND).floor();
+    let error_ratio = if image.is_some_and(|i| i.ends_with(ERRORS_SUFFIX)) {
+        0.2
+    } else {
+        0.0
+    };
+    let errors = (total * error_ratio).floor();
+    format!(
+        "# HELP http_requests_total Requests served, by status code.\n\
+         # TYPE http_requests_total counter\n\
+         http_requests_total{{code=\"200\"}} {}\n\
+         http_requests_total{{code=\"500\"}} {errors}\n",
+        total - errors
+    )
+}
 
 fn env_says_unhealthy(pod: &Pod) -> bool {
     pod.spec
@@ -240,6 +271,18 @@ async fn serve(
             let image = pod
                 .as_ref()
                 .and_then(|p| p.spec.as_ref()?.containers.first()?.image.clone());
+            if path == "/metrics"
+                && let Some(p) = &pod
+            {
+                let body = pod_metrics(p, image.as_deref());
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
             let (status, reason, body) = match (&pod, &image) {
                 _ if forced.is_some_and(|f| f >= 500) => (
                     forced.unwrap_or(500),

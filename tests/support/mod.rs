@@ -8,6 +8,7 @@
 pub mod gitserver;
 pub mod health;
 pub mod process;
+pub mod prometheus;
 
 use std::time::{Duration, Instant};
 
