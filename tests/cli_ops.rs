@@ -204,3 +204,49 @@ async fn plan_shows_a_version_bump_and_changes_nothing() {
         text(&invalid)
     );
 }
+
+#[tokio::test]
+async fn promote_now_starts_a_bestie_waiting_for_its_window_and_refuses_one_that_is_not() {
+    let ns = TestNamespace::new("cli-bestie-now").await;
+    install_crds(&ns.client).await;
+    let bestie: bosun_core::model::Bestie = serde_json::from_value(json!({
+        "apiVersion": "pets.bestie.com/v1",
+        "kind": "Bestie",
+        "metadata": {"name": "bestie"},
+        "spec": {"size": 1, "image": "quay.io/opdev/bestie", "version": "1.4"},
+    }))
+    .expect("a Bestie");
+    let api = ns.api::<bosun_core::model::Bestie>();
+    api.create(&PostParams::default(), &bestie)
+        .await
+        .expect("create the Bestie");
+    let o = bosun(&["promote", "--now", "bestie", "-n", &ns.name]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("waits for no upgrade window"),
+        "{}",
+        text(&o)
+    );
+
+    // What the Bestie controller writes while a new template waits for its window.
+    let waiting = json!({"status": {"conditions": [{
+        "type": "WaitingForWindow", "status": "True", "reason": "WaitingForWindow",
+        "message": "version 1.4 waits for window: opens Mon 22:00 CET",
+        "lastTransitionTime": "2026-12-05T00:00:00Z",
+    }]}});
+    api.patch_status("bestie", &PatchParams::default(), &Patch::Merge(&waiting))
+        .await
+        .expect("status");
+    let o = bosun(&["promote", "--now", "bestie", "-n", &ns.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    let annotated = api.get("bestie").await.expect("the Bestie");
+    assert_eq!(
+        annotated
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("bosun.dev/promote-now")
+            .map(String::as_str),
+        Some("1.4")
+    );
+}

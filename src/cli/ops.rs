@@ -96,6 +96,9 @@ pub async fn request(request: Request, app: &str, namespace: Option<&str>) -> Ex
     let api: Api<ManagedApplication> = Api::namespaced(client, &ns);
     let live = match api.get_opt(app).await {
         Ok(Some(a)) => a,
+        Ok(None) if request == Request::PromoteNow => {
+            return promote_bestie_now(api.into_client(), &ns, app).await;
+        }
         Ok(None) => {
             eprintln!(
                 "bosun: no ManagedApplication {app} in namespace {ns} (`bosun status -A` lists them)"
@@ -108,21 +111,11 @@ pub async fn request(request: Request, app: &str, namespace: Option<&str>) -> Ex
         }
     };
     let status = live.status.clone().unwrap_or_default();
-    let (key, value) = match annotation_for(request, app, &status) {
-        Ok(a) => a,
-        Err(why) => {
-            eprintln!("bosun: {why}");
-            return ExitCode::from(1);
-        }
+    let decided = annotation_for(request, app, &status);
+    let value = match annotate(&api, app, &format!("{ns}/{app}"), decided).await {
+        Ok(v) => v,
+        Err(code) => return code,
     };
-    let patch = json!({"metadata": {"annotations": {key: value}}});
-    if let Err(e) = api
-        .patch(app, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        eprintln!("bosun: annotating {ns}/{app}: {e}");
-        return ExitCode::from(2);
-    }
     let what = match request {
         Request::Promote => format!(
             "promoted step {} of {ns}/{app} ({})",
@@ -138,6 +131,81 @@ pub async fn request(request: Request, app: &str, namespace: Option<&str>) -> Ex
     };
     println!("{what}; follow it with `bosun status -n {ns} --watch`");
     ExitCode::SUCCESS
+}
+
+/// The annotation `bosun promote --now` sets on a Bestie: the version of its template that waits
+/// for a window, or why there is nothing to start.
+///
+/// # Errors
+/// A message for the user when the Bestie waits for no window.
+pub fn bestie_promote_now(
+    bestie: &bosun_core::model::Bestie,
+) -> Result<(&'static str, String), String> {
+    let name = bestie.name_any();
+    let waits = bestie.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == bosun_core::engine::bestie::reason::WAITING_FOR_WINDOW && c.status == "True"
+        })
+    });
+    if waits {
+        Ok((ANNOTATION_PROMOTE_NOW, bestie.spec.version.clone()))
+    } else {
+        Err(format!(
+            "Bestie {name} waits for no upgrade window: there is nothing to start now"
+        ))
+    }
+}
+
+/// `bosun promote --now` of a Bestie (no ManagedApplication has the name).
+async fn promote_bestie_now(client: Client, ns: &str, name: &str) -> ExitCode {
+    let api: Api<bosun_core::model::Bestie> = Api::namespaced(client, ns);
+    let bestie = match api.get_opt(name).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            eprintln!(
+                "bosun: no ManagedApplication or Bestie {name} in namespace {ns} (`bosun status -A` lists ManagedApplications, `kubectl get besties -A` Besties)"
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("bosun: reading Bestie {ns}/{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let decided = bestie_promote_now(&bestie);
+    let value = match annotate(&api, name, &format!("Bestie {ns}/{name}"), decided).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    println!(
+        "starting the rollout of Bestie {ns}/{name} to {value} now, outside its upgrade windows; follow it with `kubectl get bestie {name} -n {ns} -w`"
+    );
+    ExitCode::SUCCESS
+}
+
+/// Sets the annotation a request decided on `name` (`what` names it in messages), or says why
+/// not: the value set, or the exit code.
+async fn annotate<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    decided: Result<(&'static str, String), String>,
+) -> Result<String, ExitCode>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let (key, value) = decided.map_err(|why| {
+        eprintln!("bosun: {why}");
+        ExitCode::from(1)
+    })?;
+    let patch = json!({"metadata": {"annotations": {key: &value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            eprintln!("bosun: annotating {what}: {e}");
+            ExitCode::from(2)
+        })?;
+    Ok(value)
 }
 
 /// One row of `bosun status`.
