@@ -17,6 +17,7 @@ pub mod git;
 pub mod http1;
 pub mod leader;
 pub mod metrics;
+pub mod prometheus;
 pub mod report;
 pub mod run;
 pub mod watch;

@@ -89,25 +89,8 @@ impl Prometheus {
         let json_start = body.find('{')?;
         let json_end = body.rfind('}')?;
         let v: serde_json::Value = serde_json::from_str(&body[json_start..=json_end]).ok()?;
-        if v["status"] != "success" {
-            return None;
-        }
-        let data = &v["data"];
-        if data["resultType"] == "scalar" {
-            return Some(vec![data["result"][1].as_str()?.parse().ok()?]);
-        }
-        let mut series: Vec<(String, f64)> = data["result"]
-            .as_array()?
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    s["metric"].to_string(),
-                    s["value"][1].as_str()?.parse().ok()?,
-                ))
-            })
-            .collect();
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        Some(series.into_iter().map(|(_, v)| v).collect())
+        // Read as Bosun reads its answers.
+        bosun::prometheus::values(&v).ok()
     }
 
     /// The value of an instant query that has exactly one sample.
