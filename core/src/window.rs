@@ -154,6 +154,27 @@ pub fn state(windows: &[UpgradeWindow], moment: Moment, now: Timestamp) -> State
     }
 }
 
+/// Why an upgrade waits at `windows` for `moment` at `now`, as status messages say it ("waits for
+/// window: opens Mon 22:00 CET (…)"), and when to look again; `None` when the gate is open.
+pub fn waiting(windows: &[UpgradeWindow], moment: Moment, now: Timestamp) -> Option<(String, u64)> {
+    if windows.is_empty() {
+        return None;
+    }
+    let st = state(windows, moment, now);
+    let recheck = recheck_secs(&st, now);
+    match st {
+        State::Open => None,
+        State::Closed { reason, opens, .. } => {
+            let opens = if opens.is_empty() {
+                "no opening found".to_string()
+            } else {
+                format!("opens {opens}")
+            };
+            Some((format!("waits for window: {opens} ({reason})"), recheck))
+        }
+    }
+}
+
 /// Seconds from `now` to `opens_at`, rounded up, at least 1; when no opening is known (or the gate
 /// is open), 300: a cap the caller uses to look again.
 pub fn recheck_secs(state: &State, now: Timestamp) -> u64 {

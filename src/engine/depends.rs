@@ -34,42 +34,63 @@ pub(super) async fn observe(
 ) -> Result<Group, kube::Error> {
     let ns = app.namespace().unwrap_or_else(|| "default".into());
     let commit = revision_of(app);
-    let mut dependencies = Vec::new();
-    for d in &app.spec.depends_on {
-        let dns = d.namespace.clone().unwrap_or_else(|| ns.clone());
-        let state = match d.kind {
-            DependencyKind::ManagedApplication => {
-                match apps.get(&ObjectRef::new(&d.name).within(&dns)) {
-                    None => DependencyState::Missing,
-                    Some(dep) if commit.is_none() || revision_of(dep.as_ref()) != commit => {
-                        DependencyState::Unrelated
-                    }
-                    Some(dep) => app_state(&dep),
-                }
-            }
-            DependencyKind::Bestie => {
-                match Api::<Bestie>::namespaced(client.clone(), &dns)
-                    .get_opt(&d.name)
-                    .await?
-                {
-                    None => DependencyState::Missing,
-                    Some(b) if commit.is_none() || revision_of(&b) != commit => {
-                        DependencyState::Unrelated
-                    }
-                    Some(b) => bestie_state(&b),
-                }
-            }
-        };
-        dependencies.push(DependencyObs {
-            key: key(&dns, &d.name),
-            state,
-        });
-    }
+    let dependencies = dependencies(client, Some(apps), &ns, commit, &app.spec.depends_on).await?;
     Ok(Group {
         dependencies,
         cycle: cycle(app, apps),
         group_failures: commit.map_or_else(Vec::new, |c| failures(app, &ns, c, apps)),
     })
+}
+
+/// The apps of `deps` (of an app in `ns` whose spec comes from `commit`) as found: ManagedApplications
+/// from `apps` when given (the engine's store), else with a GET; Besties with a GET.
+async fn dependencies(
+    client: &Client,
+    apps: Option<&Store<ManagedApplication>>,
+    ns: &str,
+    commit: Option<&str>,
+    deps: &[bosun_core::model::Dependency],
+) -> Result<Vec<DependencyObs>, kube::Error> {
+    let mut out = Vec::with_capacity(deps.len());
+    for d in deps {
+        let dns = d.namespace.as_deref().unwrap_or(ns);
+        // Changed by another commit than this app's: not waited for.
+        let unrelated = |revision: Option<&str>| commit.is_none() || revision != commit;
+        let state = match d.kind {
+            DependencyKind::ManagedApplication => {
+                let found = match apps {
+                    Some(store) => store
+                        .get(&ObjectRef::new(&d.name).within(dns))
+                        .map(|a| (*a).clone()),
+                    None => {
+                        Api::<ManagedApplication>::namespaced(client.clone(), dns)
+                            .get_opt(&d.name)
+                            .await?
+                    }
+                };
+                match found {
+                    None => DependencyState::Missing,
+                    Some(a) if unrelated(revision_of(&a)) => DependencyState::Unrelated,
+                    Some(a) => app_state(&a),
+                }
+            }
+            DependencyKind::Bestie => {
+                match Api::<Bestie>::namespaced(client.clone(), dns)
+                    .get_opt(&d.name)
+                    .await?
+                {
+                    None => DependencyState::Missing,
+                    Some(b) if unrelated(revision_of(&b)) => DependencyState::Unrelated,
+                    Some(b) => bestie_state(&b),
+                }
+            }
+        };
+        out.push(DependencyObs {
+            key: key(dns, &d.name),
+            state,
+        });
+    }
+    Ok(out)
 }
 
 /// Healthy at what its spec asks for, or where it stands.
@@ -207,40 +228,8 @@ pub(crate) async fn waiting_for(
     commit: Option<&str>,
     deps: &[bosun_core::model::Dependency],
 ) -> Result<Option<String>, kube::Error> {
-    let Some(commit) = commit else {
-        return Ok(None);
-    };
-    let mut waits = Vec::new();
-    for d in deps {
-        let dns = d.namespace.as_deref().unwrap_or(ns);
-        let state = match d.kind {
-            DependencyKind::ManagedApplication => {
-                match Api::<ManagedApplication>::namespaced(client.clone(), dns)
-                    .get_opt(&d.name)
-                    .await?
-                {
-                    None => DependencyState::Missing,
-                    Some(a) if revision_of(&a) != Some(commit) => DependencyState::Unrelated,
-                    Some(a) => app_state(&a),
-                }
-            }
-            DependencyKind::Bestie => {
-                match Api::<Bestie>::namespaced(client.clone(), dns)
-                    .get_opt(&d.name)
-                    .await?
-                {
-                    None => DependencyState::Missing,
-                    Some(b) if revision_of(&b) != Some(commit) => DependencyState::Unrelated,
-                    Some(b) => bestie_state(&b),
-                }
-            }
-        };
-        match state {
-            DependencyState::Missing => waits.push(format!("{} (not found)", key(dns, &d.name))),
-            DependencyState::Waiting(at) => waits.push(format!("{} ({at})", key(dns, &d.name))),
-            DependencyState::Unrelated | DependencyState::Ready => {}
-        }
-    }
+    let found = dependencies(client, None, ns, commit, deps).await?;
+    let waits: Vec<String> = found.iter().filter_map(DependencyObs::waits_for).collect();
     Ok((!waits.is_empty()).then(|| waits.join(", ")))
 }
 

@@ -1077,27 +1077,13 @@ fn app(
 /// The window gate of a new template at `now`: why it waits and when to look again, or `None` when
 /// it may roll out (no window closed, or `bosun promote --now` named it).
 fn window_gate(input: &Input, wanted: &BestieTemplate, now: &Time) -> Option<(String, u64)> {
-    use crate::window::{Moment, State, recheck_secs, state};
-    if input.windows.is_empty()
-        || input
-            .promote_now
-            .is_some_and(|v| v == wanted.version || v == wanted.hash)
-    {
+    let overridden = input
+        .promote_now
+        .is_some_and(|v| v == wanted.version || v == wanted.hash);
+    if overridden {
         return None;
     }
-    let st = state(input.windows, Moment::Start, now.0);
-    let recheck = recheck_secs(&st, now.0);
-    match st {
-        State::Open => None,
-        State::Closed { reason, opens, .. } => {
-            let opens = if opens.is_empty() {
-                "no opening found".to_string()
-            } else {
-                format!("opens {opens}")
-            };
-            Some((format!("waits for window: {opens} ({reason})"), recheck))
-        }
-    }
+    crate::window::waiting(input.windows, crate::window::Moment::Start, now.0)
 }
 
 fn app_port(spec: &BestieSpec) -> i32 {

@@ -13,7 +13,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::action::Action;
-use super::{ANNOTATION_PROMOTE_NOW, DependencyState, In, Out};
+use super::{ANNOTATION_PROMOTE_NOW, DependencyObs, In, Out};
 use crate::engine::bestie::set_condition;
 use crate::model::ManagedApplicationStatus;
 pub(super) use crate::window::Moment;
@@ -52,25 +52,13 @@ fn windows(i: &In<'_>, next: &ManagedApplicationStatus, moment: Moment) -> Optio
     if i.spec.upgrade_windows.is_empty() || overridden(i, next) {
         return None;
     }
-    let now = i.now.0;
-    let state = window::state(&i.spec.upgrade_windows, moment, now);
-    let recheck_secs = window::recheck_secs(&state, now);
-    match state {
-        State::Open => None,
-        State::Closed { reason, opens, .. } => {
-            let opens = if opens.is_empty() {
-                "no opening found".to_string()
-            } else {
-                format!("opens {opens}")
-            };
-            Some(Closed {
-                condition: CONDITION_WAITING_FOR_WINDOW,
-                reason: "OutsideWindow",
-                message: format!("waits for window: {opens} ({reason})"),
-                recheck_secs,
-            })
-        }
-    }
+    let (message, recheck_secs) = window::waiting(&i.spec.upgrade_windows, moment, i.now.0)?;
+    Some(Closed {
+        condition: CONDITION_WAITING_FOR_WINDOW,
+        reason: "OutsideWindow",
+        message,
+        recheck_secs,
+    })
 }
 
 /// The dependency gate: a cycle holds the upgrade; so does each app of `spec.dependsOn` that the
@@ -94,11 +82,7 @@ fn dependencies(i: &In<'_>) -> Option<Closed> {
         .observed
         .dependencies
         .iter()
-        .filter_map(|d| match &d.state {
-            DependencyState::Missing => Some(format!("{} (not found)", d.key)),
-            DependencyState::Waiting(at) => Some(format!("{} ({at})", d.key)),
-            DependencyState::Unrelated | DependencyState::Ready => None,
-        })
+        .filter_map(DependencyObs::waits_for)
         .collect();
     (!waits.is_empty()).then(|| closed(format!("waits for dependencies: {}", waits.join(", "))))
 }

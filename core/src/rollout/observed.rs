@@ -118,6 +118,18 @@ pub struct DependencyObs {
     pub state: DependencyState,
 }
 
+impl DependencyObs {
+    /// What an upgrade waits for in it, as messages say it (`shop/db-api (Deploying)`); `None`
+    /// when it holds nothing up.
+    pub fn waits_for(&self) -> Option<String> {
+        match &self.state {
+            DependencyState::Missing => Some(format!("{} (not found)", self.key)),
+            DependencyState::Waiting(at) => Some(format!("{} ({at})", self.key)),
+            DependencyState::Unrelated | DependencyState::Ready => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DependencyState {
     /// No such app.
