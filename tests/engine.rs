@@ -1286,8 +1286,10 @@ async fn a_canary_failing_during_its_pause_rolls_back_without_waiting_for_the_pa
 
 #[tokio::test]
 async fn spec_paused_freezes_a_canary_pause_and_resuming_waits_only_the_remaining_time() {
+    // Long enough that a busy machine sees spec.paused well before the pause would have ended.
+    const PAUSE: f64 = 12.0;
     let s = Scenario::new("engine-paused").await;
-    let steps = json!([{"weight": 50, "pause": 8}, {"weight": 100}]);
+    let steps = json!([{"weight": 50, "pause": PAUSE as u64}, {"weight": 100}]);
     s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": canary(steps)}))
         .await;
     s.phase_is(Phase::Healthy, "v1").await;
@@ -1304,7 +1306,7 @@ async fn spec_paused_freezes_a_canary_pause_and_resuming_waits_only_the_remainin
     // Frozen for longer than the whole pause: nothing moves.
     holds_for(
         "a paused upgrade stays where it is",
-        Duration::from_secs(9),
+        Duration::from_secs_f64(PAUSE),
         || async {
             let st = s.status().await;
             st.step_index == Some(0) && st.phase != Some(Phase::Healthy)
@@ -1315,7 +1317,6 @@ async fn spec_paused_freezes_a_canary_pause_and_resuming_waits_only_the_remainin
     assert_eq!(s.image("shop-canary").await.as_deref(), Some("shop:v2"));
 
     s.set_spec(json!({"paused": false})).await;
-    let resumed = Instant::now();
     let resumed_at = k8s_openapi::jiff::Timestamp::now();
     // The pause goes on from where it was frozen: its start is put back by the ~3 s already waited.
     let rebased = s
@@ -1325,12 +1326,12 @@ async fn spec_paused_freezes_a_canary_pause_and_resuming_waits_only_the_remainin
         .await
         .pause_start_time
         .expect("checked");
-    // Between the ~3 s waited and the 8 s of the whole pause: 0 would be a restarted pause, 8 or more
-    // a pause that counted the paused time (the engine freezes it when it sees spec.paused, so a
+    // Between the ~3 s waited and the whole pause: 0 would be a restarted pause, the whole pause or
+    // more one that counted the paused time (the engine freezes it when it sees spec.paused, so a
     // busy machine adds a little).
     let waited_before = (resumed_at.as_millisecond() - rebased.0.as_millisecond()) as f64 / 1000.0;
     assert!(
-        (1.5..7.0).contains(&waited_before),
+        (1.5..PAUSE - 1.0).contains(&waited_before),
         "the resumed pause should count the ~3 s waited before spec.paused, counts {waited_before:.1} s"
     );
     let next = s
@@ -1340,11 +1341,11 @@ async fn spec_paused_freezes_a_canary_pause_and_resuming_waits_only_the_remainin
         .await;
     let moved = second_step(&next).expect("checked");
     let rest = (moved.0.as_millisecond() - resumed_at.as_millisecond()) as f64 / 1000.0;
-    let _ = resumed;
-    // About 5 of the 8 s were left: not skipped (0 s).
+    // What was left of the pause is waited, not skipped (0 s).
+    let left = PAUSE - waited_before;
     assert!(
-        rest >= 3.5,
-        "resuming should wait the remaining ~5 s of the pause, waited {rest:.1} s"
+        rest >= left - 1.5,
+        "resuming should wait the remaining ~{left:.0} s of the pause, waited {rest:.1} s"
     );
     s.phase_is(Phase::Healthy, "v2").await;
 }
@@ -1448,8 +1449,9 @@ async fn restarting_mid_migration_keeps_the_one_running_job() {
 
 #[tokio::test]
 async fn restarting_mid_pause_neither_restarts_nor_skips_the_pause() {
+    const PAUSE: f64 = 15.0;
     let mut s = Scenario::new("engine-restart-pause").await;
-    let steps = json!([{"weight": 50, "pause": 8}, {"weight": 100}]);
+    let steps = json!([{"weight": 50, "pause": PAUSE as u64}, {"weight": 100}]);
     s.create(json!({"version": "v1", "replicas": 2, "upgradeStrategy": canary(steps)}))
         .await;
     s.phase_is(Phase::Healthy, "v1").await;
@@ -1464,10 +1466,23 @@ async fn restarting_mid_pause_neither_restarts_nor_skips_the_pause() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     s.start_engine();
 
-    holds_for("the pause is kept", Duration::from_secs(2), || async {
-        let st = s.status().await;
-        st.pause_start_time.as_ref() == Some(&start) && st.step_index == Some(0)
-    })
+    // While the pause still has time to run, the restarted engine keeps it as it was: same start,
+    // same step. The check stops a second before the pause ends, however long a busy machine took
+    // to get here, so that a pause which legitimately ended is never read as one that was skipped.
+    let left = PAUSE - 1.0 - seconds_since(&start.0);
+    assert!(
+        left > 0.0,
+        "the machine took {:.1} s to restart the engine: too slow to check a {PAUSE} s pause",
+        PAUSE - left
+    );
+    holds_for(
+        "the pause is kept",
+        Duration::from_secs_f64(left.min(3.0)),
+        || async {
+            let st = s.status().await;
+            st.pause_start_time.as_ref() == Some(&start) && st.step_index == Some(0)
+        },
+    )
     .await;
     // The step after the pause is short (no pause of its own): read its time from status.history
     // rather than catch it live.
@@ -1476,12 +1491,13 @@ async fn restarting_mid_pause_neither_restarts_nor_skips_the_pause() {
         .await;
     let moved = second_step(&next).expect("checked");
     let after = (moved.0.as_millisecond() - start.0.as_millisecond()) as f64 / 1000.0;
-    // Not skipped: the step passes no sooner than the pause's 8 s after it began (pauseStartTime has
-    // microseconds, but the history entry's time is cut to whole seconds: so 7 at the least). Not restarted: pauseStartTime stayed as it was (checked above); the upper
-    // bound is loose because a busy machine delays the restarted engine's first look.
+    // Not skipped: the step passes no sooner than the pause after it began (pauseStartTime has
+    // microseconds, the history entry's time whole seconds: so a second less at the least). Not
+    // restarted: pauseStartTime stayed as it was (checked above); the upper bound is loose because
+    // a busy machine delays the restarted engine's first look.
     assert!(
-        (7.0..20.0).contains(&after),
-        "the 8 s pause should end ~8 s after it began, ended after {after:.1} s"
+        (PAUSE - 1.0..PAUSE + 15.0).contains(&after),
+        "the {PAUSE} s pause should end ~{PAUSE} s after it began, ended after {after:.1} s"
     );
     s.phase_is(Phase::Healthy, "v2").await;
 }
