@@ -1,8 +1,10 @@
 //! The Bestie controller where optional APIs are served: OpenShift's `Route` and Crunchy's
-//! `PostgresCluster`. Each test installs a minimal CRD of that API (no operator behind it; the test plays
-//! the operator's part where one is needed) and removes it afterwards. CRDs are cluster-wide, so the tests
-//! of this binary run one at a time, and no other test binary runs beside them (`cargo test` runs binaries
-//! one after another).
+//! `PostgresCluster`. Each test installs the CRD of that API (no operator behind it; the test plays the
+//! operator's part where one is needed) and removes it afterwards: the real Route CRD as
+//! `github.com/openshift/api` ships it (fetched by `scripts/crds-upstream`), so that its schema judges
+//! what Bestie writes, and a schemaless stand-in for `PostgresCluster`. CRDs are cluster-wide, so the
+//! tests of this binary run one at a time, and no other test binary runs beside them (`cargo test` runs
+//! binaries one after another).
 
 mod support;
 
@@ -13,11 +15,11 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::json;
+use support::crds::{self, InstalledCrd};
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
 const SEED_001: &str = include_str!("../fixtures/seeds/001-bestie.yaml");
@@ -25,48 +27,25 @@ const SEED_001: &str = include_str!("../fixtures/seeds/001-bestie.yaml");
 /// One test at a time: the CRDs they install are cluster-wide.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A CRD installed for one test, deleted on drop (even when the test fails).
-struct InstalledCrd {
-    name: String,
-}
+/// OpenShift's Route CRD as `github.com/openshift/api` ships it (`scripts/crds-upstream`).
+const ROUTE_CRD: &str = "route.openshift.io_routes.yaml";
 
-impl Drop for InstalledCrd {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for cleanup");
-            rt.block_on(async {
-                let crds: Api<CustomResourceDefinition> = Api::all(support::admin_client().await);
-                let _ = crds.delete(&name, &DeleteParams::background()).await;
-                // Wait until it is gone, so that the next test starts without it.
-                for _ in 0..100 {
-                    if crds.get_opt(&name).await.ok().flatten().is_none() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            });
-        })
-        .join();
-    }
-}
+/// Crunchy's `PostgresCluster`: group, version, kind, plural.
+const POSTGRES_CLUSTER: (&str, &str, &str, &str) = (
+    "postgres-operator.crunchydata.com",
+    "v1beta1",
+    "PostgresCluster",
+    "postgresclusters",
+);
 
-/// Installs a schemaless namespaced CRD with a status subresource and waits until it is served.
-async fn install_crd(
-    client: &Client,
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-) -> InstalledCrd {
-    let name = format!("{plural}.{group}");
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+/// A stand-in for Crunchy's `PostgresCluster` CRD: schemaless, with a status subresource. The real one
+/// is not to be had here: the Go module proxy serves no version of `postgres-operator` that has it.
+async fn install_postgres_cluster_stand_in(client: &Client) -> InstalledCrd {
+    let (group, version, kind, plural) = POSTGRES_CLUSTER;
+    let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": name},
+        "metadata": {"name": format!("{plural}.{group}")},
         "spec": {
             "group": group,
             "scope": "Namespaced",
@@ -79,36 +58,8 @@ async fn install_crd(
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
             }],
         }
-    }))
-    .expect("a CRD");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply("bosun-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
-    let installed = InstalledCrd { name: name.clone() };
-    wait_until(&format!("CRD {name} established"), || async {
-        let c = crds.get(&name).await.ok()?;
-        c.status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
-    })
-    .await;
-    let gv = format!("{group}/{version}");
-    wait_until(&format!("{gv} served"), || async {
-        let list = client.list_api_group_resources(&gv).await.ok()?;
-        list.resources
-            .iter()
-            .any(|r| r.name == plural)
-            .then_some(())
-    })
-    .await;
-    installed
+    });
+    crds::install(client, &crd).await
 }
 
 fn dynamic(
@@ -144,7 +95,7 @@ async fn a_route_is_created_instead_of_an_ingress_where_openshift_routes_exist()
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::new("bestie-route").await;
     install_crds(&ns.client).await;
-    let _crd = install_crd(&ns.client, "route.openshift.io", "v1", "Route", "routes").await;
+    let _crd = crds::install_upstream(&ns.client, ROUTE_CRD).await;
     let controller = tokio::spawn(bosun::bestie::run(ns.client.clone(), Some(ns.name.clone())));
 
     create_bestie(
@@ -211,7 +162,7 @@ async fn an_ingress_gives_way_to_a_route_once_the_route_api_is_installed() {
     })
     .await;
 
-    let _crd = install_crd(&ns.client, "route.openshift.io", "v1", "Route", "routes").await;
+    let _crd = crds::install_upstream(&ns.client, ROUTE_CRD).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // past the discovery TTL
     // Nothing the controller watches changes when an API appears: wake it as any edit would.
     ns.api::<Bestie>()
@@ -237,13 +188,8 @@ async fn a_postgres_cluster_is_the_database_where_the_crunchy_operator_is_instal
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::new("bestie-crunchy").await;
     install_crds(&ns.client).await;
-    let (group, version, kind, plural) = (
-        "postgres-operator.crunchydata.com",
-        "v1beta1",
-        "PostgresCluster",
-        "postgresclusters",
-    );
-    let _crd = install_crd(&ns.client, group, version, kind, plural).await;
+    let (group, version, kind, plural) = POSTGRES_CLUSTER;
+    let _crd = install_postgres_cluster_stand_in(&ns.client).await;
     let controller = tokio::spawn(bosun::bestie::run(ns.client.clone(), Some(ns.name.clone())));
 
     let seed: serde_json::Value = serde_saphyr::from_str(SEED_001).expect("seed 001's YAML");

@@ -5,6 +5,7 @@
 //! the [`TestNamespace`] is dropped, so tests run in parallel without seeing each other.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod crds;
 pub mod gitserver;
 pub mod health;
 pub mod process;
