@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub git_write_back: bool,
     /// Commit statuses and the pull request comment on GitHub; `None`: off.
     pub github: Option<GitHubSettings>,
+    /// The Prometheus a metric of an analysis asks when it names none.
+    pub prometheus_url: Option<String>,
 }
 
 /// How Bosun reports to GitHub.

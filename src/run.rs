@@ -107,7 +107,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     tokio::spawn(crate::engine::run(
         client.clone(),
         config.engine_namespace.clone(),
-        source_windows.clone(),
+        crate::engine::Settings {
+            source_windows: source_windows.clone(),
+            prometheus_url: config.prometheus_url.clone(),
+        },
     ));
     tokio::spawn(crate::bestie::run_for_sources(
         client.clone(),

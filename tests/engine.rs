@@ -78,13 +78,14 @@ impl Scenario {
         self.start_engine_with(Default::default());
     }
 
-    /// Starts an engine with the upgrade windows the `bosun run` config sets for whole sources.
-    fn start_engine_with(&mut self, source_windows: bosun::engine::SourceWindows) {
+    /// Starts an engine with the settings of `bosun run` (the upgrade windows of whole sources, the
+    /// default Prometheus).
+    fn start_engine_with(&mut self, settings: bosun::engine::Settings) {
         assert!(self.engine.is_none(), "an engine already runs");
         self.engine = Some(tokio::spawn(bosun::engine::run(
             self.ns.client.clone(),
             Some(self.ns.name.clone()),
-            source_windows,
+            settings,
         )));
     }
 
@@ -1990,7 +1991,10 @@ async fn a_freeze_set_for_the_whole_source_holds_its_apps_and_only_them() {
     let freeze: bosun_core::model::UpgradeWindow =
         serde_json::from_value(json!({"kind": "deny", "schedule": "* * * * *", "duration": "1h"}))
             .expect("a window");
-    s.start_engine_with([("platform".to_string(), vec![freeze])].into());
+    s.start_engine_with(bosun::engine::Settings {
+        source_windows: [("platform".to_string(), vec![freeze])].into(),
+        ..Default::default()
+    });
     let app = |name: &str, source: &str| -> ManagedApplication {
         serde_json::from_value(json!({
             "apiVersion": "apps.example.com/v1alpha1",

@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// the --listen address unless it is 0.0.0.0 or ::).
     #[arg(long, env = "BOSUN_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// The Prometheus server a metric of an app's analysis asks when it names none
+    /// (`http://prometheus.monitoring:9090`).
+    #[arg(long, env = "BOSUN_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
 }
 
 /// The config file: the same settings as the flags, and any number of sources.
@@ -137,6 +141,7 @@ struct FileConfig {
     github_api_url: Option<String>,
     github_repo: Option<String>,
     status_target_url: Option<String>,
+    prometheus_url: Option<String>,
     webhook_secret_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     grace: Option<u64>,
@@ -416,7 +421,18 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         leader_election: args.leader_elect.then(|| lease_config(args, listen)),
         git_write_back: args.git_write_back,
         github,
+        prometheus_url: prometheus_url(args.prometheus_url.clone().or(file.prometheus_url))?,
     })
+}
+
+/// The daemon's default Prometheus, checked as `bosun validate` checks an app's own address.
+fn prometheus_url(url: Option<String>) -> anyhow::Result<Option<String>> {
+    match url {
+        Some(u) if !u.starts_with("http://") => bail!(
+            "--prometheus-url {u:?}: Prometheus is asked over plain HTTP; write http://HOST:PORT"
+        ),
+        other => Ok(other.map(|u| u.trim_end_matches('/').to_string())),
+    }
 }
 
 /// The URL other replicas reach this one at: the flag, else the pod's IP, else the listen address.

@@ -1,13 +1,15 @@
 //! The upgrade engine's executor for ManagedApplications, one reconcile per app in the order of the
 //! pipeline: observe (its Deployments `<app>`, `<app>-canary`, `<app>-preview`, its migration Jobs, its
 //! annotations) → probe (active HTTP health checks, when `bosun_core::engine::app::probe_target` says a
-//! round is due) → decide (`bosun_core::engine::app::decide`, pure) → act (server-side apply with field
+//! round is due) → measure (the queries of the metric analysis that are due, asked of Prometheus) →
+//! decide (`bosun_core::engine::app::decide`, pure) → act (server-side apply with field
 //! manager `bosun-engine`, skipping objects that already hold what would be applied) → report (status
 //! merge-patched only when it changed, then one Event per transition).
 //!
 //! Every API request it makes is counted by the client's gate (`bosun_kube_requests_total{verb,
 //! resource}`); a steady app costs no write (the idle benchmark counts them on the API server).
 
+mod analysis;
 pub(crate) mod depends;
 mod probe;
 
@@ -90,9 +92,17 @@ struct Ctx {
     /// The ManagedApplications, as the controller's own watch last saw them: the apps a reconcile's
     /// app depends on and those that depend on it.
     apps: Store<ManagedApplication>,
+    settings: Settings,
+}
+
+/// What `bosun run` sets for the whole engine.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
     /// The upgrade windows of each source (by name, as in the `bosun.dev/source` label), which
     /// combine with each of its apps' own.
-    source_windows: SourceWindows,
+    pub source_windows: SourceWindows,
+    /// The Prometheus a metric of an analysis asks when it names none.
+    pub prometheus_url: Option<String>,
 }
 
 /// The upgrade windows the `bosun run` config sets for whole sources, by source name.
@@ -175,7 +185,7 @@ async fn publish_event(
 }
 
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
-pub async fn run(client: Client, namespace: Option<String>, source_windows: SourceWindows) {
+pub async fn run(client: Client, namespace: Option<String>, settings: Settings) {
     let ns = namespace.as_deref();
     let deployments = reflect(
         api::<Deployment>(&client, ns),
@@ -227,7 +237,7 @@ pub async fn run(client: Client, namespace: Option<String>, source_windows: Sour
         services,
         revisions,
         apps: controller.store(),
-        source_windows,
+        settings,
     });
     controller
         .run(reconcile_measured, error_policy, ctx)
@@ -448,6 +458,10 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         probes = probe::probe_all(&targets, &hc.http_get, timeout).await;
     }
 
+    // measure, when the metric analysis has measurements due
+    let measurements =
+        analysis::measure(&app, &status, &now, ctx.settings.prometheus_url.as_deref()).await;
+
     let group = depends::observe(&app, &ctx.apps, &client)
         .await
         .map_err(observe_err)?;
@@ -467,10 +481,11 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         dependencies: group.dependencies,
         cycle: group.cycle,
         group_failures: group.group_failures,
+        measurements,
     };
 
     // decide
-    let spec = with_source_windows(&app, &ctx.source_windows);
+    let spec = with_source_windows(&app, &ctx.settings.source_windows);
     let decision = app::decide(&spec, &status, &observed, &now);
 
     // act

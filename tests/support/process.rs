@@ -141,6 +141,17 @@ pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
 /// second, the git server's password read from `dir/password` ([`write_git_password`]), its cache in
 /// `dir/cache`, and `/metrics` on `listen`.
 pub fn bosun_run(repo_url: &str, ns: &str, dir: &Path, listen: &str) -> Process {
+    bosun_run_with(repo_url, ns, dir, listen, &[])
+}
+
+/// [`bosun_run`] with more arguments.
+pub fn bosun_run_with(
+    repo_url: &str,
+    ns: &str,
+    dir: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> Process {
     let server = super::gitserver::shared();
     Process::bosun(|c| {
         c.args(["run", "--repo", repo_url, "--path", "apps"])
@@ -151,7 +162,8 @@ pub fn bosun_run(repo_url: &str, ns: &str, dir: &Path, listen: &str) -> Process 
             .arg(dir.join("password"))
             .arg("--cache-dir")
             .arg(dir.join("cache"))
-            .args(["--listen", listen]);
+            .args(["--listen", listen])
+            .args(extra);
     })
 }
 

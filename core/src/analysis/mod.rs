@@ -76,33 +76,83 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// The verdict of `outcomes` (oldest first) under `limits`.
-pub fn verdict(outcomes: &[Outcome], limits: Limits) -> Verdict {
-    let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count();
-    let inconclusive = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Inconclusive | Outcome::Error(_)))
-        .count();
-    if failed > limits.failure_limit as usize {
+/// What a run of measurements found so far: the counts (status keeps them; it keeps only the
+/// latest measurements themselves) and the last error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub taken: u32,
+    pub failed: u32,
+    /// Inconclusive measurements and errors.
+    pub inconclusive: u32,
+    pub last_error: Option<String>,
+}
+
+impl Tally {
+    /// The tally of `outcomes`, oldest first.
+    pub fn of(outcomes: &[Outcome]) -> Tally {
+        let mut t = Tally::default();
+        for o in outcomes {
+            t.add(o);
+        }
+        t
+    }
+
+    pub fn add(&mut self, outcome: &Outcome) {
+        self.taken += 1;
+        match outcome {
+            Outcome::Successful => {}
+            Outcome::Failed => self.failed += 1,
+            Outcome::Inconclusive => self.inconclusive += 1,
+            Outcome::Error(e) => {
+                self.inconclusive += 1;
+                self.last_error = Some(e.clone());
+            }
+        }
+    }
+}
+
+/// The verdict of a run's `tally` under `limits`.
+pub fn verdict(tally: &Tally, limits: Limits) -> Verdict {
+    if tally.failed > limits.failure_limit {
         return Verdict::Failed(format!(
-            "{failed} failed measurement(s), more than the {} allowed",
-            limits.failure_limit
+            "{} failed measurement(s), more than the {} allowed",
+            tally.failed, limits.failure_limit
         ));
     }
-    if inconclusive > limits.inconclusive_limit as usize {
-        let last_error = outcomes.iter().rev().find_map(|o| match o {
-            Outcome::Error(e) => Some(e.as_str()),
-            _ => None,
-        });
-        let why = last_error.map_or_else(String::new, |e| format!(" (last: {e})"));
+    if tally.inconclusive > limits.inconclusive_limit {
+        let why = tally
+            .last_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" (last: {e})"));
         return Verdict::Failed(format!(
-            "{inconclusive} inconclusive measurement(s), more than the {} allowed{why}",
-            limits.inconclusive_limit
+            "{} inconclusive measurement(s), more than the {} allowed{why}",
+            tally.inconclusive, limits.inconclusive_limit
         ));
     }
+    // Inconclusive measurements do not count toward `count`: they are waited out (up to their
+    // limit), never taken for a pass.
     match limits.count {
-        Some(n) if outcomes.len() >= n as usize => Verdict::Passed,
+        Some(n) if tally.taken - tally.inconclusive >= n => Verdict::Passed,
         _ => Verdict::Running,
+    }
+}
+
+/// A result as messages say it: `0.083`, `[0.2, 0.01]`, `no data`.
+pub fn show_values(values: &[f64]) -> String {
+    fn one(v: f64) -> String {
+        if v != 0.0 && v.abs() < 0.001 {
+            format!("{v:.2e}")
+        } else {
+            format!("{}", (v * 1000.0).round() / 1000.0)
+        }
+    }
+    match values {
+        [] => "no data".into(),
+        [v] => one(*v),
+        many => format!(
+            "[{}]",
+            many.iter().map(|v| one(*v)).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -243,6 +293,7 @@ mod tests {
             failure_limit: 0,
             inconclusive_limit: 1,
         };
+        let verdict = |o: &[Outcome], l| verdict(&Tally::of(o), l);
         assert_eq!(verdict(&[Successful, Successful], limits), Verdict::Running);
         assert_eq!(
             verdict(&[Successful, Successful, Successful], limits),
@@ -252,10 +303,18 @@ mod tests {
             verdict(&[Successful, Failed], limits),
             Verdict::Failed(why) if why.contains("1 failed measurement(s), more than the 0 allowed")
         ));
-        // One blip is waited out; a Prometheus that stays away fails it, and says why.
+        // One blip is waited out, and does not count toward the three; a Prometheus that stays
+        // away fails it, and says why.
         assert_eq!(
-            verdict(&[Error("connection refused".into()), Successful], limits),
+            verdict(
+                &[Error("connection refused".into()), Successful, Successful],
+                limits
+            ),
             Verdict::Running
+        );
+        assert_eq!(
+            verdict(&[Successful, Inconclusive, Successful, Successful], limits),
+            Verdict::Passed
         );
         assert!(matches!(
             verdict(&[Error("x".into()), Inconclusive, Error("connection refused".into())], limits),
@@ -267,6 +326,15 @@ mod tests {
             ..limits
         };
         assert_eq!(verdict(&vec![Successful; 50], open), Verdict::Running);
+    }
+
+    #[test]
+    fn values_read_as_a_person_writes_them() {
+        assert_eq!(show_values(&[0.083_333_3]), "0.083");
+        assert_eq!(show_values(&[0.2, 0.01]), "[0.2, 0.01]");
+        assert_eq!(show_values(&[0.000_12]), "1.20e-4");
+        assert_eq!(show_values(&[0.0]), "0");
+        assert_eq!(show_values(&[]), "no data");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::analysis::{Analysis, AnalysisRun};
 use super::pause::Pause;
 use super::window::UpgradeWindow;
 
@@ -168,6 +169,11 @@ pub struct UpgradeStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: Option<i32>,
+    /// Metrics that judge the new version during the whole rollout: every canary step (and they
+    /// must pass before the promotion), the blue-green preview before the switch and after it,
+    /// or a direct rollout once its pods are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
 }
 
 /// The kinds of rollout.
@@ -305,6 +311,10 @@ pub struct CanaryStep {
     /// `untilPromoted` to wait for `bosun promote`. No pause: go on at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<Pause>,
+    /// Metrics that judge this step: measured while it is checked and paused; it passes once they
+    /// pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
 }
 
 /// Settings of the BlueGreen type.
@@ -432,6 +442,11 @@ pub struct ManagedApplicationStatus {
     /// with it even after git has been set back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_revision: Option<String>,
+    /// The metric analysis of the current (or last) upgrade, one run per metric and stage: what was
+    /// measured, so that a restart neither repeats nor forgets a measurement. Reset when a new
+    /// upgrade starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis_runs: Vec<AnalysisRun>,
 }
 
 /// A revision that reached Healthy.

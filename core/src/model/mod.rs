@@ -1,5 +1,6 @@
 //! The resource kinds Bosun reads from git and reconciles: their wire types and CRDs.
 
+pub mod analysis;
 pub mod bestie;
 pub mod depends;
 pub mod managed_app;
@@ -11,6 +12,10 @@ use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
+pub use analysis::{
+    Analysis, AnalysisPhase, AnalysisRun, EmptyResult, Measurement, MeasurementOutcome, Metric,
+    MetricProvider, PrometheusMetric, Seconds,
+};
 pub use bestie::{Bestie, BestieDatabase, BestieSpec, BestieStatus, BestieTemplate};
 pub use depends::{Dependency, DependencyKind};
 pub use managed_app::*;

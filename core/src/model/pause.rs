@@ -52,7 +52,7 @@ impl Pause {
 }
 
 /// Parses `1h30m15s`-style durations (units h, m, s; each at most once, in that order).
-fn parse_duration(text: &str) -> Option<u64> {
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut number = String::new();
     let mut last_unit = 0u8;

@@ -558,6 +558,7 @@ fn plan_is_read_from_the_strategy_as_the_engine_reads_it() {
     let step = |weight| CanaryStep {
         weight,
         pause: None,
+        analysis: None,
     };
     let migration = MigrationJob {
         image: "migrate:v2".into(),

@@ -5,12 +5,13 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use super::action::Action;
+use super::analyze;
 use super::clock::seconds_left;
 use super::observed::{DeadlineClock, Rollout, rollout};
 use super::rollback::{Failure, fail, not_ready};
 use super::status::move_to;
 use super::strategy::{Plan, Stage};
-use super::verify::{check_health, check_round};
+use super::verify::{check_health, check_round, waiting_for_analysis};
 use super::{DEFAULT_PROGRESS_DEADLINE_SECS, In, Out, RECHECK_SECS, Role};
 use crate::engine::health::{self, Thresholds, Verdict};
 use crate::engine::replicas::canary_split;
@@ -112,17 +113,32 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
             // switches the active Service back at once (the rollback serves the stable side).
             let mut due = None;
             let mut failed = false;
-            if let Some(hc) = &spec.upgrade_strategy.health_check {
+            let analysis = analyze::fold(spec, next, &observed.measurements, now);
+            if let Some(why) = &analysis.failed {
+                failed = true;
+                let why = format!(
+                    "analysis of {tl} failed after the switch: {why}; the active Service is back on {sl}"
+                );
+                *transition = fail(next, target, Failure::Analysis, why, now);
+            }
+            due = due.or(analysis.due_in);
+            if let Some(hc) = spec
+                .upgrade_strategy
+                .health_check
+                .as_ref()
+                .filter(|_| !failed)
+            {
                 let t = Thresholds::of(hc);
                 let verdict = check_round(next, &t, &observed.probes, now);
                 let state = next
                     .health_check
                     .as_ref()
                     .expect("check_round keeps a state");
-                due = match verdict {
+                let checks = match verdict {
                     Verdict::Healthy => u64::try_from(t.period).ok(),
                     _ => health::due_in(&t, state, now),
                 };
+                due = [due, checks].into_iter().flatten().min();
                 if let Verdict::Unhealthy {
                     pod,
                     error,
@@ -139,7 +155,14 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
             }
             if failed {
                 // The rollback follows.
+            } else if left == 0 && !analysis.satisfied {
+                next.message = Some(waiting_for_analysis(
+                    &format!("{tl} after the switch"),
+                    &analysis,
+                ));
+                *requeue_after = due.map(|d| d.max(1));
             } else if left == 0 {
+                analyze::pass(next, &analysis);
                 next.health_check = None;
                 next.pause_start_time = None;
                 next.step_index = Some(2);

@@ -45,6 +45,7 @@
 //! [`action`] are the planner's inputs and outputs.
 
 pub mod action;
+pub mod analyze;
 mod clock;
 mod deploy;
 pub mod gate;

@@ -76,7 +76,7 @@ pub enum JobObs {
 }
 
 /// Everything [`decide`] needs to know of the cluster and of the app's annotations.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Observed {
     pub stable: Option<WorkloadObs>,
     pub canary: Option<WorkloadObs>,
@@ -108,6 +108,9 @@ pub struct Observed {
     /// The apps of this app's group (dependencies and dependents, `rollbackTogether`) whose upgrade
     /// from the same commit as this app's failed.
     pub group_failures: Vec<GroupFailure>,
+    /// This round's measurements of the metric analysis ([`super::analyze::due`]); empty when none
+    /// was due.
+    pub measurements: Vec<super::analyze::Measured>,
 }
 
 /// One app of `spec.dependsOn`.

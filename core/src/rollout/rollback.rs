@@ -38,6 +38,8 @@ pub enum Failure {
     Aborted,
     /// Another app of its group (`spec.dependsOn`, the same commit) failed.
     Group,
+    /// A metric of its analysis failed (or stayed inconclusive past its limit).
+    Analysis,
 }
 
 impl Failure {
@@ -48,6 +50,7 @@ impl Failure {
             Failure::DownMigration => "DownMigrationFailed",
             Failure::Aborted => "Aborted",
             Failure::Group => "GroupRolledBack",
+            Failure::Analysis => "AnalysisFailed",
         }
     }
 
@@ -59,6 +62,7 @@ impl Failure {
             Failure::DownMigration => "DownMigrationFailed",
             Failure::Aborted => "Aborted",
             Failure::Group => "GroupRolledBack",
+            Failure::Analysis => "AnalysisFailed",
         }
     }
 }

@@ -161,6 +161,7 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
         next.target_hash = Some(hash.into());
         next.target_revision = observed.revision.clone();
         next.history.clear();
+        next.analysis_runs.clear();
         next.step_index = Some(0);
         next.canary_weight = Some(0);
         next.pause_start_time = None;

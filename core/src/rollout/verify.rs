@@ -6,6 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use super::action::{Action, Transition};
+use super::analyze::{self, StageAnalysis};
 use super::clock::seconds_left;
 use super::gate::{self, Moment};
 use super::rollback::{Failure, fail};
@@ -59,6 +60,14 @@ pub(super) fn combine(verdicts: Vec<Verdict>) -> Verdict {
     }
 }
 
+/// What a stage whose other checks passed waits for in its analysis.
+pub(super) fn waiting_for_analysis(what: &str, a: &StageAnalysis) -> String {
+    format!(
+        "{what} is healthy; waiting for its analysis: {}",
+        a.waiting_for.join(", ")
+    )
+}
+
 /// One round of `HealthChecking` at `stage`.
 pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
     let (spec, status, observed, now, target) = (i.spec, i.status, i.observed, i.now, &i.target);
@@ -75,6 +84,18 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
         &target.label,
     );
     let (_, sl) = (status, &i.stable_label);
+    // The metric analysis of the stage: a failed metric fails the upgrade at once.
+    let analysis = analyze::fold(spec, next, &observed.measurements, now);
+    if let Some(why) = &analysis.failed {
+        let at = match stage {
+            Stage::Canary { index, .. } => format!("step {}", index + 1),
+            Stage::Preview => "the preview".into(),
+            Stage::Switched | Stage::Final => "the rollout".into(),
+        };
+        let why = format!("analysis of {tl} failed at {at}: {why}");
+        *transition = fail(next, target, Failure::Analysis, why, now);
+        return;
+    }
     // Every verification of the stage; readiness (which gated Deploying) is the first.
     let mut verdicts = vec![Verdict::Healthy];
     if let Some(hc) = &spec.upgrade_strategy.health_check {
@@ -139,7 +160,13 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 let held = waited
                     && !next.was_healthy(hash)
                     && gate::held_at_step(i, gate::Waiting::of(next, requeue_after, waiting));
-                if waited && !held {
+                if waited && !held && !analysis.satisfied {
+                    next.message = Some(waiting_for_analysis(
+                        &format!("step {}", index + 1),
+                        &analysis,
+                    ));
+                } else if waited && !held {
+                    analyze::pass(next, &analysis);
                     let outside = gate::pass(i, next, actions, Moment::Step);
                     let why = match outside {
                         Some(note) => format!("step {} passed: {note}", index + 1),
@@ -169,7 +196,10 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     && gate::held_at_step(i, gate::Waiting::of(next, requeue_after, waiting));
                 if held {
                     // It waits for the window, checked meanwhile.
+                } else if (auto || observed.promoted || window) && !analysis.satisfied {
+                    next.message = Some(waiting_for_analysis("the preview", &analysis));
                 } else if auto || observed.promoted || window {
+                    analyze::pass(next, &analysis);
                     let outside = gate::pass(i, next, actions, Moment::Step);
                     let delay = match plan {
                         Plan::BlueGreen { delay, .. } => delay,
@@ -209,7 +239,11 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     ));
                 }
             }
+            Stage::Switched | Stage::Final if !analysis.satisfied => {
+                next.message = Some(waiting_for_analysis(tl, &analysis));
+            }
             Stage::Switched | Stage::Final => {
+                analyze::pass(next, &analysis);
                 next.current_version = Some(version.into());
                 next.current_hash = Some(hash.into());
                 next.last_healthy_version = Some(version.into());
@@ -238,6 +272,12 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 *transition = move_to(next, Phase::Healthy, format!("{tl} is healthy"));
             }
         },
+    }
+    // The next measurement wakes the stage too.
+    if next.phase == Some(Phase::HealthChecking)
+        && let Some(due) = analysis.due_in
+    {
+        *requeue_after = Some(requeue_after.map_or(due, |r| r.min(due)));
     }
     // A stage that waits (a pause, a promotion) stays watched: its next round wakes it. Once
     // Healthy, its passing rounds are not recorded, so a round is due at every wake-up: one

@@ -5,6 +5,7 @@
 //! resource → check the rules that span fields. Every problem is reported, not just the first. Across
 //! files, [`validate_files`] also refuses the same resource defined twice.
 
+mod analysis;
 mod depends;
 mod rules;
 mod schema;
@@ -426,6 +427,7 @@ fn check_document(kind: Kind, root: &Node) -> Result<Resource, Vec<Problem>> {
     schema::check(body_schema, root, &mut Vec::new(), &mut problems);
     if kind == Kind::ManagedApplication {
         rules::check_pauses(root, &mut problems);
+        analysis::check_durations(root, &mut problems);
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -445,6 +447,7 @@ fn check_document(kind: Kind, root: &Node) -> Result<Resource, Vec<Problem>> {
         Resource::ManagedApplication(app) => {
             rules::check_managed_app(app, root, &mut problems);
             rules::check_windows(&app.spec.upgrade_windows, root, &mut problems);
+            analysis::check_analysis(app, root, &mut problems);
         }
         Resource::Bestie(b) => {
             rules::check_bestie(b, root, &mut problems);

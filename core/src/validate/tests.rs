@@ -598,3 +598,76 @@ fn a_cycle_across_files_is_refused_in_every_file_of_it() {
     let kept: Vec<&str> = report.definitions.iter().map(Definition::name).collect();
     assert_eq!(kept, ["c"]);
 }
+
+#[test]
+fn metric_analysis_is_checked_where_it_is_written() {
+    let metric = |extra: &str| {
+        format!(
+            "  upgradeStrategy:\n    type: Canary\n    canary:\n      steps:\n        - weight: 20\n          analysis:\n            metrics:\n              - name: error-rate\n                provider: {{prometheus: {{query: 'rate(x{{app=\"{{{{app}}}}\"}}[1m])'}}}}\n{extra}"
+        )
+    };
+    let at = "spec.upgradeStrategy.canary.steps[0].analysis.metrics[0]";
+    // (the metric's other fields, the field at fault under it, words the reason must hold)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "                successCondition: result <\n",
+            "successCondition",
+            "does not parse: at character 9",
+        ),
+        (
+            "                failureCondition: error > 1\n",
+            "failureCondition",
+            "does not parse",
+        ),
+        (
+            "                count: 3\n",
+            "successCondition",
+            "no condition",
+        ),
+        (
+            "                successCondition: result < 1\n                interval: 5 minutes\n",
+            "interval",
+            "is not a duration",
+        ),
+        (
+            "                successCondition: result < 1\n                interval: 0\n",
+            "interval",
+            "at least 1s",
+        ),
+        (
+            "                successCondition: result < 1\n                count: 0\n",
+            "count",
+            "at least 1",
+        ),
+        (
+            "                successCondition: result < 1\n                emptyResult: Pass\n",
+            "emptyResult",
+            "Inconclusive, Failed, Successful",
+        ),
+    ];
+    for (extra, field, reason) in cases {
+        let f = only_finding(&app_with(&metric(extra)));
+        assert_eq!(
+            f.field.as_deref(),
+            Some(format!("{at}.{field}").as_str()),
+            "{extra}"
+        );
+        assert!(f.reason.contains(reason), "{extra}: {f}");
+        assert!(f.line.is_some(), "{f}");
+    }
+    let background = |query: &str, address: &str| {
+        app_with(&format!(
+            "  upgradeStrategy:\n    analysis:\n      metrics:\n        - name: errors\n          successCondition: result < 1\n          provider:\n            prometheus: {{address: '{address}', query: '{query}'}}\n"
+        ))
+    };
+    let f = only_finding(&background("up{pod=\"{{pod}}\"}", "http://prometheus:9090"));
+    assert_eq!(
+        f.field.as_deref(),
+        Some("spec.upgradeStrategy.analysis.metrics[0].provider.prometheus.query")
+    );
+    assert!(f.reason.contains("unknown placeholder {{pod}}"), "{f}");
+    let f = only_finding(&background("up", "https://prometheus:9090"));
+    assert!(f.reason.contains("not an http:// address"), "{f}");
+    let good = check(&background("up{app=\"{{app}}\"}", "http://127.0.0.1:9090"));
+    assert!(good.findings.is_empty(), "{:#?}", good.findings);
+}

@@ -43,6 +43,7 @@ fn canary(version: &str, steps: &[(i32, Option<Pause>)]) -> ManagedApplicationSp
             .map(|(w, p)| CanaryStep {
                 weight: *w,
                 pause: p.clone(),
+                analysis: None,
             })
             .collect(),
     });
@@ -131,6 +132,11 @@ struct World {
     job_hashes: HashMap<String, Option<String>>,
     /// A revision (by hash) whose pods answer health probes with 500, whatever its version.
     unhealthy_hash: Option<String>,
+    /// What Prometheus answers for the metrics of a version, or of `version/scope` (by default
+    /// `[0]`).
+    metric_values: HashMap<String, Result<Vec<f64>, String>>,
+    /// Each measurement taken: (time, scope, metric, role).
+    measured: Vec<(i64, String, String, Role)>,
 }
 
 impl World {
@@ -155,6 +161,8 @@ impl World {
             saved: Default::default(),
             job_hashes: HashMap::new(),
             unhealthy_hash: None,
+            metric_values: HashMap::new(),
+            measured: Vec::new(),
         }
     }
 
@@ -204,8 +212,30 @@ impl World {
             }
             None => Vec::new(),
         };
+        self.observed.measurements = analyze::due(spec, &self.status, &now)
+            .into_iter()
+            .map(|due| {
+                self.measured.push((
+                    self.now,
+                    due.scope.clone(),
+                    due.metric.name.clone(),
+                    due.role,
+                ));
+                analyze::Measured {
+                    result: self
+                        .metric_values
+                        .get(&format!("{}/{}", spec.version, due.scope))
+                        .or_else(|| self.metric_values.get(&spec.version))
+                        .cloned()
+                        .unwrap_or(Ok(vec![0.0])),
+                    scope: due.scope,
+                    metric: due.metric.name,
+                }
+            })
+            .collect();
         let d = decide(spec, &self.status, &self.observed, &now);
         self.observed.probes.clear();
+        self.observed.measurements.clear();
         self.status = d.status.clone();
         if let Some(t) = &d.transition {
             self.phases.push(t.to);
@@ -313,7 +343,14 @@ impl World {
             );
             let d = self.step(spec);
             // A timed wait (a pause, BlueGreen's scale-down delay) is not settled: its end is coming.
-            let waiting = d.requeue_after.is_some() && self.status.pause_start_time.is_some();
+            // So is a metric analysis that waits for its next measurement.
+            let measuring = self
+                .status
+                .analysis_runs
+                .iter()
+                .any(|r| r.phase == crate::model::AnalysisPhase::Running);
+            let waiting =
+                d.requeue_after.is_some() && (self.status.pause_start_time.is_some() || measuring);
             if !waiting
                 && (
                     self.status.clone(),
@@ -1650,5 +1687,6 @@ fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes()
     );
 }
 
+mod analysis;
 mod groups;
 mod windows;
