@@ -9,6 +9,7 @@ pub mod model;
 pub mod names;
 pub mod report;
 pub mod rollout;
+pub mod routing;
 pub mod sync;
 pub mod validate;
 pub mod window;

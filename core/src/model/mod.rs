@@ -5,6 +5,7 @@ pub mod bestie;
 pub mod depends;
 pub mod managed_app;
 pub mod pause;
+pub mod routing;
 pub mod window;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,6 +21,7 @@ pub use bestie::{Bestie, BestieDatabase, BestieSpec, BestieStatus, BestieTemplat
 pub use depends::{Dependency, DependencyKind};
 pub use managed_app::*;
 pub use pause::Pause;
+pub use routing::{GatewayApiRouting, NginxRouting, OpenshiftRouteRouting, TrafficRouting};
 pub use window::{UpgradeWindow, WindowGate, WindowKind};
 
 /// An object whose fields are not checked (a patch, say).
