@@ -12,6 +12,7 @@
 mod analysis;
 pub(crate) mod depends;
 mod probe;
+mod routing;
 
 use bosun_core::names::ANNOTATION_APPLIED_HASH;
 use bosun_core::rollout::objects;
@@ -67,6 +68,12 @@ pub enum EngineError {
         #[source]
         error: kube::Error,
     },
+    #[error("routing the canary's traffic of {app}: {error}")]
+    Route {
+        app: String,
+        #[source]
+        error: routing::RouteError,
+    },
 }
 
 impl EngineError {
@@ -76,6 +83,7 @@ impl EngineError {
             EngineError::Observe { .. } => "Observe",
             EngineError::Act { .. } => "Act",
             EngineError::WriteStatus { .. } => "WriteStatus",
+            EngineError::Route { .. } => "Route",
         }
     }
 }
@@ -493,6 +501,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         .controller_owner_ref(&())
         .expect("a ManagedApplication from the API has a uid");
     let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let routed = app.spec.upgrade_strategy.traffic_routing.is_some();
     let services = Api::<Service>::namespaced(client.clone(), &ns);
     for action in &decision.actions {
         let act_err = |error| EngineError::Act {
@@ -598,6 +607,12 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         .await
                         .map_err(act_err)?;
                 }
+                if *role == Role::Canary && routed {
+                    let svc = objects::routed_service(&app, Role::Canary, &owner);
+                    apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
             }
             Action::Remove { role } => {
                 delete(
@@ -607,10 +622,10 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                 )
                 .await
                 .map_err(act_err)?;
-                if *role == Role::Preview {
+                if *role == Role::Preview || (*role == Role::Canary && routed) {
                     delete(
                         &services,
-                        &objects::workload_name(&name, Role::Preview),
+                        &objects::workload_name(&name, *role),
                         &DeleteParams::default(),
                     )
                     .await
@@ -677,6 +692,14 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         .await
                         .map_err(act_err)?;
                 }
+            }
+            Action::Route { weight } => {
+                routing::set_weight(&client, &app, *weight, &owner, FIELD_MANAGER)
+                    .await
+                    .map_err(|error| EngineError::Route {
+                        app: name.clone(),
+                        error,
+                    })?;
             }
             Action::ClearAnnotation { name: key } => {
                 let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);

@@ -174,6 +174,12 @@ pub struct UpgradeStrategy {
     /// or a direct rollout once its pods are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
+    /// The router that carries a canary's exact traffic weight (Gateway API HTTPRoute, OpenShift
+    /// Route, NGINX Ingress), instead of the share of pods behind one Service. With it the canary
+    /// gets its own Service `<app>-canary` and runs the pods its weight needs (at least one); the
+    /// stable side keeps all its pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<super::routing::TrafficRouting>,
 }
 
 /// The kinds of rollout.

@@ -29,6 +29,9 @@ pub enum Action {
     /// The active Service `<app>` selects the pods of this revision only, or every pod of the app
     /// (`None`: stable and canary share the traffic by pod count).
     Serve { revision: Option<RevisionRef> },
+    /// Set the canary's share of traffic at the app's router (`upgradeStrategy.trafficRouting`), in
+    /// percent; 0 removes the canary backend: the route reads as the user wrote it.
+    Route { weight: i32 },
     /// Delete a migration Job of an earlier cycle, so that the next run of it is a fresh Job.
     DeleteJob { kind: JobKind, version: String },
     /// Remove an annotation of the app that has been acted on.

@@ -10,12 +10,13 @@ use super::clock::seconds_left;
 use super::observed::{DeadlineClock, Rollout, rollout};
 use super::rollback::{Failure, fail, not_ready};
 use super::status::move_to;
-use super::strategy::{Plan, Stage};
+use super::strategy::{self, Plan, Stage};
 use super::verify::{check_health, check_round, waiting_for_analysis};
 use super::{DEFAULT_PROGRESS_DEADLINE_SECS, In, Out, RECHECK_SECS, Role};
 use crate::engine::health::{self, Thresholds, Verdict};
 use crate::engine::replicas::canary_split;
 use crate::model::Phase;
+use crate::routing::{Weight, canary_replicas};
 
 /// One round of `Deploying` at `stage`.
 pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
@@ -46,7 +47,16 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
     };
     match &stage {
         Stage::Canary { index, weight, .. } => {
-            let split = canary_split(replicas, *weight);
+            // Without a router the pods carry the weight (1 of 4 is 25 %); with one the router
+            // carries it exactly, and the canary runs the pods its share needs.
+            let routed = strategy::routed(spec);
+            let (split, exact) = match Weight::new(*weight).filter(|_| routed) {
+                Some(w) => (canary_replicas(replicas, w, false), w.percent()),
+                None => {
+                    let split = canary_split(replicas, *weight);
+                    (split, split.effective_weight())
+                }
+            };
             actions.push(Action::Run {
                 role: Role::Stable,
                 revision: stable.clone(),
@@ -57,11 +67,14 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 revision: target.rev.clone(),
                 replicas: split.canary,
             });
-            next.canary_weight = Some(split.effective_weight());
+            next.canary_weight = Some(exact);
             match rollout(observed.canary.as_ref(), hash, split.canary, &clock) {
                 Rollout::Ready => {
-                    let weight = split.effective_weight();
-                    let why = format!("step {} at {weight} %: pods ready", index + 1);
+                    // The canary's pods are ready before the router sends them their share.
+                    if routed {
+                        actions.push(Action::Route { weight: exact });
+                    }
+                    let why = format!("step {} at {exact} %: pods ready", index + 1);
                     *transition = check_health(next, now, why);
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
@@ -176,6 +189,34 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 *requeue_after = Some(due.map_or(left, |d| d.max(1).min(left)));
             }
         }
+        Stage::Final
+            if strategy::routed(spec)
+                && observed.canary.is_some()
+                && observed.stable.as_ref().is_none_or(|s| s.hash != hash) =>
+        {
+            // The promotion of a routed canary: it runs every pod and takes all traffic before the
+            // stable Deployment takes the target (and the stable side, still serving nothing,
+            // can change at once).
+            actions.push(Action::Run {
+                role: Role::Canary,
+                revision: target.rev.clone(),
+                replicas,
+            });
+            next.canary_weight = Some(100);
+            match rollout(observed.canary.as_ref(), hash, replicas, &clock) {
+                Rollout::Ready => {
+                    actions.push(Action::Route { weight: 100 });
+                    actions.push(Action::Run {
+                        role: Role::Stable,
+                        revision: target.rev.clone(),
+                        replicas,
+                    });
+                    *requeue_after = Some(RECHECK_SECS);
+                }
+                Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
+                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+            }
+        }
         Stage::Final => {
             // Rolling or Recreate, or the promotion of a canary or a preview: the stable Deployment
             // takes the target; the canary or preview serves until it is ready.
@@ -187,7 +228,9 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
             match rollout(observed.stable.as_ref(), hash, replicas, &clock) {
                 Rollout::Ready => {
                     if observed.canary.is_some() {
-                        actions.push(Action::Remove { role: Role::Canary });
+                        // With a router, traffic goes back to the stable Service (now the target)
+                        // before the canary goes.
+                        strategy::remove_canary(spec, actions);
                     }
                     if observed.preview.is_some() {
                         actions.push(Action::Remove {

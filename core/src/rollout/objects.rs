@@ -270,7 +270,8 @@ fn job(
     })
 }
 
-/// The active Service `<app>`: every pod of the app, or (BlueGreen) the pods of one revision.
+/// The active Service `<app>`: every pod of the app (with a router, the stable pods), or (BlueGreen)
+/// the pods of one revision.
 pub fn active_service(
     app: &ManagedApplication,
     hash: Option<&str>,
@@ -279,9 +280,28 @@ pub fn active_service(
     let name = app.name_any();
     let selector = match hash {
         Some(h) => json!({"app": name, LABEL_REVISION_HASH: h}),
+        None if app.spec.upgrade_strategy.traffic_routing.is_some() => {
+            return routed_service(app, Role::Stable, owner);
+        }
         None => json!({"app": name}),
     };
     service(app, &name, selector, owner)
+}
+
+/// With a router (`upgradeStrategy.trafficRouting`), the Service of one side
+/// ([`crate::routing::routed_services`]): `<app>` selects the stable pods only, `<app>-canary` the
+/// canary's; the router splits traffic between the two.
+pub fn routed_service(
+    app: &ManagedApplication,
+    role: Role,
+    owner: &OwnerReference,
+) -> serde_json::Value {
+    let services = crate::routing::routed_services(&app.name_any());
+    let side = match role {
+        Role::Canary => &services.canary,
+        Role::Stable | Role::Preview => &services.stable,
+    };
+    service(app, &side.name, json!(side.selector), owner)
 }
 
 /// The preview Service `<app>-preview` of a BlueGreen upgrade: the preview Deployment's pods of a revision.

@@ -9,6 +9,7 @@ use super::action::{Action, JobKind, Transition};
 use super::observed::{JobObs, Observed};
 use super::start::{Target, needs_migration};
 use super::status::{current_ref, label, last_healthy_ref, moved};
+use super::strategy;
 use super::{CONDITION_ROLLED_BACK, RECHECK_SECS, Role};
 use crate::engine::bestie::set_condition;
 use crate::model::{DownMigrationRecord, ManagedApplicationSpec, ManagedApplicationStatus, Phase};
@@ -136,6 +137,10 @@ pub(super) fn roll_back(
     requeue_after: &mut Option<u64>,
 ) -> Option<Transition> {
     let replicas = spec.replicas.unwrap_or(1);
+    // With a router, the canary's traffic goes first, at once, before any pod changes.
+    if observed.canary.is_some() && strategy::routed(spec) {
+        actions.push(Action::Route { weight: 0 });
+    }
     // The whole last healthy revision comes back, not only its version.
     let back = last_healthy_ref(next).or_else(|| current_ref(next));
     if let Some(rev) = &back {

@@ -7,7 +7,7 @@ use super::gate::{self, Moment};
 use super::revision::{Revision, RevisionRef};
 use super::rollback::{Failure, fail};
 use super::status::{label, move_to, target_ref};
-use super::strategy::{Plan, plan};
+use super::strategy::{self, Plan, plan};
 use super::{ANNOTATION_ABORT, ANNOTATION_RETRY, CONDITION_ROLLED_BACK, In, Out, Role};
 use crate::model::{ManagedApplicationStatus, Phase};
 
@@ -122,7 +122,7 @@ pub(super) fn steady(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
             replicas,
         });
         if observed.canary.is_some() {
-            actions.push(Action::Remove { role: Role::Canary });
+            strategy::remove_canary(spec, actions);
         }
         if observed.preview.is_some() {
             actions.push(Action::Remove {
@@ -171,7 +171,7 @@ pub(super) fn new_target(i: &In<'_>, o: &mut Out, retry: bool) -> bool {
             revision: target.rev.clone(),
         });
         if observed.canary.is_some() {
-            actions.push(Action::Remove { role: Role::Canary });
+            strategy::remove_canary(spec, actions);
         }
         if observed.preview.is_some() {
             actions.push(Action::Remove {

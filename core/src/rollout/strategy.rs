@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::Role;
+use super::{Action, Role};
 use crate::engine::health::{self, Thresholds};
 use crate::model::{
     CanaryStep, ManagedApplicationSpec, ManagedApplicationStatus, Pause, Phase, StrategyType,
@@ -36,6 +36,20 @@ pub enum Stage {
     Switched,
     /// The stable Deployment takes the new version (and the canary or preview goes).
     Final,
+}
+
+/// The app's canary traffic goes through a router (`upgradeStrategy.trafficRouting`).
+pub(super) fn routed(spec: &ManagedApplicationSpec) -> bool {
+    spec.upgrade_strategy.traffic_routing.is_some()
+}
+
+/// Removes the canary; with a router, its traffic goes first, at once (`Route` to 0 before the
+/// Deployment goes).
+pub(super) fn remove_canary(spec: &ManagedApplicationSpec, actions: &mut Vec<Action>) {
+    if routed(spec) {
+        actions.push(Action::Route { weight: 0 });
+    }
+    actions.push(Action::Remove { role: Role::Canary });
 }
 
 pub(super) fn canary_steps(spec: &ManagedApplicationSpec) -> Option<&[CanaryStep]> {

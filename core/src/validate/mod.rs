@@ -428,6 +428,7 @@ fn check_document(kind: Kind, root: &Node) -> Result<Resource, Vec<Problem>> {
     if kind == Kind::ManagedApplication {
         rules::check_pauses(root, &mut problems);
         analysis::check_durations(root, &mut problems);
+        rules::check_traffic_routing(root, &mut problems);
     }
     if !problems.is_empty() {
         return Err(problems);

@@ -315,6 +315,32 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
             "canary is enabled but has no steps".into(),
         ));
     }
+    if strategy.traffic_routing.is_some() && canary_on != Some(true) {
+        out.push(
+            problem(
+                root,
+                sp(&["trafficRouting"]),
+                format!(
+                    "trafficRouting carries the weights of canary steps; type {} has none",
+                    strategy.type_
+                ),
+            )
+            .with_hint("use type Canary with canary.steps, or remove trafficRouting"),
+        );
+    }
+    if strategy.traffic_routing.is_some()
+        && spec.service.as_ref().and_then(|s| s.enabled) == Some(false)
+    {
+        out.push(
+            problem(
+                root,
+                sp(&["trafficRouting"]),
+                "a router splits traffic between the app's Services, and service.enabled is false"
+                    .into(),
+            )
+            .with_hint("enable the Service, or remove trafficRouting"),
+        );
+    }
     if strategy.blue_green.is_some() && strategy.type_ != StrategyType::BlueGreen {
         out.push(
             problem(
@@ -349,6 +375,36 @@ pub(super) fn check_pauses(root: &Node, out: &mut Vec<Problem>) {
             at.extend([PathSeg::Index(i), f("pause")]);
             out.push(Problem::at(pause, &at, e.to_string()));
         }
+    }
+}
+
+/// `trafficRouting` names exactly one router (the schema says so with min/maxProperties, which the
+/// typed reading would only call "a map with a single key").
+pub(super) fn check_traffic_routing(root: &Node, out: &mut Vec<Problem>) {
+    let at = path(&["spec", "upgradeStrategy", "trafficRouting"]);
+    let Some(node) = root.at(&at) else {
+        return;
+    };
+    if let Value::Map(entries) = &node.value
+        && entries.len() != 1
+    {
+        let found: Vec<String> = entries.iter().map(|(k, _)| k.key_text()).collect();
+        out.push(
+            Problem::at(
+                node,
+                &at,
+                format!(
+                    "names {} routers ({}); a canary goes through exactly one",
+                    entries.len(),
+                    if found.is_empty() {
+                        "none".to_string()
+                    } else {
+                        found.join(", ")
+                    }
+                ),
+            )
+            .with_hint("write one of gatewayAPI, openshiftRoute, nginx"),
+        );
     }
 }
 

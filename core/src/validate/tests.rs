@@ -257,6 +257,21 @@ fn bad_values_are_refused_with_their_reason() {
             "spec.upgradeStrategy.blueGreen",
             "do not apply to type Rolling",
         ),
+        (
+            "  upgradeStrategy:\n    type: BlueGreen\n    trafficRouting: {gatewayAPI: {httpRoute: shop}}\n",
+            "spec.upgradeStrategy.trafficRouting",
+            "carries the weights of canary steps; type BlueGreen has none",
+        ),
+        (
+            "  upgradeStrategy:\n    type: Canary\n    canary: {steps: [{weight: 10}]}\n    trafficRouting: {gatewayAPI: {httpRoute: a}, nginx: {ingress: b}}\n",
+            "spec.upgradeStrategy.trafficRouting",
+            "names 2 routers (gatewayAPI, nginx); a canary goes through exactly one",
+        ),
+        (
+            "  service: {enabled: false}\n  upgradeStrategy:\n    type: Canary\n    canary: {steps: [{weight: 10}]}\n    trafficRouting: {nginx: {ingress: shop}}\n",
+            "spec.upgradeStrategy.trafficRouting",
+            "service.enabled is false",
+        ),
     ];
     for (tail, field, reason) in cases {
         let f = only_finding(&app_with(tail));

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
+use super::objects::role_label;
 use super::rollback::down_job;
 use super::*;
 use crate::engine::health::Probe;
@@ -137,6 +138,11 @@ struct World {
     metric_values: HashMap<String, Result<Vec<f64>, String>>,
     /// Each measurement taken: (time, scope, metric, role).
     measured: Vec<(i64, String, String, Role)>,
+    /// The router's canary weight (with `trafficRouting`).
+    route: i32,
+    /// The writes that move traffic or pods, in order: `route 10`, `stable v1 x3`, `canary v2 x1`,
+    /// `remove canary`.
+    writes: Vec<String>,
 }
 
 impl World {
@@ -163,6 +169,8 @@ impl World {
             unhealthy_hash: None,
             metric_values: HashMap::new(),
             measured: Vec::new(),
+            route: 0,
+            writes: Vec::new(),
         }
     }
 
@@ -284,13 +292,29 @@ impl World {
                         stalled: never && !self.deadline_unreported,
                         progressed_at: None,
                     };
+                    let before = self
+                        .side(*role)
+                        .as_ref()
+                        .map(|s| (s.hash.clone(), s.replicas));
+                    if before != Some((w.hash.clone(), w.replicas)) {
+                        self.writes.push(format!(
+                            "{} {} x{}",
+                            role_label(*role),
+                            w.version,
+                            w.replicas
+                        ));
+                    }
                     match role {
                         Role::Stable => self.observed.stable = Some(w),
                         Role::Canary => self.observed.canary = Some(w),
                         Role::Preview => self.observed.preview = Some(w),
                     }
                 }
-                Action::Remove { role: Role::Canary } => self.observed.canary = None,
+                Action::Remove { role: Role::Canary } => {
+                    if self.observed.canary.take().is_some() {
+                        self.writes.push("remove canary".into());
+                    }
+                }
                 Action::Remove { role: Role::Stable } => self.observed.stable = None,
                 Action::Remove {
                     role: Role::Preview,
@@ -305,6 +329,12 @@ impl World {
                     self.saved.retain(|h| {
                         keep.contains(h) || Some(h) == self.status.target_hash.as_ref()
                     });
+                }
+                Action::Route { weight } => {
+                    if *weight != self.route {
+                        self.writes.push(format!("route {weight}"));
+                    }
+                    self.route = *weight;
                 }
                 Action::ClearAnnotation { name } => {
                     if *name == ANNOTATION_ABORT {
@@ -1689,4 +1719,5 @@ fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes()
 
 mod analysis;
 mod groups;
+mod routing;
 mod windows;
