@@ -5,8 +5,8 @@
 //! manifest. Then on the real test cluster: `kubectl apply -k deploy/` (a server-side dry run, then for
 //! real), and the real `bosun run` binary run as the ServiceAccount `deploy/` creates — with a token
 //! from the TokenRequest API and the shipped configuration file — so that the RBAC of `deploy/` is what
-//! is exercised: a full upgrade must succeed with nothing forbidden, and what Bosun does not need is
-//! refused.
+//! is exercised: a full upgrade (and a canary routed through a Gateway API HTTPRoute) must succeed
+//! with nothing forbidden, and what Bosun does not need is refused.
 //!
 //! The install is cluster-wide (namespace bosun-system, ClusterRoles), so the cluster tests of this
 //! file take turns ([`INSTALL`]) and each removes it when done (never the CRDs, which other tests
@@ -29,7 +29,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use serde_json::{Value, json};
@@ -708,6 +710,28 @@ spec:
     )
 }
 
+/// `web`: a canary whose 20 % go through the Gateway API HTTPRoute `web` (exact, with 2 pods).
+fn web(version: &str) -> String {
+    format!(
+        "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: web
+spec:
+  version: {version}
+  replicas: 2
+  upgradeStrategy:
+    type: Canary
+    trafficRouting:
+      gatewayAPI: {{httpRoute: web}}
+    canary:
+      steps:
+        - weight: 20
+        - weight: 100
+"
+    )
+}
+
 /// The shipped config.yaml, pointed at the test's repository, namespace and temporary files; every other
 /// setting as shipped.
 fn localized_config(
@@ -752,10 +776,21 @@ fn forbidden_lines(log: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Waits for shop to reach `phase` at `version` ([`phase_of`]).
+async fn phase_is(bosun: &Process, apps: &Api<ManagedApplication>, phase: Phase, version: &str) {
+    phase_of(bosun, apps, "shop", phase, version).await;
+}
+
 /// Waits for the app to reach `phase` at `version`; fails at once, with the lines, when Bosun's log shows
 /// a refusal (a missing rule would otherwise show only as a timeout).
-async fn phase_is(bosun: &Process, apps: &Api<ManagedApplication>, phase: Phase, version: &str) {
-    wait_until(&format!("shop {phase} at {version}"), || async {
+async fn phase_of(
+    bosun: &Process,
+    apps: &Api<ManagedApplication>,
+    app: &str,
+    phase: Phase,
+    version: &str,
+) {
+    wait_until(&format!("{app} {phase} at {version}"), || async {
         let log = bosun.log();
         let refused = forbidden_lines(&log);
         assert!(
@@ -763,8 +798,7 @@ async fn phase_is(bosun: &Process, apps: &Api<ManagedApplication>, phase: Phase,
             "Bosun was refused something it needs (deploy/rbac.yaml):\n{}",
             refused.join("\n")
         );
-        let app = apps.get("shop").await.ok()?;
-        let s = app.status?;
+        let s = apps.get(app).await.ok()?.status?;
         (s.phase == Some(phase) && s.current_version.as_deref() == Some(version)).then_some(())
     })
     .await;
@@ -790,8 +824,33 @@ async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
     .await;
     let ns = TestNamespace::new("deploy-sa").await;
     let sa = AsServiceAccount::new(&admin).await;
-    let repo =
-        gitserver::shared().create_repo(&ns.name, &[("apps/shop.yaml", shop("v1").as_str())]);
+    // A routed canary too: the real Gateway API CRDs, and the HTTPRoute its team wrote.
+    let _gateway_api =
+        support::crds::install_upstream(&admin, "gateway.networking.k8s.io_httproutes.yaml").await;
+    let route_api = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    );
+    let routes: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &ns.name, &route_api);
+    let route: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web"},
+        "spec": {"parentRefs": [{"name": "gateway"}],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]},
+    }))
+    .expect("an HTTPRoute");
+    let route = routes
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("create the HTTPRoute");
+    let repo = gitserver::shared().create_repo(
+        &ns.name,
+        &[
+            ("apps/shop.yaml", shop("v1").as_str()),
+            ("apps/web.yaml", web("v1").as_str()),
+        ],
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let listen = local(free_port());
     let config = localized_config(&repo, &ns.name, listen, dir.path());
@@ -809,8 +868,31 @@ async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
 
     let apps: Api<ManagedApplication> = Api::namespaced(admin.clone(), &ns.name);
     phase_is(&bosun, &apps, Phase::Healthy, "v1").await;
-    repo.commit("shop v2", &[("apps/shop.yaml", shop("v2"))]);
+    phase_of(&bosun, &apps, "web", Phase::Healthy, "v1").await;
+    repo.commit(
+        "shop and web v2",
+        &[("apps/shop.yaml", shop("v2")), ("apps/web.yaml", web("v2"))],
+    );
     phase_is(&bosun, &apps, Phase::Healthy, "v2").await;
+    // The routed canary went through its 20 % step (the route's weights, the canary's Service) and
+    // the route reads as written again.
+    phase_of(&bosun, &apps, "web", Phase::Healthy, "v2").await;
+    let web_status = apps
+        .get("web")
+        .await
+        .expect("web")
+        .status
+        .expect("a status");
+    assert!(
+        web_status
+            .history
+            .iter()
+            .any(|h| h.weight == Some(20) && h.message.contains("step 1 at 20 %")),
+        "{:#?}",
+        web_status.history
+    );
+    let after = routes.get("web").await.expect("the HTTPRoute");
+    assert_eq!(after.data["spec"]["rules"], route.data["spec"]["rules"]);
     let d = Api::<Deployment>::namespaced(admin.clone(), &ns.name)
         .get("shop")
         .await
