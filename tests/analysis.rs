@@ -14,8 +14,7 @@ mod support;
 use std::time::Duration;
 
 use bosun_core::model::{
-    AnalysisPhase, AnalysisRun, ManagedApplication, ManagedApplicationStatus, MeasurementOutcome,
-    Phase,
+    AnalysisPhase, AnalysisRun, ManagedApplicationStatus, MeasurementOutcome, Phase,
 };
 use support::gitserver::TestRepo;
 use support::process::{Process, bosun_run_with};
@@ -255,14 +254,7 @@ impl Shop {
     }
 
     async fn status(&self) -> ManagedApplicationStatus {
-        self.ns
-            .api::<ManagedApplication>()
-            .get_opt("shop")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|a| a.status)
-            .unwrap_or_default()
+        support::app_status(&self.ns, "shop").await
     }
 
     /// Waits until the status satisfies `ok`; on timeout, fails with the status and Bosun's log.
@@ -271,19 +263,8 @@ impl Shop {
         what: &str,
         ok: impl Fn(&ManagedApplicationStatus) -> bool,
     ) -> ManagedApplicationStatus {
-        let deadline = std::time::Instant::now() + support::WAIT;
-        loop {
-            let st = self.status().await;
-            if ok(&st) {
-                return st;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {st:#?}\nbosun's log:\n{}",
-                self.bosun.as_ref().map(Process::log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let log = || self.bosun.as_ref().map(Process::log).unwrap_or_default();
+        support::until_status(&self.ns, "shop", what, log, ok).await
     }
 
     async fn healthy_at(&self, version: &str) {

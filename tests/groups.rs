@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use bosun_core::model::{ManagedApplication, ManagedApplicationStatus, Phase};
+use bosun_core::model::{ManagedApplicationStatus, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
@@ -98,14 +98,7 @@ impl Chain {
     }
 
     async fn status(&self, app: &str) -> ManagedApplicationStatus {
-        self.ns
-            .api::<ManagedApplication>()
-            .get_opt(app)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|a| a.status)
-            .unwrap_or_default()
+        support::app_status(&self.ns, app).await
     }
 
     /// Waits until `app`'s status satisfies `ok`; on timeout, fails with every app's status.

@@ -89,31 +89,8 @@ impl Routed {
         )
     }
 
-    async fn status(&self) -> ManagedApplicationStatus {
-        self.ns
-            .api::<ManagedApplication>()
-            .get_opt("shop")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|a| a.status)
-            .unwrap_or_default()
-    }
-
     async fn until(&self, what: &str, ok: impl Fn(&ManagedApplicationStatus) -> bool) {
-        let deadline = std::time::Instant::now() + support::WAIT;
-        loop {
-            let st = self.status().await;
-            if ok(&st) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {st:#?}\nbosun's log:\n{}",
-                self.bosun.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        support::until_status(&self.ns, "shop", what, || self.bosun.log(), ok).await;
     }
 
     async fn healthy_at(&self, version: &str) {

@@ -160,6 +160,44 @@ where
     }
 }
 
+/// The status of the ManagedApplication `app` of `ns` (empty while it has none, or does not exist).
+pub async fn app_status(
+    ns: &TestNamespace,
+    app: &str,
+) -> bosun_core::model::ManagedApplicationStatus {
+    ns.api::<bosun_core::model::ManagedApplication>()
+        .get_opt(app)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|a| a.status)
+        .unwrap_or_default()
+}
+
+/// Waits until the status of `app` satisfies `ok` and returns it; on timeout, fails with the status
+/// and `log()` (Bosun's log, say).
+pub async fn until_status(
+    ns: &TestNamespace,
+    app: &str,
+    what: &str,
+    log: impl Fn() -> String,
+    ok: impl Fn(&bosun_core::model::ManagedApplicationStatus) -> bool,
+) -> bosun_core::model::ManagedApplicationStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = app_status(ns, app).await;
+        if ok(&st) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {app}: {what}: {st:#?}\nbosun's log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Keeps checking that `probe` holds for `duration`; fails the test the moment it does not.
 pub async fn holds_for<F, Fut>(what: &str, duration: Duration, mut probe: F)
 where
