@@ -46,19 +46,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.controller.abort();
         if let Some(pv) = self.volume.take() {
-            // Drop cannot await: delete from a thread and runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for cleanup");
-                rt.block_on(async {
-                    let _ = Api::<PersistentVolume>::all(support::admin_client().await)
-                        .delete(&pv, &DeleteParams::background())
-                        .await;
-                });
-            })
-            .join();
+            support::cleanup(move |admin| async move {
+                let _ = Api::<PersistentVolume>::all(admin)
+                    .delete(&pv, &DeleteParams::background())
+                    .await;
+            });
         }
     }
 }

@@ -23,25 +23,17 @@ pub struct InstalledCrd {
 impl Drop for InstalledCrd {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // Drop cannot await: delete from a thread and runtime of its own (see `TestNamespace`).
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for cleanup");
-            rt.block_on(async {
-                let crds: Api<CustomResourceDefinition> = Api::all(super::admin_client().await);
-                let _ = crds.delete(&name, &DeleteParams::background()).await;
-                // Wait until it is gone, so that the next test starts without it.
-                for _ in 0..100 {
-                    if crds.get_opt(&name).await.ok().flatten().is_none() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+        super::cleanup(move |admin| async move {
+            let crds: Api<CustomResourceDefinition> = Api::all(admin);
+            let _ = crds.delete(&name, &DeleteParams::background()).await;
+            // Wait until it is gone, so that the next test starts without it.
+            for _ in 0..100 {
+                if crds.get_opt(&name).await.ok().flatten().is_none() {
+                    break;
                 }
-            });
-        })
-        .join();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
     }
 }
 

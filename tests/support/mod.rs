@@ -98,21 +98,29 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // Drop cannot await: delete from a thread and runtime of its own, with a client of its own (a
-        // client is bound to the runtime that made it, which is blocked here).
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for cleanup");
-            rt.block_on(async {
-                let _ = Api::<Namespace>::all(admin_client().await)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-        })
-        .join();
+        cleanup(move |admin| async move {
+            let _ = Api::<Namespace>::all(admin)
+                .delete(&name, &DeleteParams::background())
+                .await;
+        });
     }
+}
+
+/// Runs a cleanup from a `Drop`, which cannot await: on a thread and runtime of its own, with an
+/// admin client of its own (a client is bound to the runtime that made it, which is blocked here).
+pub fn cleanup<F, Fut>(work: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for cleanup");
+        rt.block_on(async { work(admin_client().await).await });
+    })
+    .join();
 }
 
 /// Installs (server-side applies) Bosun's CRDs and waits until the API server serves them.
