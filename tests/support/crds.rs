@@ -20,6 +20,13 @@ pub struct InstalledCrd {
     name: String,
 }
 
+impl InstalledCrd {
+    /// Leaves the CRD installed (for CRDs every test shares).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for InstalledCrd {
     fn drop(&mut self) {
         let name = self.name.clone();

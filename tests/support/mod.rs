@@ -125,27 +125,10 @@ where
 
 /// Installs (server-side applies) Bosun's CRDs and waits until the API server serves them.
 pub async fn install_crds(client: &Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{Patch, PatchParams};
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in bosun_core::model::crds() {
-        let name = crd.metadata.name.clone().expect("a CRD has a name");
-        crds.patch(
-            &name,
-            &PatchParams::apply("bosun-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        wait_until(&format!("CRD {name} established"), || async {
-            let c = crds.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
+        let crd = serde_json::to_value(&crd).expect("a CRD serializes");
+        // Shared by every test: kept, never deleted.
+        crds::install(client, &crd).await.keep();
     }
 }
 
