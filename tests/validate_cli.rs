@@ -117,6 +117,21 @@ fn every_bad_fixture_is_rejected_with_exactly_the_errors_it_declares() {
     }
 }
 
+/// The YAML files under `dir`, however deep.
+fn yaml_files(dir: &str) -> usize {
+    std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|e| e.expect("an entry").path())
+        .map(|p| {
+            if p.is_dir() {
+                yaml_files(p.to_str().expect("utf-8"))
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "yaml"))
+            }
+        })
+        .sum()
+}
+
 #[test]
 fn json_output_is_machine_readable() {
     let out = bosun(&[
@@ -129,7 +144,11 @@ fn json_output_is_machine_readable() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["valid"], false);
-    assert_eq!(v["resources"].as_array().map(Vec::len), Some(4));
+    // Every example is valid and is listed: one resource per file of examples/apps.
+    assert_eq!(
+        v["resources"].as_array().map(Vec::len),
+        Some(yaml_files("examples/apps"))
+    );
     let first = &v["findings"][0];
     assert_eq!(first["file"], "fixtures/invalid/wrong-types.yaml");
     assert_eq!(first["line"], 9);
