@@ -742,6 +742,10 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     }
     Ok(match decision.requeue_after {
         Some(secs) => Requeue::requeue(Duration::from_secs(secs.max(1))),
+        // A stage that just began (HealthChecking, say) is looked at again soon, not only when the
+        // watch delivers the status just written: a restarted Bosun's first write can race its
+        // watch's start, and the app then sat in its new stage until the 300 s resync.
+        None if decision.transition.is_some() => Requeue::requeue(Duration::from_secs(1)),
         None => Requeue::requeue(Duration::from_secs(300)),
     })
 }
