@@ -157,6 +157,17 @@ impl Routed {
     }
 }
 
+/// Waits until `name` no longer exists.
+async fn gone<K>(what: &str, api: &Api<K>, name: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_until(&format!("{what} gone"), || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
 fn dynamic(ns: &TestNamespace, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk(group, "v1", kind);
     Api::namespaced_with(
@@ -287,14 +298,11 @@ async fn gateway_api_weights_are_exact_promotion_restores_the_route_and_a_rollba
         s.phase == Some(Phase::Failed) && s.failed_version.as_deref() == Some("v3-unhealthy")
     })
     .await;
-    wait_until("the canary Deployment gone", || async {
-        r.ns.api::<Deployment>()
-            .get_opt("shop-canary")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
+    gone(
+        "the canary Deployment",
+        &r.ns.api::<Deployment>(),
+        "shop-canary",
+    )
     .await;
     let seen = changes.stop().await;
     let weighted = seen
@@ -478,15 +486,7 @@ async fn nginx_gets_a_canary_ingress_with_the_weight_and_loses_it_after_the_prom
 
     r.promote().await;
     r.healthy_at("v2").await;
-    wait_until("the canary Ingress gone", || async {
-        ingresses
-            .get_opt("shop-canary")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone("the canary Ingress", &ingresses, "shop-canary").await;
     let still = ingresses.get("shop").await.expect("the primary Ingress");
     assert_eq!(
         serde_json::to_value(still.spec).expect("json"),

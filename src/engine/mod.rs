@@ -806,6 +806,7 @@ async fn apply_if_changed(
         .map(|_| ())
 }
 
+/// Deletes `name`; one already gone is no error.
 async fn delete<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,

@@ -108,11 +108,9 @@ pub(super) async fn set_weight(
                     .map_err(api_err(format!("applying Ingress {name}")))?;
                 }
                 CanaryIngress::Delete { name } => {
-                    match api.delete(&name, &DeleteParams::default()).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(api_err(format!("deleting Ingress {name}"))(e)),
-                    }
+                    super::delete(&api, &name, &DeleteParams::default())
+                        .await
+                        .map_err(api_err(format!("deleting Ingress {name}")))?;
                 }
             }
             Ok(())
