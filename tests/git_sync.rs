@@ -765,6 +765,32 @@ fn an_empty_webhook_secret_is_refused_at_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the webhook secret is empty"));
 }
 
+/// `bosun_git_polls_total{source}` (every result) as a running daemon reports it.
+fn polls(listen: &str, source: &str) -> Option<f64> {
+    let (_, body) = http_get(listen.parse().expect("an address"), "/metrics")?;
+    let count = ["unchanged", "changed", "error"]
+        .iter()
+        .filter_map(|result| {
+            sample(
+                &body,
+                "bosun_git_polls_total",
+                &[("source", source), ("result", result)],
+            )
+        })
+        .sum();
+    Some(count)
+}
+
+/// Returns once the daemon has polled (and so compared git with the cluster) twice more: a
+/// sync that started before the caller's change is not counted.
+async fn two_more_polls(listen: &str, source: &str) {
+    let before = polls(listen, source).expect("metrics");
+    wait_until("two more polls", || async {
+        (polls(listen, source)? >= before + 2.0).then_some(())
+    })
+    .await;
+}
+
 /// `bosun_sync_applies_total{source,action}` as a running daemon reports it.
 fn applies(listen: &str, source: &str, action: &str) -> Option<f64> {
     let (_, body) = http_get(listen.parse().expect("an address"), "/metrics")?;
@@ -791,17 +817,19 @@ async fn an_app_edited_or_deleted_by_hand_is_put_back_as_git_says() {
         )
         .await
         .expect("edit by hand");
-    wait_until("the version put back as git says", || async {
-        (s.app("a").await?.spec.version == "v1").then_some(())
+    // The counter moves after the apply and its log line: once it reads 1, both are there.
+    wait_until("the drift counted", || async {
+        (applies(&listen, &s.ns.name, "drift")? == 1.0).then_some(())
     })
     .await;
+    assert_eq!(s.app("a").await.expect("the app").spec.version, "v1");
     assert!(
         bosun.log().contains("changed in the cluster, not in git"),
         "{}",
         bosun.log()
     );
     // Once put back, nothing is applied again: one drift, one correction.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    two_more_polls(&listen, &s.ns.name).await;
     assert_eq!(applies(&listen, &s.ns.name, "drift"), Some(1.0));
     assert_eq!(applies(&listen, &s.ns.name, "update"), Some(0.0));
 
@@ -814,7 +842,7 @@ async fn an_app_edited_or_deleted_by_hand_is_put_back_as_git_says() {
         )
         .await
         .expect("pause by hand");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    two_more_polls(&listen, &s.ns.name).await;
     assert!(
         s.app("a").await.expect("the app").spec.paused,
         "still paused"
