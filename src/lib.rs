@@ -5,6 +5,7 @@
 //! line, and one module per outside system; the decisions live in `bosun-core`.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod bestie;
 pub mod cli;
 pub mod cluster;

@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use anyhow::Context;
 
+use crate::backoff::{Backoff, spread};
 use crate::cluster::Cluster;
 pub use crate::config::{GitHubSettings, Origin, RunConfig, SourceConfig};
 use crate::git::{self, GitSource, Poll};
@@ -337,7 +338,7 @@ impl SourceRunner {
         let mut failing_since: Option<Instant> = None;
         // After a restart, an earlier SourceReady=False must still be cleared once the source reads.
         let mut reported_down = self.cluster.source_reported_down(&self.config.name).await;
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         loop {
             let span = info_span!("sync", source = %self.config.name);
             let wait = match self.sync().instrument(span).await {
@@ -350,8 +351,8 @@ impl SourceRunner {
                             .await;
                         reported_down = false;
                     }
-                    backoff = Duration::from_secs(1);
-                    jitter(self.config.poll_interval)
+                    backoff.reset();
+                    spread(self.config.poll_interval)
                 }
                 Err(e) => {
                     let reason = e
@@ -370,9 +371,14 @@ impl SourceRunner {
                     let stalled = e
                         .downcast_ref::<git::GitError>()
                         .is_some_and(|g| g.kind() == git::ErrorKind::Stalled);
+                    let wait = if stalled {
+                        spread(self.config.poll_interval)
+                    } else {
+                        backoff.next_wait()
+                    };
                     if stalled || since.elapsed() >= self.grace {
                         error!(source = %self.config.name, error = %e, failing_for = ?since.elapsed(),
-                            "source unavailable; the last applied state stays in force");
+                            retry_in = ?wait, "source unavailable; the last applied state stays in force");
                         if !reported_down {
                             let reason = e
                                 .downcast_ref::<git::GitError>()
@@ -381,15 +387,9 @@ impl SourceRunner {
                             reported_down = true;
                         }
                     } else {
-                        warn!(source = %self.config.name, error = %e, retry_in = ?backoff, "sync failed; retrying");
+                        warn!(source = %self.config.name, error = %e, retry_in = ?wait, "sync failed; retrying");
                     }
-                    if stalled {
-                        jitter(self.config.poll_interval)
-                    } else {
-                        let wait = jitter(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(300));
-                        wait
-                    }
+                    wait
                 }
             };
             tokio::select! {
@@ -732,10 +732,4 @@ fn read_dir(dir: &std::path::Path) -> anyhow::Result<Read> {
     }
     let revision = sync::hash_json(&serde_json::json!(files));
     Ok((format!("dir-{revision}"), files, refused))
-}
-
-/// Spreads waits by ±20 % so that sources started together do not poll together.
-fn jitter(d: Duration) -> Duration {
-    let factor = rand::random_range(0.8..1.2);
-    d.mul_f64(factor)
 }

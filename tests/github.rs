@@ -43,7 +43,7 @@ fn json_response(status: u16, fixture_name: &str) -> ResponseTemplate {
 fn github_at(api_url: &str, timeout: Option<Duration>) -> GitHub {
     GitHub::new(GitHubConfig {
         api_url: api_url.into(),
-        token: GitHubToken::new(TOKEN),
+        token: GitHubToken::from(TOKEN),
         repo: RepoRef::parse("https://github.com/team/apps.git").expect("a GitHub URL"),
         timeout,
     })
@@ -678,10 +678,10 @@ async fn server_errors_never_block_submit_and_are_retried_with_backoff() {
         (5, 2),
         "2 failures, then 3 statuses"
     );
-    // Backoff: 1 s, then 2 s (each up to a fifth more).
+    // Backoff: 1 s, then 2 s (each jittered up to twice that).
     assert!(attempts[1] - failures[0] >= Duration::from_secs(1));
     assert!(attempts[2] - failures[1] >= Duration::from_secs(2));
-    assert!(attempts[2] - failures[1] <= Duration::from_millis(2400));
+    assert!(attempts[2] - failures[1] <= Duration::from_secs(4));
     assert_eq!(
         requests(&server, "POST", &format!("{REPO}/statuses/{SHA}"))
             .await

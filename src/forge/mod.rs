@@ -20,6 +20,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use bosun_core::report::{ChangeSummary, CommitStatus, StatusState, commit_statuses, pr_comment};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::AbortHandle;
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 
 pub use github::{
     Call, Comment, DEFAULT_API_URL, GitHub, GitHubConfig, GitHubError, GitHubToken, PrState,
-    PullRequest, RepoRef, pick_pull_request,
+    PullRequest, RepoRef, pick_pull_request, token_from_file,
 };
 
 /// Entries kept in each cache of the worker (sent bodies, comment ids, pull requests of commits).
@@ -287,7 +288,7 @@ impl Reporter {
             github,
             shared: shared.clone(),
             not_before: None,
-            failures: 0,
+            backoff: Backoff::new(config.backoff_base, config.backoff_max),
             sent_status: Bounded::new(CACHE_ENTRIES),
             statuses_read: Bounded::new(CACHE_ENTRIES),
             sent_comment: Bounded::new(CACHE_ENTRIES),
@@ -370,8 +371,8 @@ struct Worker {
     bucket: TokenBucket,
     /// No request before this (a rate limit or a backoff).
     not_before: Option<Instant>,
-    /// Transient failures in a row.
-    failures: u32,
+    /// The waits after transient failures in a row.
+    backoff: Backoff,
     sent_status: Bounded<(String, String), SentStatus>,
     /// Commits whose statuses were read from GitHub (after a restart or a leader change, what GitHub
     /// already shows is not sent again).
@@ -398,7 +399,7 @@ impl Worker {
                 continue;
             };
             match self.process(&key, seq, &work).await {
-                Ok(()) => self.failures = 0,
+                Ok(()) => self.backoff.reset(),
                 Err((call, e)) => self.failed(call, e, key, seq, work),
             }
         }
@@ -409,8 +410,7 @@ impl Worker {
         let retry_in = if let Some(wait) = e.retry_after() {
             Some(wait)
         } else if e.is_transient() {
-            self.failures += 1;
-            Some(self.backoff())
+            Some(self.backoff.next_wait())
         } else {
             None
         };
@@ -435,17 +435,6 @@ impl Worker {
                 });
             }
         }
-    }
-
-    fn backoff(&self) -> Duration {
-        let exp = self.failures.saturating_sub(1).min(20);
-        let base = self
-            .config
-            .backoff_base
-            .saturating_mul(1u32 << exp)
-            .min(self.config.backoff_max);
-        // Up to a fifth more, so that many Bosuns do not retry in step.
-        base + base.mul_f64(rand::random::<f64>() * 0.2)
     }
 
     async fn process(

@@ -43,6 +43,7 @@ use super::tree::{
     MODE_BLOB, MODE_BLOB_GROUP_WRITABLE, MODE_EXECUTABLE, MODE_GITLINK, MODE_LINK, MODE_TREE,
 };
 use super::{Auth, ErrorKind, GitError, Inner, RepoSpec, SourceLimits};
+use crate::backoff::Backoff;
 
 /// The ref Bosun's notes live under: `git log --notes=bosun` shows them.
 pub const NOTES_REF: &str = "refs/notes/bosun";
@@ -71,7 +72,8 @@ impl Default for Author {
 pub struct WriteLimits {
     /// Pushes tried per call when the branch keeps moving under Bosun.
     pub attempts: u32,
-    /// The first wait between two attempts; it doubles up to `max_backoff`, with jitter.
+    /// The first wait between two attempts; it doubles up to `max_backoff`, jittered
+    /// ([`crate::backoff`]).
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// The most one fetch or push may take.
@@ -330,6 +332,7 @@ impl GitWriter {
             .map(|r| self.check_request(r))
             .collect::<Result<Vec<_>, _>>()?;
         let branch_ref = format!("refs/heads/{}", self.inner.spec.branch);
+        let mut backoff = self.backoff();
         for attempt in 1..=self.limits.attempts.max(1) {
             let tip = self.fetch_branch(&branch_ref)?;
             let repo = self.inner.open_cache()?;
@@ -398,7 +401,7 @@ impl GitWriter {
                         how,
                     });
                 }
-                Pushed::Conflict(_) => self.back_off(attempt),
+                Pushed::Conflict(_) => self.back_off(attempt, &mut backoff),
                 Pushed::Refused(_) => return self.rollback_one(own),
             }
         }
@@ -425,6 +428,7 @@ impl GitWriter {
         let path = self.check_request(request)?;
         let trailers = rollback.trailers();
         let branch_ref = format!("refs/heads/{}", self.inner.spec.branch);
+        let mut backoff = self.backoff();
         for attempt in 1..=self.limits.attempts.max(1) {
             let tip = self.fetch_branch(&branch_ref)?;
             let repo = self.inner.open_cache()?;
@@ -471,7 +475,7 @@ impl GitWriter {
                         how,
                     });
                 }
-                Pushed::Conflict(_) => self.back_off(attempt),
+                Pushed::Conflict(_) => self.back_off(attempt, &mut backoff),
                 Pushed::Refused(refused) => {
                     let reason = PullRequestReason::Refused(refused);
                     return self.pull_request_branch(commit, rollback, &trailers, reason);
@@ -495,6 +499,7 @@ impl GitWriter {
     /// the notes ref.
     pub fn add_note(&self, commit: Oid, text: &str) -> Result<NoteOutcome, WriteError> {
         let _one_call = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut backoff = self.backoff();
         for attempt in 1..=self.limits.attempts.max(1) {
             let notes_tip = self.fetch(NOTES_REF, NOTES_REF)?;
             let repo = self.inner.open_cache()?;
@@ -530,7 +535,7 @@ impl GitWriter {
                         attempts: attempt,
                     });
                 }
-                Pushed::Conflict(_) => self.back_off(attempt),
+                Pushed::Conflict(_) => self.back_off(attempt, &mut backoff),
                 Pushed::Refused(reason) => {
                     return Err(WriteError::NotesRefused {
                         url: self.inner.url(),
@@ -748,17 +753,18 @@ impl GitWriter {
 
     /// Waits before attempt `attempt + 1`: doubling from `initial_backoff` up to `max_backoff`,
     /// a random half to all of it, so that writers that collided do not collide again.
-    fn back_off(&self, attempt: u32) {
-        if attempt >= self.limits.attempts {
-            return;
+    /// The waits between the attempts of one call.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.limits.initial_backoff, self.limits.max_backoff)
+    }
+
+    /// Waits before attempt `attempt + 1`, if there is one. A writer's calls run on a blocking
+    /// thread (`spawn_blocking`, as git2 needs) and hold the writer's lock, so the wait is a
+    /// thread's sleep: nothing else of this writer could run meanwhile anyway.
+    fn back_off(&self, attempt: u32, backoff: &mut Backoff) {
+        if attempt < self.limits.attempts {
+            std::thread::sleep(backoff.next_wait());
         }
-        let doubled = self
-            .limits
-            .initial_backoff
-            .saturating_mul(1u32 << (attempt - 1).min(16));
-        let ceiling = doubled.min(self.limits.max_backoff);
-        let wait = ceiling.mul_f64(rand::random_range(0.5..=1.0));
-        std::thread::sleep(wait);
     }
 
     /// The rollback commit already on the branch, if Bosun made it: one with the same trailers,
