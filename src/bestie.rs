@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
-use kube::runtime::controller::{Action as RequeueAction, Controller};
+use kube::runtime::controller::{self, Action as RequeueAction, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -37,6 +37,8 @@ use tracing::{info, warn};
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(30);
 /// A reconcile with nothing pending still looks again this often (a backstop for missed watch events).
 const RESYNC: Duration = Duration::from_secs(300);
+/// Besties reconciled at once, at most.
+const CONCURRENT_RECONCILES: u16 = 64;
 /// Length of a generated database password (alphanumeric: about 190 bits).
 const PASSWORD_LEN: usize = 32;
 
@@ -75,6 +77,18 @@ pub enum BestieError {
         #[source]
         error: kube::Error,
     },
+}
+
+impl BestieError {
+    /// Whether trying again may be enough ([`crate::backoff::kube_heals`]).
+    pub fn heals(&self) -> bool {
+        match self {
+            BestieError::Discover { error, .. }
+            | BestieError::Observe { error, .. }
+            | BestieError::Act { error, .. }
+            | BestieError::WriteStatus { error, .. } => crate::backoff::kube_heals(error),
+        }
+    }
 }
 
 /// Exactly the permissions the controller uses, in the namespaces it acts in (a Role there, or a
@@ -133,6 +147,8 @@ struct Ctx {
     discovery_ttl: Duration,
     /// The upgrade windows of each source, combined with each of its Besties' own.
     source_windows: SourceWindows,
+    /// The backoff of each Bestie whose last reconcile failed.
+    retries: crate::backoff::PerObject,
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -177,6 +193,7 @@ async fn serve(
         apis: Mutex::new(None),
         discovery_ttl,
         source_windows,
+        retries: Default::default(),
     });
     let ns = namespace.as_deref();
     let app_pods = watcher::Config::default().labels(&format!(
@@ -184,10 +201,18 @@ async fn serve(
         bosun_core::sync::MANAGED_BY,
         Part::AppDeployment.component()
     ));
+    // Only what the controller made is watched and cached, not every Deployment of the cluster.
+    let made = || {
+        watcher::Config::default().labels(&format!(
+            "{LABEL_MANAGED_BY}={}",
+            bosun_core::sync::MANAGED_BY
+        ))
+    };
     Controller::new(api::<Bestie>(&client, ns), watcher::Config::default())
-        .owns(api::<Deployment>(&client, ns), watcher::Config::default())
-        .owns(api::<StatefulSet>(&client, ns), watcher::Config::default())
-        .owns(api::<Job>(&client, ns), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES))
+        .owns(api::<Deployment>(&client, ns), made())
+        .owns(api::<StatefulSet>(&client, ns), made())
+        .owns(api::<Job>(&client, ns), made())
         .watches(api::<Pod>(&client, ns), app_pods, |pod: Pod| {
             let ns = pod.namespace();
             pod.labels().get(LABEL_INSTANCE).map(|name| {
@@ -203,9 +228,16 @@ async fn serve(
         .await;
 }
 
-fn error_policy(_b: Arc<Bestie>, error: &BestieError, _ctx: Arc<Ctx>) -> RequeueAction {
-    warn!(%error, "will retry");
-    RequeueAction::requeue(Duration::from_secs(5))
+/// Each Bestie backs off on its own, slowly when the error needs a human ([`BestieError::heals`]).
+fn error_policy(b: Arc<Bestie>, error: &BestieError, ctx: Arc<Ctx>) -> RequeueAction {
+    let heals = error.heals();
+    let retry_in = ctx.retries.failed(&retry_key(&b), heals);
+    warn!(%error, heals, ?retry_in, "will retry");
+    RequeueAction::requeue(retry_in)
+}
+
+fn retry_key(b: &Bestie) -> String {
+    format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
 fn resource(part: Part) -> ApiResource {
@@ -547,7 +579,14 @@ async fn reconcile(bestie: Arc<Bestie>, ctx: Arc<Ctx>) -> Result<RequeueAction, 
             .get(bosun_core::sync::ANNOTATION_REVISION)
             .map_or("-", String::as_str),
     );
-    reconcile_in_span(bestie, ctx).instrument(span).await
+    let key = retry_key(&bestie);
+    let result = reconcile_in_span(bestie, ctx.clone())
+        .instrument(span)
+        .await;
+    if result.is_ok() {
+        ctx.retries.succeeded(&key);
+    }
+    result
 }
 
 async fn reconcile_in_span(

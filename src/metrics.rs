@@ -195,25 +195,49 @@ pub fn kube_writes() -> u64 {
 
 pub(crate) static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+const PHASES: [&str; 6] = [
+    "Pending",
+    "Migrating",
+    "Deploying",
+    "HealthChecking",
+    "Healthy",
+    "Failed",
+];
+
+/// The apps that have `bosun_app_phase` series: a Family cannot list its label sets.
+static PHASED_APPS: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn phase_labels(namespace: &str, app: &str, phase: &str) -> Labels {
+    labels(&[("namespace", namespace), ("app", app), ("phase", phase)])
+}
+
 /// Records the phase an app is in: 1 for `phase`, 0 for the others.
 pub fn set_app_phase(namespace: &str, app: &str, phase: &str) {
-    for p in [
-        "Pending",
-        "Migrating",
-        "Deploying",
-        "HealthChecking",
-        "Healthy",
-        "Failed",
-    ] {
+    PHASED_APPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((namespace.to_owned(), app.to_owned()));
+    for p in PHASES {
         global()
             .app_phase
-            .get_or_create(&labels(&[
-                ("namespace", namespace),
-                ("app", app),
-                ("phase", p),
-            ]))
+            .get_or_create(&phase_labels(namespace, app, p))
             .set(i64::from(p == phase));
     }
+}
+
+/// Removes the `bosun_app_phase` series of every app `exists` says is gone (deleted apps).
+pub fn forget_apps(exists: impl Fn(&str, &str) -> bool) {
+    let mut phased = PHASED_APPS.lock().unwrap_or_else(|e| e.into_inner());
+    phased.retain(|(namespace, app)| {
+        let keep = exists(namespace, app);
+        if !keep {
+            for p in PHASES {
+                global().app_phase.remove(&phase_labels(namespace, app, p));
+            }
+        }
+        keep
+    });
 }
 
 #[cfg(test)]
@@ -231,6 +255,19 @@ mod tests {
         );
         assert!(
             text.contains(r#"bosun_app_phase{namespace="shop",app="orders",phase="Deploying"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_deleted_app_has_no_phase_series_left() {
+        set_app_phase("shop", "gone", "Healthy");
+        set_app_phase("shop", "kept", "Healthy");
+        forget_apps(|_, app| app != "gone");
+        let text = global().render();
+        assert!(!text.contains(r#"app="gone""#), "{text}");
+        assert!(
+            text.contains(r#"bosun_app_phase{namespace="shop",app="kept",phase="Healthy"} 1"#),
             "{text}"
         );
     }

@@ -14,7 +14,7 @@ pub(crate) mod depends;
 mod probe;
 mod routing;
 
-use bosun_core::names::ANNOTATION_APPLIED_HASH;
+use bosun_core::names::{ANNOTATION_APPLIED_HASH, LABEL_VERSION};
 use bosun_core::rollout::objects;
 
 use std::sync::Arc;
@@ -30,7 +30,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -44,6 +45,8 @@ pub use objects::{job_name, migration_job_name};
 
 /// The field manager of what the engine applies.
 pub const FIELD_MANAGER: &str = "bosun-engine";
+/// Apps reconciled at once, at most; the others wait their turn (each reconcile is a few API calls).
+const CONCURRENT_RECONCILES: u16 = 64;
 pub use bosun_core::names::ANNOTATION_REVISION;
 
 /// What went wrong reconciling one app.
@@ -86,6 +89,20 @@ impl EngineError {
             EngineError::Route { .. } => "Route",
         }
     }
+
+    /// Whether trying again may be enough ([`crate::backoff::kube_heals`]); a router's object that
+    /// cannot carry the canary, or is missing, needs a human.
+    pub fn heals(&self) -> bool {
+        match self {
+            EngineError::Observe { error, .. }
+            | EngineError::Act { error, .. }
+            | EngineError::WriteStatus { error, .. } => crate::backoff::kube_heals(error),
+            EngineError::Route { error, .. } => match error {
+                routing::RouteError::Api { error, .. } => crate::backoff::kube_heals(error),
+                routing::RouteError::Routing(_) | routing::RouteError::Missing { .. } => false,
+            },
+        }
+    }
 }
 
 struct Ctx {
@@ -101,6 +118,8 @@ struct Ctx {
     /// app depends on and those that depend on it.
     apps: Store<ManagedApplication>,
     settings: Settings,
+    /// The backoff of each app whose last reconcile failed.
+    retries: crate::backoff::PerObject,
 }
 
 /// What `bosun run` sets for the whole engine.
@@ -227,12 +246,24 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
             None => Api::all(client.clone()),
         }
     }
+    // Only what Bosun made is watched and cached: the cluster's other Deployments and Jobs cost
+    // Bosun no memory, however many there are.
+    tokio::spawn(forget_deleted_apps(api::<
+        PartialObjectMeta<ManagedApplication>,
+    >(&client, ns)));
     let controller = Controller::new(
         api::<ManagedApplication>(&client, ns),
         watcher::Config::default(),
     )
-    .owns(api::<Deployment>(&client, ns), watcher::Config::default())
-    .owns(api::<Job>(&client, ns), watcher::Config::default())
+    .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES))
+    .owns(
+        api::<Deployment>(&client, ns),
+        watcher::Config::default().labels(objects::LABEL_ROLE),
+    )
+    .owns(
+        api::<Job>(&client, ns),
+        watcher::Config::default().labels(LABEL_VERSION),
+    )
     // An app's change wakes the apps it depends on: a failure of its group rolls them back too.
     .watches(
         api::<ManagedApplication>(&client, ns),
@@ -246,6 +277,7 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         revisions,
         apps: controller.store(),
         settings,
+        retries: Default::default(),
     });
     controller
         .run(reconcile_measured, error_policy, ctx)
@@ -255,6 +287,34 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
             }
         })
         .await;
+}
+
+/// Drops the metrics of deleted apps: at each delete, and after each (re)list, of every app it lacks
+/// (deleted while the watch was down). Watches metadata only: the controller's own watch does not say
+/// which of its events are deletes.
+async fn forget_deleted_apps(apps: Api<PartialObjectMeta<ManagedApplication>>) {
+    let mut listed = std::collections::BTreeSet::new();
+    let events = watcher::watcher(apps, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        let key = |m: &PartialObjectMeta<ManagedApplication>| {
+            (m.namespace().unwrap_or_default(), m.name_any())
+        };
+        match event {
+            Ok(watcher::Event::Delete(app)) => {
+                let gone = key(&app);
+                crate::metrics::forget_apps(|ns, a| (ns, a) != (gone.0.as_str(), gone.1.as_str()));
+            }
+            Ok(watcher::Event::Init) => listed.clear(),
+            Ok(watcher::Event::InitApply(app)) => {
+                listed.insert(key(&app));
+            }
+            Ok(watcher::Event::InitDone) => {
+                crate::metrics::forget_apps(|ns, a| listed.contains(&(ns.to_owned(), a.to_owned())))
+            }
+            Ok(watcher::Event::Apply(_)) | Err(_) => {}
+        }
+    }
 }
 
 /// A span naming the app, its namespace, the version asked for and the commit that asked: every log
@@ -281,7 +341,11 @@ async fn reconcile_measured(
     use tracing::Instrument;
     let started = std::time::Instant::now();
     let span = app_span("reconcile", &app);
-    let result = reconcile(app, ctx).instrument(span).await;
+    let key = retry_key(&app);
+    let result = reconcile(app, ctx.clone()).instrument(span).await;
+    if result.is_ok() {
+        ctx.retries.succeeded(&key);
+    }
     let m = crate::metrics::global();
     let controller = ("controller", "managedapplication");
     m.reconcile_duration
@@ -319,10 +383,17 @@ fn count_upgrade(t: &app::Transition) {
         .inc();
 }
 
-fn error_policy(app: Arc<ManagedApplication>, error: &EngineError, _ctx: Arc<Ctx>) -> Requeue {
+/// Each app backs off on its own, slowly when the error needs a human ([`EngineError::heals`]).
+fn error_policy(app: Arc<ManagedApplication>, error: &EngineError, ctx: Arc<Ctx>) -> Requeue {
     let _in = app_span("reconcile", &app).entered();
-    warn!(%error, "will retry");
-    Requeue::requeue(Duration::from_secs(5))
+    let heals = error.heals();
+    let retry_in = ctx.retries.failed(&retry_key(&app), heals);
+    warn!(%error, heals, ?retry_in, "will retry");
+    Requeue::requeue(retry_in)
+}
+
+fn retry_key(app: &ManagedApplication) -> String {
+    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
 }
 
 fn observe_deployment(d: &Deployment) -> WorkloadObs {
