@@ -14,6 +14,7 @@
 //! with the shared secret), so a GitLab token is never sent on, and it forwards only to a plain
 //! `http://host:port` URL, never to a link-local, multicast or unspecified address.
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,21 +33,8 @@ use crate::leader::Fence;
 /// The largest webhook body read. GitHub caps payloads at 25 MB; a push of definitions is far smaller.
 pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
 
-/// The shared secret of the webhook. Never printed.
-#[derive(Clone)]
-pub struct WebhookSecret(Vec<u8>);
-
-impl WebhookSecret {
-    pub fn new(secret: impl Into<Vec<u8>>) -> WebhookSecret {
-        WebhookSecret(secret.into())
-    }
-}
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(***)")
-    }
-}
+/// The shared secret of the webhook (secrecy's: never printed, zeroed when dropped).
+pub type WebhookSecret = secrecy::SecretSlice<u8>;
 
 /// A watched repository and branch, and how to wake its poller.
 #[derive(Clone, Debug)]
@@ -266,8 +254,8 @@ async fn forward(
         );
     }
     let signature = {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes a key of any length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret())
+            .expect("HMAC takes a key of any length");
         mac.update(body);
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     };
@@ -329,7 +317,7 @@ pub fn verify(
         return check_hmac(secret, body, sig);
     }
     if let Some(token) = header("x-gitlab-token") {
-        return if bool::from(token.as_bytes().ct_eq(&secret.0)) {
+        return if bool::from(token.as_bytes().ct_eq(secret.expose_secret())) {
             Ok(())
         } else {
             Err("X-Gitlab-Token does not match")
@@ -340,8 +328,8 @@ pub fn verify(
 
 fn check_hmac(secret: &WebhookSecret, body: &[u8], hex_sig: &str) -> Result<(), &'static str> {
     let given = hex::decode(hex_sig.trim()).map_err(|_| "signature is not hexadecimal")?;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes a key of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret())
+        .expect("HMAC takes a key of any length");
     mac.update(body);
     // verify_slice compares in constant time.
     mac.verify_slice(&given)
@@ -433,7 +421,7 @@ mod tests {
 
     #[test]
     fn signatures_are_checked_against_the_body() {
-        let secret = WebhookSecret::new("s3cret");
+        let secret = WebhookSecret::from(b"s3cret".to_vec());
         let body = b"{}";
         let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").expect("key");
         mac.update(body);

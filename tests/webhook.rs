@@ -31,7 +31,12 @@ async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) ->
         branch: "main".into(),
         wake: wake.clone(),
     }];
-    let app = webhook::router(WebhookSecret::new(SECRET), watched, max_body, forwarding);
+    let app = webhook::router(
+        WebhookSecret::from(SECRET.as_bytes().to_vec()),
+        watched,
+        max_body,
+        forwarding,
+    );
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

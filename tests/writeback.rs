@@ -35,12 +35,12 @@ fn server() -> &'static GitServer {
 fn basic_auth() -> Auth {
     Auth::Basic {
         username: server().http_user.clone(),
-        password: Secret::new(server().http_password.clone()),
+        password: Secret::from(server().http_password.clone()),
     }
 }
 
 fn token_auth() -> Auth {
-    Auth::Token(Secret::new(server().http_token.clone()))
+    Auth::Token(Secret::from(server().http_token.clone()))
 }
 
 fn ssh_auth() -> Auth {
@@ -1071,7 +1071,7 @@ fn credentials_never_reach_an_error_message() {
         &repo.http_url,
         Auth::Basic {
             username: server().http_user.clone(),
-            password: Secret::new(wrong),
+            password: Secret::from(wrong),
         },
     );
     let err = bad
@@ -1083,7 +1083,7 @@ fn credentials_never_reach_an_error_message() {
     assert_names_no_secret(&err, &[wrong, &server().http_password]);
 
     let bad_token = "ghp_not-the-token-0xBADBAD";
-    let (bad, _state) = open_writer(&repo.http_url, Auth::Token(Secret::new(bad_token)));
+    let (bad, _state) = open_writer(&repo.http_url, Auth::Token(Secret::from(bad_token)));
     let err = bad
         .add_note(Oid::from_str(&bump).expect("an id"), "bosun prod/web: x\n")
         .expect_err("a wrong token");

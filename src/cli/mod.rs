@@ -162,8 +162,10 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BOSUN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a human at a terminal: a log file, a pipe or a container log gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if std::env::var("BOSUN_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

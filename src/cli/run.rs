@@ -239,10 +239,10 @@ impl FileSource {
         let (origin, default_name) = match (self.repo, self.dir) {
             (Some(url), None) => {
                 let auth = match (&self.git_token_file, &self.git_password_file, &self.ssh_key_file) {
-                    (Some(f), None, None) => Auth::Token(Secret::new(read_secret(f, "git token")?)),
+                    (Some(f), None, None) => Auth::Token(Secret::from(read_secret(f, "git token")?)),
                     (None, Some(f), None) => Auth::Basic {
                         username: self.git_username.clone().unwrap_or_else(|| "git".into()),
-                        password: Secret::new(read_secret(f, "git password")?),
+                        password: Secret::from(read_secret(f, "git password")?),
                     },
                     (None, None, Some(key)) => Auth::SshKey {
                         username: self.git_username.clone().unwrap_or_else(|| "git".into()),
@@ -253,10 +253,10 @@ impl FileSource {
                     },
                     (None, None, None) if !from_flags => Auth::None,
                     (None, None, None) => match (std::env::var("BOSUN_GIT_TOKEN"), std::env::var("BOSUN_GIT_PASSWORD")) {
-                        (Ok(t), _) => Auth::Token(Secret::new(t)),
+                        (Ok(t), _) => Auth::Token(Secret::from(t)),
                         (_, Ok(p)) => Auth::Basic {
                             username: self.git_username.clone().unwrap_or_else(|| "git".into()),
-                            password: Secret::new(p),
+                            password: Secret::from(p),
                         },
                         _ => Auth::None,
                     },
@@ -371,12 +371,12 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             "the webhook secret is empty: put a long random value in it, or give none to turn webhooks off"
         );
     }
-    let webhook_secret = webhook_secret.map(WebhookSecret::new);
+    let webhook_secret = webhook_secret.map(|s| WebhookSecret::from(s.into_bytes()));
     let github = match args.github_token_file.clone().or(file.github_token_file) {
         None => None,
         Some(token_file) => {
-            use crate::forge::{GitHubConfig, GitHubToken, RepoRef};
-            let token = GitHubToken::from_file(&token_file)?;
+            use crate::forge::{GitHubConfig, RepoRef, token_from_file};
+            let token = token_from_file(&token_file)?;
             let repo_text = args.github_repo.clone().or(file.github_repo).or_else(|| {
                 sources.iter().find_map(|s| match &s.origin {
                     Origin::Git(spec) => Some(spec.url.clone()),

@@ -7,6 +7,7 @@
 //! honours. Paths are sent relative, so octocrab adds the token only for the configured API host
 //! (a GitHub Enterprise `…/api/v3` base keeps its path). The token never appears in an error.
 
+use secrecy::ExposeSecret;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,49 +29,26 @@ const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait a rate limit may impose (the primary window is an hour).
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
 
-/// A GitHub token. `Debug` and `Display` print `***`; only this module reads the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct GitHubToken(String);
+/// A GitHub token (secrecy's: never printed, zeroed when dropped). Read only where it is sent.
+pub type GitHubToken = secrecy::SecretString;
 
-impl GitHubToken {
-    pub fn new(value: impl Into<String>) -> GitHubToken {
-        GitHubToken(value.into())
-    }
-
-    /// Reads a token from a file (a mounted Secret), trimming surrounding whitespace.
-    ///
-    /// # Errors
-    /// [`GitHubError::TokenFile`] when the file cannot be read or holds no token.
-    pub fn from_file(path: &Path) -> Result<GitHubToken, GitHubError> {
-        let raw = std::fs::read_to_string(path).map_err(|e| GitHubError::TokenFile {
+/// Reads a token from a file (a mounted Secret), trimming surrounding whitespace.
+///
+/// # Errors
+/// [`GitHubError::TokenFile`] when the file cannot be read or holds no token.
+pub fn token_from_file(path: &Path) -> Result<GitHubToken, GitHubError> {
+    let raw = std::fs::read_to_string(path).map_err(|e| GitHubError::TokenFile {
+        path: path.to_path_buf(),
+        reason: e.kind().to_string(),
+    })?;
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(GitHubError::TokenFile {
             path: path.to_path_buf(),
-            reason: e.kind().to_string(),
-        })?;
-        let token = raw.trim();
-        if token.is_empty() {
-            return Err(GitHubError::TokenFile {
-                path: path.to_path_buf(),
-                reason: "the file is empty".into(),
-            });
-        }
-        Ok(GitHubToken(token.to_string()))
+            reason: "the file is empty".into(),
+        });
     }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for GitHubToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("GitHubToken(***)")
-    }
-}
-
-impl fmt::Display for GitHubToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
+    Ok(GitHubToken::from(token))
 }
 
 /// A repository on GitHub: `owner/name`.
@@ -492,7 +470,7 @@ impl GitHub {
         let builder = Octocrab::builder()
             .base_uri(api_url.as_str())
             .map_err(|e| bad(e.to_string()))?
-            .personal_token(config.token.expose().to_string())
+            .personal_token(config.token.expose_secret().to_string())
             .set_connect_timeout(backstop)
             .set_read_timeout(backstop)
             .set_write_timeout(backstop);
@@ -864,7 +842,7 @@ impl GitHub {
     }
 
     fn redact(&self, text: &str) -> String {
-        let token = self.token.expose();
+        let token = self.token.expose_secret();
         if token.is_empty() {
             text.to_string()
         } else {
@@ -993,7 +971,7 @@ mod tests {
         let good = dir.path().join("token");
         std::fs::write(&good, "ghp_abc123\n").expect("write");
         assert_eq!(
-            GitHubToken::from_file(&good).expect("read").expose(),
+            token_from_file(&good).expect("read").expose_secret(),
             "ghp_abc123"
         );
         let empty = dir.path().join("empty");
@@ -1003,9 +981,7 @@ mod tests {
             (&empty, "the file is empty"),
             (&missing, "entity not found"),
         ] {
-            let err = GitHubToken::from_file(path)
-                .expect_err("refused")
-                .to_string();
+            let err = token_from_file(path).expect_err("refused").to_string();
             assert_eq!(
                 err,
                 format!(
@@ -1017,9 +993,9 @@ mod tests {
     }
 
     #[test]
-    fn token_prints_as_stars() {
-        let t = GitHubToken::new("ghp_secret");
-        assert_eq!(format!("{t} {t:?}"), "*** GitHubToken(***)");
+    fn a_token_is_never_printed() {
+        let t = GitHubToken::from("ghp_secret");
+        assert!(!format!("{t:?}").contains("ghp_secret"), "{t:?}");
     }
 
     fn pr(number: u64, state: PrState, merged: bool, base: &str) -> PullRequest {

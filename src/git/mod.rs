@@ -42,7 +42,7 @@ mod tree;
 mod url;
 pub mod writeback;
 
-use std::fmt;
+use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,31 +56,9 @@ pub use history::History;
 use sha2::{Digest, Sha256};
 use url::{RemoteUrl, Transport};
 
-/// A password or token. `Debug` and `Display` print `***`; only this module reads the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A password or token (secrecy's: `Debug` prints `[REDACTED]`, there is no `Display`, and the memory
+/// is zeroed when dropped). Read only where it is sent.
+pub type Secret = secrecy::SecretString;
 
 /// How to authenticate to the remote.
 #[derive(Clone, Debug)]
@@ -341,8 +319,8 @@ impl Inner {
     fn redact(&self, text: &str) -> String {
         let mut out = text.replace(self.url.raw(), self.url.redacted());
         let secret = match &self.spec.auth {
-            Auth::Basic { password, .. } => Some(password.expose()),
-            Auth::Token(token) => Some(token.expose()),
+            Auth::Basic { password, .. } => Some(password.expose_secret()),
+            Auth::Token(token) => Some(token.expose_secret()),
             Auth::None | Auth::SshKey { .. } => None,
         };
         if let Some(secret) = secret.filter(|s| !s.is_empty()) {
@@ -474,10 +452,9 @@ mod tests {
     fn secrets_print_as_stars() {
         let auth = Auth::Basic {
             username: "bosun".to_owned(),
-            password: Secret::new("hunter2"),
+            password: Secret::from("hunter2"),
         };
         assert!(!format!("{auth:?}").contains("hunter2"));
-        assert_eq!(Secret::new("t0ken").to_string(), "***");
     }
 
     #[test]
@@ -494,7 +471,7 @@ mod tests {
         refused(spec("https://h/r.git", "/abs", Auth::None));
         refused(spec("https://h/r.git", "a/.git/b", Auth::None));
         refused(spec("ssh://git@h/r.git", "", Auth::None));
-        refused(spec("git://h/r.git", "", Auth::Token(Secret::new("t"))));
+        refused(spec("git://h/r.git", "", Auth::Token(Secret::from("t"))));
         let mut bad_branch = spec("https://h/r.git", "", Auth::None);
         bad_branch.branch = "a..b".to_owned();
         refused(bad_branch);

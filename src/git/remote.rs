@@ -1,6 +1,7 @@
 //! Talking to the remote: one connection per call, with callbacks for credentials, host keys and the
 //! deadline, and the translation of whatever libgit2 reports into a [`GitError`].
 
+use secrecy::ExposeSecret;
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
@@ -343,14 +344,14 @@ fn credentials(
                 );
             }
             seen.credentials_given += 1;
-            Cred::userpass_plaintext(username, password.expose())
+            Cred::userpass_plaintext(username, password.expose_secret())
         }
         Auth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
             if seen.credentials_given > 0 {
                 return refuse(seen, "the remote rejected the token".to_owned());
             }
             seen.credentials_given += 1;
-            Cred::userpass_plaintext("x-access-token", token.expose())
+            Cred::userpass_plaintext("x-access-token", token.expose_secret())
         }
         Auth::SshKey {
             username,
@@ -431,11 +432,17 @@ fn check_host_key(
         .map_err(|e| format!("reading the known_hosts file {}: {e}", path.display()))?;
     match known_hosts::check(&text, host, port, presented) {
         Verdict::Trusted => Ok(()),
-        Verdict::Unknown => Err(
-            "the host is not listed in known_hosts (hashed entries are not \
-                                 read; list the host by name)"
-                .to_owned(),
-        ),
+        Verdict::Unknown => Err(format!(
+            "{} is not listed in the known_hosts file {} (by name or hashed); add its key: \
+             ssh-keyscan -p {port} {host} >> {}",
+            if port == 22 {
+                host.to_owned()
+            } else {
+                format!("[{host}]:{port}")
+            },
+            path.display(),
+            path.display()
+        )),
         Verdict::Mismatch => Err(
             "known_hosts lists other keys for this host: the key changed, \
                                   or someone is in between"
