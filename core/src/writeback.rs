@@ -1320,6 +1320,13 @@ mod tests {
                 "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: !!str 1.9.1\n",
             ),
             (
+                // The parser's index counts the bytes of a directive (found by tests/props).
+                "%FÖÖ bär\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.2.0\n",
+                "1.2.0",
+                "1.1.0",
+                "%FÖÖ bär\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.1.0\n",
+            ),
+            (
                 // A byte order mark is refused in a plain scalar (found by tests/props).
                 "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.2.0\n",
                 "1.2.0",

@@ -49,12 +49,64 @@ pub struct Pos {
     pub offset: usize,
 }
 
-impl Pos {
-    fn from_marker(m: saphyr_parser::Marker) -> Pos {
+/// Character offsets of the parser's markers.
+///
+/// saphyr-parser 0.3 counts the *bytes* of a directive's name and parameters (`%FÖÖ bär`) into a
+/// marker's character index, so every later index of the file runs ahead of its place (its lines
+/// and columns stay right). Directives stand only before a `---`, so the index is measured again
+/// at each `---`, whose true offset its line tells.
+struct Offsets {
+    /// The character offset where each line starts, after any byte order marks: the only
+    /// characters that may come before a `---` on its line.
+    line_starts: Vec<usize>,
+    chars: usize,
+    /// How far the parser's index runs ahead, as measured at the last `---`.
+    ahead: usize,
+}
+
+impl Offsets {
+    fn of(text: &str) -> Offsets {
+        let mut line_starts = Vec::new();
+        let mut at_line_start = true;
+        let mut chars = text.chars().peekable();
+        let mut count = 0;
+        while let Some(c) = chars.next() {
+            if at_line_start && c != '\u{feff}' {
+                line_starts.push(count);
+                at_line_start = false;
+            }
+            count += 1;
+            // Line breaks as the parser reads them: `\r\n`, `\n`, `\r`.
+            if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
+                at_line_start = true;
+            }
+        }
+        if at_line_start {
+            line_starts.push(count);
+        }
+        Offsets {
+            line_starts,
+            chars: count,
+            ahead: 0,
+        }
+    }
+
+    /// Measures the index at an explicit document start: the `---` begins its line.
+    fn document_marker(&mut self, m: saphyr_parser::Marker) {
+        let line_start = m
+            .line()
+            .checked_sub(1)
+            .and_then(|l| self.line_starts.get(l));
+        if let (Some(&offset), 0) = (line_start, m.col()) {
+            self.ahead = m.index().saturating_sub(offset);
+        }
+    }
+
+    fn pos(&self, m: saphyr_parser::Marker) -> Pos {
         Pos {
             line: m.line(),
             column: m.col() + 1,
-            offset: m.index(),
+            offset: m.index().saturating_sub(self.ahead).min(self.chars),
         }
     }
 }
@@ -344,13 +396,17 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
     let mut nodes = 0usize;
     let mut doc_start = Pos::default();
     let mut root: Option<Node> = None;
+    let mut offsets = Offsets::of(text);
 
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| YamlError::Syntax {
-            pos: Pos::from_marker(*e.marker()),
+            pos: offsets.pos(*e.marker()),
             reason: e.info().to_string(),
         })?;
-        let pos = Pos::from_marker(span.start);
+        if matches!(event, Event::DocumentStart(true)) {
+            offsets.document_marker(span.start);
+        }
+        let pos = offsets.pos(span.start);
         let finished: Option<(Node, usize, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
@@ -395,7 +451,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                 }
                 let mut copy = node.clone();
                 copy.start = pos;
-                copy.end = Pos::from_marker(span.end);
+                copy.end = offsets.pos(span.end);
                 Some((copy, 0, *height))
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -411,7 +467,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                     Node {
                         value,
                         start: pos,
-                        end: Pos::from_marker(span.end),
+                        end: offsets.pos(span.end),
                         raw: Some(text.into_owned()),
                         style: Some(style.into()),
                     },
@@ -463,7 +519,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let end = Pos::from_marker(span.end);
+                let end = offsets.pos(span.end);
                 match stack.pop() {
                     Some(Frame::Seq {
                         start,
@@ -473,7 +529,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                     }) => Some((
                         Node {
                             value: Value::Seq(items),
-                            start: Pos::from_marker(start.start),
+                            start: offsets.pos(start.start),
                             end,
                             raw: None,
                             style: None,
@@ -490,7 +546,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                     }) => Some((
                         Node {
                             value: Value::Map(merge_keys(entries)?),
-                            start: Pos::from_marker(start.start),
+                            start: offsets.pos(start.start),
                             end,
                             raw: None,
                             style: None,
@@ -813,6 +869,27 @@ mod tests {
         let node = one("# comment\nspec:\n  size: 3\n");
         let size = node.closest(&[PathSeg::Field("spec".into()), PathSeg::Field("size".into())]);
         assert_eq!((size.start.line, size.start.column), (3, 9));
+    }
+
+    #[test]
+    fn offsets_count_characters_after_a_directive_with_multibyte_text() {
+        // saphyr-parser counts the bytes of such a directive into its index: every later offset
+        // was one past its place per `Ö` and `ä`, and the writer refused to edit such a file.
+        let texts = [
+            "%FÖÖ bär\n---\nkind: é\nc: 1\n",
+            "\u{feff}%FÖÖ bär\n---\nc: 1\n",
+            "a: ü\n...\n%FÖÖ bär\n---\nb: é\nc: 1\n",
+            "%FÖÖ\n--- a\n...\n\u{feff}---\nc: 1\n",
+        ];
+        for text in texts {
+            let docs = parse_documents(text, &Limits::default()).expect("valid");
+            let c = docs
+                .iter()
+                .find_map(|d| d.root.as_ref().and_then(|r| r.key_of("c")))
+                .expect("c");
+            let want = text[..text.find("c:").expect("c")].chars().count();
+            assert_eq!((c.start.offset, c.start.column), (want, 1), "{text:?}");
+        }
     }
 
     #[test]
