@@ -320,6 +320,8 @@ fn plain_is_safe(s: &str) -> bool {
         && !s.contains(" #")
         && !s.ends_with(':')
         && !s.contains(['[', ']', '{', '}', ',', ':'])
+        // The parser refuses a byte order mark inside a plain scalar; quoted, it reads back.
+        && !s.contains('\u{feff}')
         && yaml::resolve_plain(s) == Value::Str(s.to_owned())
 }
 
@@ -1316,6 +1318,20 @@ mod tests {
                 "1.10",
                 "1.9.1",
                 "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: !!str 1.9.1\n",
+            ),
+            (
+                // The parser's index counts the bytes of a directive (found by tests/props).
+                "%FÖÖ bär\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.2.0\n",
+                "1.2.0",
+                "1.1.0",
+                "%FÖÖ bär\n---\nkind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.1.0\n",
+            ),
+            (
+                // A byte order mark is refused in a plain scalar (found by tests/props).
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: 1.2.0\n",
+                "1.2.0",
+                "1.1\u{feff}",
+                "kind: ManagedApplication\nmetadata:\n  name: web\nspec:\n  version: \"1.1\u{feff}\"\n",
             ),
             (
                 "kind: ManagedApplication\nmetadata:\n  name: web\n  labels: {tier: \"é\"}\nspec:\n  version: &v café-2\n",

@@ -11,7 +11,8 @@
 //! the keys of the merged mappings are added where the mapping does not set them itself (its own keys
 //! win wherever they stand, and an earlier mapping of a list wins over a later one).
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -48,12 +49,64 @@ pub struct Pos {
     pub offset: usize,
 }
 
-impl Pos {
-    fn from_marker(m: saphyr_parser::Marker) -> Pos {
+/// Character offsets of the parser's markers.
+///
+/// saphyr-parser 0.3 counts the *bytes* of a directive's name and parameters (`%FÖÖ bär`) into a
+/// marker's character index, so every later index of the file runs ahead of its place (its lines
+/// and columns stay right). Directives stand only before a `---`, so the index is measured again
+/// at each `---`, whose true offset its line tells.
+struct Offsets {
+    /// The character offset where each line starts, after any byte order marks: the only
+    /// characters that may come before a `---` on its line.
+    line_starts: Vec<usize>,
+    chars: usize,
+    /// How far the parser's index runs ahead, as measured at the last `---`.
+    ahead: usize,
+}
+
+impl Offsets {
+    fn of(text: &str) -> Offsets {
+        let mut line_starts = Vec::new();
+        let mut at_line_start = true;
+        let mut chars = text.chars().peekable();
+        let mut count = 0;
+        while let Some(c) = chars.next() {
+            if at_line_start && c != '\u{feff}' {
+                line_starts.push(count);
+                at_line_start = false;
+            }
+            count += 1;
+            // Line breaks as the parser reads them: `\r\n`, `\n`, `\r`.
+            if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
+                at_line_start = true;
+            }
+        }
+        if at_line_start {
+            line_starts.push(count);
+        }
+        Offsets {
+            line_starts,
+            chars: count,
+            ahead: 0,
+        }
+    }
+
+    /// Measures the index at an explicit document start: the `---` begins its line.
+    fn document_marker(&mut self, m: saphyr_parser::Marker) {
+        let line_start = m
+            .line()
+            .checked_sub(1)
+            .and_then(|l| self.line_starts.get(l));
+        if let (Some(&offset), 0) = (line_start, m.col()) {
+            self.ahead = m.index().saturating_sub(offset);
+        }
+    }
+
+    fn pos(&self, m: saphyr_parser::Marker) -> Pos {
         Pos {
             line: m.line(),
             column: m.col() + 1,
-            offset: m.index(),
+            offset: m.index().saturating_sub(self.ahead).min(self.chars),
         }
     }
 }
@@ -317,6 +370,9 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        /// The keys so far (as [`Node::key_text`]) and the line of each, so that finding a duplicate
+        /// costs one lookup: a scan of `entries` per key made a file of many keys quadratic.
+        keys: HashMap<String, usize>,
         height: usize,
     },
 }
@@ -340,13 +396,17 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
     let mut nodes = 0usize;
     let mut doc_start = Pos::default();
     let mut root: Option<Node> = None;
+    let mut offsets = Offsets::of(text);
 
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| YamlError::Syntax {
-            pos: Pos::from_marker(*e.marker()),
+            pos: offsets.pos(*e.marker()),
             reason: e.info().to_string(),
         })?;
-        let pos = Pos::from_marker(span.start);
+        if matches!(event, Event::DocumentStart(true)) {
+            offsets.document_marker(span.start);
+        }
+        let pos = offsets.pos(span.start);
         let finished: Option<(Node, usize, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
@@ -391,7 +451,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                 }
                 let mut copy = node.clone();
                 copy.start = pos;
-                copy.end = Pos::from_marker(span.end);
+                copy.end = offsets.pos(span.end);
                 Some((copy, 0, *height))
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -407,7 +467,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                     Node {
                         value,
                         start: pos,
-                        end: Pos::from_marker(span.end),
+                        end: offsets.pos(span.end),
                         raw: Some(text.into_owned()),
                         style: Some(style.into()),
                     },
@@ -452,13 +512,14 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                         anchor,
                         entries: Vec::new(),
                         pending_key: None,
+                        keys: HashMap::new(),
                         height: 0,
                     }
                 });
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let end = Pos::from_marker(span.end);
+                let end = offsets.pos(span.end);
                 match stack.pop() {
                     Some(Frame::Seq {
                         start,
@@ -468,7 +529,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                     }) => Some((
                         Node {
                             value: Value::Seq(items),
-                            start: Pos::from_marker(start.start),
+                            start: offsets.pos(start.start),
                             end,
                             raw: None,
                             style: None,
@@ -485,7 +546,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                     }) => Some((
                         Node {
                             value: Value::Map(merge_keys(entries)?),
-                            start: Pos::from_marker(start.start),
+                            start: offsets.pos(start.start),
                             end,
                             raw: None,
                             style: None,
@@ -510,18 +571,22 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
                 Some(Frame::Map {
                     entries,
                     pending_key,
+                    keys,
                     height,
                     ..
                 }) => match pending_key.take() {
                     None => {
-                        let key = node.key_text();
-                        if let Some((first, _)) = entries.iter().find(|(k, _)| k.key_text() == key)
-                        {
-                            return Err(YamlError::DuplicateKey {
-                                pos: node.start,
-                                key,
-                                first_line: first.start.line,
-                            });
+                        match keys.entry(node.key_text()) {
+                            Entry::Occupied(first) => {
+                                return Err(YamlError::DuplicateKey {
+                                    pos: node.start,
+                                    key: first.key().clone(),
+                                    first_line: *first.get(),
+                                });
+                            }
+                            Entry::Vacant(slot) => {
+                                slot.insert(node.start.line);
+                            }
                         }
                         *pending_key = Some(node);
                     }
@@ -544,6 +609,8 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError
         return Ok(entries);
     }
     let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| is_merge(k));
+    // A set, not a scan of `own` per merged key: aliases repeat large mappings cheaply.
+    let mut keys: HashSet<String> = own.iter().map(|(k, _)| k.key_text()).collect();
     let kind = |n: &Node| match &n.value {
         Value::Map(_) => "a mapping",
         Value::Seq(_) => "a list",
@@ -569,8 +636,7 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError
                 });
             };
             for (k, v) in merged {
-                let key = k.key_text();
-                if !own.iter().any(|(o, _)| o.key_text() == key) {
+                if keys.insert(k.key_text()) {
                     own.push((k, v));
                 }
             }
@@ -806,6 +872,27 @@ mod tests {
     }
 
     #[test]
+    fn offsets_count_characters_after_a_directive_with_multibyte_text() {
+        // saphyr-parser counts the bytes of such a directive into its index: every later offset
+        // was one past its place per `Ö` and `ä`, and the writer refused to edit such a file.
+        let texts = [
+            "%FÖÖ bär\n---\nkind: é\nc: 1\n",
+            "\u{feff}%FÖÖ bär\n---\nc: 1\n",
+            "a: ü\n...\n%FÖÖ bär\n---\nb: é\nc: 1\n",
+            "%FÖÖ\n--- a\n...\n\u{feff}---\nc: 1\n",
+        ];
+        for text in texts {
+            let docs = parse_documents(text, &Limits::default()).expect("valid");
+            let c = docs
+                .iter()
+                .find_map(|d| d.root.as_ref().and_then(|r| r.key_of("c")))
+                .expect("c");
+            let want = text[..text.find("c:").expect("c")].chars().count();
+            assert_eq!((c.start.offset, c.start.column), (want, 1), "{text:?}");
+        }
+    }
+
+    #[test]
     fn several_documents_are_numbered() {
         let docs = parse_documents("a: 1\n---\n---\nb: 2\n", &Limits::default()).expect("valid");
         assert_eq!(docs.len(), 3);
@@ -853,6 +940,28 @@ mod tests {
             matches!(err, YamlError::TooDeep { limit: 64, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn many_keys_and_merges_of_large_mappings_are_read_in_linear_time() {
+        // Finding duplicate keys by a scan of the keys before each made these quadratic: the first
+        // took 25 s in a debug build, and a 3 KB merge of one mapping 100 times a quarter second.
+        let started = std::time::Instant::now();
+        let keys: String = (0..30_000).map(|i| format!("k{i}: 1\n")).collect();
+        let node = one(&keys);
+        assert!(matches!(node.value, Value::Map(ref entries) if entries.len() == 30_000));
+        let mapping: Vec<String> = (0..1_000).map(|i| format!("k{i}: 1")).collect();
+        let merges = format!(
+            "a: &a {{{}}}\nb: {{<<: [{}]}}\n",
+            mapping.join(", "),
+            ["*a"; 90].join(", ")
+        );
+        let node = one(&merges);
+        assert!(
+            matches!(node.get("b").map(|b| &b.value), Some(Value::Map(entries)) if entries.len() == 1_000)
+        );
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     }
 
     #[test]
