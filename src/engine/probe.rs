@@ -187,6 +187,7 @@ pub async fn probe(ip: &str, check: &HttpGet, timeout: Duration) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http_client::serve_one;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn pod(name: &str, phase: &str, ready: bool, ip: Option<&str>, terminating: bool) -> Pod {
@@ -233,20 +234,8 @@ mod tests {
     }
 
     async fn serve_once(status: &'static str) -> u16 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let port = listener.local_addr().expect("bound").port();
-        tokio::spawn(async move {
-            if let Ok((mut s, _)) = listener.accept().await {
-                let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                    .await;
-            }
-        });
-        port
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        serve_one(b"\r\n\r\n", answer).await.0
     }
 
     fn get(port: u16) -> HttpGet {
@@ -304,25 +293,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_probe_sends_its_get_with_host_and_closes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let port = listener.local_addr().expect("bound").port();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.expect("a connection");
-            let mut got = Vec::new();
-            let mut chunk = [0u8; 512];
-            while !got.ends_with(b"\r\n\r\n") {
-                let n = s.read(&mut chunk).await.expect("reads");
-                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-                got.extend_from_slice(&chunk[..n]);
-            }
-            // A redirect passes, as for the kubelet, and is not followed.
-            s.write_all(b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n")
-                .await
-                .expect("writes");
-            String::from_utf8(got).expect("text").to_ascii_lowercase()
-        });
+        // A redirect passes, as for the kubelet, and is not followed.
+        let (port, server) = serve_one(
+            b"\r\n\r\n",
+            b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
         let mut check = get(port);
         check.path = "/health?full=1".into();
         assert_eq!(
@@ -334,11 +310,10 @@ mod tests {
             request.starts_with("get /health?full=1 http/1.1\r\n"),
             "{request}"
         );
-        assert!(
-            request.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
-            "{request}"
-        );
-        assert!(request.contains("\r\nconnection: close\r\n"), "{request}");
+        let host = format!("\r\nhost: 127.0.0.1:{port}\r\n");
+        for header in [host.as_str(), "\r\nconnection: close\r\n"] {
+            assert!(request.contains(header), "{header:?} in {request}");
+        }
     }
 
     #[tokio::test]
