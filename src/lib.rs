@@ -15,7 +15,7 @@ pub mod engine;
 pub mod files;
 pub mod forge;
 pub mod git;
-pub mod http1;
+pub mod http_client;
 pub mod leader;
 pub mod metrics;
 pub mod prometheus;

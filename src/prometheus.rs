@@ -10,6 +10,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::http_client::error_chain;
+
 /// The most of an answer read: a query that returns more series than this holds is refused.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
@@ -35,7 +37,7 @@ pub async fn query(base: &str, promql: &str, timeout: Duration) -> Result<Vec<f6
         let response = client
             .get(uri)
             .await
-            .map_err(|e| format!("Prometheus at {base}: {}", chain(&e)))?;
+            .map_err(|e| format!("Prometheus at {base}: {}", error_chain(&e)))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
@@ -111,18 +113,6 @@ fn encode(s: &str) -> String {
             }
             _ => out.push_str(&format!("%{b:02X}")),
         }
-    }
-    out
-}
-
-/// An error and its causes, in one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
     }
     out
 }

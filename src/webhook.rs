@@ -266,7 +266,7 @@ async fn forward(
     kept.push(("x-hub-signature-256", signature.as_str()));
     kept.push((FORWARDED_HEADER, f.identity.as_str()));
     let url = format!("{}/webhook", leader.trim_end_matches('/'));
-    match crate::http1::post(&url, &kept, body, FORWARD_TIMEOUT).await {
+    match crate::http_client::post(&url, &kept, body, FORWARD_TIMEOUT).await {
         Ok(code) if (200..300).contains(&code) => {
             tracing::info!(leader = %url, code, "webhook forwarded to the leader");
             (

@@ -82,6 +82,10 @@ async fn what_the_schema_forbids_the_api_server_refuses_too() {
         .expect("object")
         .remove("version");
     cases.push(("missing version", missing));
+    let mut path = base.clone();
+    path["spec"]["upgradeStrategy"]["healthCheck"] =
+        serde_json::json!({"httpGet": {"path": "/health\r\nX-Injected: 1", "port": 8080}});
+    cases.push(("a health check path with CR LF", path));
     for (what, json) in cases {
         let err = create(&ns, json).await.expect_err(what);
         assert!(

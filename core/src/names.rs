@@ -176,6 +176,35 @@ pub fn is_port_name(s: &str) -> bool {
         && !s.contains("--")
 }
 
+/// The CRD's `pattern` for a health check's `httpGet.path`, as [`is_http_path`] reads it: `/`, then
+/// visible ASCII other than `"`, `<`, `>` and `` ` `` (a request target carries those percent-encoded).
+/// No space or control character: the path goes into the probe's request line as it is written.
+pub const HTTP_PATH_PATTERN: &str = "^/[!#-;=?-_a-~]*$";
+
+/// A path a health check can send as it is: what [`HTTP_PATH_PATTERN`] matches.
+pub fn is_http_path(s: &str) -> bool {
+    s.strip_prefix('/').is_some_and(|rest| {
+        rest.bytes()
+            .all(|b| matches!(b, b'!' | b'#'..=b';' | b'=' | b'?'..=b'_' | b'a'..=b'~'))
+    })
+}
+
+/// Why `path` cannot be a health check's path, quoting it (cut to 80 characters), or `None` when it
+/// can: the one message `bosun validate` and the probe give.
+pub fn http_path_problem(path: &str) -> Option<String> {
+    if is_http_path(path) {
+        return None;
+    }
+    let mut shown: String = path.chars().take(80).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    Some(format!(
+        "{shown:?} must start with / and contain only visible ASCII: no spaces or control \
+         characters (nor \" < > `; percent-encode them)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +241,60 @@ mod tests {
         assert!(is_port_name("http"));
         assert!(!is_port_name("8080"));
         assert!(!is_port_name("metrics-endpoint-x"));
+    }
+
+    #[test]
+    fn health_check_paths_are_visible_ascii_after_a_slash() {
+        for ok in [
+            "/",
+            "/healthz",
+            "/api/v1/ready?full=1&x={a}|b",
+            "/a%20b#top",
+            "/~user/[x]^",
+        ] {
+            assert!(is_http_path(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "healthz",
+            "/he alth",
+            "/h\r\nHost: evil",
+            "/h\n",
+            "/h\t",
+            "/h\u{7f}",
+            "/café",
+            "/\"q\"",
+            "/<script>",
+            "/`id`",
+        ] {
+            assert!(!is_http_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_path_is_quoted_escaped_and_cut_to_80_characters() {
+        assert_eq!(http_path_problem("/healthz"), None);
+        let why = http_path_problem("/h\r\nX: y").expect("refused");
+        assert!(
+            why.starts_with(r#""/h\r\nX: y" must start with / and contain only visible ASCII"#),
+            "{why}"
+        );
+        let long = format!("/{}", "a b".repeat(100));
+        let why = http_path_problem(&long).expect("refused");
+        let quoted = format!("{:?}", format!("{}…", &long[..80]));
+        assert!(why.starts_with(&format!("{quoted} must")), "{why}");
+        let exactly_80 = format!("/ {}", "é".repeat(78));
+        let why = http_path_problem(&exactly_80).expect("refused");
+        assert!(why.starts_with(&format!("{exactly_80:?} must")), "{why}");
+    }
+
+    #[test]
+    fn the_crd_pattern_and_the_check_agree_on_every_character() {
+        let pattern = regex::Regex::new(HTTP_PATH_PATTERN).expect("the pattern compiles");
+        for c in (0..=0x7f_u8).map(char::from).chain(['é', '…']) {
+            for path in [format!("/{c}"), format!("/a{c}b"), format!("{c}/")] {
+                assert_eq!(pattern.is_match(&path), is_http_path(&path), "{path:?}");
+            }
+        }
     }
 }

@@ -2,20 +2,26 @@
 //! side being checked, each with the check's timeout (a pod that is not ready fails without a
 //! request). What the outcomes mean is decided in `bosun_core::engine::health`; this module only asks.
 //!
-//! A plain HTTP/1.1 request over a TCP connection (or TLS, for `scheme: HTTPS`) is all a probe needs, so
-//! no HTTP client library is pulled in. As for the kubelet's probes: a status from 200 to 399 passes, and
-//! an HTTPS probe does not verify the pod's certificate (pods rarely hold one for their own address).
+//! One HTTP/1.1 request over a TCP connection (or TLS, for `scheme: HTTPS`), through
+//! [`crate::http_client`]. A path that cannot go into a request line as it is (a space, CR or LF; see
+//! `bosun_core::names::is_http_path`) fails the probe before any connection is made. As for the
+//! kubelet's probes: a status from 200 to 399 passes, redirects are not followed, and an HTTPS probe
+//! does not verify the pod's certificate (pods rarely hold one for their own address).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bosun_core::engine::health::Probe;
 use bosun_core::model::{HttpGet, Scheme};
+use bosun_core::names;
+use http::header::{ACCEPT, CONNECTION, HOST, USER_AGENT};
+use http_body_util::Empty;
+use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use tokio::net::TcpStream;
 
-use crate::http1::status_over;
+use crate::http_client::status_over;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
@@ -136,16 +142,21 @@ pub async fn probe_all(
 
 /// One probe: `Ok` for an HTTP status from 200 to 399, else why not.
 pub async fn probe(ip: &str, check: &HttpGet, timeout: Duration) -> Result<(), String> {
+    if let Some(why) = names::http_path_problem(&check.path) {
+        return Err(format!("httpGet.path {why}"));
+    }
     let host = if ip.contains(':') {
         format!("[{ip}]:{}", check.port)
     } else {
         format!("{ip}:{}", check.port)
     };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bosun-health-check\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n",
-        check.path
-    );
+    let request = http::Request::get(check.path.as_str())
+        .header(HOST, &host)
+        .header(USER_AGENT, "bosun-health-check")
+        .header(ACCEPT, "*/*")
+        .header(CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("no request for httpGet.path {:?}: {e}", check.path))?;
     let https = check.scheme == Some(Scheme::Https);
     let exchange = async {
         let stream = TcpStream::connect(&host)
@@ -158,24 +169,25 @@ pub async fn probe(ip: &str, check: &HttpGet, timeout: Duration) -> Result<(), S
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("TLS with {host}: {e}"))?;
-            status_over(stream, request.as_bytes(), &host).await
+            status_over(stream, request, &host).await
         } else {
-            status_over(stream, request.as_bytes(), &host).await
+            status_over(stream, request, &host).await
         }
     };
     let code = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| format!("timed out after {timeout:?}"))??;
-    if (200..400).contains(&code) {
+    if (200..400).contains(&code.as_u16()) {
         Ok(())
     } else {
-        Err(format!("HTTP {code}"))
+        Err(format!("HTTP {}", code.as_u16()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http_client::serve_one;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn pod(name: &str, phase: &str, ready: bool, ip: Option<&str>, terminating: bool) -> Pod {
@@ -222,20 +234,8 @@ mod tests {
     }
 
     async fn serve_once(status: &'static str) -> u16 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let port = listener.local_addr().expect("bound").port();
-        tokio::spawn(async move {
-            if let Ok((mut s, _)) = listener.accept().await {
-                let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                    .await;
-            }
-        });
-        port
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        serve_one(b"\r\n\r\n", answer).await.0
     }
 
     fn get(port: u16) -> HttpGet {
@@ -264,6 +264,56 @@ mod tests {
         let r = probe("127.0.0.1", &get(port), Duration::from_millis(300)).await;
         assert!(r.is_err_and(|e| e.starts_with("timed out")));
         drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_path_that_cannot_go_into_a_request_line_fails_the_probe_before_any_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("bound").port();
+        let targets = [("web-0".to_string(), Some("127.0.0.1".to_string()))];
+        for path in ["/he alth", "/health\r\nX-Injected: 1", "health"] {
+            let mut check = get(port);
+            check.path = path.into();
+            let probes = probe_all(&targets, &check, Duration::from_secs(1)).await;
+            let why = probes[0].outcome.as_ref().expect_err("refused");
+            assert!(
+                why.starts_with(&format!(
+                    "httpGet.path {path:?} must start with / and contain"
+                )),
+                "{why}"
+            );
+            assert!(why.contains("no spaces or control characters"), "{why}");
+        }
+        // Nothing connected: a connection made would wait in the listener's backlog by now.
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "a probe connected: {accepted:?}");
+    }
+
+    #[tokio::test]
+    async fn a_probe_sends_its_get_with_host_and_closes() {
+        // A redirect passes, as for the kubelet, and is not followed.
+        let (port, server) = serve_one(
+            b"\r\n\r\n",
+            b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let mut check = get(port);
+        check.path = "/health?full=1".into();
+        assert_eq!(
+            probe("127.0.0.1", &check, Duration::from_secs(5)).await,
+            Ok(())
+        );
+        let request = server.await.expect("server");
+        assert!(
+            request.starts_with("get /health?full=1 http/1.1\r\n"),
+            "{request}"
+        );
+        let host = format!("\r\nhost: 127.0.0.1:{port}\r\n");
+        for header in [host.as_str(), "\r\nconnection: close\r\n"] {
+            assert!(request.contains(header), "{header:?} in {request}");
+        }
     }
 
     #[tokio::test]

@@ -279,7 +279,9 @@ pub struct HealthCheck {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpGet {
-    /// The request path; starts with `/`.
+    /// The request path: `/`, then visible ASCII other than `"` `<` `>` `` ` ``. Percent-encode
+    /// those, spaces, control characters and anything beyond ASCII.
+    #[schemars(regex(pattern = crate::names::HTTP_PATH_PATTERN))]
     pub path: String,
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,

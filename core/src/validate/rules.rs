@@ -267,16 +267,16 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
         }
     }
     if let Some(check) = &strategy.health_check
-        && !check.http_get.path.starts_with('/')
+        && let Some(why) = names::http_path_problem(&check.http_get.path)
     {
-        out.push(
-            problem(
-                root,
-                sp(&["healthCheck", "httpGet", "path"]),
-                format!("{:?} does not start with '/'", check.http_get.path),
-            )
-            .with_hint(format!("write \"/{}\"", check.http_get.path)),
-        );
+        let path = &check.http_get.path;
+        let slashed = format!("/{path}");
+        let p = problem(root, sp(&["healthCheck", "httpGet", "path"]), why);
+        out.push(if names::is_http_path(&slashed) && slashed.len() <= 80 {
+            p.with_hint(format!("write {slashed:?}"))
+        } else {
+            p
+        });
     }
     let canary_on = strategy
         .canary

@@ -229,7 +229,17 @@ fn bad_values_are_refused_with_their_reason() {
         (
             "  upgradeStrategy:\n    healthCheck: {httpGet: {path: health, port: 8080}}\n",
             "spec.upgradeStrategy.healthCheck.httpGet.path",
-            "does not start with '/'",
+            "\"health\" must start with / and contain only visible ASCII",
+        ),
+        (
+            "  upgradeStrategy:\n    healthCheck: {httpGet: {path: \"/he alth\", port: 8080}}\n",
+            "spec.upgradeStrategy.healthCheck.httpGet.path",
+            "\"/he alth\" must start with / and contain only visible ASCII: no spaces",
+        ),
+        (
+            "  upgradeStrategy:\n    healthCheck: {httpGet: {path: \"/h\\r\\nX-Evil: 1\", port: 8080}}\n",
+            "spec.upgradeStrategy.healthCheck.httpGet.path",
+            "\"/h\\r\\nX-Evil: 1\" must start with /",
         ),
         (
             "  upgradeStrategy:\n    healthCheck: {httpGet: {path: /h, port: 8080}, periodSeconds: 0}\n",
@@ -444,6 +454,32 @@ fn findings_render_file_line_column_field_reason_hint() {
         f.to_string(),
         "apps/app.yaml:7:3: document 1 (ManagedApplication/shop): spec.verison: unknown field \"verison\" (did you mean \"version\"?)"
     );
+}
+
+#[test]
+fn a_health_check_path_that_cannot_go_into_a_request_line_is_refused_and_quoted_short() {
+    let f = only_finding(&app_with(
+        "  upgradeStrategy:\n    healthCheck: {httpGet: {path: healthz, port: 8080}}\n",
+    ));
+    assert_eq!(
+        f.to_string(),
+        "apps/app.yaml:8:35: document 1 (ManagedApplication/shop): \
+         spec.upgradeStrategy.healthCheck.httpGet.path: \"healthz\" must start with / and contain \
+         only visible ASCII: no spaces or control characters (nor \" < > `; percent-encode them) \
+         (write \"/healthz\")"
+    );
+
+    let long = format!("/{}\\n", "x".repeat(200));
+    let f = only_finding(&app_with(&format!(
+        "  upgradeStrategy:\n    healthCheck: {{httpGet: {{path: \"{long}\", port: 8080}}}}\n"
+    )));
+    assert_eq!(
+        f.field.as_deref(),
+        Some("spec.upgradeStrategy.healthCheck.httpGet.path")
+    );
+    let shown = format!("\"/{}…\" must start with /", "x".repeat(79));
+    assert!(f.reason.starts_with(&shown), "{f}");
+    assert_eq!(f.hint, None, "no fix to suggest: {f}");
 }
 
 #[test]
