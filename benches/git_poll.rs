@@ -43,7 +43,7 @@ fn main() {
             repo.http_url.clone(),
             Auth::Basic {
                 username: server.http_user.clone(),
-                password: Secret::new(server.http_password.clone()),
+                password: Secret::from(server.http_password.clone()),
             },
         ),
         (
@@ -101,7 +101,7 @@ fn main() {
         path: "apps".to_owned(),
         auth: Auth::Basic {
             username: server.http_user.clone(),
-            password: Secret::new(server.http_password.clone()),
+            password: Secret::from(server.http_password.clone()),
         },
         limits: SourceLimits::default(),
     };

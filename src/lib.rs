@@ -3,7 +3,7 @@
 //! The flow: fetch (git) → parse and validate (`bosun_core::validate`) → observe (cluster) → plan
 //! (`bosun_core`) → apply → report (status, git, pull request). This crate holds the edges: the command
 //! line, and one module per outside system; the decisions live in `bosun-core`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed in one function: git::bound_sockets
 
 pub mod backoff;
 pub mod bestie;

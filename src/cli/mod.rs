@@ -118,6 +118,10 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let Err(e) = bound_git_sockets(&config) {
+                eprintln!("bosun plan: {e:#}");
+                return ExitCode::from(2);
+            }
             block_on(ops::plan(config))
         }
         Command::Status {
@@ -159,6 +163,24 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
         .block_on(f)
 }
 
+/// Bounds libgit2's sockets by the longest fetch timeout of the sources (each source's own total
+/// bound stays its watchdog's); before the runtime starts, while this is the only thread.
+fn bound_git_sockets(config: &crate::config::RunConfig) -> anyhow::Result<()> {
+    let longest = config
+        .sources
+        .iter()
+        .filter_map(|s| match &s.origin {
+            crate::config::Origin::Git(spec) => Some(spec.limits.fetch_timeout),
+            crate::config::Origin::Dir(_) => None,
+        })
+        .max();
+    if let Some(timeout) = longest {
+        crate::git::bound_sockets(timeout)
+            .map_err(|e| anyhow::anyhow!("bounding git's sockets: {}", e.message()))?;
+    }
+    Ok(())
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BOSUN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -183,6 +205,10 @@ fn run_daemon(args: &run::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = bound_git_sockets(&config) {
+        eprintln!("bosun run: {e:#}");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(crate::run::run(config)) {
         Ok(true) => ExitCode::SUCCESS,

@@ -24,11 +24,11 @@
 //! the environment Bosun starts with (libgit2 reads it once; Bosun cannot set it safely later).
 //!
 //! Every network call is bounded by [`SourceLimits::fetch_timeout`]: the progress callbacks abort a
-//! slow transfer, and a call that hears nothing at all (a server that accepts and never answers) is
-//! given up on by a watchdog. The abandoned call keeps one thread until the OS closes its socket,
-//! and while it lives the next call on this source fails fast with [`GitError::Timeout`] rather than
-//! pile up threads. (`git2::opts::set_server_timeout_in_milliseconds` would bound the socket itself,
-//! but it is `unsafe`, and this crate forbids unsafe code.)
+//! slow transfer, every socket libgit2 opens gives up on a connect or a read that hears nothing for
+//! that long ([`bound_sockets`], set once before any thread starts), and a watchdog gives up on a call
+//! that still has not returned. While an abandoned call still runs, the next call on this source fails
+//! fast with [`GitError::Timeout`] rather than pile up threads; the socket bound ends it, so a server
+//! that accepts and never answers (and holds the connection) cannot wedge the source for good.
 //!
 //! Errors are [`GitError`]s: each names the redacted URL and the branch and says what to do, and
 //! [`GitError::kind`] sorts them into transient and stalled. [`Secret`]s print as `***` and never
@@ -59,6 +59,25 @@ use url::{RemoteUrl, Transport};
 /// A password or token (secrecy's: `Debug` prints `[REDACTED]`, there is no `Display`, and the memory
 /// is zeroed when dropped). Read only where it is sent.
 pub type Secret = secrecy::SecretString;
+
+/// Bounds every socket libgit2 opens (HTTP, HTTPS, SSH): a connect, and each read or write, that
+/// takes longer than `timeout` fails. Call it once, before any thread is started (a `bosun run` or
+/// `bosun plan` does, before its runtime): libgit2's options are process-wide.
+///
+/// # Errors
+/// When libgit2 refuses the option (a libgit2 older than 1.7).
+#[allow(unsafe_code)]
+pub fn bound_sockets(timeout: Duration) -> Result<(), git2::Error> {
+    let ms = i32::try_from(timeout.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1);
+    // SAFETY: these set C globals of libgit2 without synchronisation; the caller runs this before
+    // any thread exists (and so before any git call), as the functions require.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
+        git2::opts::set_server_timeout_in_milliseconds(ms)
+    }
+}
 
 /// How to authenticate to the remote.
 #[derive(Clone, Debug)]

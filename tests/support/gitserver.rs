@@ -149,6 +149,17 @@ impl GitServer {
         assert!(status.success(), "setsid --fork sh: {status}");
     }
 
+    /// A real outage: the server processes stopped, the repositories, ports and keys kept.
+    pub fn stop_servers(&self) {
+        self.run(&["stop"]);
+    }
+
+    /// The servers of [`GitServer::stop_servers`] started again, on the same ports; returns once
+    /// each answers `git ls-remote`.
+    pub fn start_servers(&self) {
+        self.run(&["start"]);
+    }
+
     /// Stops the servers and removes the state directory.
     pub fn stop(&self) {
         let _ = Command::new(script())
@@ -308,6 +319,13 @@ impl TestRepo {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "--amend", "-m", message]);
         self.push(true)
+    }
+
+    /// Takes what others pushed to `main` (Bosun's rollback commits) into the working copy.
+    pub fn pull(&self) {
+        let bare = self.bare.display().to_string();
+        self.git(&["fetch", "-q", &bare, "main"]);
+        self.git(&["reset", "-q", "--hard", "FETCH_HEAD"]);
     }
 
     /// The working copy's `HEAD` commit.

@@ -10,6 +10,7 @@ pub mod gitserver;
 pub mod health;
 pub mod process;
 pub mod prometheus;
+pub mod proxy;
 
 use std::time::{Duration, Instant};
 

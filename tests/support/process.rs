@@ -152,7 +152,18 @@ pub fn bosun_run_with(
     listen: &str,
     extra: &[&str],
 ) -> Process {
-    let server = super::gitserver::shared();
+    bosun_run_on(super::gitserver::shared(), repo_url, ns, dir, listen, extra)
+}
+
+/// [`bosun_run_with`] for a repository of `server` (a git server of the test's own).
+pub fn bosun_run_on(
+    server: &super::gitserver::GitServer,
+    repo_url: &str,
+    ns: &str,
+    dir: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> Process {
     Process::bosun(|c| {
         c.args(["run", "--repo", repo_url, "--path", "apps"])
             .args(["--namespace", ns, "--name", ns])
@@ -169,9 +180,10 @@ pub fn bosun_run_with(
 
 /// Writes the test git server's password where [`bosun_run`] reads it.
 pub fn write_git_password(dir: &Path) {
-    std::fs::write(
-        dir.join("password"),
-        &super::gitserver::shared().http_password,
-    )
-    .expect("write the git password");
+    write_git_password_of(super::gitserver::shared(), dir);
+}
+
+/// Writes `server`'s password where [`bosun_run_on`] reads it.
+pub fn write_git_password_of(server: &super::gitserver::GitServer, dir: &Path) {
+    std::fs::write(dir.join("password"), &server.http_password).expect("write the git password");
 }
