@@ -573,7 +573,7 @@ async fn reconcile(bestie: Arc<Bestie>, ctx: Arc<Ctx>) -> Result<RequeueAction, 
         "reconcile_bestie",
         bestie = %bestie.name_any(),
         namespace = %bestie.namespace().unwrap_or_default(),
-        version = %bestie.spec.version,
+        version = %bosun_core::shown::Cut(&bestie.spec.version),
         revision = %bestie
             .annotations()
             .get(bosun_core::sync::ANNOTATION_REVISION)

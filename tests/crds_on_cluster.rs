@@ -86,6 +86,12 @@ async fn what_the_schema_forbids_the_api_server_refuses_too() {
     path["spec"]["upgradeStrategy"]["healthCheck"] =
         serde_json::json!({"httpGet": {"path": "/health\r\nX-Injected: 1", "port": 8080}});
     cases.push(("a health check path with CR LF", path));
+    let mut huge = base.clone();
+    huge["spec"]["version"] = "x".repeat(200 * 1024).into();
+    cases.push(("a 200 KB version (kubectl edit)", huge));
+    let mut spaced = base.clone();
+    spaced["spec"]["version"] = "v1 beta".into();
+    cases.push(("a version that is no image tag", spaced));
     for (what, json) in cases {
         let err = create(&ns, json).await.expect_err(what);
         assert!(

@@ -256,3 +256,29 @@ fn the_printed_crds_read_back_as_the_same_objects() {
         .collect();
     assert_eq!(read, want);
 }
+
+#[test]
+fn a_huge_value_is_quoted_cut_to_80_characters() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("huge.yaml");
+    let huge = "x".repeat(200 * 1024);
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: apps.example.com/v1alpha1\nkind: ManagedApplication\nmetadata:\n  name: shop\n\
+             spec:\n  version: \"{huge}\"\n  image: \"{huge}\"\n"
+        ),
+    )
+    .expect("write");
+    let out = bosun(&["validate", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = stdout(&out);
+    let cut = format!("\"{}…\"", "x".repeat(79));
+    for field in ["spec.version", "spec.image"] {
+        assert!(
+            shown.contains(&format!("{field}: {cut} is not a valid")),
+            "{shown}"
+        );
+    }
+    assert!(shown.len() < 2000, "{} bytes printed", shown.len());
+}

@@ -10,6 +10,7 @@ pub mod names;
 pub mod report;
 pub mod rollout;
 pub mod routing;
+pub mod shown;
 pub mod sync;
 pub mod validate;
 pub mod window;

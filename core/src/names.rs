@@ -68,6 +68,10 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
+/// The CRDs' pattern of a version (an image tag): the API server refuses what [`is_image_tag`]
+/// refuses, so a version edited by hand is as bounded as one read from git.
+pub const IMAGE_TAG_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+
 /// An image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn is_image_tag(s: &str) -> bool {
     let b = s.as_bytes();
@@ -195,13 +199,10 @@ pub fn http_path_problem(path: &str) -> Option<String> {
     if is_http_path(path) {
         return None;
     }
-    let mut shown: String = path.chars().take(80).collect();
-    if shown.len() < path.len() {
-        shown.push('…');
-    }
     Some(format!(
-        "{shown:?} must start with / and contain only visible ASCII: no spaces or control \
-         characters (nor \" < > `; percent-encode them)"
+        "{} must start with / and contain only visible ASCII: no spaces or control \
+         characters (nor \" < > `; percent-encode them)",
+        crate::shown::Quoted(path)
     ))
 }
 
@@ -281,11 +282,29 @@ mod tests {
         );
         let long = format!("/{}", "a b".repeat(100));
         let why = http_path_problem(&long).expect("refused");
-        let quoted = format!("{:?}", format!("{}…", &long[..80]));
+        let quoted = format!("{:?}", format!("{}…", &long[..79]));
         assert!(why.starts_with(&format!("{quoted} must")), "{why}");
         let exactly_80 = format!("/ {}", "é".repeat(78));
         let why = http_path_problem(&exactly_80).expect("refused");
         assert!(why.starts_with(&format!("{exactly_80:?} must")), "{why}");
+    }
+
+    #[test]
+    fn the_crd_version_pattern_and_the_image_tag_check_agree() {
+        let pattern = regex::Regex::new(IMAGE_TAG_PATTERN).expect("the pattern compiles");
+        for c in (0..=0x7f_u8).map(char::from).chain(['é']) {
+            for tag in [format!("{c}"), format!("v1{c}2"), format!("{c}v1")] {
+                assert_eq!(pattern.is_match(&tag), is_image_tag(&tag), "{tag:?}");
+            }
+        }
+        for len in [127, 128, 129, 200_000] {
+            let tag = "x".repeat(len);
+            assert_eq!(
+                pattern.is_match(&tag),
+                is_image_tag(&tag),
+                "{len} characters"
+            );
+        }
     }
 
     #[test]

@@ -346,14 +346,9 @@ pub fn commit_status(app: &AppReport) -> CommitStatus {
     }
 }
 
-/// Cuts `s` to at most `max` characters, on a character boundary, ending with "…" when cut.
+/// Cuts `s` to at most `max` characters, ending with "…" when cut ([`crate::shown::cut_to`]).
 pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
+    crate::shown::cut_to(s, max)
 }
 
 /// The markdown body of Bosun's pull request comment: the marker first, then a table of steps per app.

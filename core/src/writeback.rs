@@ -504,7 +504,7 @@ impl RollbackCommit {
             .as_deref()
             .map_or_else(|| "the last healthy commit".to_owned(), one_line);
         let mut out = format!("{}\n\n", self.subject());
-        let reason = cut(&one_line(&self.reason), MAX_REASON_CHARS);
+        let reason = crate::shown::cut_to(&one_line(&self.reason), MAX_REASON_CHARS);
         if !reason.is_empty() {
             out.push_str(&wrap(&reason, 72));
             out.push_str("\n\n");
@@ -525,7 +525,7 @@ impl RollbackCommit {
                 ));
                 paragraphs.push(format!(
                     "Only spec.version is set back: {}.",
-                    cut(&one_line(why), MAX_REASON_CHARS)
+                    crate::shown::cut_to(&one_line(why), MAX_REASON_CHARS)
                 ));
             }
             Restoration::Conflict { unreadable, .. } => {
@@ -540,7 +540,7 @@ impl RollbackCommit {
                 if let Some(why) = unreadable {
                     paragraphs.push(format!(
                         "The merged definition could not be committed as it was: {}.",
-                        cut(&one_line(why), MAX_REASON_CHARS)
+                        crate::shown::cut_to(&one_line(why), MAX_REASON_CHARS)
                     ));
                 }
             }
@@ -595,7 +595,11 @@ pub fn conflict_listing(path: &str, hunks: &[ConflictHunk]) -> String {
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
-            let _ = writeln!(out, "    {sign} {}", cut(shown.trim_end(), 200));
+            let _ = writeln!(
+                out,
+                "    {sign} {}",
+                crate::shown::cut_to(shown.trim_end(), 200)
+            );
         }
         if total > MAX_HUNK_LINES_SHOWN {
             let _ = writeln!(out, "    … and {} more lines", total - MAX_HUNK_LINES_SHOWN);
@@ -836,7 +840,7 @@ pub fn group_message(members: &[(RollbackCommit, Restoration)]) -> String {
         .map(|(c, _)| one_line(&c.undoes))
         .unwrap_or_default();
     let short: String = undoes.chars().take(7).collect();
-    let subject = cut(
+    let subject = crate::shown::cut_to(
         &format!(
             "Roll back {}: the group {short} changed together",
             names.join(", ")
@@ -992,7 +996,7 @@ fn render_app(app: &AppOutcome) -> String {
             }
             (None, None) => {}
         }
-        let message = cut(&one_line(&entry.message), 300);
+        let message = crate::shown::cut_to(&one_line(&entry.message), 300);
         if !message.is_empty() {
             if !detail.is_empty() {
                 detail.push_str(": ");
@@ -1009,7 +1013,11 @@ fn render_app(app: &AppOutcome) -> String {
     }
     match &app.result {
         OutcomeResult::RolledBack { reason, .. } | OutcomeResult::Failed { reason } => {
-            let _ = writeln!(out, "  reason: {}", cut(&one_line(reason), 600));
+            let _ = writeln!(
+                out,
+                "  reason: {}",
+                crate::shown::cut_to(&one_line(reason), 600)
+            );
         }
         OutcomeResult::InProgress | OutcomeResult::Healthy | OutcomeResult::Superseded { .. } => {}
     }
@@ -1093,17 +1101,6 @@ fn one_line(s: &str) -> String {
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// At most `max` characters, ending in `…` when cut.
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.truncate(out.trim_end().len());
-    out.push('…');
-    out
 }
 
 /// Words wrapped at `width` columns (a longer word stands on its own line).

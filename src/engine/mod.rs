@@ -325,7 +325,7 @@ pub(crate) fn app_span(what: &'static str, app: &ManagedApplication) -> tracing:
         op = what,
         app = %app.name_any(),
         namespace = %app.namespace().unwrap_or_default(),
-        version = %app.spec.version,
+        version = %bosun_core::shown::Cut(&app.spec.version),
         revision = %app
             .annotations()
             .get(ANNOTATION_REVISION)

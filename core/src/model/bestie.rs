@@ -41,6 +41,7 @@ pub struct BestieSpec {
     /// The image repository, without a tag.
     pub image: String,
     /// The image tag to run.
+    #[schemars(regex(pattern = crate::names::IMAGE_TAG_PATTERN))]
     pub version: String,
     /// The HPA's maximum; no HPA when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -60,6 +60,7 @@ use super::window::UpgradeWindow;
 #[serde(rename_all = "camelCase")]
 pub struct ManagedApplicationSpec {
     /// The version to run. It is the image tag: the app runs `<image>:<version>`.
+    #[schemars(regex(pattern = crate::names::IMAGE_TAG_PATTERN))]
     pub version: String,
     /// Freezes the upgrade where it is, timers included, while true. Not written when false, so that a
     /// `spec.paused: true` set by hand (an emergency brake) is not Bosun's field to undo.

@@ -70,7 +70,10 @@ pub(super) fn check_analysis(app: &ManagedApplication, root: &Node, out: &mut Ve
             } else if analysis.metrics[..i].iter().any(|o| o.name == m.name) {
                 push(
                     field(&["name"]),
-                    format!("metric {:?} is listed twice in this analysis", m.name),
+                    format!(
+                        "metric {} is listed twice in this analysis",
+                        crate::shown::Quoted(&m.name)
+                    ),
                     Some("give each metric of an analysis its own name"),
                 );
             }
@@ -89,13 +92,20 @@ pub(super) fn check_analysis(app: &ManagedApplication, root: &Node, out: &mut Ve
                 if let Some(c) = condition
                     && let Err(e) = Condition::parse(c)
                 {
-                    push(field(&[name]), format!("{c:?} does not parse: {e}"), None);
+                    push(
+                        field(&[name]),
+                        format!("{c} does not parse: {e}", c = crate::shown::Quoted(&c)),
+                        None,
+                    );
                 }
             }
             if m.success_condition.is_none() && m.failure_condition.is_none() {
                 push(
                     field(&["successCondition"]),
-                    format!("metric {:?} has no condition to judge it by", m.name),
+                    format!(
+                        "metric {} has no condition to judge it by",
+                        crate::shown::Quoted(&m.name)
+                    ),
                     Some("add successCondition (e.g. `result < 0.01`), failureCondition, or both"),
                 );
             }
@@ -114,12 +124,16 @@ pub(super) fn check_analysis(app: &ManagedApplication, root: &Node, out: &mut Ve
 fn check_address(address: &str) -> Result<(), String> {
     let Some(rest) = address.strip_prefix("http://") else {
         return Err(format!(
-            "{address:?} is not an http:// address: write http://prometheus.monitoring:9090"
+            "{} is not an http:// address: write http://prometheus.monitoring:9090",
+            crate::shown::Quoted(address)
         ));
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() {
-        return Err(format!("{address:?} has no host"));
+        return Err(format!(
+            "{address} has no host",
+            address = crate::shown::Quoted(&address)
+        ));
     }
     Ok(())
 }

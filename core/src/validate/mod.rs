@@ -385,7 +385,9 @@ fn recognise(root: &Node) -> Recognised {
         (Some(k), _) if api_version == Some(k.api_version()) => Recognised::Ours(k),
         (Some(k), _) => {
             let node = root.get("apiVersion").unwrap_or(root);
-            let found = api_version.map_or("nothing".to_string(), |a| format!("{a:?}"));
+            let found = api_version.map_or("nothing".to_string(), |a| {
+                format!("{a}", a = crate::shown::Quoted(&a))
+            });
             Recognised::Bad(vec![
                 Problem::at(
                     node,
@@ -401,13 +403,17 @@ fn recognise(root: &Node) -> Recognised {
                 node,
                 &[PathSeg::Field("kind".into())],
                 match kind {
-                    Some(k) => format!("unknown kind {k:?} in API group {:?}", group.unwrap_or("")),
+                    Some(k) => format!(
+                        "unknown kind {} in API group {}",
+                        crate::shown::Quoted(k),
+                        crate::shown::Quoted(group.unwrap_or(""))
+                    ),
                     None => "missing kind".to_string(),
                 },
             );
             p.hint = kind
                 .and_then(|k| schema::suggest(k, &kind_names))
-                .map(|s| format!("did you mean {s:?}?"))
+                .map(|s| format!("did you mean {s}?", s = crate::shown::Quoted(&s)))
                 .or_else(|| Some(format!("Bosun reads {}", kind_names.join(" and "))));
             Recognised::Bad(vec![p])
         }

@@ -61,7 +61,7 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
         let p = Problem::at(
             key,
             &path(&["metadata", &name]),
-            format!("unknown field {name:?}"),
+            format!("unknown field {name}", name = crate::shown::Quoted(&name)),
         );
         out.push(if SERVER_SET.contains(&name.as_str()) {
             Problem {
@@ -77,7 +77,7 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
             .with_hint("a definition in git needs a fixed metadata.name")
         } else {
             match suggest(&name, &ALLOWED) {
-                Some(s) => p.with_hint(format!("did you mean {s:?}?")),
+                Some(s) => p.with_hint(format!("did you mean {s}?", s = crate::shown::Quoted(&s))),
                 None => p.with_hint(
                     "a definition's metadata holds name, namespace, labels and annotations",
                 ),
@@ -93,11 +93,11 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
         Some(n) => match n.as_str() {
             None => out.push(Problem::at(n, &path(&["metadata", "name"]), format!("expected a string, found {}", n.describe()))),
             Some(name) if !names::is_dns1123_label(name) => out.push(
-                Problem::at(n, &path(&["metadata", "name"]), format!("{name:?} is not a valid name"))
+                Problem::at(n, &path(&["metadata", "name"]), format!("{name} is not a valid name", name = crate::shown::Quoted(&name)))
                     .with_hint("use lowercase letters, digits and '-', starting and ending with a letter or digit"),
             ),
             Some(name) if name.len() > max => out.push(
-                Problem::at(n, &path(&["metadata", "name"]), format!("{name:?} is {} characters long, over {max}", name.len()))
+                Problem::at(n, &path(&["metadata", "name"]), format!("{} is {} characters long, over {max}", crate::shown::Quoted(name), name.len()))
                     .with_hint(format!("Bosun names what it creates after the {kind} and those names must fit 63 characters")),
             ),
             Some(_) => {}
@@ -126,7 +126,7 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
                     let at = path(&["metadata", field, &key]);
                     match &v.value {
                         Value::Str(s) if field == "labels" && !is_label_value(s) => out.push(
-                            Problem::at(v, &at, format!("{s:?} is not a valid label value"))
+                            Problem::at(v, &at, format!("{s} is not a valid label value", s = crate::shown::Quoted(&s)))
                                 .with_hint("at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"),
                         ),
                         Value::Str(_) => {}
@@ -143,7 +143,11 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
                         out.push(Problem::at(
                             k,
                             &at,
-                            format!("{key:?} is not a valid {} key", &field[..field.len() - 1]),
+                            format!(
+                                "{} is not a valid {} key",
+                                crate::shown::Quoted(&key),
+                                &field[..field.len() - 1]
+                            ),
                         ));
                     }
                 }
@@ -175,7 +179,7 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
     let spec = &app.spec;
     if !names::is_image_tag(&spec.version) {
         out.push(
-            problem(root, path(&["spec", "version"]), format!("{:?} is not a valid image tag", spec.version))
+            problem(root, path(&["spec", "version"]), format!("{} is not a valid image tag", crate::shown::Quoted(&spec.version)))
                 .with_hint("the version is the image tag: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"),
         );
     }
@@ -185,13 +189,16 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
                 problem(
                     root,
                     path(&["spec", "image"]),
-                    format!("{image:?} carries a tag or digest"),
+                    format!(
+                        "{image} carries a tag or digest",
+                        image = crate::shown::Quoted(&image)
+                    ),
                 )
                 .with_hint("write the repository alone; the tag is spec.version"),
             );
         } else if !names::is_image_repository(image) {
             out.push(
-                problem(root, path(&["spec", "image"]), format!("{image:?} is not a valid image repository"))
+                problem(root, path(&["spec", "image"]), format!("{image} is not a valid image repository", image = crate::shown::Quoted(&image)))
                     .with_hint("lowercase path components, optionally after a registry host: registry.example.com/team/app"),
             );
         }
@@ -202,7 +209,7 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
             if let Some(name) = &port.name
                 && !names::is_port_name(name)
             {
-                out.push(problem(root, at("name"), format!("{name:?} is not a valid port name"))
+                out.push(problem(root, at("name"), format!("{name} is not a valid port name", name = crate::shown::Quoted(&name)))
                     .with_hint("at most 15 lowercase letters, digits and single '-', with at least one letter"));
             }
             if ports[..i]
@@ -253,7 +260,10 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
             out.push(problem(
                 root,
                 sp(&["migrationJob", "image"]),
-                format!("{:?} is not a valid image reference", job.image),
+                format!(
+                    "{} is not a valid image reference",
+                    crate::shown::Quoted(&job.image)
+                ),
             ));
         }
         if let Some(image) = job.down.as_ref().and_then(|d| d.image.as_ref())
@@ -262,7 +272,10 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
             out.push(problem(
                 root,
                 sp(&["migrationJob", "down", "image"]),
-                format!("{image:?} is not a valid image reference"),
+                format!(
+                    "{image} is not a valid image reference",
+                    image = crate::shown::Quoted(&image)
+                ),
             ));
         }
     }
@@ -273,7 +286,10 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
         let slashed = format!("/{path}");
         let p = problem(root, sp(&["healthCheck", "httpGet", "path"]), why);
         out.push(if names::is_http_path(&slashed) && slashed.len() <= 80 {
-            p.with_hint(format!("write {slashed:?}"))
+            p.with_hint(format!(
+                "write {slashed}",
+                slashed = crate::shown::Quoted(&slashed)
+            ))
         } else {
             p
         });
@@ -430,7 +446,10 @@ pub(super) fn check_bestie(bestie: &Bestie, root: &Node, out: &mut Vec<Problem>)
             problem(
                 root,
                 path(&["spec", "image"]),
-                format!("{:?} carries a tag or digest", spec.image),
+                format!(
+                    "{} carries a tag or digest",
+                    crate::shown::Quoted(&spec.image)
+                ),
             )
             .with_hint("write the repository alone; the tag is spec.version"),
         );
@@ -438,7 +457,10 @@ pub(super) fn check_bestie(bestie: &Bestie, root: &Node, out: &mut Vec<Problem>)
         out.push(problem(
             root,
             path(&["spec", "image"]),
-            format!("{:?} is not a valid image repository", spec.image),
+            format!(
+                "{} is not a valid image repository",
+                crate::shown::Quoted(&spec.image)
+            ),
         ));
     }
     if !names::is_image_tag(&spec.version) {
@@ -446,7 +468,10 @@ pub(super) fn check_bestie(bestie: &Bestie, root: &Node, out: &mut Vec<Problem>)
             problem(
                 root,
                 path(&["spec", "version"]),
-                format!("{:?} is not a valid image tag", spec.version),
+                format!(
+                    "{} is not a valid image tag",
+                    crate::shown::Quoted(&spec.version)
+                ),
             )
             .with_hint("letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"),
         );
@@ -466,7 +491,10 @@ pub(super) fn check_bestie(bestie: &Bestie, root: &Node, out: &mut Vec<Problem>)
         out.push(problem(
             root,
             path(&["spec", "host"]),
-            format!("{host:?} is not a valid host name"),
+            format!(
+                "{host} is not a valid host name",
+                host = crate::shown::Quoted(&host)
+            ),
         ));
     }
 }

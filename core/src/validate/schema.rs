@@ -127,8 +127,13 @@ fn check_object(schema: &J, node: &Node, path: &mut Vec<PathSeg>, out: &mut Vec<
                 let known: Vec<&str> = properties
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
-                let mut problem = Problem::at(key, path, format!("unknown field {name:?}"));
-                problem.hint = suggest(name, &known).map(|s| format!("did you mean {s:?}?"));
+                let mut problem = Problem::at(
+                    key,
+                    path,
+                    format!("unknown field {name}", name = crate::shown::Quoted(&name)),
+                );
+                problem.hint = suggest(name, &known)
+                    .map(|s| format!("did you mean {s}?", s = crate::shown::Quoted(&s)));
                 if problem.hint.is_none() && !known.is_empty() {
                     problem.hint = Some(format!("known fields here: {}", known.join(", ")));
                 }
@@ -162,9 +167,14 @@ fn check_string(schema: &J, s: &str, node: &Node, path: &[PathSeg], out: &mut Ve
             let mut p = Problem::at(
                 node,
                 path,
-                format!("{s:?} is not one of {}", names.join(", ")),
+                format!(
+                    "{} is not one of {}",
+                    crate::shown::Quoted(s),
+                    names.join(", ")
+                ),
             );
-            p.hint = suggest(s, &names).map(|m| format!("did you mean {m:?}?"));
+            p.hint = suggest(s, &names)
+                .map(|m| format!("did you mean {m}?", m = crate::shown::Quoted(&m)));
             out.push(p);
         }
     }

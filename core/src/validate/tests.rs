@@ -477,7 +477,7 @@ fn a_health_check_path_that_cannot_go_into_a_request_line_is_refused_and_quoted_
         f.field.as_deref(),
         Some("spec.upgradeStrategy.healthCheck.httpGet.path")
     );
-    let shown = format!("\"/{}…\" must start with /", "x".repeat(79));
+    let shown = format!("\"/{}…\" must start with /", "x".repeat(78));
     assert!(f.reason.starts_with(&shown), "{f}");
     assert_eq!(f.hint, None, "no fix to suggest: {f}");
 }
