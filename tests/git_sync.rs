@@ -894,3 +894,110 @@ async fn json_logs_name_the_app_and_the_commit_on_every_engine_line() {
         assert_eq!(line["span"]["version"], "v1", "{line}");
     }
 }
+
+/// Commits, on top of `repo`'s `main`, `apps/` as the tree of `entries` (`mode type oid\tname`
+/// lines, as `git mktree` reads them: names no working tree could hold), and pushes it.
+fn commit_tree(repo: &TestRepo, entries: &[Vec<u8>]) -> String {
+    let git = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(repo.work_dir())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git runs");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin).expect("stdin");
+        let out = child.wait_with_output().expect("git ends");
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let listing: Vec<u8> = entries
+        .iter()
+        .flat_map(|e| [e.as_slice(), b"\n"].concat())
+        .collect();
+    let apps = git(&["mktree"], &listing);
+    let root = git(
+        &["mktree"],
+        format!("040000 tree {apps}\tapps\n").as_bytes(),
+    );
+    let head = repo.head();
+    let commit = git(&["commit-tree", &root, "-p", &head, "-m", "hostile"], b"");
+    let bare = repo.bare.display().to_string();
+    repo.git(&["push", "-q", &bare, &format!("{commit}:refs/heads/main")]);
+    commit
+}
+
+/// `git hash-object -w` of `content` in `repo`.
+fn blob(repo: &TestRepo, content: &[u8]) -> String {
+    let file = repo.work_dir().join(".blob");
+    std::fs::write(&file, content).expect("write");
+    let oid = repo.git(&["hash-object", "-w", ".blob"]);
+    std::fs::remove_file(file).expect("remove");
+    oid
+}
+
+#[tokio::test]
+async fn hostile_entries_are_each_refused_by_name_and_every_good_app_still_applies() {
+    let s = Scenario::new("sync-hostile", &[("README.md", "apps\n")]).await;
+    let ok = blob(&s.repo, app("ok", "v1").as_bytes());
+    let big = blob(
+        &s.repo,
+        "# padding\n".repeat(5 * 1024 * 1024 / 10).as_bytes(),
+    );
+    let link = blob(&s.repo, b"loop.yaml");
+    let head = s.repo.head();
+    let mut bad_name = format!("100644 blob {ok}\tbad").into_bytes();
+    bad_name.extend_from_slice(b"\xff.yaml");
+    let entries = vec![
+        format!("100644 blob {ok}\tok.yaml").into_bytes(),
+        format!("100644 blob {big}\tbig.yaml").into_bytes(),
+        format!("120000 blob {link}\tloop.yaml").into_bytes(),
+        format!("160000 commit {head}\tsub").into_bytes(),
+        format!("100644 blob {ok}\t..").into_bytes(),
+        bad_name,
+    ];
+    let commit = commit_tree(&s.repo, &entries);
+
+    let out = s.sync(&[]);
+    let log = log_of(&out);
+    for (name, why) in [
+        ("apps/big.yaml", "over the limit of 1048576 bytes per file"),
+        ("apps/loop.yaml", "a symbolic link; links are not followed"),
+        ("apps/sub", "a submodule; submodules are not read"),
+        ("apps/..", "an unsafe name"),
+        ("apps/bad\u{FFFD}.yaml", "a name that is not UTF-8"),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("file not read") && l.contains(name) && l.contains(why)),
+            "{name}: {why}\n{log}"
+        );
+    }
+    let applied = s.app("ok").await.expect("the good app applies");
+    assert_eq!(applied.spec.version, "v1");
+    assert_eq!(
+        annotation(&applied, bosun_core::sync::ANNOTATION_REVISION),
+        Some(commit.as_str())
+    );
+}
+
+#[tokio::test]
+async fn twenty_thousand_files_are_refused_whole_naming_the_limit_and_nothing_is_applied() {
+    let s = Scenario::new("sync-20k", &[("README.md", "apps\n")]).await;
+    let a = blob(&s.repo, app("a", "v1").as_bytes());
+    let entries: Vec<Vec<u8>> = (0..20_000)
+        .map(|i| format!("100644 blob {a}\tapp-{i:05}.yaml").into_bytes())
+        .collect();
+    commit_tree(&s.repo, &entries);
+    let out = s.sync(&["--prune"]);
+    let log = log_of(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("more than 5000 YAML files (limit max_files)"),
+        "{log}"
+    );
+    assert!(
+        s.app("a").await.is_none(),
+        "nothing applied from a refused revision"
+    );
+}
