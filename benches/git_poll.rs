@@ -58,6 +58,7 @@ fn main() {
             Auth::SshKey {
                 username: server.ssh_user.clone(),
                 private_key: server.ssh_key.clone(),
+                passphrase: None,
                 known_hosts: server.ssh_known_hosts.clone(),
             },
         ),

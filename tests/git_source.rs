@@ -33,6 +33,7 @@ fn ssh_auth(known_hosts: PathBuf) -> Auth {
     Auth::SshKey {
         username: server().ssh_user.clone(),
         private_key: server().ssh_key.clone(),
+        passphrase: None,
         known_hosts,
     }
 }
@@ -228,6 +229,39 @@ fn reads_anonymously_from_a_public_http_remote() {
 fn reads_over_ssh_with_a_key_and_known_hosts() {
     let repo = server().create_repo("ssh-key", &[("apps/web.yaml", WEB)]);
     reads_web(&repo.ssh_url, ssh_auth(server().ssh_known_hosts.clone()));
+}
+
+#[test]
+fn reads_over_ssh_with_a_passphrase_protected_key_and_names_no_passphrase_when_it_is_wrong() {
+    let repo = server().create_repo("ssh-passphrase", &[("apps/web.yaml", WEB)]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("id_ed25519");
+    std::fs::copy(&server().ssh_key, &key).expect("copying the key");
+    std::fs::copy(
+        format!("{}.pub", server().ssh_key.display()),
+        dir.path().join("id_ed25519.pub"),
+    )
+    .expect("copying the public key");
+    let passphrase = "correct horse battery 0xC0FFEE";
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", passphrase, "-f"])
+        .arg(&key)
+        .output()
+        .expect("running ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen -p: {out:?}");
+    let auth = |passphrase: &str| Auth::SshKey {
+        username: server().ssh_user.clone(),
+        private_key: key.clone(),
+        passphrase: Some(Secret::from(passphrase)),
+        known_hosts: server().ssh_known_hosts.clone(),
+    };
+    reads_web(&repo.ssh_url, auth(passphrase));
+
+    let wrong = "not-the-passphrase-0xBAD";
+    let (source, _cache) = open(spec(&repo.ssh_url, "apps", auth(wrong)));
+    let err = source.remote_head().expect_err("a wrong passphrase");
+    assert_eq!(err.kind(), ErrorKind::Stalled, "{err}");
+    assert_names_no_secret(&err, &[wrong, passphrase]);
 }
 
 #[test]
@@ -437,6 +471,7 @@ fn a_wrong_ssh_key_is_an_authentication_error() {
         Auth::SshKey {
             username: server().ssh_user.clone(),
             private_key: key,
+            passphrase: None,
             known_hosts: server().ssh_known_hosts.clone(),
         },
     ));

@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// An SSH private key for ssh:// repositories.
     #[arg(long, env = "BOSUN_SSH_KEY_FILE")]
     pub ssh_key_file: Option<PathBuf>,
+    /// A file holding the SSH private key's passphrase, when it has one.
+    #[arg(long, env = "BOSUN_SSH_KEY_PASSPHRASE_FILE")]
+    pub ssh_key_passphrase_file: Option<PathBuf>,
     /// The known_hosts file the SSH server's host key must be in.
     #[arg(long, env = "BOSUN_KNOWN_HOSTS_FILE")]
     pub known_hosts_file: Option<PathBuf>,
@@ -167,6 +170,7 @@ struct FileSource {
     git_password_file: Option<PathBuf>,
     git_token_file: Option<PathBuf>,
     ssh_key_file: Option<PathBuf>,
+    ssh_key_passphrase_file: Option<PathBuf>,
     known_hosts_file: Option<PathBuf>,
     fetch_timeout: Option<u64>,
     max_files: Option<usize>,
@@ -224,6 +228,7 @@ impl FileSource {
             git_password_file: a.git_password_file.clone(),
             git_token_file: a.git_token_file.clone(),
             ssh_key_file: a.ssh_key_file.clone(),
+            ssh_key_passphrase_file: a.ssh_key_passphrase_file.clone(),
             known_hosts_file: a.known_hosts_file.clone(),
             fetch_timeout: Some(a.fetch_timeout),
             max_files: Some(a.max_files),
@@ -247,6 +252,10 @@ impl FileSource {
                     (None, None, Some(key)) => Auth::SshKey {
                         username: self.git_username.clone().unwrap_or_else(|| "git".into()),
                         private_key: key.clone(),
+                        passphrase: match &self.ssh_key_passphrase_file {
+                            Some(f) => Some(Secret::from(read_secret(f, "SSH key passphrase")?)),
+                            None => None,
+                        },
                         known_hosts: self.known_hosts_file.clone().with_context(|| {
                             format!("{at}: an SSH key needs knownHostsFile (--known-hosts-file): Bosun checks the server's host key")
                         })?,

@@ -88,11 +88,13 @@ pub enum Auth {
     Basic { username: String, password: Secret },
     /// A forge token, sent as HTTP basic auth `x-access-token:<token>`.
     Token(Secret),
-    /// An SSH key (OpenSSH or PEM format, no passphrase) and the `known_hosts` file the server's host
-    /// key must be listed in. `<private_key>.pub` is used as the public key when it exists.
+    /// An SSH key (OpenSSH or PEM format, with its passphrase when it has one) and the `known_hosts`
+    /// file the server's host key must be listed in. `<private_key>.pub` is used as the public key
+    /// when it exists.
     SshKey {
         username: String,
         private_key: PathBuf,
+        passphrase: Option<Secret>,
         known_hosts: PathBuf,
     },
 }

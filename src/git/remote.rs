@@ -356,6 +356,7 @@ fn credentials(
         Auth::SshKey {
             username,
             private_key,
+            passphrase,
             ..
         } => {
             let user = if username.is_empty() {
@@ -394,7 +395,8 @@ fn credentials(
             }
             seen.credentials_given += 1;
             let public_key = public_key_of(private_key);
-            Cred::ssh_key(user, public_key.as_deref(), private_key, None)
+            let passphrase = passphrase.as_ref().map(ExposeSecret::expose_secret);
+            Cred::ssh_key(user, public_key.as_deref(), private_key, passphrase)
         }
         Auth::Basic { .. } | Auth::Token(_) => refuse(
             seen,
