@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bosun_core::model::{Bestie, ManagedApplication};
 use support::gitserver::{self, TestRepo};
 use support::process::{Process, free_port, http_get, sample};
+use support::webhook::{post_webhook, post_webhook_answer, sign_push};
 use support::{TestNamespace, install_crds, wait_until};
 
 fn app(name: &str, version: &str) -> String {
@@ -460,47 +461,6 @@ async fn a_signed_webhook_applies_a_push_without_waiting_for_the_poll() {
     let took = sent.elapsed();
     // Polling is hourly here: only the webhook can explain a quick update.
     assert!(took < Duration::from_secs(30), "applied after {took:?}");
-}
-
-async fn post_webhook(addr: &str, signature: &str, body: &str) -> u16 {
-    post_webhook_answer(addr, signature, body).await.0
-}
-
-/// Posts a signed push; the status code and the body of the answer.
-async fn post_webhook_answer(addr: &str, signature: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stream = loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("connecting to bosun at {addr}: {e}"),
-        }
-    };
-    let req = format!(
-        "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.expect("read");
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let answer = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, answer)
-}
-
-fn sign_push(secret: &[u8], body: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// `GET /readyz` of a replica: `ok: leader`, or `ok: standby` and where the leader is.

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use bosun_core::model::{ManagedApplication, Phase};
 use serde_json::Value;
+use support::forge::{body, fixture, github, requests};
 use support::gitserver::{self, TestRepo};
 use support::process::Process;
 use support::{TestNamespace, holds_for, install_crds, wait_until};
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const FILE: &str = "apps/shop.yaml";
@@ -44,59 +45,6 @@ fn app_with_deadline(version: &str, progress_deadline_secs: u32) -> String {
         "",
     ]
     .join("\n")
-}
-
-fn fixture(name: &str) -> Value {
-    let file = format!("{}/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&file).expect("fixture")).expect("JSON")
-}
-
-async fn github() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path_regex(r"^/repos/team/apps/commits/[0-9a-f]{40}/pulls$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("commit-pulls.json")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/team/apps/issues/1347/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/team/apps/issues/1347/comments"))
-        .respond_with(
-            ResponseTemplate::new(201).set_body_json(fixture("issue-comment-created.json")),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("PATCH"))
-        .and(path("/repos/team/apps/issues/comments/1003"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(fixture("issue-comment-updated.json")),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/repos/team/apps/statuses/[0-9a-f]{40}$"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("status-created.json")))
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn requests(server: &MockServer, verb: &str, path_is: &str) -> Vec<Request> {
-    server
-        .received_requests()
-        .await
-        .expect("recording")
-        .into_iter()
-        .filter(|r| r.method.as_str() == verb && r.url.path() == path_is)
-        .collect()
-}
-
-fn body(r: &Request) -> Value {
-    serde_json::from_slice(&r.body).expect("JSON body")
 }
 
 fn server_main(repo: &TestRepo) -> String {

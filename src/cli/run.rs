@@ -250,7 +250,8 @@ impl FileSource {
                         password: Secret::from(read_secret(f, "git password")?),
                     },
                     (None, None, Some(key)) => Auth::SshKey {
-                        username: self.git_username.clone().unwrap_or_else(|| "git".into()),
+                        // None given: the URL's user (ssh://deploy@host/...), else `git`.
+                        username: self.git_username.clone().unwrap_or_default(),
                         private_key: key.clone(),
                         passphrase: match &self.ssh_key_passphrase_file {
                             Some(f) => Some(Secret::from(read_secret(f, "SSH key passphrase")?)),

@@ -6,11 +6,13 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod crds;
+pub mod forge;
 pub mod gitserver;
 pub mod health;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod webhook;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,64 @@
+//! GitHub for the end-to-end tests: a local wiremock server answering as GitHub's REST API does.
+#![allow(dead_code)] // each test binary uses its own part of the support module
+
+use serde_json::Value;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// A response of fixtures/github/.
+pub fn fixture(name: &str) -> Value {
+    let file = format!("{}/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&file).expect("fixture")).expect("JSON")
+}
+
+/// GitHub, played by wiremock with the shapes of its REST documentation (fixtures/github/), for the
+/// repository `team/apps` whose commits belong to pull request 1347.
+pub async fn github() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/team/apps/commits/[0-9a-f]{40}/pulls$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("commit-pulls.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/team/apps/issues/1347/comments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/team/apps/issues/1347/comments"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture("issue-comment-created.json")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/repos/team/apps/issues/comments/1003"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture("issue-comment-updated.json")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/team/apps/statuses/[0-9a-f]{40}$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("status-created.json")))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The requests `server` received with `verb` on `path_is`.
+pub async fn requests(server: &MockServer, verb: &str, path_is: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .expect("recording")
+        .into_iter()
+        .filter(|r| r.method.as_str() == verb && r.url.path() == path_is)
+        .collect()
+}
+
+/// A request's JSON body.
+pub fn body(r: &Request) -> Value {
+    serde_json::from_slice(&r.body).expect("JSON body")
+}
