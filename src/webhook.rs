@@ -371,23 +371,10 @@ impl Push {
 
 /// Reduces a repository URL to `host/path` so the forms of one repository compare equal:
 /// `https://user@github.com/org/app.git`, `git@github.com:org/app`, `ssh://git@github.com:22/org/app.git`
-/// all become `github.com/org/app`. The port is dropped (HTTP and SSH of one forge differ in it).
+/// all become `github.com/org/app`. The port is dropped (HTTP and SSH of one forge differ in it). The
+/// same parser reads a source's URL ([`crate::git::repository_of`]), so a push always finds its source.
 pub fn normalize_repo_url(url: &str) -> String {
-    let url = url.trim();
-    let rest = match url.split_once("://") {
-        Some((_, rest)) => rest.to_string(),
-        // scp-like: user@host:path
-        None => match url.split_once(':') {
-            Some((host, path)) if !host.contains('/') => format!("{host}/{path}"),
-            _ => url.to_string(),
-        },
-    };
-    let rest = rest.rsplit_once('@').map_or(rest.as_str(), |(_, r)| r);
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-    let path = path.trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    format!("{host}/{path}")
+    crate::git::repository_of(url)
 }
 
 #[cfg(test)]

@@ -70,19 +70,17 @@ impl RepoRef {
             reason: reason.into(),
         };
         let s = input.trim();
-        let path = if let Some((_, rest)) = s.split_once("://") {
-            // scheme://[user[:pass]@]host[:port]/path
-            let (_, path) = rest
-                .split_once('/')
-                .ok_or_else(|| bad("the URL has no path"))?;
-            path
-        } else if let Some((host, path)) = s.split_once(':').filter(|(h, _)| !h.contains('/')) {
-            // scp-like: [user@]host:path
-            let _ = host;
-            path
+        // A URL (any host: GitHub Enterprise too) is read by the sources' own parser; else `owner/name`.
+        let looks_like_url =
+            s.contains("://") || s.split_once(':').is_some_and(|(h, _)| !h.contains('/'));
+        let path = if looks_like_url {
+            crate::git::path_of(s).ok_or_else(|| bad("the URL does not parse"))?
         } else {
-            s
+            s.to_owned()
         };
+        if looks_like_url && path.trim_matches('/').is_empty() {
+            return Err(bad("the URL has no path"));
+        }
         let path = path.trim_matches('/');
         let path = path.strip_suffix(".git").unwrap_or(path);
         let mut parts = path.split('/');

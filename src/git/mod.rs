@@ -40,6 +40,19 @@ mod known_hosts;
 mod remote;
 mod tree;
 mod url;
+
+/// The repository `url` names however it is spelled (`host/path`, see [`url::RemoteUrl::repository`]);
+/// a URL that does not parse is itself, trimmed.
+pub fn repository_of(url: &str) -> String {
+    url::RemoteUrl::parse(url.trim()).map_or_else(|_| url.trim().to_owned(), |u| u.repository())
+}
+
+/// The path `url` names on its host (`org/app.git` of `git@github.com:org/app.git`), when it parses.
+pub fn path_of(url: &str) -> Option<String> {
+    url::RemoteUrl::parse(url.trim())
+        .ok()
+        .map(|u| u.path().to_owned())
+}
 pub mod writeback;
 
 use secrecy::ExposeSecret;

@@ -1,5 +1,7 @@
-//! Remote URLs: which transport a URL names, the host and port a host key is checked for, and the
-//! form of the URL that may appear in a message (no userinfo, no query).
+//! Remote URLs, Bosun's one parser of them: which transport a URL names, the host and port a host key
+//! is checked for, the form of the URL that may appear in a message (no userinfo, no query), and the
+//! repository it names whatever the spelling ([`RemoteUrl::repository`]), by which a webhook finds its
+//! source and a source its GitHub repository.
 
 /// How a remote is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub(crate) struct RemoteUrl {
     user: Option<String>,
     host: Option<String>,
     port: Option<u16>,
+    /// The path on the host (or the local path), without query or fragment.
+    path: String,
     redacted: String,
 }
 
@@ -35,7 +39,7 @@ impl RemoteUrl {
         if let Some((scheme, rest)) = raw.split_once("://") {
             return parse_with_scheme(raw, scheme, rest);
         }
-        if let Some((authority, _path)) = scp_like(raw) {
+        if let Some((authority, path)) = scp_like(raw) {
             let (user, host) = match authority.rsplit_once('@') {
                 Some((user, host)) => (Some(user.to_owned()), host),
                 None => (None, authority),
@@ -50,6 +54,7 @@ impl RemoteUrl {
                 user,
                 host: Some(host.to_owned()),
                 port: None,
+                path: strip_query(path).to_owned(),
                 redacted: raw.to_owned(),
             });
         }
@@ -59,8 +64,29 @@ impl RemoteUrl {
             user: None,
             host: None,
             port: None,
+            path: raw.to_owned(),
             redacted: raw.to_owned(),
         })
+    }
+
+    /// The repository the URL names, the same however it is spelled: `host/path` with the host in
+    /// lowercase, no user, port, scheme or `.git`, no slash at either end. `https://x@GitHub.com/o/r.git`,
+    /// `git@github.com:o/r` and `ssh://git@github.com:22/o/r/` are all `github.com/o/r`.
+    pub(crate) fn repository(&self) -> String {
+        let path = self.path.trim_matches('/');
+        let path = path
+            .strip_suffix(".git")
+            .unwrap_or(path)
+            .trim_end_matches('/');
+        match &self.host {
+            Some(host) => format!("{}/{path}", host.to_ascii_lowercase()),
+            None => path.to_owned(),
+        }
+    }
+
+    /// The path on the host, as written (without query or fragment).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
     }
 
     /// The URL as configured, for libgit2. Never put it in a message: use [`RemoteUrl::redacted`].
@@ -121,6 +147,7 @@ fn parse_with_scheme(raw: &str, scheme: &str, rest: &str) -> Result<RemoteUrl, S
             user: None,
             host: None,
             port: None,
+            path: strip_query(rest).to_owned(),
             redacted: strip_query(raw).to_owned(),
         });
     }
@@ -155,6 +182,7 @@ fn parse_with_scheme(raw: &str, scheme: &str, rest: &str) -> Result<RemoteUrl, S
         user,
         host: Some(host.to_owned()),
         port,
+        path: strip_query(path).to_owned(),
         redacted,
     })
 }
@@ -249,6 +277,25 @@ mod tests {
             parsed("git://127.0.0.1:9418/r.git").transport(),
             Transport::Git
         );
+    }
+
+    #[test]
+    fn one_repository_written_many_ways_is_one_repository() {
+        for url in [
+            "https://github.com/Org/app.git",
+            "https://x-access-token:secret@github.com/Org/app",
+            "git@github.com:Org/app.git",
+            "ssh://git@GitHub.com:22/Org/app.git",
+            "https://github.com/Org/app/",
+            "https://github.com/Org/app.git?ref=main",
+        ] {
+            assert_eq!(parsed(url).repository(), "github.com/Org/app", "{url}");
+        }
+        assert_eq!(
+            parsed("http://127.0.0.1:8080/git/apps.git").repository(),
+            "127.0.0.1/git/apps"
+        );
+        assert_eq!(parsed("/srv/git/apps.git").repository(), "srv/git/apps");
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub(super) fn check_analysis(app: &ManagedApplication, root: &Node, out: &mut Ve
                 {
                     push(
                         field(&[name]),
-                        format!("{c} does not parse: {e}", c = crate::shown::Quoted(&c)),
+                        format!("{c} does not parse: {e}", c = crate::shown::Quoted(c)),
                         None,
                     );
                 }
@@ -132,7 +132,7 @@ fn check_address(address: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err(format!(
             "{address} has no host",
-            address = crate::shown::Quoted(&address)
+            address = crate::shown::Quoted(address)
         ));
     }
     Ok(())

@@ -386,7 +386,7 @@ fn recognise(root: &Node) -> Recognised {
         (Some(k), _) => {
             let node = root.get("apiVersion").unwrap_or(root);
             let found = api_version.map_or("nothing".to_string(), |a| {
-                format!("{a}", a = crate::shown::Quoted(&a))
+                format!("{a}", a = crate::shown::Quoted(a))
             });
             Recognised::Bad(vec![
                 Problem::at(
@@ -413,7 +413,7 @@ fn recognise(root: &Node) -> Recognised {
             );
             p.hint = kind
                 .and_then(|k| schema::suggest(k, &kind_names))
-                .map(|s| format!("did you mean {s}?", s = crate::shown::Quoted(&s)))
+                .map(|s| format!("did you mean {s}?", s = crate::shown::Quoted(s)))
                 .or_else(|| Some(format!("Bosun reads {}", kind_names.join(" and "))));
             Recognised::Bad(vec![p])
         }

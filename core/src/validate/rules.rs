@@ -77,7 +77,7 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
             .with_hint("a definition in git needs a fixed metadata.name")
         } else {
             match suggest(&name, &ALLOWED) {
-                Some(s) => p.with_hint(format!("did you mean {s}?", s = crate::shown::Quoted(&s))),
+                Some(s) => p.with_hint(format!("did you mean {s}?", s = crate::shown::Quoted(s))),
                 None => p.with_hint(
                     "a definition's metadata holds name, namespace, labels and annotations",
                 ),
@@ -93,7 +93,7 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
         Some(n) => match n.as_str() {
             None => out.push(Problem::at(n, &path(&["metadata", "name"]), format!("expected a string, found {}", n.describe()))),
             Some(name) if !names::is_dns1123_label(name) => out.push(
-                Problem::at(n, &path(&["metadata", "name"]), format!("{name} is not a valid name", name = crate::shown::Quoted(&name)))
+                Problem::at(n, &path(&["metadata", "name"]), format!("{name} is not a valid name", name = crate::shown::Quoted(name)))
                     .with_hint("use lowercase letters, digits and '-', starting and ending with a letter or digit"),
             ),
             Some(name) if name.len() > max => out.push(
@@ -126,7 +126,7 @@ pub(super) fn check_metadata(kind: Kind, root: &Node, out: &mut Vec<Problem>) {
                     let at = path(&["metadata", field, &key]);
                     match &v.value {
                         Value::Str(s) if field == "labels" && !is_label_value(s) => out.push(
-                            Problem::at(v, &at, format!("{s} is not a valid label value", s = crate::shown::Quoted(&s)))
+                            Problem::at(v, &at, format!("{s} is not a valid label value", s = crate::shown::Quoted(s)))
                                 .with_hint("at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"),
                         ),
                         Value::Str(_) => {}
@@ -191,14 +191,14 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
                     path(&["spec", "image"]),
                     format!(
                         "{image} carries a tag or digest",
-                        image = crate::shown::Quoted(&image)
+                        image = crate::shown::Quoted(image)
                     ),
                 )
                 .with_hint("write the repository alone; the tag is spec.version"),
             );
         } else if !names::is_image_repository(image) {
             out.push(
-                problem(root, path(&["spec", "image"]), format!("{image} is not a valid image repository", image = crate::shown::Quoted(&image)))
+                problem(root, path(&["spec", "image"]), format!("{image} is not a valid image repository", image = crate::shown::Quoted(image)))
                     .with_hint("lowercase path components, optionally after a registry host: registry.example.com/team/app"),
             );
         }
@@ -209,7 +209,7 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
             if let Some(name) = &port.name
                 && !names::is_port_name(name)
             {
-                out.push(problem(root, at("name"), format!("{name} is not a valid port name", name = crate::shown::Quoted(&name)))
+                out.push(problem(root, at("name"), format!("{name} is not a valid port name", name = crate::shown::Quoted(name)))
                     .with_hint("at most 15 lowercase letters, digits and single '-', with at least one letter"));
             }
             if ports[..i]
@@ -274,7 +274,7 @@ pub(super) fn check_managed_app(app: &ManagedApplication, root: &Node, out: &mut
                 sp(&["migrationJob", "down", "image"]),
                 format!(
                     "{image} is not a valid image reference",
-                    image = crate::shown::Quoted(&image)
+                    image = crate::shown::Quoted(image)
                 ),
             ));
         }
@@ -493,7 +493,7 @@ pub(super) fn check_bestie(bestie: &Bestie, root: &Node, out: &mut Vec<Problem>)
             path(&["spec", "host"]),
             format!(
                 "{host} is not a valid host name",
-                host = crate::shown::Quoted(&host)
+                host = crate::shown::Quoted(host)
             ),
         ));
     }

@@ -130,10 +130,10 @@ fn check_object(schema: &J, node: &Node, path: &mut Vec<PathSeg>, out: &mut Vec<
                 let mut problem = Problem::at(
                     key,
                     path,
-                    format!("unknown field {name}", name = crate::shown::Quoted(&name)),
+                    format!("unknown field {name}", name = crate::shown::Quoted(name)),
                 );
                 problem.hint = suggest(name, &known)
-                    .map(|s| format!("did you mean {s}?", s = crate::shown::Quoted(&s)));
+                    .map(|s| format!("did you mean {s}?", s = crate::shown::Quoted(s)));
                 if problem.hint.is_none() && !known.is_empty() {
                     problem.hint = Some(format!("known fields here: {}", known.join(", ")));
                 }
@@ -174,7 +174,7 @@ fn check_string(schema: &J, s: &str, node: &Node, path: &[PathSeg], out: &mut Ve
                 ),
             );
             p.hint = suggest(s, &names)
-                .map(|m| format!("did you mean {m}?", m = crate::shown::Quoted(&m)));
+                .map(|m| format!("did you mean {m}?", m = crate::shown::Quoted(m)));
             out.push(p);
         }
     }
