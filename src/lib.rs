@@ -17,6 +17,7 @@ pub mod forge;
 pub mod git;
 pub mod http_client;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod prometheus;
 pub mod report;

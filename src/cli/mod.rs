@@ -209,6 +209,14 @@ fn run_daemon(args: &run::RunArgs) -> ExitCode {
         eprintln!("bosun run: {e:#}");
         return ExitCode::from(2);
     }
+    let yaml = config.sources.iter().filter_map(|s| match &s.origin {
+        crate::config::Origin::Git(spec) => Some(spec.limits.max_total_bytes),
+        crate::config::Origin::Dir(_) => None,
+    });
+    if let Err(e) = crate::memory::check(crate::memory::limit(), yaml) {
+        eprintln!("bosun run: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(crate::run::run(config)) {
         Ok(true) => ExitCode::SUCCESS,
