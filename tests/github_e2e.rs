@@ -442,3 +442,153 @@ async fn a_standby_that_takes_over_mid_canary_sends_no_second_comment_commit_or_
         .expect("git notes");
     assert!(String::from_utf8_lossy(&note.stdout).contains("rolled back to v1"));
 }
+
+/// Matches every request while on: GitHub down.
+#[derive(Clone, Default)]
+struct Outage(Arc<std::sync::atomic::AtomicBool>);
+
+impl Outage {
+    fn set(&self, down: bool) {
+        self.0.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl wiremock::Match for Outage {
+    fn matches(&self, _: &Request) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How long GitHub is down in [`github_down_for_minutes_holds_up_no_upgrade_and_the_pull_request_catches_up`]:
+/// 10 minutes, far past the reporter's longest backoff (`BOSUN_TEST_GITHUB_OUTAGE_SECS` shortens it).
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("BOSUN_TEST_GITHUB_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
+    )
+}
+
+#[tokio::test]
+async fn github_down_for_minutes_holds_up_no_upgrade_and_the_pull_request_catches_up() {
+    let named =
+        |name: &str, version: &str| app(version).replace("name: shop", &format!("name: {name}"));
+    let sc = Scenario::new("gh-outage", &app("v1")).await;
+    let (ns, repo) = (&sc.ns, &sc.repo);
+    repo.commit(
+        "cart and search",
+        &[
+            ("apps/cart.yaml", named("cart", "v1")),
+            ("apps/search.yaml", named("search", "v1")),
+        ],
+    );
+    let gh = github().await;
+    let bosun = sc.bosun(&gh.uri(), "cache", &[]);
+    let apps = ns.api::<ManagedApplication>();
+    let settled = |name: &'static str, phase: Phase, version: &'static str| {
+        let apps = apps.clone();
+        async move {
+            wait_until(&format!("{name} {phase} at {version}"), || async {
+                let s = apps.get(name).await.ok()?.status?;
+                (s.phase == Some(phase) && s.target_version.as_deref() == Some(version))
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    for name in ["shop", "cart", "search"] {
+        settled(name, Phase::Healthy, "v1").await;
+    }
+
+    // GitHub answers 503 to everything; three apps upgrade in one commit, one of them fails.
+    // (A switch, not a scoped mock: wiremock 0.6.5 sorts its mocks by priority and then deactivates
+    // a dropped scoped mock by its old index, which is another mock's.)
+    let down = Outage::default();
+    Mock::given(down.clone())
+        .respond_with(ResponseTemplate::new(503).set_body_string("unavailable"))
+        .with_priority(1)
+        .mount(&gh)
+        .await;
+    down.set(true);
+    let went_down = std::time::Instant::now();
+    let bump = repo.commit(
+        "shop, cart and search: v2",
+        &[
+            (FILE, app("v2-broken")),
+            ("apps/cart.yaml", named("cart", "v2")),
+            ("apps/search.yaml", named("search", "v2")),
+        ],
+    );
+    settled("shop", Phase::Failed, "v2-broken").await;
+    settled("cart", Phase::Healthy, "v2").await;
+    settled("search", Phase::Healthy, "v2").await;
+    assert!(
+        went_down.elapsed() < outage(),
+        "the upgrades finished while GitHub was down, after {:?}",
+        went_down.elapsed()
+    );
+    let rollback = wait_until("the rollback commit, GitHub or not", || async {
+        let tip = server_main(repo);
+        repo.git(&["log", "-1", "--format=%s", &tip])
+            .starts_with("Roll back ")
+            .then_some(tip)
+    })
+    .await;
+    let tried = gh.received_requests().await.expect("recording").len();
+    assert!(tried > 0, "Bosun kept trying GitHub");
+    tokio::time::sleep(outage().saturating_sub(went_down.elapsed())).await; // the outage itself
+    let during = gh.received_requests().await.expect("recording").len();
+    down.set(false);
+    let back = std::time::Instant::now();
+    let statuses_path = format!("/repos/team/apps/statuses/{bump}");
+
+    // Within two minutes of GitHub's return: each app's last status is its outcome, and the one
+    // comment tells all three.
+    let deadline = back + Duration::from_secs(180);
+    let answered = |r: &Request| r.url.path() == statuses_path;
+    loop {
+        let sent = gh.received_requests().await.expect("recording");
+        let last_state = |context: &str| {
+            sent.iter()
+                .filter(|r| answered(r))
+                .map(body)
+                .rfind(|b| b["context"] == format!("bosun/{}/{context}", ns.name))
+                .and_then(|b| b["state"].as_str().map(str::to_owned))
+        };
+        let states = ["shop", "cart", "search"].map(last_state);
+        let comment = sent
+            .iter()
+            .filter(|r| r.url.path().contains("/comments") && r.method.as_str() != "GET")
+            .filter_map(|r| body(r)["body"].as_str().map(str::to_owned))
+            .next_back()
+            .unwrap_or_default();
+        let done = states
+            == [
+                Some("failure".to_owned()),
+                Some("success".to_owned()),
+                Some("success".to_owned()),
+            ]
+            && comment.contains(&rollback[..7])
+            && ["shop", "cart", "search"]
+                .iter()
+                .all(|a| comment.contains(a));
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GitHub back for {:?}: statuses {states:?}, comment:\n{comment}\nbosun's log:\n{}",
+            back.elapsed(),
+            bosun.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Every answer before was a 503: the comment was created once GitHub was back, and only once.
+    let since_back = gh.received_requests().await.expect("recording")[during..].to_vec();
+    let created = since_back
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/issues/1347/comments"))
+        .count();
+    assert_eq!(created, 1, "one comment, no duplicate");
+}

@@ -65,7 +65,10 @@ async fn a_large_repository_fits_its_limit_or_bosun_refuses_to_start_and_applies
         })
         .collect();
     let repo = gitserver::shared().create_repo(&ns.name, &[("README.md", "apps\n")]);
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
     repo.commit("500 apps", &files);
     let dir = tempfile::tempdir().expect("dir");
     support::process::write_git_password(dir.path());

@@ -78,7 +78,8 @@ impl Default for ReporterConfig {
             burst: 10,
             max_pending: 1000,
             backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            // A minute, not five: once GitHub is back, the pull request catches up within two.
+            backoff_max: Duration::from_secs(60),
             branch: None,
             target_url: None,
             no_pull_request_ttl: Duration::from_secs(300),
