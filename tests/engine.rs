@@ -1265,11 +1265,10 @@ async fn a_canary_failing_during_its_pause_rolls_back_without_waiting_for_the_pa
         .pause_start_time
         .expect("checked");
     let answered = s.health.count_status(200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        s.health.count_status(200) > answered,
-        "the canary is still probed while its pause runs"
-    );
+    wait_until("the canary still probed while its pause runs", || async {
+        (s.health.count_status(200) > answered).then_some(())
+    })
+    .await;
     s.health.force(Some(500));
     s.assert_rolled_back("v2", "v1", 2, "health").await;
     let failed_after = seconds_since(&began.0);

@@ -5,7 +5,7 @@
 mod support;
 
 use support::gitserver;
-use support::process::{Process, free_port};
+use support::process::{Process, free_port, http_get, local};
 use support::prometheus::Prometheus;
 use support::{TestNamespace, install_crds, wait_until};
 
@@ -28,7 +28,13 @@ async fn prometheus_scrapes_leader_git_and_kube_metrics() {
     let _bosun = Process::bosun(|c| {
         c.args(["run", "--repo", &repo.file_url(), "--path", "apps"])
             .args(["--namespace", &ns.name, "--name", &ns.name])
-            .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
+            .args([
+                "--engine-namespace",
+                &ns.name,
+                "--poll-interval",
+                "1",
+                "--prune",
+            ])
             .args(["--listen", &format!("127.0.0.1:{bosun_port}")])
             .arg("--cache-dir")
             .arg(cache.path());
@@ -107,4 +113,19 @@ async fn prometheus_scrapes_leader_git_and_kube_metrics() {
         Some(0.0),
         "nothing refused without leader election"
     );
+
+    // The app is removed from git (another stays, so the revision is not empty): pruned, and its
+    // phase series leave /metrics with it.
+    repo.commit(
+        "cart",
+        &[("apps/cart.yaml", APP.replace("name: shop", "name: cart"))],
+    );
+    repo.remove("shop: gone", &["apps/shop.yaml"]);
+    let shop_series = format!("bosun_app_phase{{namespace=\"{}\",app=\"shop\"", ns.name);
+    wait_until("shop's phase series gone from /metrics", || async {
+        let (_, body) = http_get(local(bosun_port), "/metrics")?;
+        let cart = format!("bosun_app_phase{{namespace=\"{}\",app=\"cart\"", ns.name);
+        (body.contains(&cart) && !body.contains(&shop_series)).then_some(())
+    })
+    .await;
 }
