@@ -239,4 +239,8 @@ async fn no_secret_appears_in_logs_metrics_status_events_git_or_pull_request_com
         log().contains("TRACE"),
         "the log was written at trace level"
     );
+    assert!(
+        !log().contains('\x1b'),
+        "no ANSI colours in a log that is not a terminal"
+    );
 }
