@@ -382,23 +382,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_repository_written_many_ways_normalises_to_one_name() {
-        for url in [
-            "https://github.com/Org/app.git",
-            "https://x-access-token:secret@github.com/Org/app",
-            "git@github.com:Org/app.git",
-            "ssh://git@GitHub.com:22/Org/app.git",
-            "https://github.com/Org/app/",
-        ] {
-            assert_eq!(normalize_repo_url(url), "github.com/Org/app", "{url}");
-        }
-        assert_eq!(
-            normalize_repo_url("http://127.0.0.1:8080/git/apps.git"),
-            "127.0.0.1/git/apps"
-        );
-    }
-
-    #[test]
     fn a_github_push_names_its_repository_and_branch() {
         let body = br#"{"ref":"refs/heads/main","after":"abc","repository":{"clone_url":"https://github.com/org/app.git","ssh_url":"git@github.com:org/app.git"}}"#;
         let push = Push::parse(body).expect("a push");
