@@ -679,6 +679,78 @@ async fn a_rolling_upgrade_reaches_healthy_and_records_the_versions() {
     assert_eq!(selector.get("app").map(String::as_str), Some(APP));
 }
 
+/// The source sets `SourceReady` in the status the engine also writes. An engine status decided from
+/// a copy read before that condition was set must not write its older list of conditions over it.
+#[tokio::test]
+async fn a_status_decided_before_source_ready_was_set_does_not_erase_it() {
+    let mut s = Scenario::new("engine-conditions").await;
+    s.create(json!({"version": "v1", "replicas": 1})).await;
+    s.phase_is(Phase::Healthy, "v1").await;
+    s.kill_engine().await;
+    let apps = s.ns.api::<ManagedApplication>();
+    let read_before = apps.get(APP).await.expect("get app");
+
+    let key = bosun_core::sync::ObjectKey {
+        kind: bosun_core::model::Kind::ManagedApplication,
+        namespace: s.ns.name.clone(),
+        name: APP.into(),
+    };
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    bosun::cluster::Cluster::from_client(s.ns.client.clone())
+        .set_condition(
+            std::slice::from_ref(&key),
+            bosun_core::sync::SOURCE_FIELD_MANAGER,
+            &bosun_core::sync::source_ready_condition(
+                false,
+                "Unreachable",
+                "the git server is down",
+                now,
+            ),
+        )
+        .await
+        .expect("set SourceReady");
+
+    let mut decided = read_before.status.clone().unwrap_or_default();
+    decided.message = Some("decided from the older copy".into());
+    let written = bosun::engine::write_status(
+        &apps,
+        &read_before,
+        read_before.metadata.resource_version.as_deref(),
+        &decided,
+    )
+    .await
+    .expect("write status");
+    assert_eq!(written, bosun::engine::StatusWrite::Stale);
+    let source_ready = |status: &ManagedApplicationStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == bosun_core::sync::CONDITION_SOURCE_READY)
+            .map(|c| c.status.clone())
+    };
+    let status = s.status().await;
+    assert_eq!(
+        source_ready(&status).as_deref(),
+        Some("False"),
+        "{status:#?}"
+    );
+    assert_ne!(
+        status.message, decided.message,
+        "the stale status was written"
+    );
+
+    // The engine, deciding from the newer copy, goes on and keeps the source's condition.
+    s.start_engine();
+    s.set_spec(json!({"version": "v2"})).await;
+    let status = s.phase_is(Phase::Healthy, "v2").await;
+    assert_eq!(
+        source_ready(&status).as_deref(),
+        Some("False"),
+        "{status:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_rolling_upgrade_checks_the_health_of_every_new_pod_before_healthy() {
     let s = Scenario::new("engine-rolling-hc").await;

@@ -167,14 +167,13 @@ async fn a_git_server_down_prunes_nothing_and_what_it_missed_is_written_once_it_
     .await;
     assert!(note.contains("rolled back to v1"), "{note}");
     assert_eq!(rollback_commits(&repo), 1, "one rollback commit");
-    // Bosun reports the source ready again. (Not read back from the objects' status: an engine status
-    // write racing this one can still put back the False it had read; see the README's known limits.)
-    wait_until("SourceReady=True reported", || async {
-        log()
-            .contains("SourceReady reported ready=true")
-            .then_some(())
-    })
-    .await;
+    // Every object of the source is ready again.
+    for name in ["cart", "shop"] {
+        until_status(&ns, name, "SourceReady=True", log, |s| {
+            source_ready(s) == Some("True")
+        })
+        .await;
+    }
 
     // The next push is applied.
     repo.pull();
@@ -239,10 +238,8 @@ async fn a_stalled_git_server_times_out_and_is_read_again_once_it_answers() {
         s.phase == Some(Phase::Healthy) && s.current_version.as_deref() == Some("v2")
     })
     .await;
-    wait_until("SourceReady=True reported", || async {
-        log()
-            .contains("SourceReady reported ready=true")
-            .then_some(())
+    until_status(&ns, "shop", "SourceReady=True", log, |s| {
+        source_ready(s) == Some("True")
     })
     .await;
 

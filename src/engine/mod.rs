@@ -36,7 +36,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use bosun_core::engine::app::{
     ANNOTATION_ABORT, ANNOTATION_PROMOTE_NOW, ANNOTATION_PROMOTE_STEP, ANNOTATION_RETRY,
@@ -574,6 +574,9 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let routed = app.spec.upgrade_strategy.traffic_routing.is_some();
     let services = Api::<Service>::namespaced(client.clone(), &ns);
+    // The version of the app this decision was made from; an action that writes the app itself moves
+    // it on, and the status is written only if no one else wrote the app in between.
+    let mut read_at = app.metadata.resource_version.clone();
     for action in &decision.actions {
         let act_err = |error| EngineError::Act {
             app: name.clone(),
@@ -774,13 +777,21 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             }
             Action::ClearAnnotation { name: key } => {
                 let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
-                apps.patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {*key: null}}})),
-                )
-                .await
-                .map_err(act_err)?;
+                let patch = json!({"metadata": {
+                    "resourceVersion": read_at,
+                    "annotations": {*key: null},
+                }});
+                match apps
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    Ok(written) => read_at = written.metadata.resource_version,
+                    // Changed since it was read: decided again from the newer object.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        return Ok(Requeue::requeue(Duration::from_secs(1)));
+                    }
+                    Err(error) => return Err(act_err(error)),
+                }
             }
         }
     }
@@ -790,16 +801,19 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     new_status.observed_generation = app.metadata.generation;
     if app.status.as_ref() != Some(&new_status) {
         let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
-        apps.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(status_patch(app.status.as_ref(), &new_status)),
-        )
-        .await
-        .map_err(|error| EngineError::WriteStatus {
-            app: name.clone(),
-            error,
-        })?;
+        match write_status(&apps, &app, read_at.as_deref(), &new_status).await {
+            Ok(StatusWrite::Written) => {}
+            Ok(StatusWrite::Stale) => {
+                debug!(app = %name, namespace = %ns, "status changed since it was read; deciding again");
+                return Ok(Requeue::requeue(Duration::from_secs(1)));
+            }
+            Err(error) => {
+                return Err(EngineError::WriteStatus {
+                    app: name.clone(),
+                    error,
+                });
+            }
+        }
     }
     if let Some(phase) = new_status.phase {
         crate::metrics::set_app_phase(&ns, &name, &phase.to_string());
@@ -821,11 +835,52 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     })
 }
 
+/// What became of a status write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StatusWrite {
+    Written,
+    /// The object changed since `app` was read (another writer's condition, or this engine's own
+    /// last write not yet in its watch cache): nothing was written, and the app is to be decided
+    /// again from the newer object, which the watch delivers.
+    Stale,
+}
+
+/// Writes `new` as the status of `app`, only if the cluster still holds `app` at `read_at` (its
+/// `resourceVersion` when read, or after this engine's own writes to it since).
+///
+/// # Errors
+/// When kube-apiserver refuses the write for any reason but a newer object.
+pub async fn write_status(
+    apps: &Api<ManagedApplication>,
+    app: &ManagedApplication,
+    read_at: Option<&str>,
+    new: &bosun_core::model::ManagedApplicationStatus,
+) -> Result<StatusWrite, kube::Error> {
+    let patch = status_patch(app.status.as_ref(), new, read_at);
+    match apps
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(StatusWrite::Written),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(StatusWrite::Stale),
+        Err(error) => Err(error),
+    }
+}
+
 /// A merge patch that sets `new` and removes the fields `old` had and `new` has not (a merge patch of
 /// `new` alone would leave them: `pauseStartTime`, `healthCheck`, `downMigration` must go away).
+///
+/// A merge patch replaces `conditions` whole, so the patch carries the `resourceVersion` `old` was
+/// read at: kube-apiserver refuses it (409) when anyone wrote since, and a `SourceReady` another
+/// writer set in between is never overwritten by the list this decision read before it.
 fn status_patch(
     old: Option<&bosun_core::model::ManagedApplicationStatus>,
     new: &bosun_core::model::ManagedApplicationStatus,
+    read_at: Option<&str>,
 ) -> serde_json::Value {
     let mut status = serde_json::to_value(new).expect("a status serializes");
     if let (Some(old), Some(fields)) = (
@@ -839,7 +894,10 @@ fn status_patch(
             }
         }
     }
-    json!({ "status": status })
+    match read_at {
+        Some(rv) => json!({ "metadata": {"resourceVersion": rv}, "status": status }),
+        None => json!({ "status": status }),
+    }
 }
 
 /// Creates a Job unless it exists (a Job's template cannot change; it is never re-applied).
@@ -923,10 +981,13 @@ mod tests {
             message: Some("step 2".into()),
             ..Default::default()
         };
-        let patch = status_patch(Some(&old), &new);
+        let patch = status_patch(Some(&old), &new, Some("41"));
         assert_eq!(
             patch,
-            json!({"status": {"message": "step 2", "pauseStartTime": null}})
+            json!({
+                "metadata": {"resourceVersion": "41"},
+                "status": {"message": "step 2", "pauseStartTime": null},
+            })
         );
     }
 }
