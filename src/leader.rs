@@ -545,7 +545,9 @@ mod tests {
         let fence = Fence::closed();
         fence.open_until(Instant::now() + Duration::from_secs(60));
         assert!(fence.may_write());
+        assert!(fence.time_left() > Duration::from_secs(50));
         fence.open_until(Instant::now());
         assert!(!fence.may_write());
+        assert_eq!(fence.time_left(), Duration::ZERO);
     }
 }
