@@ -14,14 +14,14 @@ use support::gitserver::{self, TestRepo};
 use support::health::HealthServer;
 use support::process::{Process, bosun_run, free_port, http_get, local, sample};
 use support::upgrade::{
-    APP_FILE as FILE, JobLedger, assert_no_step_twice, job_names, job_running, step_paused_secs,
+    APP_FILE as FILE, JobLedger, Timing, assert_no_step_twice, job_names, job_running,
+    step_paused_secs,
 };
 use support::{TestNamespace, repo_scenario, wait_until};
 
-/// The canary app of [`support::upgrade::canary_app`], its first step pausing 6 s, its pods ready
-/// within 20 s.
+/// The canary app of [`support::upgrade::canary_app`], timed [`Timing::QUICK`].
 fn canary_app(version: &str, health_port: u16) -> String {
-    support::upgrade::canary_app(version, health_port, 6, 20)
+    support::upgrade::canary_app(version, health_port, &Timing::QUICK)
 }
 
 fn blue_green_app(version: &str, health_port: u16) -> String {

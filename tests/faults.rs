@@ -23,8 +23,8 @@ use support::private_cluster::PrivateCluster;
 use support::process::{bosun_run_configured, write_git_password};
 use support::replica::{Replica, leader_elect_args, lease_holder};
 use support::upgrade::{
-    APP_FILE, JobLedger, assert_every_step_taken, assert_no_step_twice, canary_app, job_names,
-    job_running, step_paused_secs,
+    APP_FILE, JobLedger, Timing, assert_every_step_taken, assert_no_step_twice, canary_app,
+    job_names, job_running, step_paused_secs,
 };
 use support::{
     TestNamespace, holds_for, repo_scenario_in, until_status_within, wait_explained, wait_up_to,
@@ -36,13 +36,24 @@ const LEASE: Duration = Duration::from_secs(6);
 const OUTAGE: Duration = Duration::from_secs(30);
 /// Room for two busy cores, on top of the lease, for a replica to lead again once the API is back.
 const SLACK: Duration = Duration::from_secs(10);
-/// How long the app's new pods may take to become ready. After its API server came back, the
-/// controller-manager takes a while to act on Deployments and Jobs again (its watches back off while
-/// the API server is down; a Job's status was seen to lag 90 s): the 20 s that other tests give would
-/// fail the upgrade for it.
-const PROGRESS_DEADLINE: u64 = 180;
+/// How the app's upgrade is timed, its first pause apart. The cluster takes a while to recover from
+/// the fault, and the app must outlast that, as its health check and progress deadline should in
+/// production: the controller-manager acts on Deployments and Jobs again only when its watches, which
+/// backed off while the API server was down, are back (a Job's status was seen to lag 90 s); and when
+/// it missed a node's lease for its grace period it marks the node's pods not ready until their
+/// "kubelet" (kwok here, also backing off) reports them again (seen: 25 s). So: pods ready within
+/// 3 min, not ready for at most 90 s (30 rounds, 3 s apart). The 20 s and 2 s of `Timing::QUICK`
+/// would fail the upgrade for the cluster's sake.
+fn timing(first_pause: u64) -> Timing {
+    Timing {
+        first_pause,
+        progress_deadline: 180,
+        check_period: 3,
+        failure_threshold: 30,
+    }
+}
 /// How long an upgrade may take, the fault included.
-const UPGRADE: Duration = Duration::from_secs(240);
+const UPGRADE: Duration = Duration::from_secs(300);
 
 /// One fault test at a time (see the module's documentation).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -120,7 +131,7 @@ impl Faulty {
 
     /// Commits `shop` at `version`, its first canary step pausing `first_pause` seconds.
     fn commit(&self, version: &str, first_pause: u64) -> String {
-        let app = canary_app(version, self.health.port, first_pause, PROGRESS_DEADLINE);
+        let app = canary_app(version, self.health.port, &timing(first_pause));
         self.repo
             .commit(&format!("shop: {version}"), &[(APP_FILE, app)])
     }

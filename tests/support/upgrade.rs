@@ -13,16 +13,39 @@ use super::TestNamespace;
 /// The file of the app `shop` in a test repository.
 pub const APP_FILE: &str = "apps/shop.yaml";
 
+/// How the canary app of [`canary_app`] times its upgrade.
+pub struct Timing {
+    /// Seconds the first canary step pauses (the second pauses 3).
+    pub first_pause: u64,
+    /// Seconds its new pods may take to become ready (`progressDeadlineSeconds`).
+    pub progress_deadline: u64,
+    /// Seconds between health check rounds (`periodSeconds`).
+    pub check_period: u64,
+    /// Failed rounds in a row that fail the upgrade (`failureThreshold`).
+    pub failure_threshold: u64,
+}
+
+impl Timing {
+    /// Quick: a 6 s pause, pods ready within 20 s, checked every second, failing at the second
+    /// failure in a row.
+    pub const QUICK: Timing = Timing {
+        first_pause: 6,
+        progress_deadline: 20,
+        check_period: 1,
+        failure_threshold: 2,
+    };
+}
+
 /// A canary app `shop` with a migration (its image follows the version) and a slow down-migration,
-/// checked over HTTP by the test's health server on `health_port`; its first step pauses
-/// `first_pause` seconds, its second 3; its pods fail the upgrade when not ready within
-/// `progress_deadline` seconds.
-pub fn canary_app(
-    version: &str,
-    health_port: u16,
-    first_pause: u64,
-    progress_deadline: u64,
-) -> String {
+/// checked over HTTP by the test's health server on `health_port`, in two steps (50 %, 100 %), timed
+/// as `timing` says.
+pub fn canary_app(version: &str, health_port: u16, timing: &Timing) -> String {
+    let Timing {
+        first_pause,
+        progress_deadline,
+        check_period,
+        failure_threshold,
+    } = timing;
     format!(
         "apiVersion: apps.example.com/v1alpha1
 kind: ManagedApplication
@@ -41,8 +64,8 @@ spec:
     healthCheck:
       httpGet: {{path: /healthz, port: {health_port}}}
       initialDelaySeconds: 1
-      periodSeconds: 1
-      failureThreshold: 2
+      periodSeconds: {check_period}
+      failureThreshold: {failure_threshold}
     canary:
       enabled: true
       steps:
