@@ -11,7 +11,14 @@
 //! the lease duration, minus a margin. Every write through the kube client passes the [`WriteGate`]
 //! layer, which refuses it once the fence has passed. So a leader frozen past its lease (SIGSTOP, a long
 //! GC pause, a partition) cannot write when it wakes up, even before its renew loop notices; the loop
-//! then finds the Lease taken and the process exits, to be restarted as a standby.
+//! then finds the Lease taken and the process exits, to be restarted as a standby. A leader that cannot
+//! renew before its fence closes (the API server down, or waiting on etcd, which holds a request up to
+//! a minute) gives up at that moment too, and exits: it does not say it leads while it may not write.
+//!
+//! A standby outlasts an outage: a read of the Lease that fails as a timeout, a lost connection or a
+//! server error is tried again at the next interval. Once the API is back it finds the Lease unrenewed
+//! for longer than its duration (by its own clock) and takes it, so a leader resumes within a lease
+//! duration of the API's return. Only a refusal that needs a human (RBAC, say) makes it exit.
 //!
 //! The holder also writes where it can be reached (`--advertise-url`) into the Lease's annotation
 //! `bosun.dev/leader-url`; a standby reads it, so that a push webhook the Service delivered to a standby
@@ -100,6 +107,12 @@ impl Fence {
     fn close(&self) {
         self.until_ms.store(0, Ordering::SeqCst);
         self.leader.store(false, Ordering::SeqCst);
+    }
+
+    /// How long this replica may still write (zero once the fence has closed).
+    fn time_left(&self) -> Duration {
+        let now = self.base.elapsed().as_millis() as u64;
+        Duration::from_millis(self.until_ms.load(Ordering::SeqCst).saturating_sub(now))
     }
 }
 
@@ -236,6 +249,20 @@ pub enum LeaderError {
         name: String,
         holder: String,
     },
+    #[error(
+        "could not renew the Lease {namespace}/{name} before it ran out (is the API server or etcd down?); exiting so that this replica restarts as a standby"
+    )]
+    RenewalTimedOut { namespace: String, name: String },
+}
+
+impl LeaderError {
+    /// Whether trying again may be enough ([`crate::backoff::kube_heals`]).
+    fn heals(&self) -> bool {
+        match self {
+            LeaderError::Lease { error, .. } => crate::backoff::kube_heals(error),
+            LeaderError::Lost { .. } | LeaderError::RenewalTimedOut { .. } => false,
+        }
+    }
 }
 
 fn now_micro() -> MicroTime {
@@ -261,47 +288,60 @@ pub async fn acquire(
     };
     let mut logged_wait = false;
     loop {
-        match elector.try_once().await? {
-            true => break,
-            false => {
+        // A read held by an API server waiting on etcd is given up after a lease duration and
+        // tried afresh.
+        match tokio::time::timeout(elector.config.duration, elector.try_once()).await {
+            Ok(Ok(true)) => break,
+            Ok(Ok(false)) => {
                 if !logged_wait {
                     info!(lease = %elector.config.name, holder = ?elector.seen.as_ref().map(|s| &s.holder),
                         "waiting for the leader lease; standing by");
                     logged_wait = true;
                 }
-                tokio::time::sleep(elector.config.renew_every()).await;
             }
+            Ok(Err(e)) if e.heals() => {
+                warn!(error = %e, "reading the leader lease failed; standing by, trying again");
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => warn!(lease = %elector.config.name, timeout = ?elector.config.duration,
+                "reading the leader lease timed out; standing by, trying again"),
         }
+        tokio::time::sleep(elector.config.renew_every()).await;
     }
     info!(lease = %elector.config.name, identity = %elector.config.identity, "acquired the leader lease");
     crate::metrics::global().leader.set(1);
     Ok(tokio::spawn(async move {
         loop {
             tokio::time::sleep(elector.config.renew_every()).await;
-            match elector.try_once().await {
-                Ok(true) => {}
-                Ok(false) => {
-                    elector.fence.close();
-                    crate::metrics::global().leader.set(0);
-                    return LeaderError::Lost {
-                        namespace: elector.config.namespace.clone(),
-                        name: elector.config.name.clone(),
-                        holder: elector
-                            .seen
-                            .as_ref()
-                            .map_or_else(String::new, |s| s.holder.clone()),
-                    };
-                }
-                Err(e) => {
+            // A renewal still pending when the fence closes has failed: by the time it returns, the
+            // lease may be another replica's.
+            let renewal = tokio::time::timeout(elector.fence.time_left(), elector.try_once()).await;
+            let lost = match renewal {
+                Ok(Ok(true)) => continue,
+                Ok(Ok(false)) => LeaderError::Lost {
+                    namespace: elector.config.namespace.clone(),
+                    name: elector.config.name.clone(),
+                    holder: elector
+                        .seen
+                        .as_ref()
+                        .map_or_else(String::new, |s| s.holder.clone()),
+                },
+                Ok(Err(e)) => {
                     // Keep trying while the fence is open; once it closed, the lease may be another's.
                     warn!(error = %e, "renewing the leader lease failed");
-                    if !elector.fence.may_write() {
-                        crate::metrics::global().leader.set(0);
-                        elector.fence.close();
-                        return e;
+                    if elector.fence.may_write() {
+                        continue;
                     }
+                    e
                 }
-            }
+                Err(_) => LeaderError::RenewalTimedOut {
+                    namespace: elector.config.namespace.clone(),
+                    name: elector.config.name.clone(),
+                },
+            };
+            elector.fence.close();
+            crate::metrics::global().leader.set(0);
+            return lost;
         }
     }))
 }
@@ -505,7 +545,9 @@ mod tests {
         let fence = Fence::closed();
         fence.open_until(Instant::now() + Duration::from_secs(60));
         assert!(fence.may_write());
+        assert!(fence.time_left() > Duration::from_secs(50));
         fence.open_until(Instant::now());
         assert!(!fence.may_write());
+        assert_eq!(fence.time_left(), Duration::ZERO);
     }
 }

@@ -9,50 +9,19 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use bosun_core::model::{ManagedApplication, ManagedApplicationStatus, Phase};
-use k8s_openapi::api::batch::v1::Job;
-use kube::api::ListParams;
 use support::gitserver::{self, TestRepo};
 use support::health::HealthServer;
 use support::process::{Process, bosun_run, free_port, http_get, local, sample};
+use support::upgrade::{
+    APP_FILE as FILE, JobLedger, Timing, assert_no_step_twice, job_names, job_running,
+    step_paused_secs,
+};
 use support::{TestNamespace, repo_scenario, wait_until};
 
-const FILE: &str = "apps/shop.yaml";
-
-/// A canary app with a migration (its image follows the version) and a slow down-migration, checked
-/// over HTTP by the test's health server.
+/// The canary app of [`support::upgrade::canary_app`], timed [`Timing::QUICK`].
 fn canary_app(version: &str, health_port: u16) -> String {
-    format!(
-        "apiVersion: apps.example.com/v1alpha1
-kind: ManagedApplication
-metadata:
-  name: shop
-spec:
-  version: \"{version}\"
-  replicas: 2
-  upgradeStrategy:
-    type: RollingWithMigration
-    progressDeadlineSeconds: 20
-    migrationJob:
-      image: migrate
-      down:
-        image: migrate-down:undo-slow
-    healthCheck:
-      httpGet: {{path: /healthz, port: {health_port}}}
-      initialDelaySeconds: 1
-      periodSeconds: 1
-      failureThreshold: 2
-    canary:
-      enabled: true
-      steps:
-        - weight: 50
-          pause: 6
-        - weight: 100
-          pause: 3
-"
-    )
+    support::upgrade::canary_app(version, health_port, &Timing::QUICK)
 }
 
 fn blue_green_app(version: &str, health_port: u16) -> String {
@@ -87,8 +56,8 @@ struct Crashing {
     /// The port the running `bosun run` serves `/metrics` on.
     port: u16,
     kills: Vec<String>,
-    /// Every migration Job seen: name → uid (a Job made twice would show a second uid).
-    jobs: BTreeMap<String, String>,
+    /// Every migration Job seen (a Job made twice would show a second uid).
+    jobs: JobLedger,
 }
 
 impl Crashing {
@@ -102,7 +71,7 @@ impl Crashing {
             bosun: None,
             port: 0,
             kills: Vec::new(),
-            jobs: BTreeMap::new(),
+            jobs: JobLedger::default(),
         };
         c.start();
         c
@@ -153,83 +122,12 @@ impl Crashing {
 
     /// Records the migration Jobs that exist now; a Job seen before with another uid was made twice.
     async fn note_jobs(&mut self) {
-        let jobs = self
-            .ns
-            .api::<Job>()
-            .list(&ListParams::default().labels("app=shop"))
-            .await
-            .expect("list Jobs");
-        for j in jobs.items {
-            let (name, uid) = (
-                j.metadata.name.unwrap_or_default(),
-                j.metadata.uid.unwrap_or_default(),
-            );
-            let seen = self.jobs.entry(name.clone()).or_insert_with(|| uid.clone());
-            assert_eq!(
-                *seen, uid,
-                "the Job {name} was made twice (kills so far: {:?})",
-                self.kills
-            );
-        }
-    }
-
-    async fn job_running(&self, name: &str) -> bool {
-        let job = self.ns.api::<Job>().get_opt(name).await.ok().flatten();
-        job.and_then(|j| j.status)
-            .is_some_and(|s| s.active.unwrap_or(0) > 0 && s.succeeded.unwrap_or(0) == 0)
-    }
-
-    fn server_main(&self) -> String {
-        let bare = self.repo.bare.display().to_string();
-        self.repo
-            .git(&["fetch", "-q", &bare, "+main:refs/remotes/server/main"]);
-        self.repo.git(&["rev-parse", "refs/remotes/server/main"])
-    }
-
-    fn rollback_commits(&self) -> usize {
-        let tip = self.server_main();
-        self.repo
-            .git(&["log", "--format=%s", &tip])
-            .lines()
-            .filter(|l| l.starts_with("Roll back "))
-            .count()
-    }
-
-    fn note_of(&self, commit: &str) -> Option<String> {
-        let bare = self.repo.bare.display().to_string();
-        self.repo.git(&[
-            "fetch",
-            "-q",
-            "--force",
-            &bare,
-            "+refs/notes/*:refs/notes/*",
-        ]);
-        let notes = self.repo.git(&["notes", "--ref=bosun", "list"]);
-        notes
-            .lines()
-            .any(|l| l.ends_with(commit))
-            .then(|| self.repo.git(&["notes", "--ref=bosun", "show", commit]))
+        self.jobs.note(&self.ns, &self.kills).await;
     }
 
     fn log(&self) -> String {
         self.bosun.as_ref().map(Process::log).unwrap_or_default()
     }
-}
-
-/// The messages of `status.history` that say a step moved on: each must appear once.
-fn assert_no_step_twice(s: &ManagedApplicationStatus, kills: &[String]) {
-    let mut seen = BTreeMap::new();
-    for h in &s.history {
-        *seen
-            .entry((h.phase.to_string(), h.step, h.message.clone()))
-            .or_insert(0) += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "steps done twice after kills at {kills:?}: {twice:?}\nhistory: {:#?}",
-        s.history
-    );
 }
 
 #[tokio::test]
@@ -247,7 +145,7 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
         .commit("shop: v2-slow", &[(FILE, canary_app("v2-slow", port))]);
     let up = "shop-migration-v2-slow";
     wait_until("the migration running", || async {
-        c.job_running(up).await.then_some(())
+        job_running(&c.ns, up).await.then_some(())
     })
     .await;
     c.kill_and_restart("migration running").await;
@@ -303,18 +201,8 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     c.note_jobs().await;
     let s = c.status().await.expect("status");
     assert_no_step_twice(&s, &c.kills);
-    let pause = s
-        .history
-        .iter()
-        .find(|h| h.message == "step 1 passed")
-        .expect("step 1 passed");
-    let pause_began = s
-        .history
-        .iter()
-        .find(|h| h.phase == Phase::HealthChecking && h.step == Some(0))
-        .expect("step 1 checked");
     assert!(
-        pause.time.0.as_second() - pause_began.time.0.as_second() >= 6,
+        step_paused_secs(&s, 0) >= 6,
         "the pause was neither skipped nor cut by the kill: {:#?}",
         s.history
     );
@@ -334,20 +222,20 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     c.kill_and_restart("rollback").await;
     let down = "shop-migration-down-v3-unhealthy";
     wait_until("the down-migration running", || async {
-        c.job_running(down).await.then_some(())
+        job_running(&c.ns, down).await.then_some(())
     })
     .await;
     c.kill_and_restart("down-migration").await;
     wait_until("the rollback commit on main", || async {
-        (c.rollback_commits() == 1).then_some(())
+        (c.repo.rollback_commits() == 1).then_some(())
     })
     .await;
-    assert_eq!(c.note_of(&broken), None, "the note waits (refused)");
+    assert_eq!(c.repo.note_of(&broken), None, "the note waits (refused)");
     c.kill_and_restart("between the rollback commit and the note")
         .await;
     gitserver::shared().unprotect(&c.repo.name);
     let note = wait_until("the note on the failed commit", || async {
-        c.note_of(&broken)
+        c.repo.note_of(&broken)
     })
     .await;
     c.until("Healthy at v2-slow again (the rollback commit)", |s| {
@@ -357,7 +245,7 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     c.note_jobs().await;
 
     // One rollback commit, one note with one section for the app, one Job per migration.
-    assert_eq!(c.rollback_commits(), 1, "log: {}", c.log());
+    assert_eq!(c.repo.rollback_commits(), 1, "log: {}", c.log());
     assert_eq!(
         note.lines().filter(|l| l.starts_with("bosun ")).count(),
         1,
@@ -366,17 +254,8 @@ async fn killed_at_every_stage_of_a_canary_upgrade_and_its_rollback_bosun_resume
     assert!(note.contains("rolled back to v2-slow"), "{note}");
     // The up Job of v3 was deleted when its down-migration ran (so that v3, should it come again,
     // migrates afresh); every other Job is the one first made.
-    let now: Vec<String> =
-        c.ns.api::<Job>()
-            .list(&ListParams::default().labels("app=shop"))
-            .await
-            .expect("list Jobs")
-            .items
-            .into_iter()
-            .filter_map(|j| j.metadata.name)
-            .collect();
     assert_eq!(
-        now,
+        job_names(&c.ns).await,
         [
             "shop-migration-down-v3-unhealthy",
             "shop-migration-v1",

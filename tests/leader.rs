@@ -10,43 +10,15 @@ use std::time::Duration;
 
 use bosun_core::model::{ManagedApplication, Phase};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
-use support::process::{Process, free_port, http_get, local, sample};
+use support::replica::{Replica, lease_holder as holder};
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
-const LEASE_SECS: u64 = 4;
+const LEASE: Duration = Duration::from_secs(4);
 
-struct Replica {
-    identity: String,
-    port: u16,
-    process: Process,
-}
-
-impl Replica {
-    fn start(identity: &str, dir: &Path, ns: &str) -> Replica {
-        let port = free_port();
-        let process = Process::bosun(|c| {
-            c.args(["run", "--dir"])
-                .arg(dir)
-                .args(["--namespace", ns, "--engine-namespace", ns])
-                .args(["--leader-elect", "--lease-namespace", ns])
-                .args(["--identity", identity])
-                .args(["--lease-duration", &LEASE_SECS.to_string()])
-                .args(["--listen", &format!("127.0.0.1:{port}")]);
-        });
-        Replica {
-            identity: identity.into(),
-            port,
-            process,
-        }
-    }
-
-    fn metric(&self, name: &str) -> Option<f64> {
-        let (_, body) = http_get(local(self.port), "/metrics")?;
-        sample(&body, name, &[])
-    }
+fn start(identity: &str, dir: &Path, ns: &str) -> Replica {
+    support::replica::start_on_dir(identity, dir, ns, LEASE)
 }
 
 fn app_yaml(version: &str) -> String {
@@ -72,15 +44,6 @@ spec:
     )
 }
 
-async fn holder(ns: &TestNamespace) -> Option<String> {
-    ns.api::<Lease>()
-        .get_opt("bosun")
-        .await
-        .ok()??
-        .spec?
-        .holder_identity
-}
-
 async fn phase_is(ns: &TestNamespace, phase: Phase, version: &str) -> ManagedApplication {
     wait_until(&format!("phase {phase} at {version}"), || async {
         let app = ns.api::<ManagedApplication>().get("shop").await.ok()?;
@@ -93,12 +56,12 @@ async fn phase_is(ns: &TestNamespace, phase: Phase, version: &str) -> ManagedApp
 /// Brings the app to a canary step waiting for promotion, under replica `a` as the leader.
 async fn canary_waiting_under_a(ns: &TestNamespace, dir: &Path) -> (Replica, Replica, String) {
     std::fs::write(dir.join("shop.yaml"), app_yaml("v1")).expect("write app");
-    let a = Replica::start("a", dir, &ns.name);
+    let a = start("a", dir, &ns.name);
     wait_until("a holds the lease", || async {
         (holder(ns).await.as_deref() == Some("a")).then_some(())
     })
     .await;
-    let b = Replica::start("b", dir, &ns.name);
+    let b = start("b", dir, &ns.name);
     phase_is(ns, Phase::Healthy, "v1").await;
     wait_until("b serves metrics", || async { b.metric("bosun_leader") }).await;
     assert_eq!(b.metric("bosun_leader"), Some(0.0), "b is a standby");
@@ -173,7 +136,7 @@ async fn a_standby_finishes_a_canary_when_the_leader_is_killed() {
     let (a, b, job_uid) = canary_waiting_under_a(&ns, dir.path()).await;
     holds_for(
         "b stays a standby while a renews",
-        Duration::from_secs(LEASE_SECS + 2),
+        LEASE + Duration::from_secs(2),
         || async { holder(&ns).await.as_deref() == Some("a") },
     )
     .await;

@@ -56,7 +56,7 @@ pub fn shared() -> &'static GitServer {
     static SERVER: OnceLock<GitServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = GitServer::up();
-        server.stop_after_exit_of(std::process::id());
+        server.stop_after_exit();
         server
     })
 }
@@ -67,7 +67,7 @@ impl GitServer {
         let mut server = GitServer::up();
         server.stop_on_drop = true;
         // Should the process die before the drop, the watcher cleans up all the same.
-        server.stop_after_exit_of(std::process::id());
+        server.stop_after_exit();
         server
     }
 
@@ -130,23 +130,14 @@ impl GitServer {
         }
     }
 
-    /// Starts a watcher, in a session of its own (a Ctrl-C of the tests does not reach it), that
-    /// runs `gitserver down` once process `pid` is gone. Its output goes nowhere, so it never keeps
-    /// the pipes of `cargo test` open.
-    fn stop_after_exit_of(&self, pid: u32) {
-        let watcher =
-            r#"while kill -0 "$0" 2>/dev/null; do sleep 0.2; done; exec "$1" down --dir "$2""#;
-        // `setsid --fork` returns at once, leaving the watcher running in its own session.
-        let status = Command::new("setsid")
-            .args(["--fork", "sh", "-c", watcher, &pid.to_string()])
-            .arg(script())
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("starting the gitserver watcher (setsid sh)");
-        assert!(status.success(), "setsid --fork sh: {status}");
+    /// Runs `gitserver down` once this test process is gone.
+    fn stop_after_exit(&self) {
+        run_after_exit(&[
+            script().as_os_str(),
+            "down".as_ref(),
+            "--dir".as_ref(),
+            self.dir.as_os_str(),
+        ]);
     }
 
     /// A real outage: the server processes stopped, the repositories, ports and keys kept.
@@ -239,6 +230,31 @@ impl GitServer {
     }
 }
 
+/// Runs `command` once this test process has exited, however it exits (a panic, a kill, the end):
+/// from a watcher in a session of its own (a Ctrl-C of the tests does not reach it), whose output
+/// goes nowhere, so that it never keeps the pipes of `cargo test` open. For servers a test starts
+/// outside itself, which must not outlive it (here rather than in `process`: benches include this
+/// file alone).
+pub fn run_after_exit<S: AsRef<std::ffi::OsStr>>(command: &[S]) {
+    let watcher = r#"while kill -0 "$0" 2>/dev/null; do sleep 0.2; done; exec "$@""#;
+    // `setsid --fork` returns at once, leaving the watcher running in its own session.
+    let status = Command::new("setsid")
+        .args([
+            "--fork",
+            "sh",
+            "-c",
+            watcher,
+            &std::process::id().to_string(),
+        ])
+        .args(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("starting a watcher (setsid sh)");
+    assert!(status.success(), "setsid --fork sh: {status}");
+}
+
 impl Drop for GitServer {
     fn drop(&mut self) {
         if self.stop_on_drop {
@@ -326,6 +342,39 @@ impl TestRepo {
         let bare = self.bare.display().to_string();
         self.git(&["fetch", "-q", &bare, "main"]);
         self.git(&["reset", "-q", "--hard", "FETCH_HEAD"]);
+    }
+
+    /// The server's `main`, as a fresh fetch into the working copy sees it.
+    pub fn server_main(&self) -> String {
+        let bare = self.bare.display().to_string();
+        self.git(&["fetch", "-q", &bare, "+main:refs/remotes/server/main"]);
+        self.git(&["rev-parse", "refs/remotes/server/main"])
+    }
+
+    /// How many of the commits on the server's `main` are Bosun's rollback commits.
+    pub fn rollback_commits(&self) -> usize {
+        let tip = self.server_main();
+        self.git(&["log", "--format=%s", &tip])
+            .lines()
+            .filter(|l| l.starts_with("Roll back "))
+            .count()
+    }
+
+    /// Bosun's note on `commit` (`refs/notes/bosun` on the server), if there is one.
+    pub fn note_of(&self, commit: &str) -> Option<String> {
+        let bare = self.bare.display().to_string();
+        self.git(&[
+            "fetch",
+            "-q",
+            "--force",
+            &bare,
+            "+refs/notes/*:refs/notes/*",
+        ]);
+        let notes = self.git(&["notes", "--ref=bosun", "list"]);
+        notes
+            .lines()
+            .any(|l| l.ends_with(commit))
+            .then(|| self.git(&["notes", "--ref=bosun", "show", commit]))
     }
 
     /// The working copy's `HEAD` commit.

@@ -2,18 +2,24 @@
 //!
 //! Tests that touch Kubernetes run against the real test cluster of `scripts/cluster` (`scripts/test`
 //! brings it up and exports `BOSUN_CLUSTER_KUBECONFIG`). Each test gets its own namespace, deleted when
-//! the [`TestNamespace`] is dropped, so tests run in parallel without seeing each other.
+//! the [`TestNamespace`] is dropped, so tests run in parallel without seeing each other. A test that
+//! breaks the cluster itself (stops its API server, say) gets a cluster of its own:
+//! [`private_cluster::PrivateCluster`].
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod crds;
 pub mod forge;
 pub mod gitserver;
 pub mod health;
+pub mod private_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod replica;
+pub mod upgrade;
 pub mod webhook;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -34,11 +40,16 @@ fn kubeconfig_path(var: &str) -> String {
 }
 
 async fn client_from(var: &str) -> Client {
-    let path = kubeconfig_path(var);
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    client_of(Path::new(&kubeconfig_path(var))).await
+}
+
+/// A client as the kubeconfig at `path` says.
+pub async fn client_of(path: &Path) -> Client {
+    let shown = path.display();
+    let kubeconfig = Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("reading {shown}: {e}"));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("kubeconfig {path}: {e}"));
+        .unwrap_or_else(|e| panic!("kubeconfig {shown}: {e}"));
     Client::try_from(config).expect("a client from the test kubeconfig")
 }
 
@@ -52,16 +63,29 @@ pub async fn restricted_client() -> Client {
     client_from("BOSUN_CLUSTER_RESTRICTED_KUBECONFIG").await
 }
 
-/// A namespace of the test's own, deleted on drop.
+/// A namespace of the test's own, deleted on drop (in the shared test cluster).
 pub struct TestNamespace {
     pub client: Client,
     pub name: String,
+    /// It is in the shared test cluster, not in a cluster that goes with its test.
+    shared: bool,
 }
 
 impl TestNamespace {
-    /// Creates `<prefix>-<random>` and waits until its `default` ServiceAccount exists (pods need it).
+    /// Creates `<prefix>-<random>` in the shared test cluster and waits until its `default`
+    /// ServiceAccount exists (pods need it).
     pub async fn new(prefix: &str) -> TestNamespace {
-        let client = admin_client().await;
+        TestNamespace::create(admin_client().await, true, prefix).await
+    }
+
+    /// [`TestNamespace::new`] in the test's own cluster, whose admin kubeconfig is at `kubeconfig`
+    /// ([`private_cluster::PrivateCluster`]). Not deleted on drop: it goes with its cluster (which may
+    /// be broken by then: its etcd stopped, say).
+    pub async fn in_cluster(kubeconfig: &Path, prefix: &str) -> TestNamespace {
+        TestNamespace::create(client_of(kubeconfig).await, false, prefix).await
+    }
+
+    async fn create(client: Client, shared: bool, prefix: &str) -> TestNamespace {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -83,7 +107,11 @@ impl TestNamespace {
             sas.get_opt("default").await.ok().flatten()
         })
         .await;
-        TestNamespace { client, name }
+        TestNamespace {
+            client,
+            name,
+            shared,
+        }
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -100,6 +128,9 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        if !self.shared {
+            return;
+        }
         let name = self.name.clone();
         cleanup(move |admin| async move {
             let _ = Api::<Namespace>::all(admin)
@@ -136,19 +167,43 @@ pub async fn install_crds(client: &Client) {
 }
 
 /// Polls `probe` until it returns `Some`, failing the test with `what` after [`WAIT`].
-pub async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
+    wait_up_to(WAIT, what, probe).await
+}
+
+/// [`wait_until`], failing after `limit` instead.
+pub async fn wait_up_to<T, F, Fut>(limit: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_explained(limit, what, String::new, probe).await
+}
+
+/// [`wait_up_to`], its failure followed by what `explain` says then (processes' logs, say).
+pub async fn wait_explained<T, F, Fut>(
+    limit: Duration,
+    what: &str,
+    explain: impl Fn() -> String,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = probe().await {
             return v;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}\n{}",
+            explain()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -177,7 +232,19 @@ pub async fn until_status(
     log: impl Fn() -> String,
     ok: impl Fn(&bosun_core::model::ManagedApplicationStatus) -> bool,
 ) -> bosun_core::model::ManagedApplicationStatus {
-    let deadline = Instant::now() + WAIT;
+    until_status_within(WAIT, ns, app, what, log, ok).await
+}
+
+/// [`until_status`], failing after `limit` instead.
+pub async fn until_status_within(
+    limit: Duration,
+    ns: &TestNamespace,
+    app: &str,
+    what: &str,
+    log: impl Fn() -> String,
+    ok: impl Fn(&bosun_core::model::ManagedApplicationStatus) -> bool,
+) -> bosun_core::model::ManagedApplicationStatus {
+    let deadline = Instant::now() + limit;
     loop {
         let st = app_status(ns, app).await;
         if ok(&st) {
@@ -185,7 +252,7 @@ pub async fn until_status(
         }
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {app}: {what}: {st:#?}\nbosun's log:\n{}",
+            "timed out after {limit:?} waiting for {app}: {what}: {st:#?}\nbosun's log:\n{}",
             log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -216,7 +283,18 @@ pub async fn repo_scenario(
     health::HealthServer,
     tempfile::TempDir,
 ) {
-    let ns = TestNamespace::new(prefix).await;
+    repo_scenario_in(TestNamespace::new(prefix).await).await
+}
+
+/// [`repo_scenario`] in the namespace `ns` (of any cluster).
+pub async fn repo_scenario_in(
+    ns: TestNamespace,
+) -> (
+    TestNamespace,
+    gitserver::TestRepo,
+    health::HealthServer,
+    tempfile::TempDir,
+) {
     install_crds(&ns.client).await;
     let health = health::HealthServer::start(&ns).await;
     let repo = gitserver::shared().create_repo(&ns.name, &[("README.md", "apps\n")]);

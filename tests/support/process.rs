@@ -171,6 +171,20 @@ pub fn bosun_run_on(
     listen: &str,
     extra: &[&str],
 ) -> Process {
+    bosun_run_configured(server, repo_url, ns, dir, listen, |c| {
+        c.args(extra);
+    })
+}
+
+/// [`bosun_run_on`], then `more` adds to the command (arguments, another `KUBECONFIG`).
+pub fn bosun_run_configured(
+    server: &super::gitserver::GitServer,
+    repo_url: &str,
+    ns: &str,
+    dir: &Path,
+    listen: &str,
+    more: impl FnOnce(&mut Command),
+) -> Process {
     Process::bosun(|c| {
         c.args(["run", "--repo", repo_url, "--path", "apps"])
             .args(["--namespace", ns, "--name", ns])
@@ -180,8 +194,8 @@ pub fn bosun_run_on(
             .arg(dir.join("password"))
             .arg("--cache-dir")
             .arg(dir.join("cache"))
-            .args(["--listen", listen])
-            .args(extra);
+            .args(["--listen", listen]);
+        more(c);
     })
 }
 
