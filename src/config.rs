@@ -1,5 +1,5 @@
 //! The daemon's configuration, as `bosun run` reads it from flags, the environment and a config file
-//! (`cli::run`): its sources, where each reads from, and how Bosun reports to GitHub. Plain data: the
+//! (`cli::run`): its sources, where each reads from, and how Bosun reports to the forge. Plain data: the
 //! source loop (`run`) and the write-back controller (`report`) both read it, neither owns it.
 
 use std::net::SocketAddr;
@@ -51,16 +51,16 @@ pub struct RunConfig {
     pub leader_election: Option<crate::leader::LeaseConfig>,
     /// Write rollback commits and notes to git sources.
     pub git_write_back: bool,
-    /// Commit statuses and the pull request comment on GitHub; `None`: off.
-    pub github: Option<GitHubSettings>,
+    /// Commit statuses and the pull request comment on the forge; `None`: off.
+    pub forge: Option<ForgeSettings>,
     /// The Prometheus a metric of an analysis asks when it names none.
     pub prometheus_url: Option<String>,
 }
 
-/// How Bosun reports to GitHub.
+/// How Bosun reports to the forge (GitHub, Gitea or GitLab).
 #[derive(Clone, Debug)]
-pub struct GitHubSettings {
-    pub config: crate::forge::GitHubConfig,
+pub struct ForgeSettings {
+    pub config: crate::forge::ForgeConfig,
     /// The commit status link; `{namespace}`, `{app}` and `{sha}` are replaced.
     pub target_url: Option<String>,
     pub writes_per_minute: u32,

@@ -49,9 +49,9 @@ pub struct Metrics {
     /// Objects applied by a source sync, by `source` and `action` (create, update, prune).
     pub sync_applies: Family<Labels, Counter>,
     /// Requests to GitHub by `call` and `status` (HTTP status or "error").
-    pub github_requests: Family<Labels, Counter>,
+    pub forge_requests: Family<Labels, Counter>,
     /// Waits imposed by GitHub's rate limits.
-    pub github_rate_limit_waits: Counter,
+    pub forge_rate_limit_waits: Counter,
     /// Git write-backs by `kind` (rollback, note) and `result`.
     pub git_writes: Family<Labels, Counter>,
     /// 1 while this replica holds the lease (or leader election is off), else 0.
@@ -73,8 +73,8 @@ impl Metrics {
             git_poll_duration: Family::new_with_constructor(histogram),
             git_failures: Family::default(),
             sync_applies: Family::default(),
-            github_requests: Family::default(),
-            github_rate_limit_waits: Counter::default(),
+            forge_requests: Family::default(),
+            forge_rate_limit_waits: Counter::default(),
             git_writes: Family::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
@@ -135,14 +135,14 @@ impl Metrics {
             m.sync_applies.clone(),
         );
         registry.register(
-            "github_requests",
-            "Requests to GitHub by call and status",
-            m.github_requests.clone(),
+            "forge_requests",
+            "Requests to the forge (GitHub, Gitea or GitLab) by forge, call and status",
+            m.forge_requests.clone(),
         );
         registry.register(
-            "github_rate_limit_waits",
-            "Waits imposed by GitHub rate limits",
-            m.github_rate_limit_waits.clone(),
+            "forge_rate_limit_waits",
+            "Waits imposed by the forge's rate limits",
+            m.forge_rate_limit_waits.clone(),
         );
         registry.register(
             "git_writes",

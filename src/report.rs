@@ -6,13 +6,14 @@
 //! the source commit rolled back, `bosun.dev/rollback-commit`: what was written), so a restarted Bosun
 //! writes nothing twice; the git writes themselves are idempotent too.
 //!
-//! With GitHub configured, every change of an app also refreshes the commit status of its source commit
-//! (`status.targetRevision`) and Bosun's one comment on the pull request that brought the commit, with
-//! every app that commit changed; the forge `Reporter` coalesces and paces those writes in the
-//! background. A rollback refused by a protected branch becomes a pull request.
+//! With a forge configured (GitHub, Gitea or GitLab), every change of an app also refreshes the commit
+//! status of its source commit (`status.targetRevision`) and Bosun's one comment on the pull request
+//! that brought the commit, with every app that commit changed; the forge `Reporter` coalesces and
+//! paces those writes in the background. A rollback refused by a protected branch becomes a pull
+//! request (a merge request on GitLab).
 //!
-//! A slow or failing git server delays only this controller, never the engine's reconciles; GitHub never
-//! delays anything.
+//! A slow or failing git server delays only this controller, never the engine's reconciles; the forge
+//! never delays anything.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::forge::{GitHub, Reporter, ReporterConfig};
+use crate::forge::{Forge, Reporter, ReporterConfig};
 use crate::git::writeback::{
     GitWriter, NoteOutcome, PullRequestReason, RollbackRequest, WriteOutcome, WriterSpec,
 };
@@ -64,10 +65,10 @@ pub enum ReportError {
         error: kube::Error,
     },
     #[error("opening the rollback pull request for {app}: {error}")]
-    GitHub {
+    Forge {
         app: String,
         #[source]
-        error: crate::forge::GitHubError,
+        error: crate::forge::ForgeError,
     },
     #[error("the git writer task for {app} stopped: {error}")]
     Task {
@@ -86,29 +87,30 @@ struct Ctx {
     client: Client,
     /// By source name (the `bosun.dev/source` label).
     targets: HashMap<String, WriteTarget>,
-    github: Option<GitHubReporting>,
+    forge: Option<ForgeReporting>,
     /// Every app, to gather the apps one commit changed into one comment.
     store: Store<ManagedApplication>,
     fence: Arc<Fence>,
 }
 
-/// GitHub: the background reporter for statuses and comments, and the client for rollback PRs.
-pub struct GitHubReporting {
+/// The forge: the background reporter for statuses and comments, and the client for rollback pull
+/// requests.
+pub struct ForgeReporting {
     reporter: Reporter,
-    client: GitHub,
+    client: Forge,
     /// The watched branch, the base of rollback pull requests.
     branch: String,
 }
 
-impl GitHubReporting {
+impl ForgeReporting {
     /// Starts the background reporter.
     ///
     /// # Errors
-    /// When the GitHub client cannot be built.
+    /// When the forge client cannot be built.
     pub fn start(
-        settings: &crate::config::GitHubSettings,
+        settings: &crate::config::ForgeSettings,
         sources: &[crate::config::SourceConfig],
-    ) -> anyhow::Result<GitHubReporting> {
+    ) -> anyhow::Result<ForgeReporting> {
         let branch = sources
             .iter()
             .find_map(|s| match &s.origin {
@@ -116,9 +118,9 @@ impl GitHubReporting {
                 crate::config::Origin::Dir(_) => None,
             })
             .unwrap_or_else(|| "main".into());
-        let client = GitHub::new(settings.config.clone())?;
+        let client = Forge::new(settings.config.clone())?;
         let reporter = Reporter::spawn(
-            GitHub::new(settings.config.clone())?,
+            Forge::new(settings.config.clone())?,
             ReporterConfig {
                 writes_per_minute: settings.writes_per_minute,
                 branch: Some(branch.clone()),
@@ -126,7 +128,8 @@ impl GitHubReporting {
                 ..ReporterConfig::default()
             },
         );
-        // GitHub's requests, failures and rate-limit waits, for /metrics.
+        // The forge's requests, failures and rate-limit waits, for /metrics.
+        let forge = settings.config.kind;
         let mut events = reporter.events();
         tokio::spawn(async move {
             use crate::forge::ReporterEvent;
@@ -134,22 +137,24 @@ impl GitHubReporting {
             loop {
                 match events.recv().await {
                     Ok(ReporterEvent::Sent { call, .. }) => {
-                        m.github_requests
+                        m.forge_requests
                             .get_or_create(&crate::metrics::labels(&[
+                                ("forge", forge.name()),
                                 ("call", call.as_str()),
                                 ("status", "ok"),
                             ]))
                             .inc();
                     }
                     Ok(ReporterEvent::Failed { call, error, .. }) => {
-                        m.github_requests
+                        m.forge_requests
                             .get_or_create(&crate::metrics::labels(&[
+                                ("forge", forge.name()),
                                 ("call", call.as_str()),
                                 ("status", "error"),
                             ]))
                             .inc();
                         if error.contains("rate limited") {
-                            m.github_rate_limit_waits.inc();
+                            m.forge_rate_limit_waits.inc();
                         }
                     }
                     Ok(_) => {}
@@ -158,7 +163,7 @@ impl GitHubReporting {
                 }
             }
         });
-        Ok(GitHubReporting {
+        Ok(ForgeReporting {
             reporter,
             client,
             branch,
@@ -204,10 +209,10 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     targets: HashMap<String, WriteTarget>,
-    github: Option<GitHubReporting>,
+    forge: Option<ForgeReporting>,
     fence: Arc<Fence>,
 ) {
-    if targets.is_empty() && github.is_none() {
+    if targets.is_empty() && forge.is_none() {
         return;
     }
     let api: Api<ManagedApplication> = match &namespace {
@@ -218,7 +223,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         client,
         targets,
-        github,
+        forge,
         store: controller.store(),
         fence,
     });
@@ -283,7 +288,7 @@ async fn reconcile_in_span(
     if !ctx.fence.may_write() {
         return Ok(Requeue::requeue(Duration::from_secs(5)));
     }
-    if let Some(gh) = &ctx.github {
+    if let Some(gh) = &ctx.forge {
         open_rollback_pull_request(&app, gh, &ctx.client).await?;
         if let Some(summary) = summary_of(&app, &ctx.store) {
             gh.reporter.submit_summary(&summary);
@@ -457,7 +462,7 @@ async fn reconcile_in_span(
 /// Opens the pull request of a rollback that a protected branch refused, once, and records it.
 async fn open_rollback_pull_request(
     app: &ManagedApplication,
-    gh: &GitHubReporting,
+    gh: &ForgeReporting,
     client: &Client,
 ) -> Result<(), ReportError> {
     let a = app.annotations();
@@ -487,7 +492,7 @@ async fn open_rollback_pull_request(
         .client
         .open_pull_request(branch, &gh.branch, &title, &body)
         .await
-        .map_err(|error| ReportError::GitHub {
+        .map_err(|error| ReportError::Forge {
             app: name.clone(),
             error,
         })?;

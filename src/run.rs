@@ -25,7 +25,7 @@ use anyhow::Context;
 
 use crate::backoff::{Backoff, spread};
 use crate::cluster::Cluster;
-pub use crate::config::{GitHubSettings, Origin, RunConfig, SourceConfig};
+pub use crate::config::{ForgeSettings, Origin, RunConfig, SourceConfig};
 use crate::git::{self, GitSource, Poll};
 use crate::leader::{Fence, WriteGate};
 use crate::webhook::{self, Watched};
@@ -123,15 +123,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     } else {
         Default::default()
     };
-    let github = match &config.github {
-        Some(g) => Some(crate::report::GitHubReporting::start(g, &config.sources)?),
+    let forge = match &config.forge {
+        Some(g) => Some(crate::report::ForgeReporting::start(g, &config.sources)?),
         None => None,
     };
     tokio::spawn(crate::report::run(
         client.clone(),
         config.engine_namespace.clone(),
         targets,
-        github,
+        forge,
         fence.clone(),
     ));
     match lost {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bosun::forge::{
-    Call, GitHub, GitHubConfig, GitHubError, GitHubToken, RepoRef, Reporter, ReporterConfig,
+    Call, Forge, ForgeConfig, ForgeError, ForgeKind, ForgeToken, RepoRef, Reporter, ReporterConfig,
     ReporterEvent, Update,
 };
 use bosun_core::model::Phase;
@@ -40,17 +40,18 @@ fn json_response(status: u16, fixture_name: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(fixture(fixture_name))
 }
 
-fn github_at(api_url: &str, timeout: Option<Duration>) -> GitHub {
-    GitHub::new(GitHubConfig {
+fn github_at(api_url: &str, timeout: Option<Duration>) -> Forge {
+    Forge::new(ForgeConfig {
+        kind: ForgeKind::GitHub,
         api_url: api_url.into(),
-        token: GitHubToken::from(TOKEN),
+        token: ForgeToken::from(TOKEN),
         repo: RepoRef::parse("https://github.com/team/apps.git").expect("a GitHub URL"),
         timeout,
     })
     .expect("a valid API URL")
 }
 
-fn github(server: &MockServer) -> GitHub {
+fn github(server: &MockServer) -> Forge {
     github_at(&server.uri(), None)
 }
 
@@ -872,7 +873,7 @@ async fn open_pull_request_creates_one_or_returns_the_one_already_open() {
         .mount(&server)
         .await;
     let gh = github(&server);
-    let open = |gh: GitHub| async move {
+    let open = |gh: Forge| async move {
         gh.open_pull_request(
             head,
             "main",
@@ -936,10 +937,10 @@ async fn a_422_other_than_already_exists_is_an_error_that_names_the_call() {
         .open_pull_request("bosun/rollback", "nope", "t", "b")
         .await
         .expect_err("refused");
-    assert!(matches!(err, GitHubError::Rejected { status: 422, .. }));
+    assert!(matches!(err, ForgeError::Rejected { status: 422, .. }));
     assert_eq!(
         err.to_string(),
-        r#"GitHub open pull request: HTTP 422: Validation Failed ({"code":"invalid","field":"base","resource":"PullRequest"}); GitHub refused the request's content"#
+        r#"GitHub open pull request: HTTP 422: Validation Failed ({"code":"invalid","field":"base","resource":"PullRequest"}); the forge refused the request's content"#
     );
 }
 
@@ -1006,7 +1007,7 @@ async fn the_token_never_appears_in_errors_events_or_logs() {
     assert!(!e401.is_transient());
     assert!(
         e401.to_string().contains(
-            "HTTP 401: Bad credentials: ***; the token was refused: check --github-token-file"
+            "HTTP 401: Bad credentials: ***; the token was refused: check --forge-token-file"
         ),
         "{e401}"
     );
@@ -1032,7 +1033,7 @@ async fn the_token_never_appears_in_errors_events_or_logs() {
     seen.extend(drain(&mut events).iter().map(|e| format!("{e:?}")));
     let logs = String::from_utf8(logs.0.lock().expect("not poisoned").clone()).expect("UTF-8");
     assert!(
-        logs.contains("GitHub update dropped"),
+        logs.contains("forge update dropped"),
         "the failures were logged:\n{logs}"
     );
     seen.push(logs);

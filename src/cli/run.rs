@@ -94,21 +94,34 @@ pub struct RunArgs {
     /// refs/notes/bosun on each source commit when its upgrade ended.
     #[arg(long, env = "BOSUN_GIT_WRITE_BACK", default_value_t = true, action = clap::ArgAction::Set)]
     pub git_write_back: bool,
-    /// A file holding a GitHub token: turns on commit statuses and the pull request comment.
-    #[arg(long, env = "BOSUN_GITHUB_TOKEN_FILE")]
-    pub github_token_file: Option<PathBuf>,
-    /// The GitHub API (GitHub Enterprise Server: https://HOST/api/v3).
-    #[arg(long, env = "BOSUN_GITHUB_API_URL")]
-    pub github_api_url: Option<String>,
-    /// The repository on GitHub, `owner/name` (default: from the first source's --repo URL).
-    #[arg(long, env = "BOSUN_GITHUB_REPO")]
-    pub github_repo: Option<String>,
+    /// The forge Bosun reports to: `github`, `gitea` (Forgejo too) or `gitlab` (default: told by the
+    /// repository's host: `gitlab` in it is GitLab; `gitea`, `forgejo` or codeberg.org is Gitea; else
+    /// GitHub).
+    #[arg(long, env = "BOSUN_FORGE")]
+    pub forge: Option<String>,
+    /// A file holding the forge's access token: turns on commit statuses and the pull request comment.
+    #[arg(long, alias = "github-token-file", env = "BOSUN_FORGE_TOKEN_FILE")]
+    pub forge_token_file: Option<PathBuf>,
+    /// The forge's API (default: from the repository URL: https://api.github.com for github.com,
+    /// https://HOST/api/v3 for GitHub Enterprise Server, https://HOST/api/v1 for Gitea,
+    /// https://HOST/api/v4 for GitLab).
+    #[arg(long, alias = "github-api-url", env = "BOSUN_FORGE_API_URL")]
+    pub forge_api_url: Option<String>,
+    /// The repository on the forge, `owner/name` (GitLab: `group/subgroup/project`; default: from the
+    /// first git source's --repo URL).
+    #[arg(long, alias = "github-repo", env = "BOSUN_FORGE_REPO")]
+    pub forge_repo: Option<String>,
     /// The commit status link; `{namespace}`, `{app}` and `{sha}` are replaced.
     #[arg(long, env = "BOSUN_STATUS_TARGET_URL")]
     pub status_target_url: Option<String>,
-    /// Content-creating GitHub requests per minute at most (GitHub allows about 80).
-    #[arg(long, env = "BOSUN_GITHUB_WRITES_PER_MINUTE", default_value_t = 80)]
-    pub github_writes_per_minute: u32,
+    /// Content-creating forge requests per minute at most (GitHub allows about 80).
+    #[arg(
+        long,
+        alias = "github-writes-per-minute",
+        env = "BOSUN_FORGE_WRITES_PER_MINUTE",
+        default_value_t = 80
+    )]
+    pub forge_writes_per_minute: u32,
     /// Elect a leader among replicas on a Lease: only the holder writes to the cluster, git and GitHub.
     #[arg(long, env = "BOSUN_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -140,9 +153,13 @@ pub struct RunArgs {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
-    github_token_file: Option<PathBuf>,
-    github_api_url: Option<String>,
-    github_repo: Option<String>,
+    forge: Option<String>,
+    #[serde(alias = "githubTokenFile")]
+    forge_token_file: Option<PathBuf>,
+    #[serde(alias = "githubApiUrl")]
+    forge_api_url: Option<String>,
+    #[serde(alias = "githubRepo")]
+    forge_repo: Option<String>,
     status_target_url: Option<String>,
     prometheus_url: Option<String>,
     webhook_secret_file: Option<PathBuf>,
@@ -382,34 +399,17 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         );
     }
     let webhook_secret = webhook_secret.map(|s| WebhookSecret::from(s.into_bytes()));
-    let github = match args.github_token_file.clone().or(file.github_token_file) {
+    let forge = match args.forge_token_file.clone().or(file.forge_token_file) {
         None => None,
-        Some(token_file) => {
-            use crate::forge::{GitHubConfig, RepoRef, token_from_file};
-            let token = token_from_file(&token_file)?;
-            let repo_text = args.github_repo.clone().or(file.github_repo).or_else(|| {
-                sources.iter().find_map(|s| match &s.origin {
-                    Origin::Git(spec) => Some(spec.url.clone()),
-                    Origin::Dir(_) => None,
-                })
-            });
-            let Some(repo_text) = repo_text else {
-                bail!(
-                    "--github-token-file is set but no repository: give --github-repo OWNER/NAME"
-                );
-            };
-            let repo = RepoRef::parse(&repo_text)
-                .with_context(|| format!("--github-repo {repo_text:?}: give OWNER/NAME"))?;
-            let mut gh = GitHubConfig::new(token, repo);
-            if let Some(url) = args.github_api_url.clone().or(file.github_api_url) {
-                gh.api_url = url;
-            }
-            Some(crate::config::GitHubSettings {
-                config: gh,
-                target_url: args.status_target_url.clone().or(file.status_target_url),
-                writes_per_minute: args.github_writes_per_minute.max(1),
-            })
-        }
+        Some(token_file) => Some(forge_settings(
+            args,
+            &sources,
+            token_file,
+            file.forge,
+            file.forge_repo,
+            file.forge_api_url,
+            file.status_target_url.clone(),
+        )?),
     };
     let listen = args
         .listen
@@ -430,8 +430,57 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         engine_namespace: args.engine_namespace.clone(),
         leader_election: args.leader_elect.then(|| lease_config(args, listen)),
         git_write_back: args.git_write_back,
-        github,
+        forge,
         prometheus_url: prometheus_url(args.prometheus_url.clone().or(file.prometheus_url))?,
+    })
+}
+
+/// How Bosun reports to the forge: which forge (the flag, else the repository's host), the repository
+/// (the flag, else the first git source's URL) and the API (the flag, else from the repository URL).
+#[allow(clippy::too_many_arguments)]
+fn forge_settings(
+    args: &RunArgs,
+    sources: &[SourceConfig],
+    token_file: PathBuf,
+    file_forge: Option<String>,
+    file_repo: Option<String>,
+    file_api_url: Option<String>,
+    file_target_url: Option<String>,
+) -> anyhow::Result<crate::config::ForgeSettings> {
+    use crate::forge::{ForgeConfig, ForgeKind, RepoRef, token_from_file};
+    let token = token_from_file(&token_file)?;
+    let source_url = sources.iter().find_map(|s| match &s.origin {
+        Origin::Git(spec) => Some(spec.url.clone()),
+        Origin::Dir(_) => None,
+    });
+    let repo_text = args.forge_repo.clone().or(file_repo).or(source_url.clone());
+    let Some(repo_text) = repo_text else {
+        bail!("--forge-token-file is set but no repository: give --forge-repo OWNER/NAME");
+    };
+    let kind = match args.forge.clone().or(file_forge) {
+        Some(word) => ForgeKind::parse(&word).map_err(|e| anyhow::anyhow!("--forge: {e}"))?,
+        None => ForgeKind::of_url(&repo_text),
+    };
+    let repo = RepoRef::parse_for(kind, &repo_text)
+        .with_context(|| format!("--forge-repo {:?}", crate::git::redact_url(&repo_text)))?;
+    let api_url = match args.forge_api_url.clone().or(file_api_url) {
+        Some(url) => url,
+        None => match (
+            kind,
+            source_url.as_deref().and_then(|u| kind.api_url_for(u)),
+        ) {
+            (_, Some(url)) => url,
+            (ForgeKind::GitHub, None) => crate::forge::DEFAULT_API_URL.into(),
+            (ForgeKind::GitLab, None) => "https://gitlab.com/api/v4".into(),
+            (ForgeKind::Gitea, None) => {
+                bail!("--forge gitea needs the API URL: give --forge-api-url https://HOST/api/v1")
+            }
+        },
+    };
+    Ok(crate::config::ForgeSettings {
+        config: ForgeConfig::of(kind, &api_url, token, repo),
+        target_url: args.status_target_url.clone().or(file_target_url),
+        writes_per_minute: args.forge_writes_per_minute.max(1),
     })
 }
 
@@ -517,21 +566,129 @@ mod tests {
     }
 
     fn config_from(text: &str) -> anyhow::Result<RunConfig> {
+        config_with(text, &[])
+    }
+
+    /// The config of `bosun run --config FILE FLAGS...`, FILE holding `text`; `TOKEN` in it and in the
+    /// flags is the path of a token file.
+    fn config_with(text: &str, flags: &[&str]) -> anyhow::Result<RunConfig> {
         use clap::Parser;
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").expect("write the token");
+        let token = token.to_str().expect("a UTF-8 path");
         let path = dir.path().join("bosun.yaml");
-        std::fs::write(&path, text).expect("write the config");
-        let cli = crate::cli::Cli::try_parse_from([
+        std::fs::write(&path, text.replace("TOKEN", token)).expect("write the config");
+        let mut argv = vec![
             "bosun",
             "run",
             "--config",
             path.to_str().expect("a UTF-8 path"),
-        ])
-        .expect("valid arguments");
+        ];
+        let flags: Vec<String> = flags.iter().map(|f| f.replace("TOKEN", token)).collect();
+        argv.extend(flags.iter().map(String::as_str));
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("valid arguments");
         match cli.command {
             crate::cli::Command::Run(args) => config(&args),
             _ => unreachable!("a run command"),
         }
+    }
+
+    fn forge_of(text: &str, flags: &[&str]) -> (crate::forge::ForgeKind, String, String) {
+        let config = config_with(text, flags).expect("a valid config");
+        let forge = config.forge.expect("a forge").config;
+        (forge.kind, forge.api_url, forge.repo.to_string())
+    }
+
+    #[test]
+    fn the_forge_its_api_and_repository_are_told_by_the_source_url() {
+        use crate::forge::ForgeKind::{GitHub, GitLab, Gitea};
+        let with = |url: &str| {
+            format!("forgeTokenFile: TOKEN\nsources:\n  - repo: {url}\n    branch: main\n")
+        };
+        let cases = [
+            (
+                "https://github.com/team/apps.git",
+                GitHub,
+                "https://api.github.com",
+                "team/apps",
+            ),
+            (
+                "git@ghe.corp.example:team/apps.git",
+                GitHub,
+                "https://ghe.corp.example/api/v3",
+                "team/apps",
+            ),
+            (
+                "https://gitlab.com/platform/web/apps.git",
+                GitLab,
+                "https://gitlab.com/api/v4",
+                "platform/web/apps",
+            ),
+            (
+                "http://gitea.local:3000/team/apps.git",
+                Gitea,
+                "http://gitea.local:3000/api/v1",
+                "team/apps",
+            ),
+        ];
+        for (url, kind, api, repo) in cases {
+            assert_eq!(
+                forge_of(&with(url), &[]),
+                (kind, api.to_string(), repo.to_string()),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_forge_flags_win_and_the_github_names_still_work() {
+        let file = "sources:\n  - repo: http://127.0.0.1:3000/team/apps.git\n    branch: main\n";
+        assert_eq!(
+            forge_of(file, &["--forge", "gitea", "--forge-token-file", "TOKEN"]),
+            (
+                crate::forge::ForgeKind::Gitea,
+                "http://127.0.0.1:3000/api/v1".to_string(),
+                "team/apps".to_string()
+            )
+        );
+        assert_eq!(
+            forge_of(
+                file,
+                &[
+                    "--github-token-file",
+                    "TOKEN",
+                    "--github-api-url",
+                    "https://ghe.example/api/v3",
+                    "--github-repo",
+                    "o/r"
+                ]
+            ),
+            (
+                crate::forge::ForgeKind::GitHub,
+                "https://ghe.example/api/v3".to_string(),
+                "o/r".to_string()
+            )
+        );
+        let old_keys = "githubTokenFile: TOKEN\ngithubRepo: o/r\nsources:\n  - dir: /srv/apps\n";
+        assert_eq!(forge_of(old_keys, &[]).2, "o/r");
+    }
+
+    #[test]
+    fn a_bad_forge_says_which_ones_there_are() {
+        let file = "forgeTokenFile: TOKEN\nforge: bitbucket\nsources:\n  - repo: https://example.com/o/r.git\n    branch: main\n";
+        let e = format!(
+            "{:#}",
+            config_with(file, &[]).expect_err("an unknown forge")
+        );
+        assert!(
+            e.contains("--forge") && e.contains("give github, gitea or gitlab"),
+            "{e}"
+        );
+        let file =
+            "forgeTokenFile: TOKEN\nforge: gitea\nforgeRepo: o/r\nsources:\n  - dir: /srv/apps\n";
+        let e = format!("{:#}", config_with(file, &[]).expect_err("no API URL"));
+        assert!(e.contains("--forge-api-url https://HOST/api/v1"), "{e}");
     }
 
     #[test]

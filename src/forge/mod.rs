@@ -1,7 +1,7 @@
 //! Forge: the report stage's edge to the code host (flow: fetch → validate → observe → plan → apply →
 //! **report**). `bosun_core::report` renders commit statuses and the pull request comment from a typed
-//! change summary; this module delivers them to GitHub ([`github`]) without ever holding up
-//! reconciliation.
+//! change summary; this module delivers them to the forge (GitHub, Gitea or GitLab: [`client`]) without
+//! ever holding up reconciliation.
 //!
 //! The [`Reporter`] is a background task fed by [`Reporter::submit`], which never blocks and never
 //! fails. Updates are coalesced by key — a commit status by (commit, context), the comment by pull
@@ -13,7 +13,7 @@
 //! `max_pending` keys wait (the oldest is dropped beyond), and the caches of what was sent, of comment
 //! ids and of the pull request of each commit are bounded too.
 
-pub mod github;
+pub mod client;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -26,15 +26,15 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-pub use github::{
-    Call, Comment, DEFAULT_API_URL, GitHub, GitHubConfig, GitHubError, GitHubToken, PrState,
+pub use client::{
+    Call, Comment, DEFAULT_API_URL, Forge, ForgeConfig, ForgeError, ForgeKind, ForgeToken, PrState,
     PullRequest, RepoRef, pick_pull_request, token_from_file,
 };
 
 /// Entries kept in each cache of the worker (sent bodies, comment ids, pull requests of commits).
 const CACHE_ENTRIES: usize = 4096;
 
-/// One thing to tell GitHub.
+/// One thing to tell the forge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {
     /// Set a commit status on the source commit `sha`.
@@ -211,7 +211,7 @@ impl Shared {
             dropped
         };
         if let Some(k) = dropped {
-            tracing::warn!(update = %k, "GitHub updates pile up (GitHub slow or failing); dropped the oldest");
+            tracing::warn!(update = %k, "forge updates pile up (the forge slow or failing); dropped the oldest");
             self.emit(ReporterEvent::Dropped {
                 key: k.to_string(),
                 reason: "too many updates waiting".into(),
@@ -261,7 +261,7 @@ impl Drop for Inner {
     }
 }
 
-/// Delivers commit statuses and the pull request comment to GitHub in the background. Cloning shares
+/// Delivers commit statuses and the pull request comment to the forge in the background. Cloning shares
 /// the task; it stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct Reporter {
@@ -270,7 +270,7 @@ pub struct Reporter {
 
 impl Reporter {
     /// Starts the background task. Needs a tokio runtime.
-    pub fn spawn(github: GitHub, config: ReporterConfig) -> Reporter {
+    pub fn spawn(forge: Forge, config: ReporterConfig) -> Reporter {
         let (idle, _) = watch::channel(true);
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
@@ -286,7 +286,7 @@ impl Reporter {
         let target_url = config.target_url.clone();
         let worker = Worker {
             bucket: TokenBucket::new(config.writes_per_minute, config.burst, Instant::now()),
-            github,
+            forge,
             shared: shared.clone(),
             not_before: None,
             backoff: Backoff::new(config.backoff_base, config.backoff_max),
@@ -366,7 +366,7 @@ impl Reporter {
 }
 
 struct Worker {
-    github: GitHub,
+    forge: Forge,
     config: ReporterConfig,
     shared: Arc<Shared>,
     bucket: TokenBucket,
@@ -406,7 +406,7 @@ impl Worker {
         }
     }
 
-    fn failed(&mut self, call: Call, e: GitHubError, key: Key, seq: u64, work: Work) {
+    fn failed(&mut self, call: Call, e: ForgeError, key: Key, seq: u64, work: Work) {
         let now = Instant::now();
         let retry_in = if let Some(wait) = e.retry_after() {
             Some(wait)
@@ -423,13 +423,13 @@ impl Worker {
         });
         match retry_in {
             Some(wait) => {
-                tracing::info!(update = %key, error = %e, retry_in_ms = wait.as_millis() as u64, "GitHub update delayed");
+                tracing::info!(update = %key, error = %e, retry_in_ms = wait.as_millis() as u64, "forge update delayed");
                 self.not_before = Some(now + wait);
                 // A newer update under the same key replaces this one.
                 self.shared.enqueue(work, Some(seq), true);
             }
             None => {
-                tracing::warn!(update = %key, error = %e, "GitHub update dropped");
+                tracing::warn!(update = %key, error = %e, "forge update dropped");
                 self.shared.emit(ReporterEvent::Dropped {
                     key: key.to_string(),
                     reason: e.to_string(),
@@ -443,7 +443,7 @@ impl Worker {
         key: &Key,
         seq: u64,
         work: &Work,
-    ) -> Result<(), (Call, GitHubError)> {
+    ) -> Result<(), (Call, ForgeError)> {
         match work {
             Work::Status {
                 sha,
@@ -467,7 +467,7 @@ impl Worker {
                 }
                 let call = Call::SetCommitStatus;
                 self.write(call);
-                self.github
+                self.forge
                     .set_commit_status(sha, context, *state, description, target_url.as_deref())
                     .await
                     .map_err(|e| (call, e))?;
@@ -495,11 +495,11 @@ impl Worker {
 
     /// Seeds the sent statuses of `sha` with what GitHub shows (as it shows it: the description cut
     /// to GitHub's limit).
-    async fn read_statuses(&mut self, sha: &str) -> Result<(), (Call, GitHubError)> {
+    async fn read_statuses(&mut self, sha: &str) -> Result<(), (Call, ForgeError)> {
         let call = Call::ReadCommitStatuses;
         self.attempt(call);
         let shown = self
-            .github
+            .forge
             .commit_statuses(sha)
             .await
             .map_err(|e| (call, e))?;
@@ -516,7 +516,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn pull_request_of(&mut self, sha: &str) -> Result<Option<u64>, (Call, GitHubError)> {
+    async fn pull_request_of(&mut self, sha: &str) -> Result<Option<u64>, (Call, ForgeError)> {
         let now = Instant::now();
         if let Some((pr, when)) = self.pr_of.get(&sha.to_string())
             && (pr.is_some() || now < *when + self.config.no_pull_request_ttl)
@@ -526,7 +526,7 @@ impl Worker {
         let call = Call::ListPullRequestsOfCommit;
         self.attempt(call);
         let prs = self
-            .github
+            .forge
             .pull_requests_for_commit(sha)
             .await
             .map_err(|e| (call, e))?;
@@ -535,7 +535,7 @@ impl Worker {
         Ok(pr)
     }
 
-    async fn comment(&mut self, pr: u64, body: &str) -> Result<(), (Call, GitHubError)> {
+    async fn comment(&mut self, pr: u64, body: &str) -> Result<(), (Call, ForgeError)> {
         if self.sent_comment.get(&pr).map(String::as_str) == Some(body) {
             self.shared.emit(ReporterEvent::Unchanged {
                 key: Key::CommentOfPr { pr }.to_string(),
@@ -548,7 +548,7 @@ impl Worker {
                 let call = Call::ListComments;
                 self.attempt(call);
                 match self
-                    .github
+                    .forge
                     .find_pr_comment(pr)
                     .await
                     .map_err(|e| (call, e))?
@@ -569,7 +569,7 @@ impl Worker {
         if let Some(id) = id {
             let call = Call::UpdateComment;
             self.write(call);
-            match self.github.update_pr_comment(id, body).await {
+            match self.forge.update_pr_comment(pr, id, body).await {
                 Ok(c) => {
                     self.commented(call, pr, c.id, body);
                     return Ok(());
@@ -585,7 +585,7 @@ impl Worker {
         let call = Call::CreateComment;
         self.write(call);
         let c = self
-            .github
+            .forge
             .create_pr_comment(pr, body)
             .await
             .map_err(|e| (call, e))?;
@@ -613,7 +613,7 @@ impl Worker {
     }
 
     fn sent(&self, call: Call) {
-        tracing::debug!(call = %call, "GitHub updated");
+        tracing::debug!(call = %call, "forge updated");
         self.shared.emit(ReporterEvent::Sent {
             call,
             at: Instant::now(),

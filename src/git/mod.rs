@@ -53,6 +53,27 @@ pub fn path_of(url: &str) -> Option<String> {
         .ok()
         .map(|u| u.path().to_owned())
 }
+
+/// `url` as it may appear in a message: no userinfo, password, query or fragment.
+pub fn redact_url(url: &str) -> String {
+    url::RemoteUrl::parse(url.trim())
+        .map_or_else(|_| url::redact_unparsed(url), |u| u.redacted().to_owned())
+}
+
+/// The host `url` names (`github.com` of `git@github.com:org/app.git`), when it parses and has one.
+pub fn host_of(url: &str) -> Option<String> {
+    url::RemoteUrl::parse(url.trim())
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+}
+
+/// The port of an `http(s)://` URL, when it names one (an SSH port says nothing of the web's).
+pub fn http_port_of(url: &str) -> Option<u16> {
+    let u = url::RemoteUrl::parse(url.trim()).ok()?;
+    matches!(u.transport(), url::Transport::Http | url::Transport::Https)
+        .then(|| u.port())
+        .flatten()
+}
 pub mod writeback;
 
 use secrecy::ExposeSecret;

@@ -112,6 +112,11 @@ impl RemoteUrl {
         self.host.as_deref()
     }
 
+    /// The port the URL names, if any.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// The SSH port: the URL's, else 22.
     pub(crate) fn ssh_port(&self) -> u16 {
         self.port.unwrap_or(22)

@@ -1,4 +1,5 @@
-//! GitHub for the end-to-end tests: a local wiremock server answering as GitHub's REST API does.
+//! The forges for the tests: a local wiremock server answering as GitHub's REST API does, and what
+//! the GitHub and GitLab simulations share (their fixtures, the requests a server received).
 #![allow(dead_code)] // each test binary uses its own part of the support module
 
 use serde_json::Value;
@@ -7,8 +8,14 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 /// A response of fixtures/github/.
 pub fn fixture(name: &str) -> Value {
-    let file = format!("{}/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&file).expect("fixture")).expect("JSON")
+    fixture_of("github", name)
+}
+
+/// A response of fixtures/FORGE/ (`github`, `gitlab`).
+pub fn fixture_of(forge: &str, name: &str) -> Value {
+    let file = format!("{}/fixtures/{forge}/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 /// GitHub, played by wiremock with the shapes of its REST documentation (fixtures/github/), for the

@@ -1,11 +1,20 @@
-//! The GitHub REST API, as the report stage uses it: commit statuses, the pull requests of a commit,
+//! The forges' REST APIs, as the report stage uses them: commit statuses, the pull requests of a commit,
 //! Bosun's one comment on a pull request, and a pull request for a rollback the branch would not take.
+//! One client, [`Forge`], speaks three dialects ([`ForgeKind`]):
 //!
-//! Built on octocrab's raw `_get`/`_post`/`_patch` so that every response's status and headers are
-//! seen here: rate limits (`Retry-After`, `x-ratelimit-remaining`/`x-ratelimit-reset`) become
-//! [`GitHubError::RateLimited`] with the wait GitHub asked for, which the [`Reporter`](super::Reporter)
-//! honours. Paths are sent relative, so octocrab adds the token only for the configured API host
-//! (a GitHub Enterprise `…/api/v3` base keeps its path). The token never appears in an error.
+//! - **GitHub** (`https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server);
+//! - **Gitea** and Forgejo (`https://HOST/api/v1`): GitHub's paths for statuses, comments and pull
+//!   requests, but one pull request per commit (`/commits/{sha}/pull`), statuses shown with `status`
+//!   where GitHub says `state`, comments unpaged, and an open pull request found by base and head;
+//! - **GitLab** (`https://HOST/api/v4`): projects by URL-encoded path (nested groups too), statuses named
+//!   by `name` with `running`/`failed`, merge requests (`iid`) and their notes, edited with PUT.
+//!
+//! Built on octocrab's raw `_get`/`_post`/`_patch`/`_put` so that every response's status and headers
+//! are seen here: rate limits (`Retry-After`, `x-ratelimit-remaining`/`x-ratelimit-reset`) become
+//! [`ForgeError::RateLimited`] with the wait the forge asked for, which the [`Reporter`](super::Reporter)
+//! honours. Paths are sent relative, so octocrab adds the token (`Authorization: Bearer`, which all
+//! three accept for an access token) only for the configured API host, and an API base path
+//! (`/api/v3`, `/api/v1`, `/api/v4`) is kept. The token never appears in an error.
 
 use secrecy::ExposeSecret;
 use std::fmt;
@@ -17,8 +26,87 @@ use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
 use serde::{Deserialize, Serialize};
 
-/// `https://api.github.com`: where the API is unless configured otherwise.
+/// `https://api.github.com`: where GitHub's API is unless configured otherwise.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// Which forge's API Bosun speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ForgeKind {
+    #[default]
+    GitHub,
+    Gitea,
+    GitLab,
+}
+
+impl ForgeKind {
+    /// The forge's name, as messages say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "GitHub",
+            ForgeKind::Gitea => "Gitea",
+            ForgeKind::GitLab => "GitLab",
+        }
+    }
+
+    /// Reads `github`, `gitea` (Forgejo speaks it too) or `gitlab`.
+    ///
+    /// # Errors
+    /// Any other word, with the ones that are accepted.
+    pub fn parse(word: &str) -> Result<ForgeKind, String> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "github" => Ok(ForgeKind::GitHub),
+            "gitea" | "forgejo" => Ok(ForgeKind::Gitea),
+            "gitlab" => Ok(ForgeKind::GitLab),
+            other => Err(format!(
+                "unknown forge {}: give github, gitea or gitlab",
+                bosun_core::shown::Quoted(other)
+            )),
+        }
+    }
+
+    /// The forge a repository URL is on, told by its host: `gitlab` in the host name is GitLab;
+    /// `gitea`, `forgejo` or `codeberg.org` is Gitea; anything else is GitHub (github.com and GitHub
+    /// Enterprise hosts alike). `--forge` says it when the host does not.
+    pub fn of_url(url: &str) -> ForgeKind {
+        let host = crate::git::host_of(url)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if host.contains("gitlab") {
+            ForgeKind::GitLab
+        } else if host.contains("gitea") || host.contains("forgejo") || host == "codeberg.org" {
+            ForgeKind::Gitea
+        } else {
+            ForgeKind::GitHub
+        }
+    }
+
+    /// The API of the forge that serves `repo_url`: `https://api.github.com` for github.com,
+    /// `https://HOST/api/v3` for another GitHub host, `https://HOST/api/v1` for Gitea and
+    /// `https://HOST/api/v4` for GitLab (`http://` kept for a plain-HTTP repository URL).
+    pub fn api_url_for(self, repo_url: &str) -> Option<String> {
+        let host = crate::git::host_of(repo_url)?;
+        let scheme = if repo_url.trim_start().starts_with("http://") {
+            "http"
+        } else {
+            "https"
+        };
+        let port = crate::git::http_port_of(repo_url)
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        Some(match self {
+            ForgeKind::GitHub if host.eq_ignore_ascii_case("github.com") => DEFAULT_API_URL.into(),
+            ForgeKind::GitHub => format!("{scheme}://{host}{port}/api/v3"),
+            ForgeKind::Gitea => format!("{scheme}://{host}{port}/api/v1"),
+            ForgeKind::GitLab => format!("{scheme}://{host}{port}/api/v4"),
+        })
+    }
+}
+
+impl fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// At most this many pages of 100 comments are read looking for Bosun's comment.
 const MAX_COMMENT_PAGES: u32 = 50;
@@ -30,25 +118,25 @@ const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
 
 /// A GitHub token (secrecy's: never printed, zeroed when dropped). Read only where it is sent.
-pub type GitHubToken = secrecy::SecretString;
+pub type ForgeToken = secrecy::SecretString;
 
 /// Reads a token from a file (a mounted Secret), trimming surrounding whitespace.
 ///
 /// # Errors
-/// [`GitHubError::TokenFile`] when the file cannot be read or holds no token.
-pub fn token_from_file(path: &Path) -> Result<GitHubToken, GitHubError> {
-    let raw = std::fs::read_to_string(path).map_err(|e| GitHubError::TokenFile {
+/// [`ForgeError::TokenFile`] when the file cannot be read or holds no token.
+pub fn token_from_file(path: &Path) -> Result<ForgeToken, ForgeError> {
+    let raw = std::fs::read_to_string(path).map_err(|e| ForgeError::TokenFile {
         path: path.to_path_buf(),
         reason: e.kind().to_string(),
     })?;
     let token = raw.trim();
     if token.is_empty() {
-        return Err(GitHubError::TokenFile {
+        return Err(ForgeError::TokenFile {
             path: path.to_path_buf(),
             reason: "the file is empty".into(),
         });
     }
-    Ok(GitHubToken::from(token))
+    Ok(ForgeToken::from(token))
 }
 
 /// A repository on GitHub: `owner/name`.
@@ -59,18 +147,33 @@ pub struct RepoRef {
 }
 
 impl RepoRef {
-    /// Reads `owner/name`, or derives it from a source URL: `https://github.com/o/r(.git)`,
-    /// `git@github.com:o/r.git`, `ssh://git@github.com/o/r.git` (any host: GitHub Enterprise too).
+    /// Reads a GitHub repository: see [`RepoRef::parse_for`].
     ///
     /// # Errors
-    /// [`GitHubError::Repo`] when no owner and name can be read.
-    pub fn parse(input: &str) -> Result<RepoRef, GitHubError> {
-        let bad = |reason: &str| GitHubError::Repo {
+    /// [`ForgeError::Repo`] when no owner and name can be read.
+    pub fn parse(input: &str) -> Result<RepoRef, ForgeError> {
+        RepoRef::parse_for(ForgeKind::GitHub, input)
+    }
+
+    /// Reads `owner/name`, or derives it from a source URL: `https://github.com/o/r(.git)`,
+    /// `git@github.com:o/r.git`, `ssh://git@github.com/o/r.git` (any host). On GitLab the owner is a
+    /// group path and may hold slashes (`group/subgroup/project`): the name is the last part.
+    ///
+    /// # Errors
+    /// [`ForgeError::Repo`] when no owner and name can be read.
+    pub fn parse_for(forge: ForgeKind, input: &str) -> Result<RepoRef, ForgeError> {
+        let form = match forge {
+            ForgeKind::GitLab => "group/project or group/subgroup/project",
+            ForgeKind::GitHub | ForgeKind::Gitea => "owner/name",
+        };
+        let bad = |reason: &str| ForgeError::Repo {
+            forge,
             input: strip_userinfo(input),
             reason: reason.into(),
+            form,
         };
         let s = input.trim();
-        // A URL (any host: GitHub Enterprise too) is read by the sources' own parser; else `owner/name`.
+        // A URL (any host) is read by the sources' own parser; else `owner/name`.
         let looks_like_url =
             s.contains("://") || s.split_once(':').is_some_and(|(h, _)| !h.contains('/'));
         let path = if looks_like_url {
@@ -83,22 +186,25 @@ impl RepoRef {
         }
         let path = path.trim_matches('/');
         let path = path.strip_suffix(".git").unwrap_or(path);
-        let mut parts = path.split('/');
-        let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected owner/name"));
+        let parts: Vec<&str> = path.split('/').collect();
+        let nested = forge == ForgeKind::GitLab;
+        let (owner, name) = match parts.as_slice() {
+            [owner, name] => (owner.to_string(), *name),
+            [groups @ .., name] if nested && groups.len() > 1 => (groups.join("/"), *name),
+            _ => return Err(bad(&format!("expected {form}"))),
         };
         let valid = |p: &str| {
             !p.is_empty()
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         };
-        if !valid(owner) || !valid(name) {
+        if !owner.split('/').all(valid) || !valid(name) {
             return Err(bad(
                 "owner and name may hold only letters, digits, '-', '_' and '.'",
             ));
         }
         Ok(RepoRef {
-            owner: owner.into(),
+            owner,
             name: name.into(),
         })
     }
@@ -170,80 +276,100 @@ impl fmt::Display for Call {
     }
 }
 
-/// What went wrong talking to GitHub. Messages name the call and the HTTP status, never the token.
+/// What went wrong talking to the forge. Messages name the forge, the call and the HTTP status, never
+/// the token.
 #[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
+pub enum ForgeError {
     #[error(
-        "GitHub {call}: rate limited (HTTP {status}): {message}; the next request waits {} s",
+        "{forge} {call}: rate limited (HTTP {status}): {message}; the next request waits {} s",
         wait.as_secs()
     )]
     RateLimited {
+        forge: ForgeKind,
         call: Call,
         status: u16,
         wait: Duration,
         message: String,
     },
-    #[error("GitHub {call}: HTTP {status}: {message}{hint}")]
+    #[error("{forge} {call}: HTTP {status}: {message}{hint}")]
     Rejected {
+        forge: ForgeKind,
         call: Call,
         status: u16,
         message: String,
         hint: &'static str,
     },
-    #[error("GitHub {call}: server error HTTP {status}: {message}; retried with backoff")]
+    #[error("{forge} {call}: server error HTTP {status}: {message}; retried with backoff")]
     Server {
+        forge: ForgeKind,
         call: Call,
         status: u16,
         message: String,
     },
     #[error(
-        "GitHub {call}: no answer from {api_url}: {reason}; check --github-api-url and the network; retried with backoff"
+        "{forge} {call}: no answer from {api_url}: {reason}; check --forge-api-url and the network; retried with backoff"
     )]
     Unreachable {
+        forge: ForgeKind,
         call: Call,
         api_url: String,
         reason: String,
     },
-    #[error("GitHub {call}: no answer within {} ms; retried with backoff", timeout.as_millis())]
-    TimedOut { call: Call, timeout: Duration },
-    #[error("GitHub {call}: unexpected response (HTTP {status}): {reason}")]
+    #[error("{forge} {call}: no answer within {} ms; retried with backoff", timeout.as_millis())]
+    TimedOut {
+        forge: ForgeKind,
+        call: Call,
+        timeout: Duration,
+    },
+    #[error("{forge} {call}: unexpected response (HTTP {status}): {reason}")]
     BadResponse {
+        forge: ForgeKind,
         call: Call,
         status: u16,
         reason: String,
     },
     #[error(
-        "GitHub API URL {url:?} is not usable: {reason}; give one like https://api.github.com or https://ghe.example.com/api/v3"
+        "{forge} API URL {url:?} is not usable: {reason}; give one like {example} (--forge-api-url)"
     )]
-    ApiUrl { url: String, reason: String },
+    ApiUrl {
+        forge: ForgeKind,
+        url: String,
+        reason: String,
+        example: &'static str,
+    },
     #[error(
-        "cannot tell the GitHub repository from {input:?}: {reason}; give it as owner/name (--github-repo team/apps)"
+        "cannot tell the {forge} repository from {input:?}: {reason}; give it as {form} (--forge-repo)"
     )]
-    Repo { input: String, reason: String },
-    #[error("GitHub token file {}: {reason}; --github-token-file must name a file holding the token", path.display())]
+    Repo {
+        forge: ForgeKind,
+        input: String,
+        reason: String,
+        form: &'static str,
+    },
+    #[error("forge token file {}: {reason}; --forge-token-file must name a file holding the token", path.display())]
     TokenFile { path: PathBuf, reason: String },
 }
 
-impl GitHubError {
+impl ForgeError {
     /// Worth retrying unchanged after a backoff: server errors, timeouts, no connection.
     pub fn is_transient(&self) -> bool {
         match self {
-            GitHubError::Server { .. }
-            | GitHubError::Unreachable { .. }
-            | GitHubError::TimedOut { .. } => true,
-            GitHubError::RateLimited { .. }
-            | GitHubError::Rejected { .. }
-            | GitHubError::BadResponse { .. }
-            | GitHubError::ApiUrl { .. }
-            | GitHubError::Repo { .. }
-            | GitHubError::TokenFile { .. } => false,
+            ForgeError::Server { .. }
+            | ForgeError::Unreachable { .. }
+            | ForgeError::TimedOut { .. } => true,
+            ForgeError::RateLimited { .. }
+            | ForgeError::Rejected { .. }
+            | ForgeError::BadResponse { .. }
+            | ForgeError::ApiUrl { .. }
+            | ForgeError::Repo { .. }
+            | ForgeError::TokenFile { .. } => false,
         }
     }
 
     /// How long GitHub asked us to wait before any next request.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GitHubError::RateLimited { wait, .. } => Some(*wait),
+            ForgeError::RateLimited { wait, .. } => Some(*wait),
             _ => None,
         }
     }
@@ -251,31 +377,39 @@ impl GitHubError {
     /// The HTTP status GitHub answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            GitHubError::RateLimited { status, .. }
-            | GitHubError::Rejected { status, .. }
-            | GitHubError::Server { status, .. }
-            | GitHubError::BadResponse { status, .. } => Some(*status),
+            ForgeError::RateLimited { status, .. }
+            | ForgeError::Rejected { status, .. }
+            | ForgeError::Server { status, .. }
+            | ForgeError::BadResponse { status, .. } => Some(*status),
             _ => None,
         }
     }
 }
 
-/// How to reach GitHub.
+/// How to reach the forge.
 #[derive(Clone, Debug)]
-pub struct GitHubConfig {
-    /// `https://api.github.com`, or `https://<host>/api/v3` for GitHub Enterprise Server.
+pub struct ForgeConfig {
+    pub kind: ForgeKind,
+    /// `https://api.github.com`, `https://<host>/api/v3` (GitHub Enterprise Server),
+    /// `https://<host>/api/v1` (Gitea) or `https://<host>/api/v4` (GitLab).
     pub api_url: String,
-    pub token: GitHubToken,
+    pub token: ForgeToken,
     pub repo: RepoRef,
     /// How long one request may take (connect, send and read). `None`: no limit (tests with paused
     /// time, where any timer would fire while the request waits for the network).
     pub timeout: Option<Duration>,
 }
 
-impl GitHubConfig {
-    pub fn new(token: GitHubToken, repo: RepoRef) -> GitHubConfig {
-        GitHubConfig {
-            api_url: DEFAULT_API_URL.into(),
+impl ForgeConfig {
+    /// GitHub at `https://api.github.com`.
+    pub fn new(token: ForgeToken, repo: RepoRef) -> ForgeConfig {
+        ForgeConfig::of(ForgeKind::GitHub, DEFAULT_API_URL, token, repo)
+    }
+
+    pub fn of(kind: ForgeKind, api_url: &str, token: ForgeToken, repo: RepoRef) -> ForgeConfig {
+        ForgeConfig {
+            kind,
+            api_url: api_url.into(),
             token,
             repo,
             timeout: Some(Duration::from_secs(30)),
@@ -355,10 +489,12 @@ struct WireRef {
     ref_: String,
 }
 
-/// One status of GitHub's combined status of a commit: the latest of its context.
+/// One status of a commit's combined status, as the forge shows it: the latest of its context, its
+/// state in GitHub's words (`pending`, `success`, `failure`, `error`). Gitea names the state `status`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct ShownStatus {
     pub context: String,
+    #[serde(alias = "status")]
     pub state: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -377,15 +513,92 @@ struct WireComment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+    /// GitLab's notes have none.
+    #[serde(default)]
     html_url: String,
 }
 
+/// GitHub's and Gitea's `{"message": "...", "errors": [...]}`; GitLab's `message` may be a list or an
+/// object of field errors, or the text is under `error`.
 #[derive(Deserialize)]
 struct WireError {
     #[serde(default)]
-    message: Option<String>,
+    message: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<String>,
     #[serde(default)]
     errors: Vec<serde_json::Value>,
+}
+
+/// A GitLab merge request (the fields Bosun reads), as in GitLab's REST documentation.
+#[derive(Deserialize)]
+struct WireMergeRequest {
+    iid: u64,
+    /// `opened`, `closed`, `locked` or `merged`.
+    state: String,
+    web_url: String,
+    #[serde(default)]
+    merged_at: Option<String>,
+    target_branch: String,
+    source_branch: String,
+}
+
+impl From<WireMergeRequest> for PullRequest {
+    fn from(m: WireMergeRequest) -> Self {
+        PullRequest {
+            number: m.iid,
+            state: if m.state == "opened" {
+                PrState::Open
+            } else {
+                PrState::Closed
+            },
+            merged: m.state == "merged" || m.merged_at.is_some(),
+            base_ref: m.target_branch,
+            head_ref: m.source_branch,
+            html_url: m.web_url,
+        }
+    }
+}
+
+/// A GitLab commit status: its context is `name`, its state GitLab's own word.
+#[derive(Deserialize)]
+struct WireGitLabStatus {
+    name: String,
+    status: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    target_url: Option<String>,
+}
+
+impl From<WireGitLabStatus> for ShownStatus {
+    fn from(s: WireGitLabStatus) -> Self {
+        ShownStatus {
+            context: s.name,
+            state: from_gitlab_state(&s.status).into(),
+            description: s.description,
+            target_url: s.target_url,
+        }
+    }
+}
+
+/// Bosun's state in GitLab's words: an upgrade under way is `running`; GitLab has no `error`.
+fn gitlab_state(state: StatusState) -> &'static str {
+    match state {
+        StatusState::Pending => "running",
+        StatusState::Success => "success",
+        StatusState::Failure | StatusState::Error => "failed",
+    }
+}
+
+/// GitLab's state in GitHub's words, as [`ShownStatus`] holds it.
+fn from_gitlab_state(state: &str) -> &'static str {
+    match state {
+        "success" => "success",
+        "failed" => "failure",
+        "canceled" | "skipped" => "error",
+        _ => "pending",
+    }
 }
 
 impl From<WirePull> for PullRequest {
@@ -425,21 +638,24 @@ enum Verb<'a> {
     Get,
     Post(&'a serde_json::Value),
     Patch(&'a serde_json::Value),
+    Put(&'a serde_json::Value),
 }
 
-/// A GitHub client for one repository.
+/// A forge client for one repository.
 #[derive(Clone)]
-pub struct GitHub {
+pub struct Forge {
     octo: Octocrab,
+    kind: ForgeKind,
     repo: RepoRef,
     api_url: String,
-    token: GitHubToken,
+    token: ForgeToken,
     timeout: Option<Duration>,
 }
 
-impl fmt::Debug for GitHub {
+impl fmt::Debug for Forge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GitHub")
+        f.debug_struct("Forge")
+            .field("kind", &self.kind)
             .field("api_url", &self.api_url)
             .field("repo", &self.repo)
             .field("token", &self.token)
@@ -447,19 +663,35 @@ impl fmt::Debug for GitHub {
     }
 }
 
-impl GitHub {
+impl Forge {
     /// A client for `config.repo` at `config.api_url`. Needs a tokio runtime.
     ///
     /// # Errors
-    /// [`GitHubError::ApiUrl`] when the URL is not an http(s) URL.
-    pub fn new(config: GitHubConfig) -> Result<GitHub, GitHubError> {
+    /// [`ForgeError::ApiUrl`] when the URL is not an http(s) URL; [`ForgeError::Repo`] when the
+    /// repository has a nested owner on a forge without groups.
+    pub fn new(config: ForgeConfig) -> Result<Forge, ForgeError> {
+        let kind = config.kind;
         let api_url = config.api_url.trim_end_matches('/').to_string();
-        let bad = |reason: String| GitHubError::ApiUrl {
+        let bad = |reason: String| ForgeError::ApiUrl {
+            forge: kind,
             url: api_url.clone(),
             reason,
+            example: match kind {
+                ForgeKind::GitHub => "https://api.github.com or https://ghe.example.com/api/v3",
+                ForgeKind::Gitea => "https://gitea.example.com/api/v1",
+                ForgeKind::GitLab => "https://gitlab.com/api/v4",
+            },
         };
         if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
             return Err(bad("it must start with https:// (or http://)".into()));
+        }
+        if kind != ForgeKind::GitLab && config.repo.owner.contains('/') {
+            return Err(ForgeError::Repo {
+                forge: kind,
+                input: config.repo.to_string(),
+                reason: "only GitLab has nested groups".into(),
+                form: "owner/name",
+            });
         }
         // The deadline of a whole call is ours (`send`); the client's own timeouts are a second later,
         // as a backstop, so that a hung call always ends the same way ("no answer within …") rather
@@ -473,8 +705,9 @@ impl GitHub {
             .set_read_timeout(backstop)
             .set_write_timeout(backstop);
         let octo = builder.build().map_err(|e| bad(e.to_string()))?;
-        Ok(GitHub {
+        Ok(Forge {
             octo,
+            kind,
             repo: config.repo,
             api_url,
             token: config.token,
@@ -482,15 +715,24 @@ impl GitHub {
         })
     }
 
+    pub fn kind(&self) -> ForgeKind {
+        self.kind
+    }
+
     pub fn repo(&self) -> &RepoRef {
         &self.repo
     }
 
-    /// Sets the status `context` of commit `sha` (POST /repos/{o}/{r}/statuses/{sha}).
+    /// Sets the status `context` of commit `sha` (GitHub, Gitea: POST /repos/{o}/{r}/statuses/{sha};
+    /// GitLab: POST /projects/{id}/statuses/{sha}, the context as `name`).
+    ///
+    /// GitLab refuses (400 "Cannot transition status via :run from :running") a status in the state
+    /// it already has: the state shown is then already right, and only the description stays as it
+    /// was.
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call; see [`GitHubError::is_transient`] and
-    /// [`GitHubError::retry_after`].
+    /// Any [`ForgeError`] of a call; see [`ForgeError::is_transient`] and
+    /// [`ForgeError::retry_after`].
     pub async fn set_commit_status(
         &self,
         sha: &str,
@@ -498,75 +740,159 @@ impl GitHub {
         state: StatusState,
         description: &str,
         target_url: Option<&str>,
-    ) -> Result<(), GitHubError> {
-        // GitHub refuses (422) a longer description.
+    ) -> Result<(), ForgeError> {
+        let call = Call::SetCommitStatus;
+        // GitHub refuses (422) a longer description; GitLab and Gitea take the same.
         let description = truncate(description, DESCRIPTION_LIMIT);
-        let body = serde_json::to_value(StatusRequest {
-            state: state.as_str(),
-            target_url,
-            description: &description,
-            context,
-        })
-        .expect("a status request serialises");
-        let path = format!("{}/statuses/{}", self.repo_path(), sha);
-        let reply = self
-            .send(Call::SetCommitStatus, &path, Verb::Post(&body))
-            .await?;
-        self.expect_status(Call::SetCommitStatus, &reply, &[StatusCode::CREATED])
+        let path = format!("{}/statuses/{}", self.repo_path(), path_escape(sha));
+        let body = match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => serde_json::to_value(StatusRequest {
+                state: state.as_str(),
+                target_url,
+                description: &description,
+                context,
+            })
+            .expect("a status request serialises"),
+            ForgeKind::GitLab => {
+                let mut body = serde_json::json!({
+                    "state": gitlab_state(state),
+                    "name": context,
+                    "description": description,
+                });
+                if let Some(url) = target_url {
+                    body["target_url"] = url.into();
+                }
+                body
+            }
+        };
+        let reply = self.send(call, &path, Verb::Post(&body)).await?;
+        if self.kind == ForgeKind::GitLab
+            && reply.status == StatusCode::BAD_REQUEST
+            && reply.body.contains("Cannot transition status")
+        {
+            return Ok(());
+        }
+        let ok: &[StatusCode] = match self.kind {
+            ForgeKind::GitLab => &[StatusCode::CREATED, StatusCode::OK],
+            _ => &[StatusCode::CREATED],
+        };
+        self.expect_status(call, &reply, ok)
     }
 
-    /// The latest status of every context of commit `sha`, as GitHub shows it (GET
-    /// /repos/{o}/{r}/commits/{sha}/status, the combined status). A commit GitHub does not know yet has
-    /// none.
+    /// The latest status of every context of commit `sha`, as the forge shows it (GitHub, Gitea: GET
+    /// /repos/{o}/{r}/commits/{sha}/status, the combined status; GitLab: GET
+    /// /projects/{id}/repository/commits/{sha}/statuses). A commit the forge does not know yet has none.
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
-    pub async fn commit_statuses(&self, sha: &str) -> Result<Vec<ShownStatus>, GitHubError> {
+    /// Any [`ForgeError`] of a call.
+    pub async fn commit_statuses(&self, sha: &str) -> Result<Vec<ShownStatus>, ForgeError> {
         let call = Call::ReadCommitStatuses;
-        let path = format!("{}/commits/{}/status?per_page=100", self.repo_path(), sha);
+        let sha = path_escape(sha);
+        let path = match self.kind {
+            ForgeKind::GitHub => format!("{}/commits/{sha}/status?per_page=100", self.repo_path()),
+            ForgeKind::Gitea => format!("{}/commits/{sha}/status?limit=50", self.repo_path()),
+            ForgeKind::GitLab => format!(
+                "{}/repository/commits/{sha}/statuses?per_page=100",
+                self.repo_path()
+            ),
+        };
         let reply = self.send(call, &path, Verb::Get).await?;
         if reply.status == StatusCode::NOT_FOUND || reply.status == StatusCode::UNPROCESSABLE_ENTITY
         {
             return Ok(Vec::new());
         }
         self.expect_status(call, &reply, &[StatusCode::OK])?;
-        let combined: WireCombinedStatus = self.decode(call, &reply)?;
-        Ok(combined.statuses)
+        match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => {
+                let combined: WireCombinedStatus = self.decode(call, &reply)?;
+                Ok(combined.statuses)
+            }
+            ForgeKind::GitLab => {
+                // Newest first; keep the latest of each name.
+                let all: Vec<WireGitLabStatus> = self.decode(call, &reply)?;
+                let mut seen = std::collections::HashSet::new();
+                Ok(all
+                    .into_iter()
+                    .filter(|s| seen.insert(s.name.clone()))
+                    .map(ShownStatus::from)
+                    .collect())
+            }
+        }
     }
 
-    /// The pull requests GitHub associates with commit `sha` (GET /repos/{o}/{r}/commits/{sha}/pulls):
-    /// the merged pull request that brought it to a branch, or open ones that contain it.
+    /// The pull requests the forge associates with commit `sha`: the merged pull request that brought
+    /// it to a branch, or open ones that contain it (GitHub: GET /repos/{o}/{r}/commits/{sha}/pulls;
+    /// Gitea: GET /repos/{o}/{r}/commits/{sha}/pull, one at most; GitLab: GET
+    /// /projects/{id}/repository/commits/{sha}/merge_requests).
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
+    /// Any [`ForgeError`] of a call.
     pub async fn pull_requests_for_commit(
         &self,
         sha: &str,
-    ) -> Result<Vec<PullRequest>, GitHubError> {
+    ) -> Result<Vec<PullRequest>, ForgeError> {
         let call = Call::ListPullRequestsOfCommit;
-        let path = format!("{}/commits/{}/pulls?per_page=100", self.repo_path(), sha);
+        let sha = path_escape(sha);
+        let path = match self.kind {
+            ForgeKind::GitHub => format!("{}/commits/{sha}/pulls?per_page=100", self.repo_path()),
+            ForgeKind::Gitea => format!("{}/commits/{sha}/pull", self.repo_path()),
+            ForgeKind::GitLab => format!(
+                "{}/repository/commits/{sha}/merge_requests?per_page=100",
+                self.repo_path()
+            ),
+        };
         let reply = self.send(call, &path, Verb::Get).await?;
-        // 422: GitHub knows no commit with that sha (not pushed yet): no pull request either.
-        if reply.status == StatusCode::UNPROCESSABLE_ENTITY {
+        // 422 (GitHub) or 404 (Gitea, GitLab): no commit with that sha yet, or no pull request.
+        if reply.status == StatusCode::UNPROCESSABLE_ENTITY
+            || (self.kind != ForgeKind::GitHub && reply.status == StatusCode::NOT_FOUND)
+        {
             return Ok(Vec::new());
         }
         self.expect_status(call, &reply, &[StatusCode::OK])?;
-        let prs: Vec<WirePull> = self.decode(call, &reply)?;
-        Ok(prs.into_iter().map(PullRequest::from).collect())
+        Ok(match self.kind {
+            ForgeKind::GitHub => self
+                .decode::<Vec<WirePull>>(call, &reply)?
+                .into_iter()
+                .map(PullRequest::from)
+                .collect(),
+            ForgeKind::Gitea => vec![self.decode::<WirePull>(call, &reply)?.into()],
+            ForgeKind::GitLab => self
+                .decode::<Vec<WireMergeRequest>>(call, &reply)?
+                .into_iter()
+                .map(PullRequest::from)
+                .collect(),
+        })
+    }
+
+    /// Where the comments of pull request `pr` are (GitHub, Gitea: its issue's; GitLab: the merge
+    /// request's notes).
+    fn comments_path(&self, pr: u64) -> String {
+        match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => {
+                format!("{}/issues/{pr}/comments", self.repo_path())
+            }
+            ForgeKind::GitLab => format!("{}/merge_requests/{pr}/notes", self.repo_path()),
+        }
     }
 
     /// Bosun's comment on pull request `pr`: the first whose body starts with the marker, searching
-    /// every page of the comments (GET /repos/{o}/{r}/issues/{pr}/comments).
+    /// every page of the comments (Gitea answers them all at once).
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
-    pub async fn find_pr_comment(&self, pr: u64) -> Result<Option<Comment>, GitHubError> {
+    /// Any [`ForgeError`] of a call.
+    pub async fn find_pr_comment(&self, pr: u64) -> Result<Option<Comment>, ForgeError> {
         let call = Call::ListComments;
         for page in 1..=MAX_COMMENT_PAGES {
-            let path = format!(
-                "{}/issues/{pr}/comments?per_page=100&page={page}",
-                self.repo_path()
-            );
+            let path = match self.kind {
+                ForgeKind::GitHub => {
+                    format!("{}?per_page=100&page={page}", self.comments_path(pr))
+                }
+                ForgeKind::Gitea => self.comments_path(pr),
+                ForgeKind::GitLab => format!(
+                    "{}?per_page=100&page={page}&sort=asc&order_by=created_at",
+                    self.comments_path(pr)
+                ),
+            };
             let reply = self.send(call, &path, Verb::Get).await?;
             self.expect_status(call, &reply, &[StatusCode::OK])?;
             let comments: Vec<WireComment> = self.decode(call, &reply)?;
@@ -578,20 +904,20 @@ impl GitHub {
             }) {
                 return Ok(Some(c.into()));
             }
-            if empty || !has_next_page(&reply.headers) {
+            if empty || self.kind == ForgeKind::Gitea || !has_next_page(&reply.headers) {
                 break;
             }
         }
         Ok(None)
     }
 
-    /// Posts a new comment on pull request `pr` (POST /repos/{o}/{r}/issues/{pr}/comments).
+    /// Posts a new comment on pull request `pr`.
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
-    pub async fn create_pr_comment(&self, pr: u64, body: &str) -> Result<Comment, GitHubError> {
+    /// Any [`ForgeError`] of a call.
+    pub async fn create_pr_comment(&self, pr: u64, body: &str) -> Result<Comment, ForgeError> {
         let call = Call::CreateComment;
-        let path = format!("{}/issues/{pr}/comments", self.repo_path());
+        let path = self.comments_path(pr);
         let reply = self
             .send(
                 call,
@@ -603,20 +929,29 @@ impl GitHub {
         Ok(self.decode::<WireComment>(call, &reply)?.into())
     }
 
-    /// Replaces the body of comment `id` (PATCH /repos/{o}/{r}/issues/comments/{id}).
+    /// Replaces the body of comment `id` on pull request `pr` (GitHub, Gitea: PATCH
+    /// /repos/{o}/{r}/issues/comments/{id}; GitLab: PUT /projects/{id}/merge_requests/{pr}/notes/{id}).
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call; `Rejected` with status 404 when the comment was deleted.
-    pub async fn update_pr_comment(&self, id: u64, body: &str) -> Result<Comment, GitHubError> {
+    /// Any [`ForgeError`] of a call; `Rejected` with status 404 when the comment was deleted.
+    pub async fn update_pr_comment(
+        &self,
+        pr: u64,
+        id: u64,
+        body: &str,
+    ) -> Result<Comment, ForgeError> {
         let call = Call::UpdateComment;
-        let path = format!("{}/issues/comments/{id}", self.repo_path());
-        let reply = self
-            .send(
-                call,
-                &path,
-                Verb::Patch(&serde_json::json!({ "body": body })),
-            )
-            .await?;
+        let request = serde_json::json!({ "body": body });
+        let reply = match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => {
+                let path = format!("{}/issues/comments/{id}", self.repo_path());
+                self.send(call, &path, Verb::Patch(&request)).await?
+            }
+            ForgeKind::GitLab => {
+                let path = format!("{}/{id}", self.comments_path(pr));
+                self.send(call, &path, Verb::Put(&request)).await?
+            }
+        };
         self.expect_status(call, &reply, &[StatusCode::OK])?;
         Ok(self.decode::<WireComment>(call, &reply)?.into())
     }
@@ -626,79 +961,144 @@ impl GitHub {
     /// comment already says `body`.
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
-    pub async fn upsert_pr_comment(&self, pr: u64, body: &str) -> Result<Comment, GitHubError> {
+    /// Any [`ForgeError`] of a call.
+    pub async fn upsert_pr_comment(&self, pr: u64, body: &str) -> Result<Comment, ForgeError> {
         match self.find_pr_comment(pr).await? {
             Some(c) if c.body == body => Ok(c),
-            Some(c) => self.update_pr_comment(c.id, body).await,
+            Some(c) => self.update_pr_comment(pr, c.id, body).await,
             None => self.create_pr_comment(pr, body).await,
         }
     }
 
-    /// Opens a pull request from branch `head` into `base` (POST /repos/{o}/{r}/pulls). When one is
-    /// already open for that head and base (422 "already exists"), returns that one.
+    /// Opens a pull request from branch `head` into `base` (GitHub, Gitea: POST /repos/{o}/{r}/pulls;
+    /// GitLab: a merge request, POST /projects/{id}/merge_requests). When one is already open for that
+    /// head and base (GitHub 422 "already exists", Gitea and GitLab 409), returns that one.
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
+    /// Any [`ForgeError`] of a call.
     pub async fn open_pull_request(
         &self,
         head: &str,
         base: &str,
         title: &str,
         body: &str,
-    ) -> Result<PullRequest, GitHubError> {
+    ) -> Result<PullRequest, ForgeError> {
         let call = Call::OpenPullRequest;
-        let path = format!("{}/pulls", self.repo_path());
-        let request =
-            serde_json::json!({ "title": title, "head": head, "base": base, "body": body });
+        let (path, request) = match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => (
+                format!("{}/pulls", self.repo_path()),
+                serde_json::json!({ "title": title, "head": head, "base": base, "body": body }),
+            ),
+            ForgeKind::GitLab => (
+                format!("{}/merge_requests", self.repo_path()),
+                serde_json::json!({
+                    "title": title,
+                    "source_branch": head,
+                    "target_branch": base,
+                    "description": body,
+                }),
+            ),
+        };
         let reply = self.send(call, &path, Verb::Post(&request)).await?;
-        if reply.status == StatusCode::UNPROCESSABLE_ENTITY && already_exists(&reply.body) {
+        let exists = match self.kind {
+            ForgeKind::GitHub => {
+                reply.status == StatusCode::UNPROCESSABLE_ENTITY && already_exists(&reply.body)
+            }
+            ForgeKind::Gitea | ForgeKind::GitLab => reply.status == StatusCode::CONFLICT,
+        };
+        if exists {
             return match self.find_open_pull_request(head, base).await? {
                 Some(pr) => Ok(pr),
                 None => Err(self.rejected(call, &reply)),
             };
         }
         self.expect_status(call, &reply, &[StatusCode::CREATED])?;
-        Ok(self.decode::<WirePull>(call, &reply)?.into())
+        Ok(match self.kind {
+            ForgeKind::GitLab => self.decode::<WireMergeRequest>(call, &reply)?.into(),
+            _ => self.decode::<WirePull>(call, &reply)?.into(),
+        })
     }
 
-    /// The open pull request from `head` into `base`, if any (GET /repos/{o}/{r}/pulls?head=&base=).
+    /// The open pull request from `head` into `base`, if any (GitHub: GET
+    /// /repos/{o}/{r}/pulls?head=&base=; Gitea: GET /repos/{o}/{r}/pulls/{base}/{head}; GitLab: GET
+    /// /projects/{id}/merge_requests?state=opened&source_branch=&target_branch=).
     ///
     /// # Errors
-    /// Any [`GitHubError`] of a call.
+    /// Any [`ForgeError`] of a call.
     pub async fn find_open_pull_request(
         &self,
         head: &str,
         base: &str,
-    ) -> Result<Option<PullRequest>, GitHubError> {
+    ) -> Result<Option<PullRequest>, ForgeError> {
         let call = Call::FindPullRequest;
-        let head = if head.contains(':') {
-            head.to_string()
-        } else {
-            format!("{}:{head}", self.repo.owner)
-        };
-        let path = format!(
-            "{}/pulls?state=open&head={}&base={}",
-            self.repo_path(),
-            query_escape(&head),
-            query_escape(base)
-        );
-        let reply = self.send(call, &path, Verb::Get).await?;
-        self.expect_status(call, &reply, &[StatusCode::OK])?;
-        let prs: Vec<WirePull> = self.decode(call, &reply)?;
-        Ok(prs.into_iter().next().map(PullRequest::from))
+        match self.kind {
+            ForgeKind::GitHub => {
+                let head = if head.contains(':') {
+                    head.to_string()
+                } else {
+                    format!("{}:{head}", self.repo.owner)
+                };
+                let path = format!(
+                    "{}/pulls?state=open&head={}&base={}",
+                    self.repo_path(),
+                    query_escape(&head),
+                    query_escape(base)
+                );
+                let reply = self.send(call, &path, Verb::Get).await?;
+                self.expect_status(call, &reply, &[StatusCode::OK])?;
+                let prs: Vec<WirePull> = self.decode(call, &reply)?;
+                Ok(prs.into_iter().next().map(PullRequest::from))
+            }
+            ForgeKind::Gitea => {
+                let path = format!(
+                    "{}/pulls/{}/{}",
+                    self.repo_path(),
+                    path_escape(base),
+                    path_escape(head)
+                );
+                let reply = self.send(call, &path, Verb::Get).await?;
+                if reply.status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                self.expect_status(call, &reply, &[StatusCode::OK])?;
+                let pr: PullRequest = self.decode::<WirePull>(call, &reply)?.into();
+                Ok((pr.state == PrState::Open).then_some(pr))
+            }
+            ForgeKind::GitLab => {
+                let path = format!(
+                    "{}/merge_requests?state=opened&source_branch={}&target_branch={}",
+                    self.repo_path(),
+                    query_escape(head),
+                    query_escape(base)
+                );
+                let reply = self.send(call, &path, Verb::Get).await?;
+                self.expect_status(call, &reply, &[StatusCode::OK])?;
+                let mrs: Vec<WireMergeRequest> = self.decode(call, &reply)?;
+                Ok(mrs.into_iter().next().map(PullRequest::from))
+            }
+        }
     }
 
     fn repo_path(&self) -> String {
-        format!("/repos/{}/{}", self.repo.owner, self.repo.name)
+        match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => {
+                format!("/repos/{}/{}", self.repo.owner, self.repo.name)
+            }
+            // The project by its URL-encoded path: `group%2Fsub%2Fproject`.
+            ForgeKind::GitLab => format!(
+                "/projects/{}",
+                path_escape(&format!("{}/{}", self.repo.owner, self.repo.name))
+            ),
+        }
     }
 
-    async fn send(&self, call: Call, path: &str, verb: Verb<'_>) -> Result<Reply, GitHubError> {
+    async fn send(&self, call: Call, path: &str, verb: Verb<'_>) -> Result<Reply, ForgeError> {
         let request = async {
             let response = match verb {
                 Verb::Get => self.octo._get(path).await,
                 Verb::Post(body) => self.octo._post(path, Some(body)).await,
                 Verb::Patch(body) => self.octo._patch(path, Some(body)).await,
+                Verb::Put(body) => self.octo._put(path, Some(body)).await,
             }
             .map_err(|e| self.unreachable(call, &e))?;
             let status = response.status();
@@ -714,17 +1114,20 @@ impl GitHub {
                 body,
             })
         };
-        let reply = match self.timeout {
-            Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| {
-                GitHubError::TimedOut {
-                    call,
-                    timeout: limit,
-                }
-            })??,
-            None => request.await?,
-        };
+        let reply =
+            match self.timeout {
+                Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| {
+                    ForgeError::TimedOut {
+                        forge: self.kind,
+                        call,
+                        timeout: limit,
+                    }
+                })??,
+                None => request.await?,
+            };
         if let Some(wait) = rate_limit_wait(reply.status, &reply.headers, &reply.body) {
-            return Err(GitHubError::RateLimited {
+            return Err(ForgeError::RateLimited {
+                forge: self.kind,
                 call,
                 status: reply.status.as_u16(),
                 wait,
@@ -732,7 +1135,8 @@ impl GitHub {
             });
         }
         if reply.status.is_server_error() {
-            return Err(GitHubError::Server {
+            return Err(ForgeError::Server {
+                forge: self.kind,
                 call,
                 status: reply.status.as_u16(),
                 message: self.message(&reply),
@@ -746,11 +1150,12 @@ impl GitHub {
         call: Call,
         reply: &Reply,
         ok: &[StatusCode],
-    ) -> Result<(), GitHubError> {
+    ) -> Result<(), ForgeError> {
         if ok.contains(&reply.status) {
             Ok(())
         } else if reply.status.is_success() {
-            Err(GitHubError::BadResponse {
+            Err(ForgeError::BadResponse {
+                forge: self.kind,
                 call,
                 status: reply.status.as_u16(),
                 reason: format!("expected HTTP {}", ok[0].as_u16()),
@@ -760,21 +1165,29 @@ impl GitHub {
         }
     }
 
-    fn rejected(&self, call: Call, reply: &Reply) -> GitHubError {
+    fn rejected(&self, call: Call, reply: &Reply) -> ForgeError {
         let hint = match reply.status {
             StatusCode::UNAUTHORIZED => {
-                "; the token was refused: check --github-token-file (expired or revoked?)"
+                "; the token was refused: check --forge-token-file (expired or revoked?)"
             }
-            StatusCode::FORBIDDEN => {
-                "; the token may not do this: it needs write access to commit statuses, issues and pull requests of the repository"
-            }
+            StatusCode::FORBIDDEN => match self.kind {
+                ForgeKind::GitLab => {
+                    "; the token may not do this: it needs the api scope and the Developer role on the project"
+                }
+                _ => {
+                    "; the token may not do this: it needs write access to commit statuses, issues and pull requests of the repository"
+                }
+            },
             StatusCode::NOT_FOUND => {
-                "; check --github-repo and that the token can see the repository"
+                "; check --forge-repo and that the token can see the repository"
             }
-            StatusCode::UNPROCESSABLE_ENTITY => "; GitHub refused the request's content",
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+                "; the forge refused the request's content"
+            }
             _ => "",
         };
-        GitHubError::Rejected {
+        ForgeError::Rejected {
+            forge: self.kind,
             call,
             status: reply.status.as_u16(),
             message: self.message(reply),
@@ -786,19 +1199,24 @@ impl GitHub {
         &self,
         call: Call,
         reply: &Reply,
-    ) -> Result<T, GitHubError> {
-        serde_json::from_str(&reply.body).map_err(|e| GitHubError::BadResponse {
+    ) -> Result<T, ForgeError> {
+        serde_json::from_str(&reply.body).map_err(|e| ForgeError::BadResponse {
+            forge: self.kind,
             call,
             status: reply.status.as_u16(),
             reason: self.redact(&e.to_string()),
         })
     }
 
-    /// GitHub's `message` (and the first validation error), redacted and bounded.
+    /// The forge's `message` (and the first validation error), redacted and bounded.
     fn message(&self, reply: &Reply) -> String {
         let text = match serde_json::from_str::<WireError>(&reply.body) {
             Ok(e) => {
-                let mut m = e.message.unwrap_or_default();
+                let mut m = match e.message {
+                    Some(serde_json::Value::String(m)) => m,
+                    Some(other) => other.to_string(),
+                    None => e.error.unwrap_or_default(),
+                };
                 if let Some(first) = e.errors.first() {
                     let detail = first
                         .get("message")
@@ -823,7 +1241,7 @@ impl GitHub {
         truncate(&self.redact(&text), 300)
     }
 
-    fn unreachable(&self, call: Call, e: &octocrab::Error) -> GitHubError {
+    fn unreachable(&self, call: Call, e: &octocrab::Error) -> ForgeError {
         // octocrab's Display says "Hyper error" and the like; the source chain says what happened.
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(e);
@@ -832,7 +1250,8 @@ impl GitHub {
             reason.push_str(&s.to_string());
             source = s.source();
         }
-        GitHubError::Unreachable {
+        ForgeError::Unreachable {
+            forge: self.kind,
             call,
             api_url: self.api_url.clone(),
             reason: self.redact(&reason),
@@ -908,6 +1327,19 @@ fn already_exists(body: &str) -> bool {
     body.to_ascii_lowercase().contains("already exists")
 }
 
+/// A path segment escaped: anything but unreserved characters (so `/` too: GitLab's project ids).
+fn path_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn query_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -949,6 +1381,32 @@ mod tests {
     }
 
     #[test]
+    fn a_gitlab_project_may_sit_in_nested_groups_a_github_repository_may_not() {
+        let p = RepoRef::parse_for(ForgeKind::GitLab, "git@gitlab.com:platform/web/apps.git")
+            .expect("a nested GitLab project");
+        assert_eq!(
+            (p.owner.as_str(), p.name.as_str()),
+            ("platform/web", "apps")
+        );
+        let e = RepoRef::parse_for(ForgeKind::Gitea, "https://gitea.local/platform/web/apps")
+            .expect_err("no nested groups on Gitea")
+            .to_string();
+        assert!(
+            e.contains("Gitea") && e.contains("expected owner/name"),
+            "{e}"
+        );
+        let e = Forge::new(ForgeConfig::of(
+            ForgeKind::GitHub,
+            DEFAULT_API_URL,
+            ForgeToken::from("t"),
+            p,
+        ))
+        .expect_err("nested on GitHub")
+        .to_string();
+        assert!(e.contains("only GitLab has nested groups"), "{e}");
+    }
+
+    #[test]
     fn a_repo_without_owner_and_name_is_refused_without_echoing_credentials() {
         for input in [
             "apps",
@@ -983,7 +1441,7 @@ mod tests {
             assert_eq!(
                 err,
                 format!(
-                    "GitHub token file {}: {why}; --github-token-file must name a file holding the token",
+                    "forge token file {}: {why}; --forge-token-file must name a file holding the token",
                     path.display()
                 )
             );
@@ -992,7 +1450,7 @@ mod tests {
 
     #[test]
     fn a_token_is_never_printed() {
-        let t = GitHubToken::from("ghp_secret");
+        let t = ForgeToken::from("ghp_secret");
         assert!(!format!("{t:?}").contains("ghp_secret"), "{t:?}");
     }
 
