@@ -9,6 +9,7 @@
 
 pub mod crds;
 pub mod forge;
+pub mod gitea;
 pub mod gitserver;
 pub mod health;
 pub mod private_cluster;
