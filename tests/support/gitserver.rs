@@ -405,24 +405,33 @@ impl TestRepo {
 
     /// Runs the git CLI in the working copy, isolated from the user's and system's config.
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.work.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_AUTHOR_NAME", "Bosun Test")
-            .env("GIT_AUTHOR_EMAIL", "test@bosun.invalid")
-            .env("GIT_COMMITTER_NAME", "Bosun Test")
-            .env("GIT_COMMITTER_EMAIL", "test@bosun.invalid")
-            .output()
-            .expect("running git");
-        assert!(
-            out.status.success(),
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        run_git(git_cli(self.work.path()), args)
     }
+}
+
+/// `git` in `dir`, isolated from the user's and system's config, never prompting, committing as
+/// "Bosun Test".
+pub fn git_cli(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "Bosun Test")
+        .env("GIT_AUTHOR_EMAIL", "test@bosun.invalid")
+        .env("GIT_COMMITTER_NAME", "Bosun Test")
+        .env("GIT_COMMITTER_EMAIL", "test@bosun.invalid");
+    cmd
+}
+
+/// Runs `git` (from [`git_cli`]) with `args`, failing the test when git fails; its stdout, trimmed.
+pub fn run_git(mut git: Command, args: &[&str]) -> String {
+    let out = git.args(args).output().expect("running git");
+    assert!(
+        out.status.success(),
+        "git {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

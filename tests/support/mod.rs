@@ -9,6 +9,7 @@
 
 pub mod crds;
 pub mod forge;
+pub mod gitea;
 pub mod gitserver;
 pub mod health;
 pub mod private_cluster;
@@ -86,14 +87,7 @@ impl TestNamespace {
     }
 
     async fn create(client: Client, shared: bool, prefix: &str) -> TestNamespace {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time after 1970")
-            .subsec_nanos();
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let suffix = nanos ^ std::process::id().rotate_left(16) ^ n.wrapping_mul(0x9E37_79B9);
-        let name = format!("{prefix}-{:08x}", suffix);
+        let name = format!("{prefix}-{:08x}", unique_suffix());
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"bosun.dev/test": "true"}}
         }))
@@ -138,6 +132,18 @@ impl Drop for TestNamespace {
                 .await;
         });
     }
+}
+
+/// A number for a name that no other test of this run, nor of a run before on the same cluster or
+/// forge, is likely to have: the clock's nanoseconds, the process id and a counter, mixed.
+pub fn unique_suffix() -> u32 {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time after 1970")
+        .subsec_nanos();
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    nanos ^ std::process::id().rotate_left(16) ^ n.wrapping_mul(0x9E37_79B9)
 }
 
 /// Runs a cleanup from a `Drop`, which cannot await: on a thread and runtime of its own, with an
