@@ -7,6 +7,7 @@ pub mod diff;
 pub mod engine;
 pub mod model;
 pub mod names;
+pub mod preview;
 pub mod report;
 pub mod rollout;
 pub mod routing;
