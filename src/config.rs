@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub git_write_back: bool,
     /// Commit statuses and the pull request comment on the forge; `None`: off.
     pub forge: Option<ForgeSettings>,
+    /// Plan previews on open pull requests (with a forge only); `None`: off.
+    pub previews: Option<crate::preview::PreviewSettings>,
     /// The Prometheus a metric of an analysis asks when it names none.
     pub prometheus_url: Option<String>,
 }

@@ -19,6 +19,7 @@ pub mod http_client;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod preview;
 pub mod prometheus;
 pub mod report;
 pub mod run;

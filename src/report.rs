@@ -103,6 +103,16 @@ pub struct ForgeReporting {
 }
 
 impl ForgeReporting {
+    /// The background reporter (clones share it).
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+
+    /// The forge client.
+    pub fn client(&self) -> &Forge {
+        &self.client
+    }
+
     /// Starts the background reporter.
     ///
     /// # Errors

@@ -59,14 +59,20 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     let cluster = Cluster::from_client(client.clone());
     let mut watched = Vec::new();
     let mut runners = Vec::new();
+    let mut pull_request_wake = std::collections::HashMap::new();
     for source in config.sources.clone() {
         let wake = Arc::new(Notify::new());
         match &source.origin {
-            Origin::Git(spec) => watched.push(Watched {
-                repo: webhook::normalize_repo_url(&spec.url),
-                branch: spec.branch.clone(),
-                wake: wake.clone(),
-            }),
+            Origin::Git(spec) => {
+                let pull_requests = Arc::new(Notify::new());
+                pull_request_wake.insert(source.name.clone(), pull_requests.clone());
+                watched.push(Watched {
+                    repo: webhook::normalize_repo_url(&spec.url),
+                    branch: spec.branch.clone(),
+                    wake: wake.clone(),
+                    pull_requests,
+                });
+            }
             Origin::Dir(dir) => crate::watch::spawn(dir.clone(), wake.clone())?,
         }
         runners.push((SourceRunner::new(source, cluster.clone(), &config)?, wake));
@@ -127,6 +133,16 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         Some(g) => Some(crate::report::ForgeReporting::start(g, &config.sources)?),
         None => None,
     };
+    if let (Some(f), Some(settings)) = (&forge, &config.previews) {
+        crate::preview::spawn(
+            &config.sources,
+            &config.cache_dir,
+            f.client(),
+            f.reporter(),
+            settings,
+            &pull_request_wake,
+        )?;
+    }
     tokio::spawn(crate::report::run(
         client.clone(),
         config.engine_namespace.clone(),

@@ -43,6 +43,8 @@ pub struct Watched {
     pub repo: String,
     pub branch: String,
     pub wake: Arc<Notify>,
+    /// Wakes the source's plan previews: a pull request into the branch was opened or pushed to.
+    pub pull_requests: Arc<Notify>,
 }
 
 /// How a standby reaches the leader: this replica's fence (is it the leader? where is the leader?)
@@ -149,23 +151,33 @@ async fn receive(
     if event == "ping" {
         return (StatusCode::OK, "pong\n".into());
     }
-    if !matches!(event, "push" | "Push Hook") {
+    let pull_request = matches!(event, "pull_request" | "Merge Request Hook");
+    if !pull_request && !matches!(event, "push" | "Push Hook") {
         return (StatusCode::OK, format!("ignored event {event:?}\n"));
     }
-    let Some(push) = Push::parse(&body) else {
+    let parsed = if pull_request {
+        Push::parse_pull_request(&body)
+    } else {
+        Push::parse(&body)
+    };
+    let Some(push) = parsed else {
         return (
             StatusCode::BAD_REQUEST,
-            "not a push event: expected ref and repository\n".into(),
+            format!("not a {event} event: expected its branch and repository\n"),
         );
     };
     let mut woken = 0;
     for w in state.watched.iter() {
         if push.branch.as_deref() == Some(w.branch.as_str()) && push.repos.contains(&w.repo) {
-            w.wake.notify_one();
+            if pull_request {
+                w.pull_requests.notify_one();
+            } else {
+                w.wake.notify_one();
+            }
             woken += 1;
         }
     }
-    tracing::info!(repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
+    tracing::info!(event, repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
     if let Some(f) = &state.forwarding
         && !f.fence.is_leader()
     {
@@ -186,9 +198,14 @@ async fn receive(
             "no source watches this repository and branch\n".into(),
         )
     } else {
+        let doing = if pull_request {
+            "previewing the pull requests of"
+        } else {
+            "polling"
+        };
         (
             StatusCode::ACCEPTED,
-            format!("polling {woken} source(s) now\n"),
+            format!("{doing} {woken} source(s) now\n"),
         )
     }
 }
@@ -336,11 +353,12 @@ fn check_hmac(secret: &WebhookSecret, body: &[u8], hex_sig: &str) -> Result<(), 
         .map_err(|_| "signature does not match the body")
 }
 
-/// The parts of a push event Bosun uses.
+/// The parts of a push (or pull request) event Bosun uses.
 #[derive(Debug, PartialEq, Eq)]
 struct Push {
     /// Every URL the forge gave for the repository, normalised.
     repos: Vec<String>,
+    /// The branch pushed to (for a pull request: the branch it merges into).
     branch: Option<String>,
 }
 
@@ -348,6 +366,27 @@ impl Push {
     fn parse(body: &[u8]) -> Option<Push> {
         let v: serde_json::Value = serde_json::from_slice(body).ok()?;
         let git_ref = v.get("ref")?.as_str()?;
+        Some(Push {
+            repos: Push::repos(&v)?,
+            branch: git_ref.strip_prefix("refs/heads/").map(str::to_string),
+        })
+    }
+
+    /// A pull request event: GitHub's and Gitea's `pull_request.base.ref`, GitLab's
+    /// `object_attributes.target_branch`.
+    fn parse_pull_request(body: &[u8]) -> Option<Push> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let base = v
+            .pointer("/pull_request/base/ref")
+            .or_else(|| v.pointer("/object_attributes/target_branch"))?
+            .as_str()?;
+        Some(Push {
+            repos: Push::repos(&v)?,
+            branch: Some(base.to_string()),
+        })
+    }
+
+    fn repos(v: &serde_json::Value) -> Option<Vec<String>> {
         let repo = v.get("repository").or_else(|| v.get("project"))?;
         let repos = [
             "clone_url",
@@ -362,10 +401,7 @@ impl Push {
         .filter_map(|k| repo.get(*k).and_then(|u| u.as_str()))
         .map(normalize_repo_url)
         .collect();
-        Some(Push {
-            repos,
-            branch: git_ref.strip_prefix("refs/heads/").map(str::to_string),
-        })
+        Some(repos)
     }
 }
 

@@ -18,6 +18,7 @@ const REPO: &str = "http://127.0.0.1:9/git/apps.git";
 struct Server {
     addr: std::net::SocketAddr,
     wake: Arc<Notify>,
+    pull_requests: Arc<Notify>,
 }
 
 async fn start(max_body: usize) -> Server {
@@ -26,10 +27,12 @@ async fn start(max_body: usize) -> Server {
 
 async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) -> Server {
     let wake = Arc::new(Notify::new());
+    let pull_requests = Arc::new(Notify::new());
     let watched = vec![Watched {
         repo: normalize_repo_url(REPO),
         branch: "main".into(),
         wake: wake.clone(),
+        pull_requests: pull_requests.clone(),
     }];
     let app = webhook::router(
         WebhookSecret::from(SECRET.as_bytes().to_vec()),
@@ -42,7 +45,11 @@ async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) ->
         .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(bosun::run::serve(listener, app, HEADER_TIMEOUT));
-    Server { addr, wake }
+    Server {
+        addr,
+        wake,
+        pull_requests,
+    }
 }
 
 fn sign(body: &[u8]) -> String {
@@ -185,6 +192,74 @@ async fn gitlab_and_gitea_forms_are_accepted() {
     .await;
     assert_eq!(status, 202);
     assert!(woken(&server).await);
+}
+
+async fn previews_woken(server: &Server) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), server.pull_requests.notified())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_pull_request_into_the_watched_branch_wakes_its_previews_and_no_poll() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let github = serde_json::json!({
+        "action": "synchronize",
+        "number": 7,
+        "pull_request": {"number": 7, "base": {"ref": "main"}, "head": {"ref": "bump", "sha": "0123456789abcdef0123456789abcdef01234567"}},
+        "repository": {"clone_url": REPO, "full_name": "team/apps"}
+    })
+    .to_string()
+    .into_bytes();
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-GitHub-Event", "pull_request".into()),
+            ("X-Hub-Signature-256", sign(&github)),
+        ],
+        &github,
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains("previewing"), "{text}");
+    assert!(previews_woken(&server).await, "the previews were woken");
+    assert!(!woken(&server).await, "no poll of the branch");
+
+    let gitlab = serde_json::json!({
+        "object_kind": "merge_request",
+        "project": {"git_http_url": REPO},
+        "object_attributes": {"iid": 7, "target_branch": "main", "source_branch": "bump"}
+    })
+    .to_string()
+    .into_bytes();
+    let (status, _) = post(
+        &server,
+        &[
+            ("X-Gitlab-Event", "Merge Request Hook".into()),
+            ("X-Gitlab-Token", SECRET.into()),
+        ],
+        &gitlab,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(previews_woken(&server).await);
+
+    // Into another branch: nothing.
+    let other = String::from_utf8(github)
+        .expect("UTF-8")
+        .replace("\"ref\":\"main\"", "\"ref\":\"release\"")
+        .into_bytes();
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-GitHub-Event", "pull_request".into()),
+            ("X-Hub-Signature-256", sign(&other)),
+        ],
+        &other,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!previews_woken(&server).await);
 }
 
 #[tokio::test]

@@ -111,6 +111,13 @@ pub struct RunArgs {
     /// first git source's --repo URL).
     #[arg(long, alias = "github-repo", env = "BOSUN_FORGE_REPO")]
     pub forge_repo: Option<String>,
+    /// Plan previews on open pull requests into a watched branch (with a forge token): a comment of
+    /// what merging would do, and the commit status `bosun/plan` on the head.
+    #[arg(long, env = "BOSUN_PLAN_PREVIEWS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub plan_previews: bool,
+    /// Seconds between listings of the open pull requests (a pull request webhook previews at once).
+    #[arg(long, env = "BOSUN_PREVIEW_INTERVAL", default_value_t = 60)]
+    pub preview_interval: u64,
     /// The commit status link; `{namespace}`, `{app}` and `{sha}` are replaced.
     #[arg(long, env = "BOSUN_STATUS_TARGET_URL")]
     pub status_target_url: Option<String>,
@@ -430,6 +437,12 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         engine_namespace: args.engine_namespace.clone(),
         leader_election: args.leader_elect.then(|| lease_config(args, listen)),
         git_write_back: args.git_write_back,
+        previews: (forge.is_some() && args.plan_previews).then(|| {
+            crate::preview::PreviewSettings {
+                interval: Duration::from_secs(args.preview_interval.max(1)),
+                ..Default::default()
+            }
+        }),
         forge,
         prometheus_url: prometheus_url(args.prometheus_url.clone().or(file.prometheus_url))?,
     })

@@ -239,6 +239,7 @@ pub enum Call {
     UpdateComment,
     OpenPullRequest,
     FindPullRequest,
+    ListOpenPullRequests,
 }
 
 impl Call {
@@ -252,6 +253,7 @@ impl Call {
             Call::UpdateComment => "update pull request comment",
             Call::OpenPullRequest => "open pull request",
             Call::FindPullRequest => "find pull request",
+            Call::ListOpenPullRequests => "list open pull requests",
         }
     }
 
@@ -265,7 +267,8 @@ impl Call {
             Call::ReadCommitStatuses
             | Call::ListPullRequestsOfCommit
             | Call::ListComments
-            | Call::FindPullRequest => false,
+            | Call::FindPullRequest
+            | Call::ListOpenPullRequests => false,
         }
     }
 }
@@ -437,6 +440,8 @@ pub struct PullRequest {
     /// The branch it merges into.
     pub base_ref: String,
     pub head_ref: String,
+    /// The commit at its head (empty when the forge did not say).
+    pub head_sha: String,
     pub html_url: String,
 }
 
@@ -487,6 +492,8 @@ struct WirePull {
 struct WireRef {
     #[serde(rename = "ref")]
     ref_: String,
+    #[serde(default)]
+    sha: String,
 }
 
 /// One status of a commit's combined status, as the forge shows it: the latest of its context, its
@@ -541,6 +548,9 @@ struct WireMergeRequest {
     merged_at: Option<String>,
     target_branch: String,
     source_branch: String,
+    /// The head commit.
+    #[serde(default)]
+    sha: String,
 }
 
 impl From<WireMergeRequest> for PullRequest {
@@ -555,6 +565,7 @@ impl From<WireMergeRequest> for PullRequest {
             merged: m.state == "merged" || m.merged_at.is_some(),
             base_ref: m.target_branch,
             head_ref: m.source_branch,
+            head_sha: m.sha,
             html_url: m.web_url,
         }
     }
@@ -613,6 +624,7 @@ impl From<WirePull> for PullRequest {
             merged: p.merged_at.is_some(),
             base_ref: p.base.ref_,
             head_ref: p.head.ref_,
+            head_sha: p.head.sha,
             html_url: p.html_url,
         }
     }
@@ -881,6 +893,18 @@ impl Forge {
     /// # Errors
     /// Any [`ForgeError`] of a call.
     pub async fn find_pr_comment(&self, pr: u64) -> Result<Option<Comment>, ForgeError> {
+        self.find_comment_marked(pr, COMMENT_MARKER).await
+    }
+
+    /// The first comment on pull request `pr` whose body starts with `marker`, searching every page.
+    ///
+    /// # Errors
+    /// Any [`ForgeError`] of a call.
+    pub async fn find_comment_marked(
+        &self,
+        pr: u64,
+        marker: &str,
+    ) -> Result<Option<Comment>, ForgeError> {
         let call = Call::ListComments;
         for page in 1..=MAX_COMMENT_PAGES {
             let path = match self.kind {
@@ -897,11 +921,10 @@ impl Forge {
             self.expect_status(call, &reply, &[StatusCode::OK])?;
             let comments: Vec<WireComment> = self.decode(call, &reply)?;
             let empty = comments.is_empty();
-            if let Some(c) = comments.into_iter().find(|c| {
-                c.body
-                    .as_deref()
-                    .is_some_and(|b| b.starts_with(COMMENT_MARKER))
-            }) {
+            if let Some(c) = comments
+                .into_iter()
+                .find(|c| c.body.as_deref().is_some_and(|b| b.starts_with(marker)))
+            {
                 return Ok(Some(c.into()));
             }
             if empty || self.kind == ForgeKind::Gitea || !has_next_page(&reply.headers) {
@@ -1076,6 +1099,66 @@ impl Forge {
                 let mrs: Vec<WireMergeRequest> = self.decode(call, &reply)?;
                 Ok(mrs.into_iter().next().map(PullRequest::from))
             }
+        }
+    }
+
+    /// The open pull requests into `base`, newest first, at most `limit` (GitHub: GET
+    /// /repos/{o}/{r}/pulls?state=open&base=; Gitea: the same, filtered here by base; GitLab: GET
+    /// /projects/{id}/merge_requests?state=opened&target_branch=).
+    ///
+    /// # Errors
+    /// Any [`ForgeError`] of a call.
+    pub async fn open_pull_requests(
+        &self,
+        base: &str,
+        limit: usize,
+    ) -> Result<Vec<PullRequest>, ForgeError> {
+        let call = Call::ListOpenPullRequests;
+        let per_page = limit.clamp(1, 100);
+        let path = match self.kind {
+            ForgeKind::GitHub => format!(
+                "{}/pulls?state=open&base={}&sort=updated&direction=desc&per_page={per_page}",
+                self.repo_path(),
+                query_escape(base)
+            ),
+            ForgeKind::Gitea => format!(
+                "{}/pulls?state=open&sort=recentupdate&limit={}",
+                self.repo_path(),
+                per_page.min(50)
+            ),
+            ForgeKind::GitLab => format!(
+                "{}/merge_requests?state=opened&target_branch={}&order_by=updated_at&sort=desc&per_page={per_page}",
+                self.repo_path(),
+                query_escape(base)
+            ),
+        };
+        let reply = self.send(call, &path, Verb::Get).await?;
+        self.expect_status(call, &reply, &[StatusCode::OK])?;
+        let prs: Vec<PullRequest> = match self.kind {
+            ForgeKind::GitLab => self
+                .decode::<Vec<WireMergeRequest>>(call, &reply)?
+                .into_iter()
+                .map(PullRequest::from)
+                .collect(),
+            _ => self
+                .decode::<Vec<WirePull>>(call, &reply)?
+                .into_iter()
+                .map(PullRequest::from)
+                .collect(),
+        };
+        Ok(prs
+            .into_iter()
+            .filter(|p| p.state == PrState::Open && p.base_ref == base)
+            .take(limit)
+            .collect())
+    }
+
+    /// The ref under which the forge serves pull request `pr`'s head to git: `refs/pull/N/head` on
+    /// GitHub and Gitea, `refs/merge-requests/N/head` on GitLab.
+    pub fn head_ref_of(&self, pr: u64) -> String {
+        match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => format!("refs/pull/{pr}/head"),
+            ForgeKind::GitLab => format!("refs/merge-requests/{pr}/head"),
         }
     }
 
@@ -1461,6 +1544,7 @@ mod tests {
             merged,
             base_ref: base.into(),
             head_ref: "feature".into(),
+            head_sha: String::new(),
             html_url: String::new(),
         }
     }

@@ -44,8 +44,29 @@ pub enum Update {
         target_url: Option<String>,
     },
     /// Make Bosun's comment on the pull request that brought commit `sha` say `body`. Nothing is
-    /// written when GitHub knows no pull request for the commit.
+    /// written when the forge knows no pull request for the commit.
     Comment { sha: String, body: String },
+    /// Make Bosun's plan preview on open pull request `pr` say `body` (a comment of its own, found by
+    /// [`bosun_core::preview::PREVIEW_MARKER`]).
+    Preview { pr: u64, body: String },
+}
+
+/// Which of Bosun's comments on a pull request: each is found again by its marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Thread {
+    /// What the merged commit did to the cluster ([`bosun_core::report::COMMENT_MARKER`]).
+    Rollout,
+    /// What merging it would do ([`bosun_core::preview::PREVIEW_MARKER`]).
+    Preview,
+}
+
+impl Thread {
+    pub fn marker(self) -> &'static str {
+        match self {
+            Thread::Rollout => bosun_core::report::COMMENT_MARKER,
+            Thread::Preview => bosun_core::preview::PREVIEW_MARKER,
+        }
+    }
 }
 
 /// How the [`Reporter`] paces itself.
@@ -114,7 +135,7 @@ pub enum ReporterEvent {
 enum Key {
     Status { sha: String, context: String },
     CommentOfCommit { sha: String },
-    CommentOfPr { pr: u64 },
+    CommentOfPr { pr: u64, thread: Thread },
 }
 
 impl std::fmt::Display for Key {
@@ -122,7 +143,14 @@ impl std::fmt::Display for Key {
         match self {
             Key::Status { sha, context } => write!(f, "status {context} of {sha}"),
             Key::CommentOfCommit { sha } => write!(f, "comment for commit {sha}"),
-            Key::CommentOfPr { pr } => write!(f, "comment on pull request #{pr}"),
+            Key::CommentOfPr {
+                pr,
+                thread: Thread::Rollout,
+            } => write!(f, "comment on pull request #{pr}"),
+            Key::CommentOfPr {
+                pr,
+                thread: Thread::Preview,
+            } => write!(f, "plan preview on pull request #{pr}"),
         }
     }
 }
@@ -143,6 +171,7 @@ enum Work {
     },
     CommentOfPr {
         pr: u64,
+        thread: Thread,
         body: String,
     },
 }
@@ -155,7 +184,10 @@ impl Work {
                 context: context.clone(),
             },
             Work::CommentOfCommit { sha, .. } => Key::CommentOfCommit { sha: sha.clone() },
-            Work::CommentOfPr { pr, .. } => Key::CommentOfPr { pr: *pr },
+            Work::CommentOfPr { pr, thread, .. } => Key::CommentOfPr {
+                pr: *pr,
+                thread: *thread,
+            },
         }
     }
 }
@@ -329,6 +361,15 @@ impl Reporter {
             Update::Comment { sha, body } => {
                 shared.enqueue(Work::CommentOfCommit { sha, body }, None, false)
             }
+            Update::Preview { pr, body } => shared.enqueue(
+                Work::CommentOfPr {
+                    pr,
+                    thread: Thread::Preview,
+                    body,
+                },
+                None,
+                false,
+            ),
         }
     }
 
@@ -378,8 +419,8 @@ struct Worker {
     /// Commits whose statuses were read from GitHub (after a restart or a leader change, what GitHub
     /// already shows is not sent again).
     statuses_read: Bounded<String, ()>,
-    sent_comment: Bounded<u64, String>,
-    comment_id: Bounded<u64, u64>,
+    sent_comment: Bounded<(u64, Thread), String>,
+    comment_id: Bounded<(u64, Thread), u64>,
     pr_of: Bounded<String, (Option<u64>, Instant)>,
 }
 
@@ -484,12 +525,19 @@ impl Worker {
                 // A newer update for the same commit supersedes this one.
                 if !self.shared.contains(key) {
                     let body = body.clone();
-                    self.shared
-                        .enqueue(Work::CommentOfPr { pr, body }, Some(seq), false);
+                    self.shared.enqueue(
+                        Work::CommentOfPr {
+                            pr,
+                            thread: Thread::Rollout,
+                            body,
+                        },
+                        Some(seq),
+                        false,
+                    );
                 }
                 Ok(())
             }
-            Work::CommentOfPr { pr, body } => self.comment(*pr, body).await,
+            Work::CommentOfPr { pr, thread, body } => self.comment(*pr, *thread, body).await,
         }
     }
 
@@ -535,29 +583,34 @@ impl Worker {
         Ok(pr)
     }
 
-    async fn comment(&mut self, pr: u64, body: &str) -> Result<(), (Call, ForgeError)> {
-        if self.sent_comment.get(&pr).map(String::as_str) == Some(body) {
+    async fn comment(
+        &mut self,
+        pr: u64,
+        thread: Thread,
+        body: &str,
+    ) -> Result<(), (Call, ForgeError)> {
+        if self.sent_comment.get(&(pr, thread)).map(String::as_str) == Some(body) {
             self.shared.emit(ReporterEvent::Unchanged {
-                key: Key::CommentOfPr { pr }.to_string(),
+                key: Key::CommentOfPr { pr, thread }.to_string(),
             });
             return Ok(());
         }
-        let id = match self.comment_id.get(&pr) {
+        let id = match self.comment_id.get(&(pr, thread)) {
             Some(id) => Some(*id),
             None => {
                 let call = Call::ListComments;
                 self.attempt(call);
                 match self
                     .forge
-                    .find_pr_comment(pr)
+                    .find_comment_marked(pr, thread.marker())
                     .await
                     .map_err(|e| (call, e))?
                 {
                     Some(c) if c.body == body => {
-                        self.comment_id.insert(pr, c.id);
-                        self.sent_comment.insert(pr, c.body);
+                        self.comment_id.insert((pr, thread), c.id);
+                        self.sent_comment.insert((pr, thread), c.body);
                         self.shared.emit(ReporterEvent::Unchanged {
-                            key: Key::CommentOfPr { pr }.to_string(),
+                            key: Key::CommentOfPr { pr, thread }.to_string(),
                         });
                         return Ok(());
                     }
@@ -571,13 +624,13 @@ impl Worker {
             self.write(call);
             match self.forge.update_pr_comment(pr, id, body).await {
                 Ok(c) => {
-                    self.commented(call, pr, c.id, body);
+                    self.commented(call, (pr, thread), c.id, body);
                     return Ok(());
                 }
                 // Someone deleted the comment: post it anew below.
                 Err(e) if e.status() == Some(404) => {
-                    self.comment_id.remove(&pr);
-                    self.sent_comment.remove(&pr);
+                    self.comment_id.remove(&(pr, thread));
+                    self.sent_comment.remove(&(pr, thread));
                 }
                 Err(e) => return Err((call, e)),
             }
@@ -589,14 +642,14 @@ impl Worker {
             .create_pr_comment(pr, body)
             .await
             .map_err(|e| (call, e))?;
-        self.commented(call, pr, c.id, body);
+        self.commented(call, (pr, thread), c.id, body);
         Ok(())
     }
 
-    fn commented(&mut self, call: Call, pr: u64, id: u64, body: &str) {
+    fn commented(&mut self, call: Call, on: (u64, Thread), id: u64, body: &str) {
         self.sent(call);
-        self.comment_id.insert(pr, id);
-        self.sent_comment.insert(pr, body.to_string());
+        self.comment_id.insert(on, id);
+        self.sent_comment.insert(on, body.to_string());
     }
 
     fn attempt(&self, call: Call) {

@@ -229,7 +229,20 @@ impl GitSource {
     /// [`GitError::InvalidSpec`] for a URL, branch or path that cannot work, or auth that does not
     /// fit the transport; [`GitError::OpenCache`] when the cache cannot be created or opened.
     pub fn open(spec: RepoSpec, cache_dir: &Path) -> Result<GitSource, GitError> {
-        let inner = Inner::new(spec, cache_dir, "")?;
+        GitSource::open_for(spec, cache_dir, "")
+    }
+
+    /// As [`GitSource::open`], with a cache of its own for `purpose` (`previews`), so that its
+    /// fetches never wait for the source's.
+    ///
+    /// # Errors
+    /// As [`GitSource::open`].
+    pub fn open_for(
+        spec: RepoSpec,
+        cache_dir: &Path,
+        purpose: &str,
+    ) -> Result<GitSource, GitError> {
+        let inner = Inner::new(spec, cache_dir, purpose)?;
         inner.open_cache_or_init()?;
         Ok(GitSource {
             inner: Arc::new(inner),
@@ -255,6 +268,32 @@ impl GitSource {
     pub fn poll(&mut self, last_seen: Option<Oid>) -> Result<Poll, GitError> {
         self.bounded("fetching", move |inner, deadline| {
             remote::poll(inner, last_seen, deadline)
+        })
+    }
+
+    /// Fetches `remote_ref` (a ref the remote advertises, such as a pull request's head
+    /// `refs/pull/7/head`) into the cache under `refs/bosun/fetched/…`, and returns its commit, which
+    /// [`GitSource::read_tree`] can then read. Never checks anything out.
+    ///
+    /// # Errors
+    ///
+    /// As [`GitSource::poll`]; [`GitError::FetchBranch`] when the remote does not advertise the ref.
+    pub fn fetch_ref(&self, remote_ref: &str) -> Result<Oid, GitError> {
+        let safe: String = remote_ref
+            .trim_start_matches("refs/")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let local = format!("refs/bosun/fetched/{safe}");
+        let remote_ref = remote_ref.to_owned();
+        self.bounded("fetching", move |inner, deadline| {
+            remote::fetch_ref(inner, &remote_ref, &local, deadline)
         })
     }
 

@@ -52,12 +52,16 @@ pub(super) fn remote_head(inner: &Inner, deadline: Instant) -> Result<Oid, GitEr
     branch_tip(inner, heads)
 }
 
-/// Lists the branch; downloads over the same connection only when its tip is new to the cache.
-pub(super) fn poll(
+/// Opens the cache, connects to the remote for a fetch and hands both to `then`.
+fn fetching<T>(
     inner: &Inner,
-    last_seen: Option<Oid>,
     deadline: Instant,
-) -> Result<Poll, GitError> {
+    then: impl FnOnce(
+        &git2::Repository,
+        &Session<'_>,
+        &mut git2::RemoteConnection<'_, '_, '_>,
+    ) -> Result<T, GitError>,
+) -> Result<T, GitError> {
     let repo = inner.open_cache()?;
     let session = Session::new(inner, deadline);
     let mut remote = repo
@@ -66,6 +70,27 @@ pub(super) fn poll(
     let mut connection = remote
         .connect_auth(Direction::Fetch, Some(session.callbacks()), None)
         .map_err(|e| session.error(Stage::Connect, &e))?;
+    then(&repo, &session, &mut connection)
+}
+
+/// Lists the branch; downloads over the same connection only when its tip is new to the cache.
+pub(super) fn poll(
+    inner: &Inner,
+    last_seen: Option<Oid>,
+    deadline: Instant,
+) -> Result<Poll, GitError> {
+    fetching(inner, deadline, |repo, session, connection| {
+        poll_over(inner, last_seen, repo, session, connection)
+    })
+}
+
+fn poll_over(
+    inner: &Inner,
+    last_seen: Option<Oid>,
+    repo: &git2::Repository,
+    session: &Session<'_>,
+    connection: &mut git2::RemoteConnection<'_, '_, '_>,
+) -> Result<Poll, GitError> {
     let tip = branch_tip(
         inner,
         connection
@@ -95,7 +120,6 @@ pub(super) fn poll(
             bytes: stats.received_bytes(),
         };
     }
-    drop(connection);
     let fetch_error = |detail: String| GitError::FetchBranch {
         url: inner.url(),
         branch: inner.branch(),
@@ -129,6 +153,58 @@ pub(super) fn poll(
         force_pushed,
         transfer,
     })
+}
+
+/// Fetches one ref the remote advertises (a pull request's head, `refs/pull/7/head`) into the cache
+/// as `local_ref`, downloading only when its commit is new to the cache; returns its commit.
+pub(super) fn fetch_ref(
+    inner: &Inner,
+    remote_ref: &str,
+    local_ref: &str,
+    deadline: Instant,
+) -> Result<Oid, GitError> {
+    fetching(inner, deadline, |repo, session, connection| {
+        fetch_ref_over(inner, remote_ref, local_ref, repo, session, connection)
+    })
+}
+
+fn fetch_ref_over(
+    inner: &Inner,
+    remote_ref: &str,
+    local_ref: &str,
+    repo: &git2::Repository,
+    session: &Session<'_>,
+    connection: &mut git2::RemoteConnection<'_, '_, '_>,
+) -> Result<Oid, GitError> {
+    let fetch_error = |detail: String| GitError::FetchBranch {
+        url: inner.url(),
+        branch: remote_ref.to_owned(),
+        detail,
+    };
+    let tip = connection
+        .list()
+        .map_err(|e| session.error(Stage::Connect, &e))?
+        .iter()
+        .find(|h| h.name() == remote_ref)
+        .map(RemoteHead::oid)
+        .ok_or_else(|| fetch_error("the remote does not advertise it".to_owned()))?;
+    if repo.find_commit(tip).is_err() {
+        let refspec = format!("+{remote_ref}:{local_ref}");
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(session.callbacks())
+            .download_tags(AutotagOption::None)
+            .update_fetchhead(false);
+        connection
+            .remote()
+            .download(&[refspec], Some(&mut options))
+            .map_err(|e| session.error(Stage::Download, &e))?;
+    }
+    repo.find_commit(tip)
+        .map_err(|e| fetch_error(format!("its tip {tip} is not a commit: {e}")))?;
+    repo.reference(local_ref, tip, true, "bosun: a pull request's head")
+        .map_err(|e| inner.cache_error(e.message()))?;
+    Ok(tip)
 }
 
 fn branch_tip(inner: &Inner, heads: &[RemoteHead<'_>]) -> Result<Oid, GitError> {

@@ -22,36 +22,41 @@ pub fn fixture_of(forge: &str, name: &str) -> Value {
 /// repository `team/apps` whose commits belong to pull request 1347.
 pub async fn github() -> MockServer {
     let server = MockServer::start().await;
+    mount_github(&server).await;
+    server
+}
+
+/// Mounts on `server` what [`github`] answers.
+pub async fn mount_github(server: &MockServer) {
     Mock::given(method("GET"))
         .and(path_regex(r"^/repos/team/apps/commits/[0-9a-f]{40}/pulls$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("commit-pulls.json")))
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("GET"))
         .and(path("/repos/team/apps/issues/1347/comments"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path("/repos/team/apps/issues/1347/comments"))
         .respond_with(
             ResponseTemplate::new(201).set_body_json(fixture("issue-comment-created.json")),
         )
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("PATCH"))
         .and(path("/repos/team/apps/issues/comments/1003"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(fixture("issue-comment-updated.json")),
         )
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/repos/team/apps/statuses/[0-9a-f]{40}$"))
         .respond_with(ResponseTemplate::new(201).set_body_json(fixture("status-created.json")))
-        .mount(&server)
+        .mount(server)
         .await;
-    server
 }
 
 /// The requests `server` received with `verb` on `path_is`.
