@@ -1,7 +1,7 @@
 //! The real Gitea of `scripts/forge`, checked as the forge tests will use it (tests/support/gitea.rs):
 //! the API answers each token as its user, a test repository clones over HTTP with git, the bot
 //! standing for Bosun is refused on a protected `main`, and a push is delivered to a loopback webhook
-//! signed as Gitea signs. Without `BOSUN_FORGE_*` (`scripts/forge env`) every test here fails.
+//! signed as Gitea signs. Without `BOSUN_TEST_FORGE_*` (`scripts/forge env`) every test here fails.
 
 mod support;
 

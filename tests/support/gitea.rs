@@ -1,5 +1,5 @@
 //! A real Gitea for tests: `scripts/forge` (Gitea 1.27 built from its Go module, SQLite, on loopback),
-//! started outside the tests — `scripts/test` brings it up and exports `BOSUN_FORGE_*`; by hand,
+//! started outside the tests — `scripts/test` brings it up and exports `BOSUN_TEST_FORGE_*`; by hand,
 //! `scripts/forge up && eval "$(scripts/forge env)"` before `cargo test`. Without that environment
 //! every test that uses it fails, telling how to start it.
 //!
@@ -79,17 +79,17 @@ fn read_token(path: &Path) -> String {
     token
 }
 
-/// The forge of this test process, from `BOSUN_FORGE_*`.
+/// The forge of this test process, from `BOSUN_TEST_FORGE_*`.
 pub fn gitea() -> &'static Gitea {
     static GITEA: OnceLock<Gitea> = OnceLock::new();
     GITEA.get_or_init(|| {
-        let admin_token_file = PathBuf::from(var("BOSUN_FORGE_TOKEN_FILE"));
-        let bot_token_file = PathBuf::from(var("BOSUN_FORGE_BOT_TOKEN_FILE"));
+        let admin_token_file = PathBuf::from(var("BOSUN_TEST_FORGE_TOKEN_FILE"));
+        let bot_token_file = PathBuf::from(var("BOSUN_TEST_FORGE_BOT_TOKEN_FILE"));
         Gitea {
-            url: var("BOSUN_FORGE_URL").trim_end_matches('/').to_owned(),
-            admin: var("BOSUN_FORGE_ADMIN"),
-            bot: var("BOSUN_FORGE_BOT"),
-            log: PathBuf::from(var("BOSUN_FORGE_LOG")),
+            url: var("BOSUN_TEST_FORGE_URL").trim_end_matches('/').to_owned(),
+            admin: var("BOSUN_TEST_FORGE_ADMIN"),
+            bot: var("BOSUN_TEST_FORGE_BOT"),
+            log: PathBuf::from(var("BOSUN_TEST_FORGE_LOG")),
             admin_token: read_token(&admin_token_file),
             bot_token: read_token(&bot_token_file),
             admin_token_file,
@@ -140,7 +140,7 @@ impl Gitea {
         let authority = self
             .url
             .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("BOSUN_FORGE_URL must be http://HOST:PORT, not {}", self.url))
+            .unwrap_or_else(|| panic!("BOSUN_TEST_FORGE_URL must be http://HOST:PORT, not {}", self.url))
             .to_owned();
         let mut request = http::Request::builder()
             .method(method)
