@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod bestie;
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod crds;
 pub mod engine;

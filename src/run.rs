@@ -88,8 +88,17 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         }
         return Ok(ok);
     }
+    // Comment commands go from the webhook (on every replica) to one task on the leader, started
+    // with the forge once the lease is held; the channel holds them meanwhile.
+    let (command_tx, command_rx) = match &config.forge {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::commands::QUEUE);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     if let Some(addr) = config.listen {
-        serve_http(addr, &config, watched, fence.clone()).await?;
+        serve_http(addr, &config, watched, fence.clone(), command_tx).await?;
     }
     // Only the leader writes: wait for the lease before starting anything that does.
     let lost = match &config.leader_election {
@@ -143,6 +152,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
             &pull_request_wake,
         )?;
     }
+    if let (Some(f), Some(rx)) = (&forge, command_rx) {
+        crate::commands::spawn(
+            client.clone(),
+            config.engine_namespace.clone(),
+            f.client().clone(),
+            rx,
+        );
+    }
     tokio::spawn(crate::report::run(
         client.clone(),
         config.engine_namespace.clone(),
@@ -173,6 +190,7 @@ async fn serve_http(
     config: &RunConfig,
     watched: Vec<Watched>,
     fence: Arc<Fence>,
+    commands: Option<tokio::sync::mpsc::Sender<crate::commands::CommentEvent>>,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
     let ready_fence = fence.clone();
@@ -215,11 +233,12 @@ async fn serve_http(
                     fence: fence.clone(),
                     identity: lease.identity.clone(),
                 });
-            app = app.merge(webhook::router(
+            app = app.merge(webhook::router_with_commands(
                 secret.clone(),
                 watched,
                 webhook::DEFAULT_MAX_BODY,
                 forwarding,
+                commands,
             ));
         }
         None => warn!("no webhook secret configured: push webhooks are off, polling only"),

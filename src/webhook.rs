@@ -6,6 +6,11 @@
 //! or missing signature gets 401 and does nothing. Polling stays on as the backstop: forges do not
 //! redeliver a webhook that was lost.
 //!
+//! Pull request events wake the plan previews. A new comment on a pull request (GitHub's and Gitea's
+//! `issue_comment`, GitLab's `Note Hook` on a merge request) that holds a `/bosun` command is handed,
+//! with its delivery id, to the leader's [`crate::commands`] task over a channel: the forge gets 202 at
+//! once, and the command is acted on in the background.
+//!
 //! With several replicas behind one Service, the forge's request may reach a standby, which does not
 //! sync. A standby forwards a verified push, byte for byte with its signature headers, to the leader
 //! named in the Lease ([`crate::leader::ANNOTATION_LEADER_URL`]); the leader checks the signature again.
@@ -26,8 +31,9 @@ use axum::routing::post;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
+use crate::commands::CommentEvent;
 use crate::leader::Fence;
 
 /// The largest webhook body read. GitHub caps payloads at 25 MB; a push of definitions is far smaller.
@@ -60,12 +66,15 @@ pub const FORWARDED_HEADER: &str = "x-bosun-forwarded";
 
 /// The request headers a forwarded webhook keeps: what the leader needs to read it. Signatures are not
 /// among them: the standby signs the body itself.
-const FORWARDED_HEADERS: [&str; 5] = [
+const FORWARDED_HEADERS: [&str; 8] = [
     "content-type",
     "x-github-event",
     "x-gitea-event",
     "x-gitlab-event",
     "x-github-delivery",
+    "x-gitea-delivery",
+    "x-gitlab-event-uuid",
+    "idempotency-key",
 ];
 
 /// How long a standby waits for the leader to take a forwarded webhook.
@@ -80,6 +89,8 @@ struct WebhookState {
     watched: Arc<Vec<Watched>>,
     forwarding: Option<Forwarding>,
     max_body: usize,
+    /// Where verified comment commands go (the leader's [`crate::commands`] task); `None`: off.
+    commands: Option<mpsc::Sender<CommentEvent>>,
 }
 
 /// The webhook route, `POST /webhook`, for every forge. With `forwarding`, a replica that does not
@@ -90,6 +101,17 @@ pub fn router(
     max_body: usize,
     forwarding: Option<Forwarding>,
 ) -> Router {
+    router_with_commands(secret, watched, max_body, forwarding, None)
+}
+
+/// [`router`], handing the verified comment commands on pull requests to `commands`.
+pub fn router_with_commands(
+    secret: WebhookSecret,
+    watched: Vec<Watched>,
+    max_body: usize,
+    forwarding: Option<Forwarding>,
+    commands: Option<mpsc::Sender<CommentEvent>>,
+) -> Router {
     Router::new()
         .route("/webhook", post(receive))
         .layer(DefaultBodyLimit::max(max_body))
@@ -98,6 +120,7 @@ pub fn router(
             watched: Arc::new(watched),
             forwarding,
             max_body,
+            commands,
         })
 }
 
@@ -151,6 +174,10 @@ async fn receive(
     if event == "ping" {
         return (StatusCode::OK, "pong\n".into());
     }
+    // Gitea sends a comment on a pull request as `issue_comment` too (with `is_pull`).
+    if matches!(event, "issue_comment" | "Note Hook") {
+        return receive_comment(&state, &headers, &body).await;
+    }
     let pull_request = matches!(event, "pull_request" | "Merge Request Hook");
     if !pull_request && !matches!(event, "push" | "Push Hook") {
         return (StatusCode::OK, format!("ignored event {event:?}\n"));
@@ -178,19 +205,10 @@ async fn receive(
         }
     }
     tracing::info!(event, repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
-    if let Some(f) = &state.forwarding
-        && !f.fence.is_leader()
-    {
-        if headers.contains_key(FORWARDED_HEADER) {
-            // Forwarded here by a replica that took this one for the leader: it is not (any more).
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this replica is not the leader\n".into(),
-            );
-        }
-        if woken > 0 {
-            return forward(f, &state.secret, &headers, &body).await;
-        }
+    match standby(&state, &headers) {
+        Some(Err(refused)) => return refused,
+        Some(Ok(f)) if woken > 0 => return forward(f, &state.secret, &headers, &body).await,
+        Some(Ok(_)) | None => {}
     }
     if woken == 0 {
         (
@@ -208,6 +226,132 @@ async fn receive(
             format!("{doing} {woken} source(s) now\n"),
         )
     }
+}
+
+/// On a standby, how to forward (`Ok`), or the 503 for a request a replica already forwarded here,
+/// taking this one for the leader, which it is not (any more). `None` on the leader.
+fn standby<'a>(
+    state: &'a WebhookState,
+    headers: &HeaderMap,
+) -> Option<Result<&'a Forwarding, (StatusCode, String)>> {
+    let f = state.forwarding.as_ref().filter(|f| !f.fence.is_leader())?;
+    Some(if headers.contains_key(FORWARDED_HEADER) {
+        Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this replica is not the leader\n".into(),
+        ))
+    } else {
+        Ok(f)
+    })
+}
+
+/// A verified comment event: a command on a pull request of a watched repository goes to the
+/// commands task (on the leader) or is forwarded (by a standby); anything else is ignored.
+async fn receive_comment(
+    state: &WebhookState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (StatusCode, String) {
+    let Some(comment) = parse_comment(headers, body) else {
+        return (
+            StatusCode::OK,
+            "ignored: not a new comment on a pull request\n".into(),
+        );
+    };
+    if crate::commands::parse(&comment.body).is_none() {
+        return (StatusCode::OK, "ignored: not a /bosun command\n".into());
+    }
+    let watched = state
+        .watched
+        .iter()
+        .any(|w| comment.repos.contains(&w.repo));
+    if !watched {
+        return (StatusCode::OK, "no source watches this repository\n".into());
+    }
+    tracing::info!(pr = comment.pr, delivery = %bosun_core::shown::cut(&comment.delivery), "comment command received");
+    match standby(state, headers) {
+        Some(Err(refused)) => return refused,
+        Some(Ok(f)) => return forward(f, &state.secret, headers, body).await,
+        None => {}
+    }
+    let Some(commands) = &state.commands else {
+        return (
+            StatusCode::OK,
+            "comment commands are off: Bosun has no forge to answer on (--forge)\n".into(),
+        );
+    };
+    match commands.try_send(comment) {
+        Ok(()) => (StatusCode::ACCEPTED, "command handed over\n".into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "a comment command was dropped: the queue is full or closed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: the command was not taken; redeliver it\n".into(),
+            )
+        }
+    }
+}
+
+/// A new comment on a pull request: GitHub's and Gitea's `issue_comment` (`action: created` on an
+/// issue with `pull_request`, or Gitea's `is_pull: true`), GitLab's `Note Hook` on a `MergeRequest`.
+/// `None` for anything else (an issue, an edit, a deletion).
+fn parse_comment(headers: &HeaderMap, body: &[u8]) -> Option<CommentEvent> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let str_at = |p: &str| v.pointer(p).and_then(|x| x.as_str());
+    let u64_at = |p: &str| v.pointer(p).and_then(serde_json::Value::as_u64);
+    let (pr, comment_id, text, login, id) = if let Some(note) = v.get("object_attributes") {
+        if note.get("noteable_type").and_then(|t| t.as_str()) != Some("MergeRequest")
+            || note
+                .get("action")
+                .and_then(|a| a.as_str())
+                .is_some_and(|a| a != "create")
+        {
+            return None;
+        }
+        (
+            u64_at("/merge_request/iid")?,
+            u64_at("/object_attributes/id")?,
+            str_at("/object_attributes/note")?,
+            str_at("/user/username")?,
+            u64_at("/user/id").or_else(|| u64_at("/object_attributes/author_id")),
+        )
+    } else {
+        let on_pull = v
+            .pointer("/issue/pull_request")
+            .is_some_and(|p| !p.is_null())
+            || v.get("is_pull").and_then(serde_json::Value::as_bool) == Some(true);
+        if !on_pull || str_at("/action") != Some("created") {
+            return None;
+        }
+        (
+            u64_at("/issue/number")?,
+            u64_at("/comment/id")?,
+            str_at("/comment/body")?,
+            str_at("/comment/user/login")?,
+            u64_at("/comment/user/id"),
+        )
+    };
+    let delivery = [
+        "x-github-delivery",
+        "x-gitea-delivery",
+        "x-gitlab-event-uuid",
+        "idempotency-key",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h).and_then(|x| x.to_str().ok()))
+    .filter(|d| !d.is_empty())
+    .map_or_else(|| format!("comment-{comment_id}"), str::to_string);
+    Some(CommentEvent {
+        delivery,
+        repos: Push::repos(&v)?,
+        pr,
+        comment_id,
+        author: crate::forge::client::Commenter {
+            login: login.to_string(),
+            id,
+        },
+        body: text.to_string(),
+    })
 }
 
 /// A standby hands a verified push to the leader. Whatever happens, the forge gets 202: the push is

@@ -1261,3 +1261,51 @@ async fn a_status_github_already_shows_is_not_sent_again_after_a_restart() {
         .count();
     assert_eq!(posts, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn who_may_write_is_asked_of_the_collaborator_permission() {
+    let server = MockServer::start().await;
+    let permission = |user: &str| format!("{REPO}/collaborators/{user}/permission");
+    Mock::given(method("GET"))
+        .and(path(permission("octocat")))
+        .respond_with(json_response(200, "collaborator-permission-write.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(permission("visitor")))
+        .respond_with(json_response(200, "collaborator-permission-read.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(permission("stranger")))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let forge = github(&server);
+    let user = |login: &str| bosun::forge::Commenter {
+        login: login.into(),
+        id: None,
+    };
+    assert!(forge.can_write(&user("octocat")).await.expect("asked"));
+    assert!(!forge.can_write(&user("visitor")).await.expect("asked"));
+    assert!(!forge.can_write(&user("stranger")).await.expect("asked"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_comment_acted_on_gets_a_thumbs_up_reaction() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/issues/comments/9001/reactions")))
+        .and(body_json(json!({"content": "+1"})))
+        .respond_with(json_response(201, "reaction-created.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    github(&server)
+        .react_to_comment(PR, 9001)
+        .await
+        .expect("reacted");
+}

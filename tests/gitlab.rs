@@ -15,7 +15,7 @@ use bosun::forge::{
 use bosun_core::report::{COMMENT_MARKER, CommitStatus, StatusState};
 use forge_support::{body, fixture_of, requests};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{body_json, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "glpat-TESTonly0never1in2logs";
@@ -396,4 +396,60 @@ async fn errors_name_gitlab_the_call_and_the_status_never_the_token() {
         "GitLab open pull request: HTTP 403: 403 Forbidden; the token may not do this: it needs the api scope and the Developer role on the project"
     );
     assert!(!e.contains(TOKEN));
+}
+
+#[tokio::test(start_paused = true)]
+async fn who_may_write_is_a_member_with_at_least_the_developer_role() {
+    let server = MockServer::start().await;
+    for (id, fixture) in [(17, "member-developer.json"), (18, "member-reporter.json")] {
+        Mock::given(method("GET"))
+            .and(path(api(&format!("/members/all/{id}"))))
+            .respond_with(json_response(200, fixture))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(api("/members/all/19")))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "404 Not found"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let forge = gitlab(&server);
+    let user = |login: &str, id: u64| bosun::forge::Commenter {
+        login: login.into(),
+        id: Some(id),
+    };
+    assert!(
+        forge
+            .can_write(&user("maintainer", 17))
+            .await
+            .expect("asked")
+    );
+    assert!(!forge.can_write(&user("reporter", 18)).await.expect("asked"));
+    assert!(!forge.can_write(&user("stranger", 19)).await.expect("asked"));
+    // Without the user's id nobody is trusted, and GitLab is not asked.
+    let anonymous = bosun::forge::Commenter {
+        login: "maintainer".into(),
+        id: None,
+    };
+    assert!(!forge.can_write(&anonymous).await.expect("not asked"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_note_acted_on_gets_a_thumbsup_award() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(api(&format!(
+            "/merge_requests/{MR}/notes/1244/award_emoji"
+        ))))
+        .and(body_json(json!({"name": "thumbsup"})))
+        .respond_with(json_response(201, "award-emoji-created.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    gitlab(&server)
+        .react_to_comment(MR, 1244)
+        .await
+        .expect("awarded");
 }

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bosun::commands::CommentEvent;
 use bosun::webhook::{self, Watched, WebhookSecret, normalize_repo_url};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 const SECRET: &str = "webhook-test-secret";
 /// The server's header read timeout in these tests (Bosun's own is 10 s).
@@ -19,6 +20,8 @@ struct Server {
     addr: std::net::SocketAddr,
     wake: Arc<Notify>,
     pull_requests: Arc<Notify>,
+    /// What the webhook hands the comment commands task.
+    commands: tokio::sync::Mutex<mpsc::Receiver<CommentEvent>>,
 }
 
 async fn start(max_body: usize) -> Server {
@@ -34,11 +37,13 @@ async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) ->
         wake: wake.clone(),
         pull_requests: pull_requests.clone(),
     }];
-    let app = webhook::router(
+    let (tx, rx) = mpsc::channel(8);
+    let app = webhook::router_with_commands(
         WebhookSecret::from(SECRET.as_bytes().to_vec()),
         watched,
         max_body,
         forwarding,
+        Some(tx),
     );
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -49,6 +54,7 @@ async fn start_with(max_body: usize, forwarding: Option<webhook::Forwarding>) ->
         addr,
         wake,
         pull_requests,
+        commands: tokio::sync::Mutex::new(rx),
     }
 }
 
@@ -416,4 +422,190 @@ async fn a_body_that_never_arrives_gets_408_and_does_nothing() {
         .expect("an answer within the body deadline");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(!woken(&server).await);
+}
+
+/// GitHub's `issue_comment` payload (docs.github.com webhook events): a comment created on issue 7,
+/// which is a pull request when `issue.pull_request` is there.
+fn github_comment(on_pull_request: bool, text: &str) -> Vec<u8> {
+    let mut issue = serde_json::json!({"number": 7, "title": "shop 1.3.0"});
+    if on_pull_request {
+        issue["pull_request"] =
+            serde_json::json!({"url": "https://api.github.com/repos/team/apps/pulls/7"});
+    }
+    serde_json::json!({
+        "action": "created",
+        "issue": issue,
+        "comment": {"id": 9001, "body": text, "user": {"login": "octocat", "id": 583231}},
+        "repository": {"clone_url": REPO, "full_name": "team/apps"},
+        "sender": {"login": "octocat"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Posts a GitHub `issue_comment` event, signed, with `delivery` as its delivery id (none when empty).
+async fn post_github_comment(server: &Server, delivery: &str, body: &[u8]) -> (u16, String) {
+    let mut headers = vec![
+        ("X-GitHub-Event", "issue_comment".to_string()),
+        ("X-Hub-Signature-256", sign(body)),
+    ];
+    if !delivery.is_empty() {
+        headers.push(("X-GitHub-Delivery", delivery.to_string()));
+    }
+    post(server, &headers, body).await
+}
+
+async fn handed_over(server: &Server) -> Option<CommentEvent> {
+    let mut rx = server.commands.lock().await;
+    tokio::time::timeout(Duration::from_millis(300), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn a_signed_comment_command_on_a_pull_request_is_handed_over_at_once() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let body = github_comment(true, "thanks!\n/bosun promote shop");
+    let (status, text) =
+        post_github_comment(&server, "72d3162e-cc78-11e3-81ab-4c9367dc0958", &body).await;
+    assert_eq!(status, 202, "{text}");
+    let event = handed_over(&server)
+        .await
+        .expect("the command is handed over");
+    assert_eq!(event.delivery, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!((event.pr, event.comment_id), (7, 9001));
+    assert_eq!(event.author.login, "octocat");
+    assert_eq!(event.author.id, Some(583231));
+    assert!(event.body.contains("/bosun promote shop"));
+    assert!(!woken(&server).await, "a comment polls nothing");
+}
+
+#[tokio::test]
+async fn an_unsigned_comment_command_gets_401_and_is_not_handed_over() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let body = github_comment(true, "/bosun promote shop");
+    let (status, _) = post(
+        &server,
+        &[("X-GitHub-Event", "issue_comment".into())],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(handed_over(&server).await, None);
+}
+
+#[tokio::test]
+async fn comments_on_issues_edits_and_chatter_are_ignored() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&github_comment(true, "/bosun promote shop")).expect("json");
+    edited["action"] = "edited".into();
+    for body in [
+        github_comment(false, "/bosun promote shop"),
+        github_comment(true, "looks good to me"),
+        edited.to_string().into_bytes(),
+    ] {
+        let (status, text) = post_github_comment(&server, "", &body).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("ignored"), "{text}");
+    }
+    assert_eq!(handed_over(&server).await, None);
+}
+
+#[tokio::test]
+async fn gitea_and_gitlab_comment_commands_are_handed_over_with_their_delivery_ids() {
+    let server = start(webhook::DEFAULT_MAX_BODY).await;
+    // Gitea's issue_comment on a pull request says `is_pull: true`.
+    let gitea = serde_json::json!({
+        "action": "created",
+        "is_pull": true,
+        "issue": {"number": 3},
+        "comment": {"id": 41, "body": "/bosun abort team/shop", "user": {"login": "dev", "id": 2}},
+        "repository": {"clone_url": REPO}
+    })
+    .to_string()
+    .into_bytes();
+    let hex_sig = sign(&gitea).trim_start_matches("sha256=").to_string();
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-Gitea-Event", "issue_comment".into()),
+            ("X-Gitea-Delivery", "gitea-delivery-1".into()),
+            ("X-Gitea-Signature", hex_sig),
+        ],
+        &gitea,
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let event = handed_over(&server).await.expect("handed over");
+    assert_eq!(
+        (event.delivery.as_str(), event.pr, event.comment_id),
+        ("gitea-delivery-1", 3, 41)
+    );
+    // GitLab's Note Hook on a merge request: the iid is the number, the user's id asks membership.
+    let gitlab = serde_json::json!({
+        "object_kind": "note",
+        "user": {"id": 17, "username": "maintainer"},
+        "project": {"git_http_url": REPO},
+        "object_attributes": {"id": 1244, "note": "/bosun retry shop", "noteable_type": "MergeRequest"},
+        "merge_request": {"id": 99, "iid": 12}
+    })
+    .to_string()
+    .into_bytes();
+    let (status, text) = post(
+        &server,
+        &[
+            ("X-Gitlab-Event", "Note Hook".into()),
+            ("X-Gitlab-Event-UUID", "gl-uuid-1".into()),
+            ("X-Gitlab-Token", SECRET.into()),
+        ],
+        &gitlab,
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let event = handed_over(&server).await.expect("handed over");
+    assert_eq!(
+        (event.delivery.as_str(), event.pr, event.comment_id),
+        ("gl-uuid-1", 12, 1244)
+    );
+    assert_eq!(event.author.login, "maintainer");
+    assert_eq!(event.author.id, Some(17));
+    // A note on a commit or an issue is no command.
+    let mut on_issue: serde_json::Value = serde_json::from_slice(&gitlab).expect("json");
+    on_issue["object_attributes"]["noteable_type"] = "Issue".into();
+    let on_issue = on_issue.to_string().into_bytes();
+    let (status, _) = post(
+        &server,
+        &[
+            ("X-Gitlab-Event", "Note Hook".into()),
+            ("X-Gitlab-Token", SECRET.into()),
+        ],
+        &on_issue,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(handed_over(&server).await, None);
+}
+
+#[tokio::test]
+async fn a_standby_forwards_a_comment_command_with_its_delivery_id_to_the_leader() {
+    let leading = leader().await;
+    let standby = standby_of(Some(format!("http://{}", leading.addr))).await;
+    let body = github_comment(true, "/bosun promote shop");
+    let (status, text) = post_github_comment(&standby, "d-42", &body).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        text.contains("forwarded to the leader") && text.contains("answered 202"),
+        "{text}"
+    );
+    assert_eq!(
+        handed_over(&standby).await,
+        None,
+        "the standby acts on nothing"
+    );
+    let event = handed_over(&leading)
+        .await
+        .expect("the leader takes the command");
+    assert_eq!(event.delivery, "d-42");
 }

@@ -240,6 +240,8 @@ pub enum Call {
     OpenPullRequest,
     FindPullRequest,
     ListOpenPullRequests,
+    ReadPermission,
+    AddReaction,
 }
 
 impl Call {
@@ -254,6 +256,8 @@ impl Call {
             Call::OpenPullRequest => "open pull request",
             Call::FindPullRequest => "find pull request",
             Call::ListOpenPullRequests => "list open pull requests",
+            Call::ReadPermission => "read a user's permission",
+            Call::AddReaction => "react to a comment",
         }
     }
 
@@ -263,12 +267,14 @@ impl Call {
             Call::SetCommitStatus
             | Call::CreateComment
             | Call::UpdateComment
-            | Call::OpenPullRequest => true,
+            | Call::OpenPullRequest
+            | Call::AddReaction => true,
             Call::ReadCommitStatuses
             | Call::ListPullRequestsOfCommit
             | Call::ListComments
             | Call::FindPullRequest
-            | Call::ListOpenPullRequests => false,
+            | Call::ListOpenPullRequests
+            | Call::ReadPermission => false,
         }
     }
 }
@@ -451,6 +457,14 @@ pub enum PrState {
     Closed,
 }
 
+/// The forge user who wrote a comment: the login (GitHub, Gitea) and the numeric id (GitLab asks
+/// membership by id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commenter {
+    pub login: String,
+    pub id: Option<u64>,
+}
+
 /// Bosun's comment on a pull request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Comment {
@@ -524,6 +538,19 @@ struct WireComment {
     #[serde(default)]
     html_url: String,
 }
+
+/// A user's permission on the repository: GitHub's and Gitea's `permission`, GitLab's member
+/// `access_level`.
+#[derive(Deserialize)]
+struct WirePermission {
+    #[serde(default)]
+    permission: Option<String>,
+    #[serde(default)]
+    access_level: Option<u32>,
+}
+
+/// GitLab's Developer role, the least that may push.
+const GITLAB_DEVELOPER: u32 = 30;
 
 /// GitHub's and Gitea's `{"message": "...", "errors": [...]}`; GitLab's `message` may be a list or an
 /// object of field errors, or the text is under `error`.
@@ -991,6 +1018,64 @@ impl Forge {
             Some(c) => self.update_pr_comment(pr, c.id, body).await,
             None => self.create_pr_comment(pr, body).await,
         }
+    }
+
+    /// Whether `user` may write to the repository (push, and so promote what it rolls out). GitHub,
+    /// Gitea: GET /repos/{o}/{r}/collaborators/{user}/permission, `permission` admin or write (GitHub
+    /// folds maintain into write; Gitea also says owner); GitLab: GET /projects/{id}/members/all/{user
+    /// id}, `access_level` at least 30 (Developer). A user the forge does not know as a collaborator
+    /// or member (404) may not.
+    ///
+    /// # Errors
+    /// Any [`ForgeError`] of a call.
+    pub async fn can_write(&self, user: &Commenter) -> Result<bool, ForgeError> {
+        let call = Call::ReadPermission;
+        let path = match (self.kind, user.id) {
+            (ForgeKind::GitHub | ForgeKind::Gitea, _) => format!(
+                "{}/collaborators/{}/permission",
+                self.repo_path(),
+                path_escape(&user.login)
+            ),
+            (ForgeKind::GitLab, Some(id)) => format!("{}/members/all/{id}", self.repo_path()),
+            // GitLab's note hook always names the user's id; without it, nobody is trusted.
+            (ForgeKind::GitLab, None) => return Ok(false),
+        };
+        let reply = self.send(call, &path, Verb::Get).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.expect_status(call, &reply, &[StatusCode::OK])?;
+        let wire: WirePermission = self.decode(call, &reply)?;
+        Ok(match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => matches!(
+                wire.permission.as_deref(),
+                Some("admin" | "owner" | "maintain" | "write")
+            ),
+            ForgeKind::GitLab => wire.access_level.unwrap_or(0) >= GITLAB_DEVELOPER,
+        })
+    }
+
+    /// Marks comment `id` on pull request `pr` with a thumbs up: it was read and acted on (GitHub,
+    /// Gitea: POST /repos/{o}/{r}/issues/comments/{id}/reactions `{"content": "+1"}`; GitLab: POST
+    /// /projects/{id}/merge_requests/{pr}/notes/{id}/award_emoji `{"name": "thumbsup"}`). A reaction
+    /// already there (GitHub's and Gitea's 200) is taken as done.
+    ///
+    /// # Errors
+    /// Any [`ForgeError`] of a call.
+    pub async fn react_to_comment(&self, pr: u64, id: u64) -> Result<(), ForgeError> {
+        let call = Call::AddReaction;
+        let (path, body) = match self.kind {
+            ForgeKind::GitHub | ForgeKind::Gitea => (
+                format!("{}/issues/comments/{id}/reactions", self.repo_path()),
+                serde_json::json!({ "content": "+1" }),
+            ),
+            ForgeKind::GitLab => (
+                format!("{}/{id}/award_emoji", self.comments_path(pr)),
+                serde_json::json!({ "name": "thumbsup" }),
+            ),
+        };
+        let reply = self.send(call, &path, Verb::Post(&body)).await?;
+        self.expect_status(call, &reply, &[StatusCode::CREATED, StatusCode::OK])
     }
 
     /// Opens a pull request from branch `head` into `base` (GitHub, Gitea: POST /repos/{o}/{r}/pulls;

@@ -27,8 +27,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 pub use client::{
-    Call, Comment, DEFAULT_API_URL, Forge, ForgeConfig, ForgeError, ForgeKind, ForgeToken, PrState,
-    PullRequest, RepoRef, pick_pull_request, token_from_file,
+    Call, Comment, Commenter, DEFAULT_API_URL, Forge, ForgeConfig, ForgeError, ForgeKind,
+    ForgeToken, PrState, PullRequest, RepoRef, pick_pull_request, token_from_file,
 };
 
 /// Entries kept in each cache of the worker (sent bodies, comment ids, pull requests of commits).

@@ -1,4 +1,4 @@
-//! Webhooks as a forge sends them to a running Bosun: a GitHub push, signed.
+//! Webhooks as a forge sends them to a running Bosun: a GitHub push, or any event, signed.
 #![allow(dead_code)] // each test binary uses its own part of the support module
 
 use std::time::{Duration, Instant};
@@ -10,6 +10,20 @@ pub async fn post_webhook(addr: &str, signature: &str, body: &str) -> u16 {
 
 /// Posts a signed push; the status code and the body of the answer.
 pub async fn post_webhook_answer(addr: &str, signature: &str, body: &str) -> (u16, String) {
+    post_event(
+        addr,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", signature),
+        ],
+        body,
+    )
+    .await
+}
+
+/// Posts `body` with `headers` (the event, its signature, its delivery id) to Bosun's `/webhook` at
+/// `addr`; the status code and the body of the answer.
+pub async fn post_event(addr: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut stream = loop {
@@ -22,10 +36,14 @@ pub async fn post_webhook_answer(addr: &str, signature: &str, body: &str) -> (u1
             Err(e) => panic!("connecting to bosun at {addr}: {e}"),
         }
     };
-    let req = format!(
-        "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let mut req = format!("POST /webhook HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    );
+    ));
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     stream.read_to_string(&mut out).await.expect("read");
