@@ -207,7 +207,12 @@ async fn receive(
     tracing::info!(event, repos = ?push.repos, branch = ?push.branch, woken, "webhook received");
     match standby(&state, &headers) {
         Some(Err(refused)) => return refused,
-        Some(Ok(f)) if woken > 0 => return forward(f, &state.secret, &headers, &body).await,
+        // A push not forwarded is read by the leader's next poll all the same.
+        Some(Ok(f)) if woken > 0 => {
+            return forward(f, &state.secret, &headers, &body)
+                .await
+                .unwrap_or_else(|not_forwarded| not_forwarded);
+        }
         Some(Ok(_)) | None => {}
     }
     if woken == 0 {
@@ -271,7 +276,18 @@ async fn receive_comment(
     tracing::info!(pr = comment.pr, delivery = %bosun_core::shown::cut(&comment.delivery), "comment command received");
     match standby(state, headers) {
         Some(Err(refused)) => return refused,
-        Some(Ok(f)) => return forward(f, &state.secret, headers, body).await,
+        // A command not forwarded would be lost: the forge is told to deliver it again.
+        Some(Ok(f)) => {
+            return forward(f, &state.secret, headers, body)
+                .await
+                .unwrap_or_else(|(_, why)| {
+                    let why = why.replace(
+                        "the leader reads the push at its next poll",
+                        "the command was not carried out: redeliver it once the leader is reachable",
+                    );
+                    (StatusCode::SERVICE_UNAVAILABLE, why)
+                });
+        }
         None => {}
     }
     let Some(commands) = &state.commands else {
@@ -391,28 +407,28 @@ async fn forward(
     secret: &WebhookSecret,
     headers: &HeaderMap,
     body: &[u8],
-) -> (StatusCode, String) {
+) -> Result<(StatusCode, String), (StatusCode, String)> {
     let Some(leader) = f.fence.leader_url() else {
         tracing::warn!(
             "webhook received by a standby, and the leader advertised no URL (--advertise-url): the \
              leader reads the push at its next poll"
         );
-        return (
+        return Err((
             StatusCode::ACCEPTED,
             "this replica is a standby and the leader advertised no URL; the leader reads the push \
              at its next poll\n"
                 .into(),
-        );
+        ));
     };
     if let Err(why) = leader_url_is_plain(&leader) {
         tracing::warn!(leader = %leader, reason = %why, "the Lease names a leader URL Bosun does not forward to; the leader reads the push at its next poll");
-        return (
+        return Err((
             StatusCode::ACCEPTED,
             format!(
                 "this replica is a standby and does not forward to {leader:?} ({why}); the leader \
                  reads the push at its next poll\n"
             ),
-        );
+        ));
     }
     let signature = {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret())
@@ -430,30 +446,30 @@ async fn forward(
     match crate::http_client::post(&url, &kept, body, FORWARD_TIMEOUT).await {
         Ok(code) if (200..300).contains(&code) => {
             tracing::info!(leader = %url, code, "webhook forwarded to the leader");
-            (
+            Ok((
                 StatusCode::ACCEPTED,
                 format!("forwarded to the leader at {url}, which answered {code}\n"),
-            )
+            ))
         }
         Ok(code) => {
             tracing::warn!(leader = %url, code, "the leader refused a forwarded webhook (another secret? not the leader any more?); it reads the push at its next poll");
-            (
+            Err((
                 StatusCode::ACCEPTED,
                 format!(
                     "this replica is a standby; the leader at {url} answered {code}; the leader \
                      reads the push at its next poll\n"
                 ),
-            )
+            ))
         }
         Err(error) => {
             tracing::warn!(leader = %url, %error, "forwarding a webhook to the leader failed; it reads the push at its next poll");
-            (
+            Err((
                 StatusCode::ACCEPTED,
                 format!(
                     "this replica is a standby and could not reach the leader at {url} ({error}); \
                      the leader reads the push at its next poll\n"
                 ),
-            )
+            ))
         }
     }
 }

@@ -455,6 +455,19 @@ async fn post_github_comment(server: &Server, delivery: &str, body: &[u8]) -> (u
     post(server, &headers, body).await
 }
 
+#[tokio::test]
+async fn a_standby_that_cannot_hand_a_command_to_the_leader_asks_the_forge_to_deliver_it_again() {
+    // A push is read by the leader's next poll; a command would be lost, so it is not accepted.
+    let server = standby().await;
+    let body = github_comment(true, "/bosun promote shop");
+    let (status, text) = post_github_comment(&server, "delivery-standby-1", &body).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("the command was not carried out: redeliver it"),
+        "{text}"
+    );
+}
+
 async fn handed_over(server: &Server) -> Option<CommentEvent> {
     let mut rx = server.commands.lock().await;
     tokio::time::timeout(Duration::from_millis(300), rx.recv())
