@@ -140,7 +140,12 @@ impl Gitea {
         let authority = self
             .url
             .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("BOSUN_TEST_FORGE_URL must be http://HOST:PORT, not {}", self.url))
+            .unwrap_or_else(|| {
+                panic!(
+                    "BOSUN_TEST_FORGE_URL must be http://HOST:PORT, not {}",
+                    self.url
+                )
+            })
             .to_owned();
         let mut request = http::Request::builder()
             .method(method)
