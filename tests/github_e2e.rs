@@ -27,24 +27,7 @@ fn app(version: &str) -> String {
 }
 
 fn app_with_deadline(version: &str, progress_deadline_secs: u32) -> String {
-    [
-        "apiVersion: apps.example.com/v1alpha1",
-        "kind: ManagedApplication",
-        "metadata:",
-        "  name: shop",
-        "spec:",
-        &format!("  version: \"{version}\""),
-        "  replicas: 2",
-        "  upgradeStrategy:",
-        "    type: Canary",
-        &format!("    progressDeadlineSeconds: {progress_deadline_secs}"),
-        "    canary:",
-        "      steps:",
-        "        - weight: 50",
-        "        - weight: 100",
-        "",
-    ]
-    .join("\n")
+    support::upgrade::two_step_canary(version, progress_deadline_secs, None)
 }
 
 fn server_main(repo: &TestRepo) -> String {

@@ -4,8 +4,10 @@
 //!
 //! - **GitHub** (`https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server);
 //! - **Gitea** and Forgejo (`https://HOST/api/v1`): GitHub's paths for statuses, comments and pull
-//!   requests, but one pull request per commit (`/commits/{sha}/pull`), statuses shown with `status`
-//!   where GitHub says `state`, comments unpaged, and an open pull request found by base and head;
+//!   requests, but a commit's pull request looked up only by its merge commit (`/commits/{sha}/pull`;
+//!   the commits a merge brings in are searched for among the recent pull requests), statuses shown
+//!   with `status` where GitHub says `state` (and `statuses: null` when there are none), comments
+//!   unpaged, and an open pull request found by base and head;
 //! - **GitLab** (`https://HOST/api/v4`): projects by URL-encoded path (nested groups too), statuses named
 //!   by `name` with `running`/`failed`, merge requests (`iid`) and their notes, edited with PUT.
 //!
@@ -110,6 +112,13 @@ impl fmt::Display for ForgeKind {
 
 /// At most this many pages of 100 comments are read looking for Bosun's comment.
 const MAX_COMMENT_PAGES: u32 = 50;
+
+/// Gitea: how many of the most recently updated pull requests are searched for a commit that is no
+/// merge commit (one page: Gitea's default `MAX_RESPONSE_ITEMS`).
+const GITEA_RECENT_PULLS: u32 = 50;
+
+/// Gitea: of those, how many open or merged ones have their commits listed when no head matches.
+const GITEA_PULLS_SEARCHED: usize = 5;
 
 /// A secondary rate limit without `Retry-After` or a reset: GitHub asks to wait at least a minute.
 const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
@@ -506,7 +515,14 @@ struct WirePull {
 struct WireRef {
     #[serde(rename = "ref")]
     ref_: String,
+    /// The commit the branch is at (for a merged pull request, its head when it was merged).
     #[serde(default)]
+    sha: String,
+}
+
+/// A commit of a list (Gitea's `/pulls/{n}/commits`): its id.
+#[derive(Deserialize)]
+struct WireCommit {
     sha: String,
 }
 
@@ -525,8 +541,9 @@ pub struct ShownStatus {
 
 #[derive(Deserialize)]
 struct WireCombinedStatus {
+    /// Gitea answers `null` for a commit without statuses.
     #[serde(default)]
-    statuses: Vec<ShownStatus>,
+    statuses: Option<Vec<ShownStatus>>,
 }
 
 #[derive(Deserialize)]
@@ -844,7 +861,7 @@ impl Forge {
         match self.kind {
             ForgeKind::GitHub | ForgeKind::Gitea => {
                 let combined: WireCombinedStatus = self.decode(call, &reply)?;
-                Ok(combined.statuses)
+                Ok(combined.statuses.unwrap_or_default())
             }
             ForgeKind::GitLab => {
                 // Newest first; keep the latest of each name.
@@ -861,8 +878,8 @@ impl Forge {
 
     /// The pull requests the forge associates with commit `sha`: the merged pull request that brought
     /// it to a branch, or open ones that contain it (GitHub: GET /repos/{o}/{r}/commits/{sha}/pulls;
-    /// Gitea: GET /repos/{o}/{r}/commits/{sha}/pull, one at most; GitLab: GET
-    /// /projects/{id}/repository/commits/{sha}/merge_requests).
+    /// GitLab: GET /projects/{id}/repository/commits/{sha}/merge_requests; Gitea: the pull request
+    /// merged by it, else the recent pull requests whose head or commits it is).
     ///
     /// # Errors
     /// Any [`ForgeError`] of a call.
@@ -871,17 +888,19 @@ impl Forge {
         sha: &str,
     ) -> Result<Vec<PullRequest>, ForgeError> {
         let call = Call::ListPullRequestsOfCommit;
-        let sha = path_escape(sha);
+        let escaped = path_escape(sha);
         let path = match self.kind {
-            ForgeKind::GitHub => format!("{}/commits/{sha}/pulls?per_page=100", self.repo_path()),
-            ForgeKind::Gitea => format!("{}/commits/{sha}/pull", self.repo_path()),
+            ForgeKind::GitHub => {
+                format!("{}/commits/{escaped}/pulls?per_page=100", self.repo_path())
+            }
+            ForgeKind::Gitea => return self.gitea_pull_requests_for_commit(call, sha).await,
             ForgeKind::GitLab => format!(
-                "{}/repository/commits/{sha}/merge_requests?per_page=100",
+                "{}/repository/commits/{escaped}/merge_requests?per_page=100",
                 self.repo_path()
             ),
         };
         let reply = self.send(call, &path, Verb::Get).await?;
-        // 422 (GitHub) or 404 (Gitea, GitLab): no commit with that sha yet, or no pull request.
+        // 422 (GitHub) or 404 (GitLab): no commit with that sha yet, or no pull request.
         if reply.status == StatusCode::UNPROCESSABLE_ENTITY
             || (self.kind != ForgeKind::GitHub && reply.status == StatusCode::NOT_FOUND)
         {
@@ -889,18 +908,78 @@ impl Forge {
         }
         self.expect_status(call, &reply, &[StatusCode::OK])?;
         Ok(match self.kind {
-            ForgeKind::GitHub => self
-                .decode::<Vec<WirePull>>(call, &reply)?
-                .into_iter()
-                .map(PullRequest::from)
-                .collect(),
-            ForgeKind::Gitea => vec![self.decode::<WirePull>(call, &reply)?.into()],
             ForgeKind::GitLab => self
                 .decode::<Vec<WireMergeRequest>>(call, &reply)?
                 .into_iter()
                 .map(PullRequest::from)
                 .collect(),
+            _ => self
+                .decode::<Vec<WirePull>>(call, &reply)?
+                .into_iter()
+                .map(PullRequest::from)
+                .collect(),
         })
+    }
+
+    /// Gitea's pull requests of commit `sha`. Gitea looks up one pull request per commit, and only by
+    /// its merge commit (GET /repos/{o}/{r}/commits/{sha}/pull: the squash commit, or the merge
+    /// commit of a merge, but not the pull request's own commits, which a merge commit brings to the
+    /// branch and which Bosun names when they changed an app). So when that answers 404, the most
+    /// recently updated pull requests are searched (GET /repos/{o}/{r}/pulls?state=all&sort=recentupdate):
+    /// those whose head is `sha`; failing that, the first few open or merged ones whose commits
+    /// (GET /repos/{o}/{r}/pulls/{n}/commits) hold it.
+    ///
+    /// # Errors
+    /// Any [`ForgeError`] of a call.
+    async fn gitea_pull_requests_for_commit(
+        &self,
+        call: Call,
+        sha: &str,
+    ) -> Result<Vec<PullRequest>, ForgeError> {
+        let merged_by = format!("{}/commits/{}/pull", self.repo_path(), path_escape(sha));
+        let reply = self.send(call, &merged_by, Verb::Get).await?;
+        if reply.status != StatusCode::NOT_FOUND {
+            self.expect_status(call, &reply, &[StatusCode::OK])?;
+            return Ok(vec![self.decode::<WirePull>(call, &reply)?.into()]);
+        }
+        let recent = format!(
+            "{}/pulls?state=all&sort=recentupdate&limit={GITEA_RECENT_PULLS}",
+            self.repo_path()
+        );
+        let reply = self.send(call, &recent, Verb::Get).await?;
+        // Pull requests turned off for the repository.
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        self.expect_status(call, &reply, &[StatusCode::OK])?;
+        let pulls: Vec<WirePull> = self.decode(call, &reply)?;
+        let (heads, others): (Vec<WirePull>, Vec<WirePull>) =
+            pulls.into_iter().partition(|p| p.head.sha == sha);
+        if !heads.is_empty() {
+            return Ok(heads.into_iter().map(PullRequest::from).collect());
+        }
+        let mut found = Vec::new();
+        let candidates = others
+            .into_iter()
+            .filter(|p| p.state == "open" || p.merged_at.is_some())
+            .take(GITEA_PULLS_SEARCHED);
+        for pull in candidates {
+            let commits = format!(
+                "{}/pulls/{}/commits?limit=50&verification=false&files=false",
+                self.repo_path(),
+                pull.number
+            );
+            let reply = self.send(call, &commits, Verb::Get).await?;
+            if reply.status == StatusCode::NOT_FOUND {
+                continue;
+            }
+            self.expect_status(call, &reply, &[StatusCode::OK])?;
+            let commits: Vec<WireCommit> = self.decode(call, &reply)?;
+            if commits.iter().any(|c| c.sha == sha) {
+                found.push(pull.into());
+            }
+        }
+        Ok(found)
     }
 
     /// Where the comments of pull request `pr` are (GitHub, Gitea: its issue's; GitLab: the merge
@@ -1771,6 +1850,18 @@ mod tests {
         );
         assert!(!has_next_page(&m));
         assert!(!has_next_page(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_combined_status_without_statuses_reads_as_none() {
+        // Gitea 1.27 answers a commit without statuses with `"statuses": null`.
+        for body in [
+            r#"{"state":"pending","sha":"abc","total_count":0,"statuses":null}"#,
+            r#"{"state":"pending","sha":"abc","total_count":0}"#,
+        ] {
+            let combined: WireCombinedStatus = serde_json::from_str(body).expect(body);
+            assert_eq!(combined.statuses.unwrap_or_default(), [], "{body}");
+        }
     }
 
     #[test]

@@ -273,6 +273,16 @@ fn repo_name(test: &str) -> String {
     format!("{base}-{:08x}", super::unique_suffix())
 }
 
+/// A pull request merged by [`GiteaRepo::merge_change`].
+#[derive(Clone, Debug)]
+pub struct Merged {
+    pub number: u64,
+    /// The commit of its branch, as pushed.
+    pub head: String,
+    /// What the merge made on `main`: the merge commit, or the squashed commit.
+    pub commit: String,
+}
+
 /// A repository on the forge and a working copy that pushes to it.
 pub struct GiteaRepo {
     pub owner: String,
@@ -372,6 +382,19 @@ impl GiteaRepo {
         hook["id"].as_i64().expect("the webhook has an id")
     }
 
+    /// Deletes webhook `id`.
+    pub async fn delete_webhook(&self, id: i64) {
+        let path = self.api_path(&format!("/hooks/{id}"));
+        self.gitea.api_ok(As::Admin, "DELETE", &path, None).await;
+    }
+
+    /// Has Gitea deliver a test push of `main`'s head to webhook `id`, signed like any other
+    /// (`POST /repos/{o}/{r}/hooks/{id}/tests`).
+    pub async fn test_webhook(&self, id: i64) {
+        let path = self.api_path(&format!("/hooks/{id}/tests"));
+        self.gitea.api_ok(As::Admin, "POST", &path, None).await;
+    }
+
     /// The commit id of `branch` on the forge, as its API says.
     pub async fn branch_head(&self, branch: &str) -> String {
         let b = self
@@ -419,6 +442,145 @@ impl GiteaRepo {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `/repos/OWNER/NAME{rest}`, for [`Gitea::api`].
+    pub fn api_path(&self, rest: &str) -> String {
+        format!("/repos/{}{rest}", self.full_name())
+    }
+
+    /// A change merged the way a person merges it: `files` committed on a new branch `branch`, a pull
+    /// request from it into `main` ([`GiteaRepo::open_pull_request`]) merged in `style`
+    /// ([`GiteaRepo::merge_pull_request`]). The working copy is then at the new `main`.
+    pub async fn merge_change(
+        &self,
+        branch: &str,
+        title: &str,
+        files: &[(&str, &str)],
+        style: &str,
+    ) -> Merged {
+        let head = self.commit_unpushed(title, files);
+        let number = self.open_pull_request(branch, title).await;
+        let commit = self.merge_pull_request(number, style).await;
+        Merged {
+            number,
+            head,
+            commit,
+        }
+    }
+
+    /// Pushes the working copy's `HEAD` to a new branch `branch` as the admin and opens a pull
+    /// request from it into `main` through the API; its number.
+    pub async fn open_pull_request(&self, branch: &str, title: &str) -> u64 {
+        let head = self.git(&["rev-parse", "HEAD"]);
+        if let Err(stderr) = self.push(As::Admin, &format!("HEAD:refs/heads/{branch}")) {
+            panic!("the admin's push of {branch} failed:\n{stderr}");
+        }
+        self.wait_branch(branch, &head).await;
+        let pr = self
+            .gitea
+            .api_ok(
+                As::Admin,
+                "POST",
+                &self.api_path("/pulls"),
+                Some(&json!({"head": branch, "base": "main", "title": title})),
+            )
+            .await;
+        pr["number"]
+            .as_u64()
+            .expect("the pull request has a number")
+    }
+
+    /// Merges pull request `number` as the admin in `style`, retrying while Gitea still checks
+    /// whether it can be merged (HTTP 405 "Please try again later"); the commit it made on `main`
+    /// (`merge_commit_sha`), once Gitea shows `main` at it. The working copy's `main` is then reset to
+    /// it.
+    pub async fn merge_pull_request(&self, number: u64, style: &str) -> String {
+        let merge = self.api_path(&format!("/pulls/{number}/merge"));
+        let deadline = std::time::Instant::now() + super::WAIT;
+        loop {
+            let answer = self
+                .gitea
+                .api(As::Admin, "POST", &merge, Some(&json!({"do": style})))
+                .await;
+            if answer.status == 200 {
+                break;
+            }
+            assert!(
+                answer.status == 405
+                    && answer.text.contains("try again later")
+                    && std::time::Instant::now() < deadline,
+                "POST {merge}: HTTP {}: {}\nGitea's log:\n{}",
+                answer.status,
+                answer.text,
+                self.gitea.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let pr = self
+            .gitea
+            .api_ok(
+                As::Admin,
+                "GET",
+                &self.api_path(&format!("/pulls/{number}")),
+                None,
+            )
+            .await;
+        assert_eq!(pr["merged"], true, "{pr}");
+        let sha = pr["merge_commit_sha"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a merged pull request names its merge commit: {pr}"))
+            .to_owned();
+        self.wait_branch("main", &sha).await;
+        self.reset_to_forge_main();
+        sha
+    }
+
+    /// Fetches `main` from the forge as the admin and resets the working copy to it.
+    pub fn reset_to_forge_main(&self) {
+        let out = self.git_as(
+            As::Admin,
+            &[
+                "fetch",
+                "-q",
+                &self.clone_url,
+                "+refs/heads/main:refs/remotes/forge/main",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "git fetch of main: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.git(&["reset", "-q", "--hard", "refs/remotes/forge/main"]);
+    }
+
+    /// The file `path` at `reference` (a branch or a commit) on the forge, as its API serves it raw.
+    pub async fn file(&self, reference: &str, path: &str) -> String {
+        let raw = self.api_path(&format!("/raw/{path}?ref={reference}"));
+        let answer = self.gitea.api(As::Admin, "GET", &raw, None).await;
+        assert_eq!(answer.status, 200, "GET {raw}: {}", answer.text);
+        answer.text
+    }
+
+    /// The comments on issue or pull request `number`, oldest first.
+    pub async fn comments(&self, number: u64) -> Vec<Value> {
+        let path = self.api_path(&format!("/issues/{number}/comments"));
+        list(self.gitea.api_ok(As::Admin, "GET", &path, None).await)
+    }
+
+    /// Every commit status set on `sha`, each as Gitea keeps it (`status`, `context`, `creator`...),
+    /// newest first: by the commit's status index (`sort=leastindex` is `index DESC` in Gitea
+    /// 1.27); Gitea's default order is by the second of creation, which ties within a second.
+    pub async fn statuses(&self, sha: &str) -> Vec<Value> {
+        let path = self.api_path(&format!("/commits/{sha}/statuses?sort=leastindex&limit=50"));
+        list(self.gitea.api_ok(As::Admin, "GET", &path, None).await)
+    }
+
+    /// The pull requests of the repository, open and closed.
+    pub async fn pull_requests(&self) -> Vec<Value> {
+        let path = self.api_path("/pulls?state=all&limit=50");
+        list(self.gitea.api_ok(As::Admin, "GET", &path, None).await)
     }
 
     /// Runs the git CLI in the working copy, isolated from the user's and system's config; fails the
@@ -566,4 +728,12 @@ pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("an HMAC key");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// An answer that must be a JSON list: its items.
+fn list(answer: Value) -> Vec<Value> {
+    match answer {
+        Value::Array(items) => items,
+        other => panic!("expected a list, Gitea answered {other}"),
+    }
 }

@@ -36,6 +36,32 @@ impl Timing {
     };
 }
 
+/// A plain canary app `shop` at `version`: two replicas, no migration, no health check, upgraded in
+/// two steps, 50 % (pausing `pause` seconds, if any) and 100 %, its new pods given
+/// `progress_deadline` seconds to become ready.
+pub fn two_step_canary(version: &str, progress_deadline: u32, pause: Option<u32>) -> String {
+    let pause = pause
+        .map(|p| format!("\n          pause: {p}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: \"{version}\"
+  replicas: 2
+  upgradeStrategy:
+    type: Canary
+    progressDeadlineSeconds: {progress_deadline}
+    canary:
+      steps:
+        - weight: 50{pause}
+        - weight: 100
+"
+    )
+}
+
 /// A canary app `shop` with a migration (its image follows the version) and a slow down-migration,
 /// checked over HTTP by the test's health server on `health_port`, in two steps (50 %, 100 %), timed
 /// as `timing` says.
