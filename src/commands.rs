@@ -325,6 +325,13 @@ async fn act(
                 "sorry, only people who may write to this repository can give Bosun commands; nothing was done. Ask a maintainer, or use {USAGE} once you have write access."
             ));
         }
+        // Gitea answers only a repository admin about someone else's permission.
+        Err(e) if e.status() == Some(403) => {
+            warn!(error = %e, "reading a commenter's permission was refused");
+            return Err(
+                "Bosun may not read who can write to this repository, so it takes no commands here; nothing was done. Its token's user needs to be an admin of the repository (on Gitea) or able to read its collaborators.".to_string(),
+            );
+        }
         Err(e) => {
             warn!(error = %e, "reading a commenter's permission failed");
             return Err(format!(

@@ -88,15 +88,21 @@ pub fn spawn(
 
 impl Previewer {
     async fn forever(mut self, wake: Arc<Notify>) {
+        use tracing::Instrument;
+        // Instrumented, not entered: a span entered across an await leaks into whatever else runs
+        // on the thread.
         let span = tracing::info_span!("previews", source = %self.source.name);
-        let _entered = span.enter();
-        loop {
-            self.round().await;
-            tokio::select! {
-                () = tokio::time::sleep(self.settings.interval) => {}
-                () = wake.notified() => {}
+        async move {
+            loop {
+                self.round().await;
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.interval) => {}
+                    () = wake.notified() => {}
+                }
             }
         }
+        .instrument(span)
+        .await;
     }
 
     /// Lists the open pull requests and previews each one whose head or base moved.

@@ -14,6 +14,10 @@
 //!   with another secret is refused and changes nothing (Gitea 1.27's API lists no deliveries: the
 //!   refusal is read in Bosun's log).
 //! - Bosun's Gitea client on the answers those do not reach.
+//! - An open pull request gets a plan preview and a `bosun/plan` status from the head Gitea serves at
+//!   `refs/pull/N/head`, and nothing of it reaches the cluster.
+//! - A writer's `/bosun promote shop` on the pull request whose commit is paused mid-canary promotes
+//!   it, delivered by Gitea's own `issue_comment` webhook, and Bosun replies.
 //!
 //! Needs `BOSUN_TEST_FORGE_*` (`scripts/forge env`) and the test cluster (`scripts/cluster env`).
 
@@ -21,7 +25,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bosun_core::model::{ManagedApplicationStatus, Phase};
+use bosun_core::model::{ManagedApplication, ManagedApplicationStatus, Phase};
+use bosun_core::preview::{PREVIEW_CONTEXT, PREVIEW_MARKER};
 use bosun_core::report::COMMENT_MARKER;
 use serde_json::Value;
 use support::gitea::{GiteaRepo, gitea};
@@ -600,4 +605,130 @@ async fn bosun_s_gitea_client_finds_the_pull_request_of_each_commit_and_opens_on
         .filter(|p| p["head"]["ref"] == branch)
         .count();
     assert_eq!(rollbacks, 1);
+}
+
+/// Bosun's plan previews on `pr`: the comments that start with the preview's marker.
+async fn previews_on(repo: &GiteaRepo, pr: u64) -> Vec<String> {
+    repo.comments(pr)
+        .await
+        .iter()
+        .filter_map(|c| c["body"].as_str().map(str::to_string))
+        .filter(|b| b.starts_with(PREVIEW_MARKER))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_open_pull_request_on_gitea_gets_a_plan_preview_and_a_plan_status() {
+    let sc = Scenario::new("gitea-preview", "gitea-preview").await;
+    let bosun = sc.bosun("cache", 1, "127.0.0.1:0", &["--preview-interval", "1"]);
+    sc.reaches(&bosun, Phase::Healthy, "v1").await;
+
+    // A pull request, not merged: shop to v2, as Gitea serves it to git at refs/pull/N/head.
+    let head = sc
+        .repo
+        .commit_unpushed("shop: v2", &[(FILE, &app("v2", Some(30)))]);
+    let pr = sc.repo.open_pull_request("bump-v2", "shop: v2").await;
+
+    let preview = until(&bosun, "the plan preview on the pull request", || async {
+        let previews = previews_on(&sc.repo, pr).await;
+        assert!(previews.len() < 2, "more than one preview: {previews:#?}");
+        previews.into_iter().next()
+    })
+    .await;
+    let ns = &sc.ns.name;
+    let upgrade = format!("- `~ upgrade` ManagedApplication `{ns}/shop`: `v1` → `v2` (`{FILE}`)");
+    assert!(preview.contains(&upgrade), "no {upgrade:?} in:\n{preview}");
+    assert!(
+        preview.contains("  - canary: 50 %, pause 30s → 100 % → 100 %"),
+        "{preview}"
+    );
+    let status = until(&bosun, "the bosun/plan status on the head", || async {
+        sc.repo
+            .statuses(&head)
+            .await
+            .into_iter()
+            .find(|s| s["context"] == PREVIEW_CONTEXT)
+    })
+    .await;
+    assert_eq!(status["status"], "success", "{status:#}");
+    assert_eq!(
+        status["creator"]["login"],
+        gitea().bot.as_str(),
+        "{status:#}"
+    );
+
+    // Nothing of the pull request reached the cluster.
+    let st = sc.reaches(&bosun, Phase::Healthy, "v1").await;
+    assert_eq!(st.current_version.as_deref(), Some("v1"));
+    no_forge_trouble(&bosun.log());
+}
+
+#[tokio::test]
+async fn a_writer_s_comment_on_gitea_promotes_a_paused_canary_and_is_answered() {
+    let sc = Scenario::new("gitea-command", "gitea-command").await;
+    // Gitea tells someone else's permission only to a repository admin: Bosun's account is one here.
+    gitea()
+        .api(
+            support::gitea::As::Admin,
+            "PUT",
+            &sc.repo.api_path(&format!("/collaborators/{}", gitea().bot)),
+            Some(&serde_json::json!({"permission": "admin"})),
+        )
+        .await;
+    let (bosun, url) = sc.bosun_hearing_webhooks().await;
+    sc.repo
+        .add_webhook(
+            &url,
+            HOOK_SECRET,
+            &["push", "issue_comment", "pull_request_comment"],
+        )
+        .await;
+    let paused = app("v2", Some(1)).replace("pause: 1", "pause: untilPromoted");
+    let merged = sc
+        .repo
+        .merge_change(
+            "promote-me",
+            "shop: v2, promoted by hand",
+            &[(FILE, &paused)],
+            "merge",
+        )
+        .await;
+    until(&bosun, "the canary paused at its first step", || async {
+        let s = sc
+            .ns
+            .api::<ManagedApplication>()
+            .get("shop")
+            .await
+            .ok()?
+            .status?;
+        (s.step_index == Some(0)
+            && s.target_version.as_deref() == Some("v2")
+            && s.phase == Some(Phase::HealthChecking))
+        .then_some(())
+    })
+    .await;
+
+    // The admin (the repository's owner) asks in a comment on the pull request.
+    let comment = gitea()
+        .api_ok(
+            support::gitea::As::Admin,
+            "POST",
+            &sc.repo
+                .api_path(&format!("/issues/{}/comments", merged.number)),
+            Some(&serde_json::json!({"body": "/bosun promote shop"})),
+        )
+        .await;
+    assert!(comment["id"].as_u64().is_some(), "{comment:#}");
+    sc.reaches(&bosun, Phase::Healthy, "v2").await;
+    let reply = until(&bosun, "Bosun's reply on the pull request", || async {
+        sc.repo
+            .comments(merged.number)
+            .await
+            .iter()
+            .filter_map(|c| c["body"].as_str().map(str::to_string))
+            .find(|b| b.contains("Promoted step 1"))
+    })
+    .await;
+    assert!(reply.contains(&format!("@{}", gitea().admin)), "{reply}");
+    no_forge_trouble(&bosun.log());
 }
