@@ -558,11 +558,19 @@ async fn create(
     }
 }
 
-/// The status as this controller owns it: conditions of other writers left out.
+/// The status as this controller owns it: conditions of other writers (`SourceReady`) left out. The
+/// waiting conditions are its own: `bosun promote --now` reads `WaitingForWindow`, and a wait that
+/// ended leaves the applied list, which removes it.
 fn owned_status(status: &BestieStatus) -> BestieStatus {
     let mut s = status.clone();
     s.conditions.retain(|c| {
-        c.type_ == planner::CONDITION_READY || c.type_ == planner::CONDITION_PROGRESSING
+        [
+            planner::CONDITION_READY,
+            planner::CONDITION_PROGRESSING,
+            planner::reason::WAITING_FOR_WINDOW,
+            planner::reason::WAITING_FOR_DEPENDENCIES,
+        ]
+        .contains(&c.type_.as_str())
     });
     s
 }

@@ -1,8 +1,10 @@
 //! Comment commands: `/bosun promote <app>`, `/bosun promote --now <app>`, `/bosun abort <app>` and
 //! `/bosun retry <app>` in a comment on the pull request whose commit an app is rolling out act like
 //! the CLI's `bosun promote|abort|retry` (the same annotation, decided by
-//! [`crate::cli::ops::annotation_for`]), and Bosun answers with a 👍 on the comment and a reply saying
-//! what it did, or a reply saying why not.
+//! [`crate::cli::ops::annotation_for`]; for a Bestie, `promote --now` only, as in the CLI), and Bosun
+//! answers with a 👍 on the comment and a reply saying what it did, or a reply saying why not. Each
+//! reply ends with a hidden marker naming the comment ([`reply_marker`]), so that a refusal is not
+//! given twice either.
 //!
 //! The webhook ([`crate::webhook`]) verifies the comment event and hands a [`CommentEvent`] over a
 //! channel; this task, on the leader only, acts: pure decisions first ([`parse`], [`select`],
@@ -13,7 +15,8 @@
 
 use std::collections::VecDeque;
 
-use bosun_core::model::{ManagedApplication, ManagedApplicationStatus};
+use bosun_core::model::{Bestie, ManagedApplication, ManagedApplicationStatus};
+use bosun_core::names::ANNOTATION_REVISION;
 use bosun_core::shown::cut;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -194,16 +197,26 @@ pub fn decide(
     in_pr: bool,
 ) -> Result<(&'static str, String), String> {
     if !in_pr {
-        let what = match &status.target_revision {
-            Some(rev) => format!("rolls out commit {}", cut(&short(rev))),
-            None => "rolls out no commit".to_string(),
-        };
-        return Err(format!(
-            "`{app}` {what}, which is not in #{pr}: comment on the pull request whose commit it rolls out, or use `bosun {}` from the command line",
-            verb(command.request)
+        return Err(not_in_pr(
+            command.request,
+            app,
+            status.target_revision.as_deref(),
+            pr,
         ));
     }
     annotation_for(command.request, app, status)
+}
+
+/// Why a command on another pull request than the one whose commit `app` rolls out does nothing.
+fn not_in_pr(request: Request, app: &str, revision: Option<&str>, pr: u64) -> String {
+    let what = match revision {
+        Some(rev) => format!("rolls out commit {}", cut(&short(rev))),
+        None => "rolls out no commit".to_string(),
+    };
+    format!(
+        "`{app}` {what}, which is not in #{pr}: comment on the pull request whose commit it rolls out, or use `bosun {}` from the command line",
+        verb(request)
+    )
 }
 
 fn short(rev: &str) -> String {
@@ -257,6 +270,13 @@ fn done(request: Request, app: &str, status: &ManagedApplicationStatus, value: &
     }
 }
 
+/// The hidden line ending each reply of Bosun's, naming the comment it answers: before a refusal or
+/// an "already done" is given again (a replayed delivery, perhaps to a Bosun restarted since), the
+/// pull request is searched for it.
+pub fn reply_marker(comment_id: u64) -> String {
+    format!("<!-- bosun:reply-to:{comment_id} -->")
+}
+
 /// Starts the task that acts on comment commands, on the leader. `namespace` is the engine's (all
 /// namespaces when `None`).
 pub fn spawn(
@@ -293,21 +313,44 @@ async fn handle(client: &Client, namespace: Option<&str>, forge: &Forge, event: 
         command = %cut(event.body.lines().find(|l| l.trim_start().starts_with("/bosun")).unwrap_or("")),
         "comment command"
     );
+    let marker = reply_marker(event.comment_id);
     let reply = match act(client, namespace, forge, event, parsed).await {
+        // Done just now: news, whatever was said before.
         Ok(Some(text)) => {
             if let Err(e) = forge.react_to_comment(event.pr, event.comment_id).await {
                 warn!(error = %e, pr = event.pr, "reacting to a comment command failed");
             }
             text
         }
-        Ok(None) => return,
-        Err(text) => text,
+        // Nothing done now: said once only, whoever said it first.
+        outcome => {
+            match forge.find_comment(event.pr, |b| b.contains(&marker)).await {
+                Ok(Some(_)) => {
+                    info!(
+                        pr = event.pr,
+                        comment = event.comment_id,
+                        "comment command already answered"
+                    );
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, pr = event.pr, "looking for an earlier reply failed; replying")
+                }
+            }
+            match outcome {
+                Ok(_) => "Bosun already acted on this comment; nothing more was done.".to_string(),
+                Err(text) => text,
+            }
+        }
     };
-    let body = format!("@{} {reply}", event.author.login);
+    let body = format!("@{} {reply}\n\n{marker}", event.author.login);
     if let Err(e) = forge.create_pr_comment(event.pr, &body).await {
         warn!(error = %e, pr = event.pr, "replying to a comment command failed");
     }
 }
+
+const TROUBLE: &str = "Bosun could not act on this command just now; try again in a moment";
 
 /// `Ok(Some(what was done))`, `Ok(None)` when the delivery was already acted on, or `Err(why not)`.
 async fn act(
@@ -317,7 +360,6 @@ async fn act(
     event: &CommentEvent,
     parsed: Result<Command, String>,
 ) -> Result<Option<String>, String> {
-    let trouble = "Bosun could not act on this command just now; try again in a moment";
     match forge.can_write(&event.author).await {
         Ok(true) => {}
         Ok(false) => {
@@ -335,56 +377,169 @@ async fn act(
         Err(e) => {
             warn!(error = %e, "reading a commenter's permission failed");
             return Err(format!(
-                "{trouble} (the forge did not say whether you may write to the repository)."
+                "{TROUBLE} (the forge did not say whether you may write to the repository)."
             ));
         }
     }
     let command = parsed?;
-    let api: Api<ManagedApplication> = match namespace {
+    match find(client, namespace, &command).await? {
+        Found::App(app) => {
+            let api = Api::namespaced(client.clone(), &app.namespace().unwrap_or_default());
+            carry_out(forge, &api, *app, event, |app, in_pr| {
+                let shown = shown(app);
+                let status = app.status.clone().unwrap_or_default();
+                let (key, value) = decide(&command, &shown, &status, event.pr, in_pr)?;
+                let said = done(command.request, &shown, &status, &value);
+                Ok((key, value, said))
+            })
+            .await
+        }
+        Found::Bestie(bestie) => {
+            let api = Api::namespaced(client.clone(), &bestie.namespace().unwrap_or_default());
+            carry_out(forge, &api, *bestie, event, |bestie, in_pr| {
+                let shown = shown(bestie);
+                if command.request != Request::PromoteNow {
+                    return Err(format!(
+                        "`{shown}` is a Bestie: its rollouts have no steps to promote, abort or retry, so Bosun takes only `/bosun promote --now {}` for it (to start a rollout outside its upgrade windows).",
+                        bestie.name_any()
+                    ));
+                }
+                if !in_pr {
+                    return Err(not_in_pr(command.request, &shown, revision(bestie).as_deref(), event.pr));
+                }
+                let (key, value) = crate::cli::ops::bestie_promote_now(bestie)?;
+                let said = format!(
+                    "Starting the rollout of Bestie `{shown}` to {} now, outside its upgrade windows.",
+                    cut(&value)
+                );
+                Ok((key, value, said))
+            })
+            .await
+        }
+    }
+}
+
+/// What a command names.
+enum Found {
+    App(Box<ManagedApplication>),
+    Bestie(Box<Bestie>),
+}
+
+/// The ManagedApplication a command names, else the Bestie.
+///
+/// # Errors
+/// A reply: none or several have that name, or the cluster could not be read.
+async fn find(
+    client: &Client,
+    namespace: Option<&str>,
+    command: &Command,
+) -> Result<Found, String> {
+    let apps = list::<ManagedApplication>(client, namespace).await?;
+    let why = match select(command, &candidates(&apps)) {
+        Ok(i) => return Ok(Found::App(Box::new(apps[i].clone()))),
+        Err(why) => why,
+    };
+    if apps.iter().any(|a| a.name_any() == command.name) {
+        return Err(why);
+    }
+    let besties = list::<Bestie>(client, namespace).await?;
+    if !besties.iter().any(|b| b.name_any() == command.name) {
+        return Err(why);
+    }
+    let i = select(command, &candidates(&besties))?;
+    Ok(Found::Bestie(Box::new(besties[i].clone())))
+}
+
+async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let apps = api.list(&ListParams::default()).await.map_err(|e| {
-        warn!(error = %e, "listing ManagedApplications for a comment command failed");
-        format!("{trouble} (the cluster could not be read).")
-    })?;
-    let namespaces: Vec<String> = apps
-        .items
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(e) => {
+            warn!(error = %e, kind = %K::kind(&K::DynamicType::default()), "listing for a comment command failed");
+            Err(format!("{TROUBLE} (the cluster could not be read)."))
+        }
+    }
+}
+
+fn candidates<K: ResourceExt>(objects: &[K]) -> Vec<Candidate<'_>> {
+    objects
         .iter()
-        .map(|a| a.namespace().unwrap_or_default())
-        .collect();
-    let candidates: Vec<Candidate<'_>> = apps
-        .items
-        .iter()
-        .zip(&namespaces)
-        .map(|(a, ns)| Candidate {
-            namespace: ns,
-            name: a.metadata.name.as_deref().unwrap_or_default(),
+        .map(|o| Candidate {
+            namespace: o.meta().namespace.as_deref().unwrap_or_default(),
+            name: o.meta().name.as_deref().unwrap_or_default(),
         })
-        .collect();
-    let listed = &apps.items[select(&command, &candidates)?];
-    let ns = listed.namespace().unwrap_or_default();
-    let name = listed.name_any();
-    let namespaced: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
-    let mut app = listed.clone();
-    // The status moves while Bosun acts (the engine writes it): a conflict reads the app again.
+        .collect()
+}
+
+fn shown<K: ResourceExt>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// The commit a Bestie was applied from.
+fn revision(bestie: &Bestie) -> Option<String> {
+    bestie.annotations().get(ANNOTATION_REVISION).cloned()
+}
+
+/// How often a command is tried on an object whose resourceVersion moved.
+const ATTEMPTS: usize = 3;
+
+/// What a decision gives: the annotation to set, its value, and what the reply says was done.
+type Decided = (&'static str, String, String);
+
+/// Decides and writes the command on `object`, reading it again when someone wrote it meanwhile (the
+/// engine writes its status as it goes).
+async fn carry_out<K>(
+    forge: &Forge,
+    api: &Api<K>,
+    mut object: K,
+    event: &CommentEvent,
+    decide: impl Fn(&K, bool) -> Result<Decided, String>,
+) -> Result<Option<String>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Rolling,
+{
     for _ in 0..ATTEMPTS {
-        match attempt(forge, &namespaced, &app, &command, event).await? {
+        match attempt(forge, api, &object, event, &decide).await? {
             Attempt::Done(said) => return Ok(said),
             Attempt::Conflict => {}
         }
-        app = namespaced.get(&name).await.map_err(|e| {
-            warn!(error = %e, app = %name, "reading an app for a comment command failed");
-            format!("{trouble} (the cluster could not be read).")
+        object = api.get(&object.name_any()).await.map_err(|e| {
+            warn!(error = %e, object = %shown(&object), "reading an object for a comment command failed");
+            format!("{TROUBLE} (the cluster could not be read).")
         })?;
     }
     Err(format!(
-        "`{ns}/{name}` kept changing while Bosun acted; nothing was done: comment again if it still applies."
+        "`{}` kept changing while Bosun acted; nothing was done: comment again if it still applies.",
+        shown(&object)
     ))
 }
 
-/// How often a command is tried on an app whose resourceVersion moved.
-const ATTEMPTS: usize = 3;
+/// What a command acts on: the commit it rolls out.
+trait Rolling {
+    fn rolls_out(&self) -> Option<String>;
+}
+
+impl Rolling for ManagedApplication {
+    fn rolls_out(&self) -> Option<String> {
+        self.status.as_ref().and_then(|s| s.target_revision.clone())
+    }
+}
+
+impl Rolling for Bestie {
+    fn rolls_out(&self) -> Option<String> {
+        revision(self)
+    }
+}
 
 enum Attempt {
     /// What the reply says (`None`: the delivery was already acted on).
@@ -392,67 +547,64 @@ enum Attempt {
     Conflict,
 }
 
-/// Decides and writes the command on `app` as it was read: one merge patch carrying the command's
-/// annotation and the delivery id, guarded by the app's resourceVersion.
-async fn attempt(
+/// Decides and writes the command on `object` as it was read: one merge patch carrying the
+/// command's annotation and the delivery id, guarded by the object's resourceVersion.
+async fn attempt<K>(
     forge: &Forge,
-    api: &Api<ManagedApplication>,
-    app: &ManagedApplication,
-    command: &Command,
+    api: &Api<K>,
+    object: &K,
     event: &CommentEvent,
-) -> Result<Attempt, String> {
-    let trouble = "Bosun could not act on this command just now; try again in a moment";
-    let shown = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
-    // Before anything is decided: once acted on, the app has moved on and the command would now
-    // be refused, which a replay must not say either.
+    decide: &impl Fn(&K, bool) -> Result<Decided, String>,
+) -> Result<Attempt, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Rolling,
+{
+    let shown = shown(object);
+    // Before anything is decided: once acted on, the object has moved on and the command would
+    // now be refused, which a replay must not say either.
     let Some(deliveries) = record_delivery(
-        app.annotations()
+        object
+            .annotations()
             .get(ANNOTATION_DELIVERIES)
             .map(String::as_str),
         &event.delivery,
     ) else {
-        info!(delivery = %cut(&event.delivery), app = %shown, "comment delivery already acted on");
+        info!(delivery = %cut(&event.delivery), object = %shown, "comment delivery already acted on");
         return Ok(Attempt::Done(None));
     };
-    let status = app.status.clone().unwrap_or_default();
-    let in_pr = match &status.target_revision {
-        Some(rev) => match forge.pull_requests_for_commit(rev).await {
+    let in_pr = match object.rolls_out() {
+        Some(rev) => match forge.pull_requests_for_commit(&rev).await {
             Ok(prs) => prs.iter().any(|p| p.number == event.pr),
             Err(e) => {
                 warn!(error = %e, "listing the pull requests of a commit failed");
                 return Err(format!(
-                    "{trouble} (the forge did not say which pull request `{shown}` rolls out)."
+                    "{TROUBLE} (the forge did not say which pull request `{shown}` rolls out)."
                 ));
             }
         },
         None => false,
     };
-    let (key, value) = decide(command, &shown, &status, event.pr, in_pr)?;
+    let (key, value, said) = decide(object, in_pr)?;
     let patch = json!({"metadata": {
-        "resourceVersion": app.resource_version(),
+        "resourceVersion": object.resource_version(),
         "annotations": {key: &value, ANNOTATION_DELIVERIES: deliveries},
     }});
     match api
         .patch(
-            &app.name_any(),
+            &object.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
         .await
     {
         Ok(_) => {
-            info!(app = %shown, annotation = key, pr = event.pr, "comment command acted on");
-            Ok(Attempt::Done(Some(done(
-                command.request,
-                &shown,
-                &status,
-                &value,
-            ))))
+            info!(object = %shown, annotation = key, pr = event.pr, "comment command acted on");
+            Ok(Attempt::Done(Some(said)))
         }
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Conflict),
         Err(e) => {
-            warn!(error = %e, app = %shown, "annotating for a comment command failed");
-            Err(format!("{trouble} (annotating `{shown}` failed)."))
+            warn!(error = %e, object = %shown, "annotating for a comment command failed");
+            Err(format!("{TROUBLE} (annotating `{shown}` failed)."))
         }
     }
 }

@@ -552,5 +552,6 @@ fn summary_of(
     Some(bosun_core::report::ChangeSummary {
         commit,
         apps: reports,
+        words: bosun_core::report::Words::default(),
     })
 }

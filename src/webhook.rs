@@ -546,21 +546,35 @@ impl Push {
         })
     }
 
+    /// Every URL of the repository: GitHub's and Gitea's `repository`; GitLab's `project` and its
+    /// older `repository` (whose `url` is the SSH one), both read.
     fn repos(v: &serde_json::Value) -> Option<Vec<String>> {
-        let repo = v.get("repository").or_else(|| v.get("project"))?;
-        let repos = [
-            "clone_url",
-            "ssh_url",
-            "git_url",
-            "html_url",
-            "git_http_url",
-            "git_ssh_url",
-            "url",
-        ]
-        .iter()
-        .filter_map(|k| repo.get(*k).and_then(|u| u.as_str()))
-        .map(normalize_repo_url)
-        .collect();
+        let objects: Vec<&serde_json::Value> = ["repository", "project"]
+            .iter()
+            .filter_map(|k| v.get(*k))
+            .collect();
+        if objects.is_empty() {
+            return None;
+        }
+        let mut repos: Vec<String> = Vec::new();
+        for repo in objects {
+            for k in [
+                "clone_url",
+                "ssh_url",
+                "git_url",
+                "html_url",
+                "git_http_url",
+                "git_ssh_url",
+                "url",
+            ] {
+                if let Some(u) = repo.get(k).and_then(|u| u.as_str()) {
+                    let u = normalize_repo_url(u);
+                    if !repos.contains(&u) {
+                        repos.push(u);
+                    }
+                }
+            }
+        }
         Some(repos)
     }
 }
@@ -583,6 +597,28 @@ mod tests {
         let push = Push::parse(body).expect("a push");
         assert_eq!(push.branch.as_deref(), Some("main"));
         assert!(push.repos.contains(&"github.com/org/app".to_string()));
+    }
+
+    #[test]
+    fn a_gitlab_hook_names_its_project_by_every_url_of_project_and_repository() {
+        // GitLab's Push Hook as documented: `repository.url` is the SSH URL, `project.git_http_url`
+        // the HTTP one a source usually watches; a Note Hook's `repository` has no HTTP URL at all.
+        let body = br#"{"object_kind":"push","ref":"refs/heads/main","repository":{"name":"apps","url":"git@gitlab.example.com:platform/web/apps.git","homepage":"https://gitlab.example.com/platform/web/apps"},"project":{"git_http_url":"https://gitlab.example.com:8443/platform/web/apps.git","git_ssh_url":"git@gitlab.example.com:platform/web/apps.git"}}"#;
+        let push = Push::parse(body).expect("a push");
+        assert_eq!(push.branch.as_deref(), Some("main"));
+        assert_eq!(
+            push.repos,
+            vec!["gitlab.example.com/platform/web/apps".to_string()]
+        );
+        let mirror = br#"{"ref":"refs/heads/main","repository":{"url":"git@ssh.gitlab.example.com:platform/web/apps.git"},"project":{"git_http_url":"https://gitlab.example.com/platform/web/apps.git"}}"#;
+        let push = Push::parse(mirror).expect("a push");
+        assert!(
+            push.repos
+                .contains(&"gitlab.example.com/platform/web/apps".to_string()),
+            "{:?}",
+            push.repos
+        );
+        assert!(Push::parse(br#"{"ref":"refs/heads/main"}"#).is_none());
     }
 
     #[test]

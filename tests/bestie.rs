@@ -15,10 +15,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, PersistentVolume, Secret, Service};
+use k8s_openapi::api::core::v1::{Event, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
@@ -28,7 +28,7 @@ const SEED_001: &str = include_str!("../fixtures/seeds/001-bestie.yaml");
 struct Running {
     ns: TestNamespace,
     controller: tokio::task::JoinHandle<()>,
-    volume: Option<String>,
+    volume: Option<support::volume::BestieVolume>,
 }
 
 impl Running {
@@ -45,13 +45,6 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.controller.abort();
-        if let Some(pv) = self.volume.take() {
-            support::cleanup(move |admin| async move {
-                let _ = Api::<PersistentVolume>::all(admin)
-                    .delete(&pv, &DeleteParams::background())
-                    .await;
-            });
-        }
     }
 }
 
@@ -70,25 +63,9 @@ async fn start(prefix: &str) -> Running {
     }
 }
 
-/// Hands the StatefulSet database of `bestie` its volume: a PersistentVolume pre-bound to its claim.
+/// Hands the StatefulSet database of `bestie` its volume.
 async fn provide_volume(r: &mut Running, bestie: &str) {
-    let name = format!("{}-{bestie}", r.ns.name);
-    let pv: PersistentVolume = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"bosun.dev/test": "true"}},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": format!("/tmp/{name}")},
-            "claimRef": {"namespace": r.ns.name, "name": format!("data-{bestie}-db-0")},
-        }
-    }))
-    .expect("a PersistentVolume");
-    Api::<PersistentVolume>::all(r.ns.client.clone())
-        .create(&PostParams::default(), &pv)
-        .await
-        .expect("create the PersistentVolume");
-    r.volume = Some(name);
+    r.volume = Some(support::volume::BestieVolume::provide(&r.ns, bestie).await);
 }
 
 /// Creates a Bestie from YAML, as `kubectl create -f` would.

@@ -2,17 +2,19 @@
 //! played by wiremock (fixtures/github/): a canary paused until promoted goes on when someone who may
 //! write comments `/bosun promote shop` on the pull request of the commit it rolls out, and Bosun
 //! reacts and replies; the same delivery replayed does nothing more; a read-only user gets a polite
-//! refusal and nothing happens.
+//! refusal and nothing happens, once, even when the delivery is replayed to a restarted Bosun. A
+//! Bestie held by a freeze starts its rollout on `/bosun promote --now bestie`.
 
 mod support;
 
-use bosun_core::model::{ManagedApplication, Phase};
+use bosun_core::model::{Bestie, ManagedApplication, Phase};
+use kube::ResourceExt;
 use serde_json::json;
-use support::forge::{body, fixture, github, requests};
+use support::forge::{body, fixture, github, remember_comments, requests};
 use support::gitserver;
 use support::process::{Process, free_port};
 use support::webhook::{post_event, sign_push};
-use support::{TestNamespace, holds_for, install_crds, wait_until};
+use support::{TestNamespace, holds_for, install_crds, wait_explained, wait_until};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -95,40 +97,74 @@ async fn answered_once(gh: &MockServer, mention: &str, id: u64) -> bool {
         && reactions(gh, id).await == 1
 }
 
-#[tokio::test]
-async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is_refused() {
-    let ns = TestNamespace::new("cmds").await;
-    install_crds(&ns.client).await;
-    let repo = gitserver::shared().create_repo(&ns.name, &[(FILE, &app("v1"))]);
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("token"), "ghp_cmds_TEST_token").expect("token");
-    std::fs::write(
-        dir.path().join("password"),
-        &gitserver::shared().http_password,
-    )
-    .expect("password");
-    std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
-    let gh = github().await;
-    mount_permissions_and_reactions(&gh).await;
-    let listen = format!("127.0.0.1:{}", free_port());
-    let start = || {
+/// A namespace, its repository holding `file`, GitHub (with a memory of comments, permissions and
+/// reactions), and what a Bosun of the scenario reads.
+struct Scenario {
+    ns: TestNamespace,
+    repo: gitserver::TestRepo,
+    dir: tempfile::TempDir,
+    gh: MockServer,
+    listen: String,
+}
+
+impl Scenario {
+    async fn new(prefix: &str, file: &str, first: &str) -> Scenario {
+        let ns = TestNamespace::new(prefix).await;
+        install_crds(&ns.client).await;
+        let repo = gitserver::shared().create_repo(&ns.name, &[(file, first)]);
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("token"), "ghp_cmds_TEST_token").expect("token");
+        std::fs::write(
+            dir.path().join("password"),
+            &gitserver::shared().http_password,
+        )
+        .expect("password");
+        std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
+        let gh = github().await;
+        mount_permissions_and_reactions(&gh).await;
+        remember_comments(&gh, PR).await;
+        let listen = format!("127.0.0.1:{}", free_port());
+        Scenario {
+            ns,
+            repo,
+            dir,
+            gh,
+            listen,
+        }
+    }
+
+    /// `bosun run` on the repository, polling every second, hearing webhooks on `listen`.
+    fn bosun(&self) -> Process {
+        let (ns, dir) = (&self.ns.name, self.dir.path());
         Process::bosun(|c| {
-            c.args(["run", "--repo", &repo.http_url, "--path", "apps"])
-                .args(["--namespace", &ns.name, "--name", &ns.name])
-                .args(["--engine-namespace", &ns.name, "--poll-interval", "1"])
+            c.args(["run", "--repo", &self.repo.http_url, "--path", "apps"])
+                .args(["--namespace", ns, "--name", ns])
+                .args(["--engine-namespace", ns, "--poll-interval", "1"])
                 .args(["--git-username", &gitserver::shared().http_user])
                 .arg("--git-password-file")
-                .arg(dir.path().join("password"))
+                .arg(dir.join("password"))
                 .arg("--cache-dir")
-                .arg(dir.path().join("cache"))
-                .args(["--listen", &listen])
+                .arg(dir.join("cache"))
+                .args(["--listen", &self.listen])
                 .arg("--webhook-secret-file")
-                .arg(dir.path().join("secret"))
-                .args(["--github-api-url", &gh.uri(), "--github-repo", "team/apps"])
+                .arg(dir.join("secret"))
+                .args([
+                    "--github-api-url",
+                    &self.gh.uri(),
+                    "--github-repo",
+                    "team/apps",
+                ])
                 .arg("--github-token-file")
-                .arg(dir.path().join("token"));
+                .arg(dir.join("token"));
         })
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is_refused() {
+    let sc = Scenario::new("cmds", FILE, &app("v1")).await;
+    let (ns, repo, gh, listen) = (&sc.ns, &sc.repo, &sc.gh, &sc.listen);
+    let start = || sc.bosun();
     let bosun = start();
     let api = ns.api::<ManagedApplication>();
     let status_at = |phase: Phase, version: &'static str| {
@@ -150,22 +186,16 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
 
     // A read-only user: a polite refusal, and the canary stays.
     let refused = comment(5001, "visitor", "/bosun promote shop", &repo.http_url);
-    let (code, answer) = post_event(
-        &listen,
-        &[
-            ("X-GitHub-Event", "issue_comment"),
-            ("X-GitHub-Delivery", "delivery-visitor"),
-            (
-                "X-Hub-Signature-256",
-                &sign_push(SECRET.as_bytes(), &refused),
-            ),
-        ],
-        &refused,
-    )
-    .await;
+    let refused_signature = sign_push(SECRET.as_bytes(), &refused);
+    let refused_headers = [
+        ("X-GitHub-Event", "issue_comment"),
+        ("X-GitHub-Delivery", "delivery-visitor"),
+        ("X-Hub-Signature-256", refused_signature.as_str()),
+    ];
+    let (code, answer) = post_event(listen, &refused_headers, &refused).await;
     assert_eq!(code, 202, "{answer}");
     let refusal = wait_until("a refusal reply", || async {
-        replies(&gh)
+        replies(gh)
             .await
             .into_iter()
             .find(|r| r.starts_with("@visitor"))
@@ -176,7 +206,11 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
         "{refusal}"
     );
     assert!(refusal.contains("nothing was done"), "{refusal}");
-    assert_eq!(reactions(&gh, 5001).await, 0);
+    assert!(
+        refusal.ends_with(&bosun::commands::reply_marker(5001)),
+        "{refusal}"
+    );
+    assert_eq!(reactions(gh, 5001).await, 0);
     holds_for(
         "the canary waits after the refusal",
         std::time::Duration::from_secs(3),
@@ -202,14 +236,14 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
         ("X-GitHub-Delivery", "delivery-octocat"),
         ("X-Hub-Signature-256", signature.as_str()),
     ];
-    let (code, answer) = post_event(&listen, &headers, &promote).await;
+    let (code, answer) = post_event(listen, &headers, &promote).await;
     assert_eq!(code, 202, "{answer}");
     wait_until("the canary goes on to v2", || {
         status_at(Phase::Healthy, "v2")
     })
     .await;
     let reply = wait_until("a reply saying what was done", || async {
-        replies(&gh)
+        replies(gh)
             .await
             .into_iter()
             .find(|r| r.starts_with("@octocat"))
@@ -219,7 +253,7 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
         reply.contains("Promoted step 1") && reply.contains("shop"),
         "{reply}"
     );
-    assert_eq!(reactions(&gh, 5002).await, 1);
+    assert_eq!(reactions(gh, 5002).await, 1);
     let app = api.get("shop").await.expect("shop");
     let deliveries = app
         .metadata
@@ -231,12 +265,12 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
     assert!(deliveries.contains("delivery-octocat"), "{deliveries}");
 
     // The same delivery again: answered 202, acted on and replied to never again.
-    let (code, _) = post_event(&listen, &headers, &promote).await;
+    let (code, _) = post_event(listen, &headers, &promote).await;
     assert_eq!(code, 202);
     holds_for(
         "no second reply or reaction",
         std::time::Duration::from_secs(3),
-        || answered_once(&gh, "@octocat", 5002),
+        || answered_once(gh, "@octocat", 5002),
     )
     .await;
     let log = bosun.log();
@@ -245,7 +279,7 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
     // Replayed to a restarted Bosun, which remembers nothing: the app's annotation says it was done.
     drop(bosun);
     let restarted = start();
-    let (code, answer) = post_event(&listen, &headers, &promote).await;
+    let (code, answer) = post_event(listen, &headers, &promote).await;
     assert_eq!(code, 202, "{answer}");
     wait_until(
         "the restarted Bosun reads the delivery on the app",
@@ -260,7 +294,135 @@ async fn a_promote_comment_moves_a_paused_canary_on_once_and_a_read_only_user_is
     holds_for(
         "no reply or reaction after the restart either",
         std::time::Duration::from_secs(4),
-        || answered_once(&gh, "@octocat", 5002),
+        || answered_once(gh, "@octocat", 5002),
     )
     .await;
+
+    // The refusal replayed to the restarted Bosun, which wrote nothing on the app for it: the
+    // reply on the pull request says it was answered.
+    let (code, answer) = post_event(listen, &refused_headers, &refused).await;
+    assert_eq!(code, 202, "{answer}");
+    wait_until("the restarted Bosun finds its refusal", || async {
+        restarted
+            .log()
+            .contains("comment command already answered")
+            .then_some(())
+    })
+    .await;
+    let refusals = replies(gh).await;
+    assert_eq!(
+        refusals
+            .iter()
+            .filter(|r| r.starts_with("@visitor"))
+            .count(),
+        1,
+        "one refusal: {refusals:#?}"
+    );
+}
+
+/// Waits for `probe`, and on a timeout shows Bosun's log.
+async fn until<T, Fut>(bosun: &Process, what: &str, probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_explained(
+        std::time::Duration::from_secs(90),
+        what,
+        || bosun.log(),
+        probe,
+    )
+    .await
+}
+
+fn bestie(version: &str, freeze: bool) -> String {
+    let windows = if freeze {
+        "  upgradeWindows:\n    - kind: deny\n      schedule: \"* * * * *\"\n      duration: 1h\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: pets.bestie.com/v1\nkind: Bestie\nmetadata:\n  name: bestie\nspec:\n  size: 1\n  image: quay.io/opdev/bestie\n  version: \"{version}\"\n{windows}"
+    )
+}
+
+#[tokio::test]
+async fn a_bestie_held_by_a_freeze_rolls_out_on_promote_now_and_takes_no_other_command() {
+    const BESTIE: &str = "apps/bestie.yaml";
+    let sc = Scenario::new("cmds-bestie", BESTIE, &bestie("1.3", false)).await;
+    let (ns, repo, gh, listen) = (&sc.ns, &sc.repo, &sc.gh, &sc.listen);
+    let bosun = sc.bosun();
+    let _volume = support::volume::BestieVolume::provide(ns, "bestie").await;
+    let api = ns.api::<Bestie>();
+    until(&bosun, "the Bestie runs 1.3", || async {
+        let s = api.get("bestie").await.ok()?.status?;
+        (s.appversion.as_deref() == Some("1.3")).then_some(())
+    })
+    .await;
+
+    // 1.4 under a freeze that never ends: it waits.
+    let bump = repo.commit("bestie: 1.4, frozen", &[(BESTIE, bestie("1.4", true))]);
+    until(
+        &bosun,
+        "the rollout of 1.4 waits for its window",
+        || async {
+            let b = api.get("bestie").await.ok()?;
+            let applied = b.annotations().get("bosun.dev/revision") == Some(&bump);
+            let waits = b.status?.conditions.iter().any(|c| {
+                c.type_ == "WaitingForWindow" && c.status == "True" && c.message.contains("1.4")
+            });
+            (applied && waits).then_some(())
+        },
+    )
+    .await;
+
+    let send = |id: u64, text: &str| {
+        let event = comment(id, "octocat", text, &repo.http_url);
+        let listen = listen.clone();
+        async move {
+            let signature = sign_push(SECRET.as_bytes(), &event);
+            let delivery = format!("delivery-{id}");
+            let headers = [
+                ("X-GitHub-Event", "issue_comment"),
+                ("X-GitHub-Delivery", delivery.as_str()),
+                ("X-Hub-Signature-256", signature.as_str()),
+            ];
+            let (code, answer) = post_event(&listen, &headers, &event).await;
+            assert_eq!(code, 202, "{answer}");
+        }
+    };
+    // A step promotion means nothing to a Bestie: a reply says what it takes.
+    send(6001, "/bosun promote bestie").await;
+    let why = until(&bosun, "a reply to the promote", || async {
+        replies(gh)
+            .await
+            .into_iter()
+            .find(|r| r.ends_with(&bosun::commands::reply_marker(6001)))
+    })
+    .await;
+    assert!(
+        why.contains("is a Bestie") && why.contains("/bosun promote --now bestie"),
+        "{why}"
+    );
+    assert_eq!(reactions(gh, 6001).await, 0);
+
+    // `--now`: the rollout starts in the freeze, and the Bestie records it.
+    send(6002, "/bosun promote --now bestie").await;
+    let status = until(&bosun, "the Bestie runs 1.4", || async {
+        let s = api.get("bestie").await.ok()?.status?;
+        (s.appversion.as_deref() == Some("1.4")).then_some(s)
+    })
+    .await;
+    assert!(status.window_override.is_some(), "{status:#?}");
+    let said = until(&bosun, "a reply saying the rollout started", || async {
+        replies(gh)
+            .await
+            .into_iter()
+            .find(|r| r.ends_with(&bosun::commands::reply_marker(6002)))
+    })
+    .await;
+    assert!(
+        said.contains("Starting the rollout of Bestie") && said.contains("1.4"),
+        "{said}"
+    );
+    assert_eq!(reactions(gh, 6002).await, 1);
 }

@@ -219,6 +219,7 @@ fn summary(apps: Vec<AppReport>) -> ChangeSummary {
     ChangeSummary {
         commit: SHA.into(),
         apps,
+        words: bosun_core::report::Words::PullRequest,
     }
 }
 

@@ -44,6 +44,43 @@ pub struct ChangeSummary {
     pub commit: String,
     /// One entry per changed application, in the order they should be shown.
     pub apps: Vec<AppReport>,
+    /// How the forge names a pull request.
+    pub words: Words,
+}
+
+/// How a forge names what GitHub and Gitea call a pull request: GitLab says merge request, and
+/// refers to one as `!9`, not `#9`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Words {
+    #[default]
+    PullRequest,
+    MergeRequest,
+}
+
+impl Words {
+    /// "pull request" or "merge request".
+    pub fn noun(self) -> &'static str {
+        match self {
+            Words::PullRequest => "pull request",
+            Words::MergeRequest => "merge request",
+        }
+    }
+
+    /// "PR" or "MR".
+    pub fn short(self) -> &'static str {
+        match self {
+            Words::PullRequest => "PR",
+            Words::MergeRequest => "MR",
+        }
+    }
+
+    /// `#9` or `!9`.
+    pub fn reference(self, number: u64) -> String {
+        match self {
+            Words::PullRequest => format!("#{number}"),
+            Words::MergeRequest => format!("!{number}"),
+        }
+    }
 }
 
 /// The upgrade of one application.
@@ -273,11 +310,20 @@ pub struct CommitStatus {
 
 /// The commit status of every app of the summary, in its order.
 pub fn commit_statuses(summary: &ChangeSummary) -> Vec<CommitStatus> {
-    summary.apps.iter().map(commit_status).collect()
+    summary
+        .apps
+        .iter()
+        .map(|app| commit_status_in(app, summary.words))
+        .collect()
 }
 
-/// The commit status of one app.
+/// The commit status of one app, in GitHub's words.
 pub fn commit_status(app: &AppReport) -> CommitStatus {
+    commit_status_in(app, Words::PullRequest)
+}
+
+/// The commit status of one app, naming pull requests in `words`.
+pub fn commit_status_in(app: &AppReport, words: Words) -> CommitStatus {
     let change = match &app.from_version {
         Some(from) => format!("{from} → {}", app.to_version),
         None => format!("install {}", app.to_version),
@@ -304,7 +350,11 @@ pub fn commit_status(app: &AppReport) -> CommitStatus {
                         }),
                         _,
                     ) => {
-                        format!("; rolled back to {version}, rollback PR #{number}")
+                        format!(
+                            "; rolled back to {version}, rollback {} {}",
+                            words.short(),
+                            words.reference(*number)
+                        )
                     }
                     (
                         Some(Rollback::ConflictPullRequest {
@@ -312,7 +362,11 @@ pub fn commit_status(app: &AppReport) -> CommitStatus {
                         }),
                         _,
                     ) => {
-                        format!("; rolled back to {version}, rollback PR #{number} to resolve")
+                        format!(
+                            "; rolled back to {version}, rollback {} {} to resolve",
+                            words.short(),
+                            words.reference(*number)
+                        )
                     }
                     (None, Some(from)) => format!("; rolled back to {from}"),
                     (None, None) => String::new(),
@@ -384,7 +438,7 @@ pub fn pr_comment(summary: &ChangeSummary) -> String {
     }
     for app in &summary.apps {
         out.push('\n');
-        render_app(&mut out, app);
+        render_app(&mut out, app, summary.words);
     }
     if let Some(last) = summary
         .apps
@@ -466,7 +520,7 @@ fn change_of(app: &AppReport) -> String {
     }
 }
 
-fn render_app(out: &mut String, app: &AppReport) {
+fn render_app(out: &mut String, app: &AppReport, words: Words) {
     let (icon, verdict) = verdict(app);
     let change = change_of(app);
     let _ = writeln!(
@@ -555,8 +609,10 @@ fn render_app(out: &mut String, app: &AppReport) {
             number,
             url,
         }) => notes.push(format!(
-            "↩️ Back on `{version}`: the branch is protected, so the rollback waits in pull request \
-             [#{number}]({url}); merge it to set git to `{version}`"
+            "↩️ Back on `{version}`: the branch is protected, so the rollback waits in {} \
+             [{}]({url}); merge it to set git to `{version}`",
+            words.noun(),
+            words.reference(*number)
         )),
         Some(Rollback::ConflictPullRequest {
             version,
@@ -564,8 +620,10 @@ fn render_app(out: &mut String, app: &AppReport) {
             url,
         }) => notes.push(format!(
             "↩️ Back on `{version}`: a human edited lines of the definition that the rollback \
-             restores too, so it waits in pull request [#{number}]({url}) for a human to resolve \
-             the conflict; then merge it to set git to `{version}`"
+             restores too, so it waits in {} [{}]({url}) for a human to resolve \
+             the conflict; then merge it to set git to `{version}`",
+            words.noun(),
+            words.reference(*number)
         )),
         None => {
             if let (Phase::Failed, Some(from)) = (app.phase, &app.from_version) {

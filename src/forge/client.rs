@@ -771,6 +771,14 @@ impl Forge {
         })
     }
 
+    /// How this forge names a pull request.
+    pub fn words(&self) -> bosun_core::report::Words {
+        match self.kind {
+            ForgeKind::GitLab => bosun_core::report::Words::MergeRequest,
+            ForgeKind::GitHub | ForgeKind::Gitea => bosun_core::report::Words::PullRequest,
+        }
+    }
+
     pub fn kind(&self) -> ForgeKind {
         self.kind
     }
@@ -1011,6 +1019,18 @@ impl Forge {
         pr: u64,
         marker: &str,
     ) -> Result<Option<Comment>, ForgeError> {
+        self.find_comment(pr, |body| body.starts_with(marker)).await
+    }
+
+    /// The first comment on pull request `pr` whose body satisfies `wanted`, searching every page.
+    ///
+    /// # Errors
+    /// Any [`ForgeError`] of a call.
+    pub async fn find_comment(
+        &self,
+        pr: u64,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Option<Comment>, ForgeError> {
         let call = Call::ListComments;
         for page in 1..=MAX_COMMENT_PAGES {
             let path = match self.kind {
@@ -1029,7 +1049,7 @@ impl Forge {
             let empty = comments.is_empty();
             if let Some(c) = comments
                 .into_iter()
-                .find(|c| c.body.as_deref().is_some_and(|b| b.starts_with(marker)))
+                .find(|c| c.body.as_deref().is_some_and(&wanted))
             {
                 return Ok(Some(c.into()));
             }

@@ -285,6 +285,8 @@ struct Inner {
     shared: Arc<Shared>,
     task: AbortHandle,
     target_url: Option<String>,
+    /// How the forge names a pull request, for what is rendered for it.
+    words: bosun_core::report::Words,
 }
 
 impl Drop for Inner {
@@ -316,6 +318,7 @@ impl Reporter {
             max_pending: config.max_pending.max(1),
         });
         let target_url = config.target_url.clone();
+        let words = forge.words();
         let worker = Worker {
             bucket: TokenBucket::new(config.writes_per_minute, config.burst, Instant::now()),
             forge,
@@ -335,6 +338,7 @@ impl Reporter {
                 shared,
                 task,
                 target_url,
+                words,
             }),
         }
     }
@@ -376,6 +380,10 @@ impl Reporter {
     /// Queues the commit status of every app of `summary` and the pull request comment rendered
     /// from it.
     pub fn submit_summary(&self, summary: &ChangeSummary) {
+        let summary = &ChangeSummary {
+            words: self.inner.words,
+            ..summary.clone()
+        };
         for (app, status) in summary.apps.iter().zip(commit_statuses(summary)) {
             let target_url = self.inner.target_url.as_ref().map(|t| {
                 t.replace("{namespace}", &app.namespace)

@@ -18,6 +18,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod replica;
 pub mod upgrade;
+pub mod volume;
 pub mod webhook;
 
 use std::path::Path;

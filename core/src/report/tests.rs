@@ -214,6 +214,7 @@ fn summary(apps: Vec<AppReport>) -> ChangeSummary {
     ChangeSummary {
         commit: SHA.into(),
         apps,
+        words: Words::PullRequest,
     }
 }
 
@@ -356,6 +357,37 @@ fn a_rollback_pr_that_meets_a_humans_edit_says_a_human_must_resolve_it() {
         commit_status(&a).description,
         "v3.2.0 → v3.3.0 failed at migration: migration of v3.3.0 failed: BackoffLimitExceeded; \
          rolled back to v3.2.0, rollback PR #119 to resolve"
+    );
+}
+
+#[test]
+fn on_gitlab_the_rollback_waits_in_a_merge_request_named_with_a_bang() {
+    let mut a = billing_failed_in_migration_rollback_pr();
+    a.rollback = Some(Rollback::PullRequest {
+        version: "v3.2.0".into(),
+        number: 9,
+        url: "https://gitlab.example.com/platform/web/apps/-/merge_requests/9".into(),
+    });
+    let s = ChangeSummary {
+        words: Words::MergeRequest,
+        ..summary(vec![a])
+    };
+    let body = pr_comment(&s);
+    assert!(
+        body.contains(
+            "the branch is protected, so the rollback waits in merge request \
+             [!9](https://gitlab.example.com/platform/web/apps/-/merge_requests/9)"
+        ),
+        "{body}"
+    );
+    assert!(!body.contains("pull request"), "{body}");
+    let status = &commit_statuses(&s)[0];
+    assert!(
+        status
+            .description
+            .ends_with("rolled back to v3.2.0, rollback MR !9"),
+        "{}",
+        status.description
     );
 }
 
@@ -711,6 +743,7 @@ fn an_upgrade_waiting_for_its_window_says_when_it_opens_in_the_comment_and_the_s
     let comment = pr_comment(&ChangeSummary {
         commit: SHA.into(),
         apps: vec![web.clone()],
+        words: Words::PullRequest,
     });
     assert!(
         comment.contains("`shop/web`: `v1.4.0` → `v1.5.0`, waiting for its upgrade window"),
@@ -734,6 +767,7 @@ fn an_upgrade_waiting_for_its_window_says_when_it_opens_in_the_comment_and_the_s
     let comment = pr_comment(&ChangeSummary {
         commit: SHA.into(),
         apps: vec![web],
+        words: Words::PullRequest,
     });
     assert!(
         comment.contains("Started outside its upgrade windows by `bosun promote --now`"),
