@@ -204,6 +204,99 @@ async fn a_failing_canary_ends_with_one_rollback_commit_one_failure_status_and_o
     }
 }
 
+#[tokio::test]
+async fn a_protected_branch_gets_the_rollback_as_a_pull_request_named_in_the_comment_and_status() {
+    let sc = Scenario::new("gh-protected", &app("v1")).await;
+    let repo = &sc.repo;
+    let gh = github().await;
+    // GitHub opens the pull request it is asked for, as its documentation shows (#118).
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path("/repos/team/apps/pulls"))
+        .respond_with(move |r: &Request| {
+            let asked = body(r);
+            let mut pull = fixture("pull-created.json");
+            pull["head"]["ref"] = asked["head"].clone();
+            pull["base"]["ref"] = asked["base"].clone();
+            pull["title"] = asked["title"].clone();
+            ResponseTemplate::new(201).set_body_json(pull)
+        })
+        .mount(&gh)
+        .await;
+    let _bosun = sc.bosun(&gh.uri(), "cache", &[]);
+    sc.phase_is(Phase::Healthy, "v1").await;
+
+    // Merged, then main is protected: only a pull request changes it from now on (the canary
+    // fails after its progress deadline of 5 s, long after this).
+    let bump = repo.commit("shop: v2-broken", &[(FILE, app("v2-broken"))]);
+    gitserver::shared().protect(&repo.name, "main");
+    sc.phase_is(Phase::Failed, "v2-broken").await;
+
+    let opened = wait_until("a rollback pull request", || async {
+        requests(&gh, "POST", "/repos/team/apps/pulls")
+            .await
+            .first()
+            .map(body)
+    })
+    .await;
+    assert_eq!(opened["base"], "main", "{opened}");
+    let branch = opened["head"].as_str().expect("a head").to_string();
+    assert!(branch.starts_with("bosun/rollback-"), "{branch}");
+    let bare = repo.bare.display().to_string();
+    let restored = repo.git(&[
+        "--git-dir",
+        &bare,
+        "show",
+        &format!("refs/heads/{branch}:{FILE}"),
+    ]);
+    assert_eq!(
+        restored.trim_end(),
+        app("v1").trim_end(),
+        "the branch restores v1"
+    );
+
+    let statuses_path = format!("/repos/team/apps/statuses/{bump}");
+    wait_until(
+        "the failure status names the rollback pull request",
+        || async {
+            let last = requests(&gh, "POST", &statuses_path)
+                .await
+                .last()
+                .map(body)?;
+            (last["state"] == "failure"
+                && last["description"].as_str()?.ends_with("rollback PR #118"))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_until("the comment links the rollback pull request", || async {
+        let last = requests(&gh, "PATCH", "/repos/team/apps/issues/comments/1003")
+            .await
+            .last()
+            .map(body)?;
+        last["body"]
+            .as_str()?
+            .contains("waits in pull request [#118](https://github.com/team/apps/pull/118)")
+            .then_some(())
+    })
+    .await;
+    holds_for(
+        "one pull request, main untouched",
+        Duration::from_secs(6),
+        || async {
+            requests(&gh, "POST", "/repos/team/apps/pulls").await.len() == 1
+                && server_main(repo) == bump
+        },
+    )
+    .await;
+    assert_eq!(
+        requests(&gh, "POST", "/repos/team/apps/issues/1347/comments")
+            .await
+            .len(),
+        1,
+        "one comment created"
+    );
+}
+
 /// GitHub with a memory, for a test where one Bosun takes over from another: the comments it was sent
 /// are listed back, and the combined status of a commit is the latest status of each context.
 #[derive(Clone, Default)]
