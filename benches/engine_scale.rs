@@ -20,14 +20,16 @@
 //! Skips (exit 0, with a message) when `BOSUN_CLUSTER_KUBECONFIG` is unset.
 //! Knobs: `BOSUN_BENCH_APPS` (default 1000), `BOSUN_BENCH_IDLE_SECS` (default 300).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_core::model::{ManagedApplication, Phase};
+use common::{Daemon, WRITE_VERBS, clock_ticks_per_second, cpu_ticks, diff, env_num, show};
 use futures::{StreamExt, stream};
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -36,55 +38,6 @@ use serde_json::json;
 use support::process::proc_status_kib;
 use support::{TestNamespace, install_crds};
 
-const WRITE_VERBS: [&str; 6] = [
-    "POST",
-    "PUT",
-    "PATCH",
-    "APPLY",
-    "DELETE",
-    "DELETECOLLECTION",
-];
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Kills the daemon when the bench ends, however it ends.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// utime + stime of the process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon's /proc stat");
-    // The command name may hold spaces: the fields after it start after the last ')'.
-    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the name: state(3) ... utime(14) stime(15), counted from 1 with pid and name first.
-    let utime: u64 = fields[11].parse().expect("utime");
-    let stime: u64 = fields[12].parse().expect("stime");
-    utime + stime
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// Bosun's writes as kube-apiserver counted them, by "VERB resource[/subresource]".
 async fn bosun_writes(client: &Client) -> BTreeMap<String, u64> {
     requests(client, &WRITE_VERBS).await
@@ -92,65 +45,12 @@ async fn bosun_writes(client: &Client) -> BTreeMap<String, u64> {
 
 /// Requests with one of `verbs` on the resources Bosun manages (see the module doc for the filter).
 async fn requests(client: &Client, verbs: &[&str]) -> BTreeMap<String, u64> {
-    let req = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("a request");
-    let text = client
-        .request_text(req)
-        .await
-        .expect("kube-apiserver /metrics");
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split("\",")
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let (verb, resource, sub) = (label("verb"), label("resource"), label("subresource"));
-        let counted = verbs.contains(&verb.as_str())
-            && match resource.as_str() {
-                "managedapplications" => sub.is_empty() || sub == "status",
-                "deployments" | "services" | "jobs" => sub.is_empty(),
-                _ => false,
-            };
-        if counted {
-            let key = if sub.is_empty() {
-                format!("{verb} {resource}")
-            } else {
-                format!("{verb} {resource}/{sub}")
-            };
-            let n: f64 = value.trim().parse().unwrap_or(0.0);
-            *out.entry(key).or_insert(0) += n as u64;
-        }
-    }
-    out
-}
-
-fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
-fn show(writes: &BTreeMap<String, u64>) -> String {
-    if writes.is_empty() {
-        return "none".into();
-    }
-    writes
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    common::requests(client, verbs, |resource, sub| match resource {
+        "managedapplications" => sub.is_empty() || sub == "status",
+        "deployments" | "services" | "jobs" => sub.is_empty(),
+        _ => false,
+    })
+    .await
 }
 
 #[tokio::main]
