@@ -193,7 +193,7 @@ pub fn decide(
     command: &Command,
     app: &str,
     status: &ManagedApplicationStatus,
-    pr: u64,
+    pr: &str,
     in_pr: bool,
 ) -> Result<(&'static str, String), String> {
     if !in_pr {
@@ -208,13 +208,13 @@ pub fn decide(
 }
 
 /// Why a command on another pull request than the one whose commit `app` rolls out does nothing.
-fn not_in_pr(request: Request, app: &str, revision: Option<&str>, pr: u64) -> String {
+fn not_in_pr(request: Request, app: &str, revision: Option<&str>, pr: &str) -> String {
     let what = match revision {
         Some(rev) => format!("rolls out commit {}", cut(&short(rev))),
         None => "rolls out no commit".to_string(),
     };
     format!(
-        "`{app}` {what}, which is not in #{pr}: comment on the pull request whose commit it rolls out, or use `bosun {}` from the command line",
+        "`{app}` {what}, which is not in {pr}: comment on the pull request whose commit it rolls out, or use `bosun {}` from the command line",
         verb(request)
     )
 }
@@ -382,13 +382,15 @@ async fn act(
         }
     }
     let command = parsed?;
+    // `#7` on GitHub and Gitea, `!7` on GitLab.
+    let pr = forge.words().reference(event.pr);
     match find(client, namespace, &command).await? {
         Found::App(app) => {
             let api = Api::namespaced(client.clone(), &app.namespace().unwrap_or_default());
             carry_out(forge, &api, *app, event, |app, in_pr| {
                 let shown = shown(app);
                 let status = app.status.clone().unwrap_or_default();
-                let (key, value) = decide(&command, &shown, &status, event.pr, in_pr)?;
+                let (key, value) = decide(&command, &shown, &status, &pr, in_pr)?;
                 let said = done(command.request, &shown, &status, &value);
                 Ok((key, value, said))
             })
@@ -405,7 +407,7 @@ async fn act(
                     ));
                 }
                 if !in_pr {
-                    return Err(not_in_pr(command.request, &shown, revision(bestie).as_deref(), event.pr));
+                    return Err(not_in_pr(command.request, &shown, revision(bestie).as_deref(), &pr));
                 }
                 let (key, value) = crate::cli::ops::bestie_promote_now(bestie)?;
                 let said = format!(
@@ -725,7 +727,7 @@ mod tests {
                 &command(Request::Promote, None, "shop"),
                 "team/shop",
                 &status,
-                7,
+                "#7",
                 true
             ),
             Ok((crate::engine::ANNOTATION_PROMOTE_STEP, "1".into()))
@@ -742,12 +744,12 @@ mod tests {
             &command(Request::Abort, None, "shop"),
             "team/shop",
             &canary_paused(0),
-            8,
+            "!8",
             false,
         )
         .expect_err("another pull request");
         assert!(why.contains("commit 4f2a9c1e8b7d"), "{why}");
-        assert!(why.contains("not in #8"), "{why}");
+        assert!(why.contains("not in !8"), "{why}");
         assert!(why.contains("`bosun abort`"), "{why}");
     }
 
@@ -761,7 +763,7 @@ mod tests {
             &command(Request::Retry, None, "shop"),
             "team/shop",
             &healthy,
-            7,
+            "#7",
             true,
         )
         .expect_err("nothing failed");
