@@ -88,6 +88,7 @@ fn main() {
             "https://git.example.com/acme/apps".to_string(),
         )]
         .into(),
+        write_back: true,
     };
 
     let (median, worst, page) = time(rounds, || {

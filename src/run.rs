@@ -208,6 +208,7 @@ async fn serve_http(
                     Origin::Dir(_) => None,
                 })
                 .collect(),
+            write_back: config.git_write_back,
         };
         crate::dashboard::Dashboard::start(
             client,
@@ -276,7 +277,9 @@ async fn serve_http(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    info!(%addr, "serving {served}");
+    // The address bound (with port 0, the one the system picked): where to point a browser.
+    let bound = listener.local_addr().unwrap_or(addr);
+    info!(addr = %bound, "serving {served}");
     tokio::spawn(serve(listener, app, HEADER_READ_TIMEOUT));
     Ok(())
 }

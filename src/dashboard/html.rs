@@ -89,7 +89,7 @@ fn row_html(out: &mut String, r: &Row) {
          <th scope=\"row\" data-label=\"Name\"><a href=\"{href}\">{name}</a> <span class=\"kind\">{kind}</span></th>\
          <td data-label=\"Phase\">{phase}</td>\
          <td data-label=\"Current\">{cur}<br><code>{cur_rev}</code></td>\
-         <td data-label=\"Target\">{tgt}<br><code>{tgt_rev}</code></td>\
+         <td data-label=\"Target\">{tgt}<br><code>{tgt_rev}</code>{commit}</td>\
          <td data-label=\"Strategy\">{strategy}</td>\
          <td data-label=\"Progress\">{progress}</td>\
          <td data-label=\"Notes\">",
@@ -102,10 +102,15 @@ fn row_html(out: &mut String, r: &Row) {
         cur = opt(&r.current_version),
         cur_rev = opt(&r.current_revision),
         tgt = opt(&r.target_version),
-        tgt_rev = r.commit.as_deref().map_or_else(
-            || opt(&r.target_revision),
-            |c| escape(&c.chars().take(7).collect::<String>())
-        ),
+        tgt_rev = opt(&r.target_revision),
+        commit = r
+            .commit
+            .as_deref()
+            .map(|c| format!(
+                "<br><code>commit {}</code>",
+                escape(&c.chars().take(7).collect::<String>())
+            ))
+            .unwrap_or_default(),
         strategy = escape(&r.strategy),
         progress = r.progress.as_ref().map(progress_bar).unwrap_or_default(),
     );
@@ -253,13 +258,6 @@ pub fn detail(d: &Detail) -> String {
             link(rb)
         );
     }
-    if let Some(n) = &d.note {
-        let _ = writeln!(
-            body,
-            "<p class=\"note\"><strong>Note on the failed commit:</strong> {}</p>",
-            escape(n)
-        );
-    }
     body.push_str("</section>\n");
 
     body.push_str("<section aria-labelledby=\"timeline\"><h2 id=\"timeline\">Timeline</h2>\n");
@@ -287,6 +285,14 @@ pub fn detail(d: &Detail) -> String {
     }
     body.push_str("</section>\n");
 
+    if let Some(n) = &d.note {
+        let _ = writeln!(
+            body,
+            "<section aria-labelledby=\"note\"><h2 id=\"note\">Note on the commit</h2>\
+             <p>What <code>git log --notes=bosun</code> shows on it:</p><pre class=\"note\">{}</pre></section>",
+            escape(n)
+        );
+    }
     if !d.analysis.is_empty() || !d.health.is_empty() {
         body.push_str(
             "<section aria-labelledby=\"checks\"><h2 id=\"checks\">Health and analysis</h2>\n",

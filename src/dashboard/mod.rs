@@ -23,7 +23,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bosun_core::model::{Bestie, ManagedApplication};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -250,9 +250,8 @@ async fn detail(
 }
 
 /// Server-sent events: `change` with the key of each app that changed (`*`: reload everything).
-async fn events(
-    State(d): State<Dashboard>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// `X-Accel-Buffering: no` asks a proxy in front (nginx) to pass each event on at once.
+async fn events(State(d): State<Dashboard>) -> impl IntoResponse {
     let rx = d.changes.subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let key = match rx.recv().await {
@@ -260,7 +259,16 @@ async fn events(
             Err(broadcast::error::RecvError::Lagged(_)) => "*".to_string(),
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(SseEvent::default().event("change").data(key)), rx))
+        Some((
+            Ok::<_, Infallible>(SseEvent::default().event("change").data(key)),
+            rx,
+        ))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    (
+        [(
+            header::HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        )],
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
 }

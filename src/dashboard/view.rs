@@ -12,6 +12,7 @@ use bosun_core::report::{Plan, Rollback, Rollout, app_report};
 use bosun_core::rollout::gate::{CONDITION_WAITING_FOR_DEPENDENCIES, CONDITION_WAITING_FOR_WINDOW};
 use bosun_core::rollout::objects::job_name;
 use bosun_core::rollout::{CONDITION_ROLLED_BACK, JobKind};
+use bosun_core::writeback::{CommitOutcome, GitAction, git_actions, render_note};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
@@ -431,7 +432,7 @@ pub struct Detail {
     pub pull_requests: Option<Link>,
     /// How git was set back after a failure: the rollback commit or pull request.
     pub rollback: Option<Link>,
-    /// The note Bosun leaves on the failed commit (`refs/notes/bosun`), when it wrote one.
+    /// The note Bosun leaves on the source commit once its upgrade ended (`refs/notes/bosun`).
     pub note: Option<String>,
 }
 
@@ -440,6 +441,8 @@ pub struct Detail {
 #[derive(Clone, Debug, Default)]
 pub struct Links {
     pub repos: BTreeMap<String, String>,
+    /// Bosun writes rollback commits and notes to git (`--git-write-back`): the note is shown.
+    pub write_back: bool,
 }
 
 impl Links {
@@ -605,21 +608,18 @@ pub fn app_detail(app: &ManagedApplication, pods: Vec<PodView>, links: &Links) -
                 href: Some(url.clone()),
             },
         });
-    let note = report
-        .as_ref()
-        .filter(|r| r.phase == Phase::Failed && rollback.is_some())
-        .map(|r| {
-            let failure = r
-                .failure
-                .as_ref()
-                .map(|f| f.reason.clone())
-                .unwrap_or_default();
-            format!(
-                "{} → {} failed: {failure}",
-                r.from_version.as_deref().unwrap_or("nothing"),
-                r.to_version
-            )
-        });
+    // The note Bosun writes (or wrote) on the source commit once the upgrade ended, word for word.
+    let actions = if links.write_back {
+        git_actions(&crate::report::view(app))
+    } else {
+        Vec::new()
+    };
+    let note = actions.into_iter().find_map(|a| match a {
+        GitAction::Note { outcome, .. } => Some(render_note(&CommitOutcome {
+            apps: vec![outcome],
+        })),
+        GitAction::Rollback(_) => None,
+    });
     let health = s
         .health_check
         .as_ref()
@@ -923,6 +923,7 @@ mod tests {
                 "https://github.com/acme/apps".to_string(),
             )]
             .into(),
+            write_back: true,
         };
         let a = app(
             json!({"version": "1"}),
@@ -936,6 +937,62 @@ mod tests {
                 href: Some("https://github.com/acme/apps/commit/0123456789abcdef".into())
             })
         );
+    }
+
+    #[test]
+    fn a_rolled_back_upgrade_links_its_rollback_commit_and_says_what_the_note_says() {
+        let mut a = app(
+            canary_spec(json!(5)),
+            json!({"phase": "Failed", "currentVersion": "1.0.0", "targetVersion": "2.0.0",
+                   "lastHealthyVersion": "1.0.0", "failedVersion": "2.0.0",
+                   "targetRevision": "feedc0de00000000000000000000000000000000",
+                   "history": [{"phase": "Failed", "time": "2026-01-01T00:01:00Z",
+                                "message": "pods not ready within 20 s"}]}),
+        );
+        a.metadata.annotations = Some(
+            [
+                (
+                    bosun_core::names::ANNOTATION_ROLLBACK_OF.to_string(),
+                    "feedc0de00000000000000000000000000000000".to_string(),
+                ),
+                (
+                    bosun_core::names::ANNOTATION_ROLLBACK_COMMIT.to_string(),
+                    "beef000000000000000000000000000000000000".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let mut links = Links {
+            repos: [(
+                "apps".to_string(),
+                "https://git.example.com/acme/apps".to_string(),
+            )]
+            .into(),
+            write_back: false,
+        };
+        assert_eq!(
+            app_detail(&a, Vec::new(), &links).note,
+            None,
+            "no write-back, no note"
+        );
+        links.write_back = true;
+        let d = app_detail(&a, Vec::new(), &links);
+        assert_eq!(
+            d.rollback,
+            Some(Link {
+                text: "rollback commit beef00000000 (back to 1.0.0)".into(),
+                href: Some(
+                    "https://git.example.com/acme/apps/commit/beef000000000000000000000000000000000000"
+                        .into()
+                ),
+            })
+        );
+        let note = d.note.expect("the note of the rolled-back upgrade");
+        assert!(
+            note.starts_with("bosun prod/shop: 1.0.0 -> 2.0.0, rolled back to 1.0.0\n"),
+            "{note}"
+        );
+        assert!(note.contains("pods not ready within 20 s"), "{note}");
     }
 
     #[test]
