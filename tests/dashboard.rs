@@ -224,6 +224,26 @@ async fn the_dashboard_lists_the_apps_follows_a_canary_live_and_shows_why_an_upg
     assert_eq!(status, 200);
     assert!(filtered.contains(&format!("apps/{}/cart", ns.name)));
     assert!(!filtered.contains(&format!("apps/{}/shop", ns.name)));
+    // The Bestie's page lists its pod; an app that does not exist is a 404 that says so.
+    for (path, want_status, want) in [
+        (
+            format!("/besties/{}/pet", ns.name),
+            200,
+            "<td data-label=\"Side\">app</td>",
+        ),
+        (
+            format!("/apps/{}/nope", ns.name),
+            404,
+            "is not in the cluster",
+        ),
+    ] {
+        let (status, body) =
+            tokio::task::spawn_blocking(move || http_get(local(port), &path).expect("an answer"))
+                .await
+                .expect("the request");
+        assert_eq!(status, want_status, "{body}");
+        assert!(body.contains(want), "{body}");
+    }
 
     b.client
         .goto(&format!("{base}/apps/{}/cart", ns.name))

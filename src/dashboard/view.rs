@@ -103,12 +103,6 @@ pub struct Row {
     pub failure: Option<String>,
 }
 
-impl Row {
-    pub fn href(&self) -> String {
-        format!("/{}/{}/{}", self.kind.segment(), self.namespace, self.name)
-    }
-}
-
 /// The overview's filter (query parameters `namespace` and `phase`; empty means any).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct Filter {
