@@ -734,4 +734,19 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn the_dashboard_is_on_unless_the_flag_or_the_file_turns_it_off() {
+        let file = "sources:\n  - dir: /srv/apps\n";
+        let on = config_with(file, &[]).expect("a valid config");
+        assert!(on.dashboard);
+        let off = config_with(file, &["--dashboard=false"]).expect("a valid config");
+        assert!(!off.dashboard);
+        let file_off =
+            config_with(&format!("dashboard: false\n{file}"), &[]).expect("a valid config");
+        assert!(!file_off.dashboard);
+        let flag_wins = config_with(&format!("dashboard: false\n{file}"), &["--dashboard=true"])
+            .expect("a valid config");
+        assert!(flag_wins.dashboard, "a flag wins over the file");
+    }
 }
