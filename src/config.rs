@@ -57,6 +57,8 @@ pub struct RunConfig {
     pub previews: Option<crate::preview::PreviewSettings>,
     /// The Prometheus a metric of an analysis asks when it names none.
     pub prometheus_url: Option<String>,
+    /// Serve the read-only dashboard on the listen address.
+    pub dashboard: bool,
 }
 
 /// How Bosun reports to the forge (GitHub, Gitea or GitLab).

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod crds;
+pub mod dashboard;
 pub mod engine;
 pub mod files;
 pub mod forge;

@@ -270,7 +270,8 @@ fn count(kind: &str, result: &str) {
         .inc();
 }
 
-fn view(app: &ManagedApplication) -> AppView {
+/// What the write-back decisions read of an app (also the dashboard's, for the note it shows).
+pub(crate) fn view(app: &ManagedApplication) -> AppView {
     let a = app.annotations();
     AppView {
         namespace: app.namespace().unwrap_or_default(),

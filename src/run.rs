@@ -98,7 +98,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         None => (None, None),
     };
     if let Some(addr) = config.listen {
-        serve_http(addr, &config, watched, fence.clone(), command_tx).await?;
+        serve_http(addr, &config, watched, fence.clone(), command_tx, &client).await?;
     }
     // Only the leader writes: wait for the lease before starting anything that does.
     let lost = match &config.leader_election {
@@ -184,16 +184,40 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     }
 }
 
-/// Serves `/healthz`, `/readyz`, `/metrics` and, with a secret, `/webhook`, on every replica.
+/// Serves `/healthz`, `/readyz`, `/metrics`, the dashboard (unless turned off) and, with a secret,
+/// `/webhook`, on every replica.
 async fn serve_http(
     addr: SocketAddr,
     config: &RunConfig,
     watched: Vec<Watched>,
     fence: Arc<Fence>,
     commands: Option<tokio::sync::mpsc::Sender<crate::commands::CommentEvent>>,
+    client: &kube::Client,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
     let ready_fence = fence.clone();
+    let dashboard = config.dashboard.then(|| {
+        let links = crate::dashboard::Links {
+            repos: config
+                .sources
+                .iter()
+                .filter_map(|s| match &s.origin {
+                    Origin::Git(spec) => {
+                        Some((s.name.clone(), crate::dashboard::view::web_url(&spec.url)?))
+                    }
+                    Origin::Dir(_) => None,
+                })
+                .collect(),
+            write_back: config.git_write_back,
+        };
+        crate::dashboard::Dashboard::start(
+            client,
+            crate::dashboard::Settings {
+                namespace: config.engine_namespace.clone(),
+                links,
+            },
+        )
+    });
     let mut app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -243,10 +267,19 @@ async fn serve_http(
         }
         None => warn!("no webhook secret configured: push webhooks are off, polling only"),
     }
+    let served = match dashboard {
+        Some(d) => {
+            app = app.merge(d.router());
+            "the dashboard (/), /healthz, /readyz, /metrics and webhooks"
+        }
+        None => "/healthz, /readyz, /metrics and webhooks",
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    info!(%addr, "serving /healthz, /readyz, /metrics and webhooks");
+    // The address bound (with port 0, the one the system picked): where to point a browser.
+    let bound = listener.local_addr().unwrap_or(addr);
+    info!(addr = %bound, "serving {served}");
     tokio::spawn(serve(listener, app, HEADER_READ_TIMEOUT));
     Ok(())
 }

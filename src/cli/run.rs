@@ -153,6 +153,10 @@ pub struct RunArgs {
     /// (`http://prometheus.monitoring:9090`).
     #[arg(long, env = "BOSUN_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// Serve the read-only dashboard (`/`, one page per app, live updates) on the listen address
+    /// [default: true; also the config file's `dashboard`].
+    #[arg(long, env = "BOSUN_DASHBOARD", action = clap::ArgAction::Set)]
+    pub dashboard: Option<bool>,
 }
 
 /// The config file: the same settings as the flags, and any number of sources.
@@ -172,6 +176,7 @@ struct FileConfig {
     webhook_secret_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     grace: Option<u64>,
+    dashboard: Option<bool>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -445,6 +450,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         }),
         forge,
         prometheus_url: prometheus_url(args.prometheus_url.clone().or(file.prometheus_url))?,
+        dashboard: args.dashboard.or(file.dashboard).unwrap_or(true),
     })
 }
 
@@ -727,5 +733,20 @@ mod tests {
             e.contains("source 1: upgradeWindows[0].timeZone") && e.contains("Europe/Berlinn"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_dashboard_is_on_unless_the_flag_or_the_file_turns_it_off() {
+        let file = "sources:\n  - dir: /srv/apps\n";
+        let on = config_with(file, &[]).expect("a valid config");
+        assert!(on.dashboard);
+        let off = config_with(file, &["--dashboard=false"]).expect("a valid config");
+        assert!(!off.dashboard);
+        let file_off =
+            config_with(&format!("dashboard: false\n{file}"), &[]).expect("a valid config");
+        assert!(!file_off.dashboard);
+        let flag_wins = config_with(&format!("dashboard: false\n{file}"), &["--dashboard=true"])
+            .expect("a valid config");
+        assert!(flag_wins.dashboard, "a flag wins over the file");
     }
 }

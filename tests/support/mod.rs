@@ -7,6 +7,7 @@
 //! [`private_cluster::PrivateCluster`].
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod browser;
 pub mod crds;
 pub mod forge;
 pub mod gitea;
