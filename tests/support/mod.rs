@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod crds;
+pub mod deploy;
 pub mod forge;
 pub mod gitea;
 pub mod gitserver;
