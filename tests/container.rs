@@ -46,6 +46,8 @@ use support::{TestNamespace, holds_for, wait_until};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/container");
 /// Where a pod finds its ServiceAccount's token, CA and namespace.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Where the test mounts the git server's CA (a volume added to the Deployment's, as for a private CA).
+const PRIVATE_CA_DIR: &str = "/etc/bosun/git-ca";
 const WEBHOOK_SECRET: &str = "a-long-random-webhook-secret-for-the-container-test";
 /// Seconds a leader's lease lasts (the Deployment keeps the default; shorter here to keep the test
 /// quick).
@@ -117,6 +119,48 @@ fn the_image_holds_the_binary_cargo_built_with_every_library_it_needs_and_runs_b
     );
     let user = podman(&["image", "inspect", "--format", "{{.Config.User}}", image]);
     assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532:65532");
+
+    // As in distroless: the user has a name and a home, and OpenSSL (git over HTTPS) finds the CA
+    // bundle through SSL_CERT_FILE.
+    let passwd = image_file(image, "/etc/passwd");
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:") && l.contains(":/home/nonroot:")),
+        "{passwd}"
+    );
+    let env = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        image,
+    ]);
+    let env: Vec<String> = serde_json::from_slice(&env.stdout).expect("the image's environment");
+    let bundle = env
+        .iter()
+        .find_map(|e| e.strip_prefix("SSL_CERT_FILE="))
+        .unwrap_or_else(|| panic!("SSL_CERT_FILE in {env:?}"));
+    let certificates = image_file(image, bundle)
+        .matches("BEGIN CERTIFICATE")
+        .count();
+    assert!(
+        certificates > 100,
+        "{certificates} certificates in {bundle}"
+    );
+}
+
+/// A file of the image, read through a container created (not started) for it.
+fn image_file(image: &str, path: &str) -> String {
+    let created = podman(&["create", "--pull=never", image]);
+    assert!(created.status.success(), "{created:?}");
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("file");
+    let out = podman(&["cp", &format!("{id}:{path}"), &copy.to_string_lossy()]);
+    let _ = podman(&["rm", &id]);
+    assert!(out.status.success(), "podman cp {path}: {out:?}");
+    std::fs::read_to_string(&copy).expect("the copied file")
 }
 
 /// The instructions of the Dockerfile's stage `name`, but its COPY lines, and what it copies where.
@@ -153,8 +197,7 @@ fn the_tested_stage_of_the_dockerfile_is_the_shipped_one_but_for_where_the_binar
     // The shipped image is the last stage: what a plain `docker build .` makes.
     let last = dockerfile
         .lines()
-        .filter(|l| l.starts_with("FROM "))
-        .last()
+        .rfind(|l| l.starts_with("FROM "))
         .expect("a FROM");
     assert!(last.ends_with(" AS runtime"), "{last}");
 }
@@ -195,6 +238,9 @@ struct PodInputs {
     api_server: (String, u16),
     /// Arguments after the manifest's.
     extra_args: Vec<String>,
+    /// The CA of a private git server, as the README says to add it: a file of a volume of one's own
+    /// (at [`PRIVATE_CA_DIR`]) named by `SSL_CERT_FILE`.
+    private_ca: Option<String>,
 }
 
 /// A quantity of bytes as the manifest writes it (`64Mi`, `1Gi`).
@@ -374,6 +420,16 @@ fn podman_run_args(d: &Deployment, pod: &PodInputs, dir: &Path) -> Vec<String> {
             pod.api_server.1.to_string(),
         ),
     ];
+    if let Some(ca) = &pod.private_ca {
+        let files = dir.join("git-ca");
+        let data = BTreeMap::from([("ca.crt".to_string(), ca.clone())]);
+        volume_files(&files, &data, 0o644, fs_group);
+        a.push(format!(
+            "--mount=type=bind,source={},destination={PRIVATE_CA_DIR},ro",
+            files.display()
+        ));
+        env.push(("SSL_CERT_FILE".into(), format!("{PRIVATE_CA_DIR}/ca.crt")));
+    }
     for e in c.env.clone().unwrap_or_default() {
         let value = match (e.value, e.value_from) {
             (Some(v), None) => v,
@@ -506,7 +562,8 @@ fn config_for(repo: &gitserver::TestRepo, namespace: &str, port: u16) -> String 
     };
     set(&mut config, "listen", json!(format!("127.0.0.1:{port}")));
     let source = &mut config["sources"][0];
-    set(source, "repo", json!(repo.http_url));
+    // Over HTTPS: libgit2 and the image's OpenSSL verify the server's certificate.
+    set(source, "repo", json!(repo.https_url));
     set(source, "namespace", json!(namespace));
     set(source, "pollInterval", json!(1));
     set(source, "path", json!("apps"));
@@ -564,6 +621,7 @@ async fn two_containers_elect_a_leader_upgrade_and_the_standby_finishes_when_the
     let ns = TestNamespace::new("container").await;
     let sa = AsServiceAccount::new(&admin).await;
     let (api, ca) = api_server();
+    let git_ca = std::fs::read_to_string(&gitserver::shared().tls_ca).expect("the git server's CA");
     let repo = gitserver::shared().create_repo(
         &ns.name,
         &[("apps/shop.yaml", promoted_canary("v1").as_str())],
@@ -597,6 +655,7 @@ async fn two_containers_elect_a_leader_upgrade_and_the_standby_finishes_when_the
             service_account: Some((sa.token.clone(), ca.clone())),
             api_server: api.clone(),
             extra_args: vec!["--lease-duration".into(), LEASE_SECONDS.into()],
+            private_ca: Some(git_ca.clone()),
         };
         Replica {
             container: Container::start(&pod),
@@ -640,7 +699,7 @@ async fn two_containers_elect_a_leader_upgrade_and_the_standby_finishes_when_the
     // A push sent to the standby is forwarded to the leader (the Service picks either replica).
     repo.commit("shop v2", &[("apps/shop.yaml", promoted_canary("v2"))]);
     let body =
-        json!({"ref": "refs/heads/main", "repository": {"clone_url": repo.http_url}}).to_string();
+        json!({"ref": "refs/heads/main", "repository": {"clone_url": repo.https_url}}).to_string();
     let (status, answer) = post_webhook_answer(
         &format!("127.0.0.1:{}", b.port),
         &sign_push(WEBHOOK_SECRET.as_bytes(), &body),
@@ -758,6 +817,7 @@ async fn a_container_without_its_service_account_says_how_bosun_finds_the_cluste
         service_account: None,
         api_server: api,
         extra_args: vec![],
+        private_ca: None,
     };
     let c = Container::start(&pod);
     let exit = wait_until("Bosun exits", || async {
