@@ -4,6 +4,11 @@
 #   docker build -t bosun:0.1.0 .
 #   docker run --rm bosun:0.1.0 --help
 #
+# Both stages' base images are build arguments (BUILD_IMAGE, RUNTIME_IMAGE), for a registry of your own.
+# The target `prebuilt` puts a bosun binary already built (the file `bosun` of the build context) on
+# the runtime base instead, with no Rust toolchain in a container: the tests build it so, on a base
+# made from Debian's packages (scripts/container).
+#
 # What the binary links, and where the runtime image gets it:
 #   libssl.so.3, libcrypto.so.3   git2's https transport uses the system OpenSSL  -> distroless/cc (libssl3)
 #   libgcc_s.so.1                 Rust's unwinder                                 -> distroless/cc (libgcc-s1)
@@ -14,8 +19,10 @@
 # Both stages are Debian 12 (bookworm), so the OpenSSL the binary is built against is the one it runs with.
 
 ARG RUST_VERSION=1.95
+ARG BUILD_IMAGE=docker.io/library/rust:${RUST_VERSION}-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 ENV LIBZ_SYS_STATIC=1 \
     CARGO_TERM_COLOR=never
@@ -28,7 +35,13 @@ RUN cargo build --release --locked --bin bosun \
         echo "bosun links a library the runtime image may lack (above): add it to the runtime stage" >&2; exit 1; \
     fi
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE} AS prebuilt
+COPY --chmod=0755 bosun /usr/local/bin/bosun
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/bosun", "run"]
+
+FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=build /bosun /usr/local/bin/bosun
 USER 65532:65532
 EXPOSE 8080

@@ -15,16 +15,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bosun_core::model::{ManagedApplication, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
@@ -32,79 +29,15 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
+use support::deploy::{
+    AsServiceAccount, DEPLOY, Installed, NAMESPACE, SERVICE_ACCOUNT, UID, config_files, deployment,
+    documents, forbidden_lines, kubectl, no_namespace_terminating, only, read, shipped_config,
+};
 use support::gitserver::{self, TestRepo};
 use support::process::{Process, free_port, http_get, local};
 use support::{TestNamespace, wait_until};
-
-const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-const NAMESPACE: &str = "bosun-system";
-const SERVICE_ACCOUNT: &str = "bosun";
-/// The user the image runs as (Dockerfile `USER`, the Deployment's `runAsUser`).
-const UID: i64 = 65532;
-
-// --- the manifests, as files -----------------------------------------------------------------------
-
-fn read(rel: &str) -> String {
-    let path = Path::new(DEPLOY).join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// The documents of a manifest, read as kubectl reads YAML (1.1: `0440` is octal).
-fn documents(rel: &str) -> Vec<Value> {
-    let text = read(rel);
-    bosun_core::yaml::parse_documents(&text, &bosun_core::yaml::Limits::default())
-        .unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
-        .into_iter()
-        .filter_map(|d| d.root.map(|n| n.to_json()))
-        .collect()
-}
-
-fn only<T: serde::de::DeserializeOwned>(rel: &str) -> T {
-    let docs = documents(rel);
-    assert_eq!(docs.len(), 1, "deploy/{rel} holds one object");
-    serde_json::from_value(docs[0].clone()).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
-}
-
-fn deployment() -> Deployment {
-    only("deployment.yaml")
-}
-
-/// The shipped `bosun run` configuration: the ConfigMap's `config.yaml`.
-fn shipped_config() -> Value {
-    let cm: ConfigMap = only("configmap.yaml");
-    assert_eq!(cm.metadata.name.as_deref(), Some("bosun-config"));
-    let text = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get("config.yaml"))
-        .expect("the ConfigMap bosun-config has a key config.yaml");
-    let docs = bosun_core::yaml::parse_documents(text, &bosun_core::yaml::Limits::default())
-        .expect("config.yaml is YAML");
-    docs.into_iter()
-        .find_map(|d| d.root)
-        .expect("config.yaml is not empty")
-        .to_json()
-}
-
-/// Every file the configuration names (`…File` keys, at the top or in a source: credentials, the
-/// webhook secret, and any added later).
-fn config_files(config: &Value) -> Vec<String> {
-    let sources = config["sources"].as_array().into_iter().flatten();
-    std::iter::once(config)
-        .chain(sources)
-        .filter_map(Value::as_object)
-        .flat_map(|o| o.iter())
-        .filter(|(k, _)| k.ends_with("File"))
-        .map(|(k, v)| {
-            v.as_str()
-                .unwrap_or_else(|| panic!("config {k}: a path"))
-                .to_string()
-        })
-        .collect()
-}
 
 #[test]
 fn the_deployment_runs_two_non_root_replicas_with_a_read_only_root_and_no_capabilities() {
@@ -439,139 +372,6 @@ fn the_kustomization_lists_every_manifest_of_deploy() {
     );
 }
 
-// --- on the test cluster -------------------------------------------------------------------------
-
-/// The install is cluster-wide: one test at a time holds it.
-static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn kubeconfig() -> String {
-    std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect(
-        "BOSUN_CLUSTER_KUBECONFIG is not set: run `scripts/test`, or `scripts/cluster up` and \
-         `eval \"$(scripts/cluster env)\"` first",
-    )
-}
-
-/// The test cluster's own kubectl (its version), else the one on PATH.
-fn kubectl_bin() -> String {
-    std::env::var("BOSUN_CLUSTER_KUBECTL").unwrap_or_else(|_| "kubectl".into())
-}
-
-/// Runs kubectl as the test cluster's admin; fails the test with its output unless it succeeds.
-fn kubectl(args: &[&str]) -> String {
-    let out = Command::new(kubectl_bin())
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .args(args)
-        .output()
-        .expect("kubectl runs (scripts/cluster builds it; `scripts/cluster env` names it)");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "kubectl {}: {}\n{stdout}\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The manifests of deploy/ other than the CRDs, which other tests share and are never removed.
-fn own_manifests() -> Vec<String> {
-    let k: Value = documents("kustomization.yaml").remove(0);
-    k["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r.as_str())
-        .filter(|r| !r.starts_with("crds/"))
-        .map(|r| format!("{DEPLOY}/{r}"))
-        .collect()
-}
-
-/// `deploy/` applied to the test cluster; removed on drop (the CRDs stay).
-struct Installed {
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-    admin: Client,
-    /// Whether the ClusterRole `bosun` existed before the server-side dry run, and after it.
-    cluster_role_before_dry_run: bool,
-    cluster_role_after_dry_run: bool,
-    dry_run: String,
-    applied: String,
-}
-
-async fn cluster_role_exists(admin: &Client) -> bool {
-    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone())
-        .get_opt("bosun")
-        .await
-        .expect("get clusterrole")
-        .is_some()
-}
-
-impl Installed {
-    async fn new() -> Installed {
-        let turn = INSTALL.lock().await;
-        let admin = support::admin_client().await;
-        // A namespace being deleted (by an earlier test) refuses new objects: wait until it is gone.
-        let namespaces: Api<Namespace> = Api::all(admin.clone());
-        wait_until(
-            &format!("namespace {NAMESPACE} not terminating"),
-            || async {
-                let ns = namespaces.get_opt(NAMESPACE).await.ok()?;
-                let terminating = ns
-                    .and_then(|n| n.status)
-                    .and_then(|s| s.phase)
-                    .is_some_and(|p| p == "Terminating");
-                (!terminating).then_some(())
-            },
-        )
-        .await;
-        // The dry run of namespaced objects needs their namespace (the API server checks it exists).
-        kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            &format!("{DEPLOY}/namespace.yaml"),
-        ]);
-        let before = cluster_role_exists(&admin).await;
-        // The CRDs are also applied by other tests under another field manager: take them over.
-        let dry_run = kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--dry-run=server",
-            "-k",
-            DEPLOY,
-        ]);
-        let after = cluster_role_exists(&admin).await;
-        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", DEPLOY]);
-        Installed {
-            _turn: turn,
-            admin,
-            cluster_role_before_dry_run: before,
-            cluster_role_after_dry_run: after,
-            dry_run,
-            applied,
-        }
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let mut args = vec![
-            "--kubeconfig".to_string(),
-            kubeconfig(),
-            "delete".into(),
-            "--ignore-not-found".into(),
-            "--wait=false".into(),
-        ];
-        for f in own_manifests() {
-            args.push("-f".into());
-            args.push(f);
-        }
-        let _ = Command::new(kubectl_bin()).args(&args).output();
-    }
-}
-
 #[tokio::test]
 async fn deploy_applies_with_a_server_dry_run_then_for_real_and_its_pods_are_admitted() {
     let installed = Installed::new().await;
@@ -631,58 +431,6 @@ async fn deploy_applies_with_a_server_dry_run_then_for_real_and_its_pods_are_adm
             .count(),
         expected
     );
-}
-
-/// A kubeconfig (file and client) acting as Bosun's ServiceAccount, with a token from the
-/// TokenRequest API: exactly what a pod of the Deployment gets.
-struct AsServiceAccount {
-    file: tempfile::NamedTempFile,
-    client: Client,
-    token: String,
-}
-
-impl AsServiceAccount {
-    async fn new(admin: &Client) -> AsServiceAccount {
-        let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                expiration_seconds: Some(3600),
-                ..TokenRequestSpec::default()
-            }),
-            ..TokenRequest::default()
-        };
-        let token = sas
-            .create_token_request(SERVICE_ACCOUNT, &PostParams::default(), &request)
-            .await
-            .expect("a token for the ServiceAccount bosun")
-            .status
-            .expect("TokenRequest status")
-            .token
-            .expect("a token");
-        let admin_config = Kubeconfig::read_from(kubeconfig()).expect("admin kubeconfig");
-        let cluster = admin_config.clusters[0].cluster.clone().expect("a cluster");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: bosun\n  user:\n    token: {token}\ncontexts:\n- name: bosun\n  context:\n    cluster: test\n    user: bosun\n    namespace: {NAMESPACE}\ncurrent-context: bosun\n",
-            cluster.server.expect("server"),
-            cluster
-                .certificate_authority_data
-                .expect("certificate-authority-data"),
-        );
-        let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        file.write_all(text.as_bytes()).expect("write kubeconfig");
-        let config = Config::from_custom_kubeconfig(
-            Kubeconfig::from_yaml(&text).expect("kubeconfig"),
-            &KubeConfigOptions::default(),
-        )
-        .await
-        .expect("config");
-        let client = Client::try_from(config).expect("client");
-        AsServiceAccount {
-            file,
-            client,
-            token,
-        }
-    }
 }
 
 /// An app that uses every kind of object the engine writes: a migration Job with a down-migration (a
@@ -770,12 +518,6 @@ fn localized_config(
     path
 }
 
-fn forbidden_lines(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| l.to_ascii_lowercase().contains("forbidden"))
-        .collect()
-}
-
 /// Waits for shop to reach `phase` at `version` ([`phase_of`]).
 async fn phase_is(bosun: &Process, apps: &Api<ManagedApplication>, phase: Phase, version: &str) {
     phase_of(bosun, apps, "shop", phase, version).await;
@@ -808,20 +550,7 @@ async fn phase_of(
 async fn bosun_as_its_service_account_upgrades_an_app_with_nothing_forbidden() {
     let installed = Installed::new().await;
     let admin = installed.admin.clone();
-    // Bosun watches every namespace, as deployed. Namespaces other tests are still deleting refuse new
-    // content (403 "being terminated"): let them go first, so that any "forbidden" below is ours.
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    wait_until("no namespace terminating", || async {
-        let list = namespaces.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .all(|n| {
-                n.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
-                    || n.metadata.name.as_deref() == Some(NAMESPACE)
-            })
-            .then_some(())
-    })
-    .await;
+    no_namespace_terminating(&admin).await;
     let ns = TestNamespace::new("deploy-sa").await;
     let sa = AsServiceAccount::new(&admin).await;
     // A routed canary too: the real Gateway API CRDs, and the HTTPRoute its team wrote.

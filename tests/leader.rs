@@ -13,35 +13,13 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 use support::replica::{Replica, lease_holder as holder};
+use support::upgrade::promoted_canary;
 use support::{TestNamespace, holds_for, install_crds, wait_until};
 
 const LEASE: Duration = Duration::from_secs(4);
 
 fn start(identity: &str, dir: &Path, ns: &str) -> Replica {
     support::replica::start_on_dir(identity, dir, ns, LEASE)
-}
-
-fn app_yaml(version: &str) -> String {
-    format!(
-        "apiVersion: apps.example.com/v1alpha1
-kind: ManagedApplication
-metadata:
-  name: shop
-spec:
-  version: \"{version}\"
-  replicas: 2
-  upgradeStrategy:
-    type: RollingWithMigration
-    migrationJob:
-      image: \"migrate:{version}\"
-    canary:
-      enabled: true
-      steps:
-        - weight: 50
-          pause: untilPromoted
-        - weight: 100
-"
-    )
 }
 
 async fn phase_is(ns: &TestNamespace, phase: Phase, version: &str) -> ManagedApplication {
@@ -55,7 +33,7 @@ async fn phase_is(ns: &TestNamespace, phase: Phase, version: &str) -> ManagedApp
 
 /// Brings the app to a canary step waiting for promotion, under replica `a` as the leader.
 async fn canary_waiting_under_a(ns: &TestNamespace, dir: &Path) -> (Replica, Replica, String) {
-    std::fs::write(dir.join("shop.yaml"), app_yaml("v1")).expect("write app");
+    std::fs::write(dir.join("shop.yaml"), promoted_canary("v1")).expect("write app");
     let a = start("a", dir, &ns.name);
     wait_until("a holds the lease", || async {
         (holder(ns).await.as_deref() == Some("a")).then_some(())
@@ -67,7 +45,7 @@ async fn canary_waiting_under_a(ns: &TestNamespace, dir: &Path) -> (Replica, Rep
     assert_eq!(b.metric("bosun_leader"), Some(0.0), "b is a standby");
     assert_eq!(a.metric("bosun_leader"), Some(1.0), "a leads");
 
-    std::fs::write(dir.join("shop.yaml"), app_yaml("v2")).expect("write app");
+    std::fs::write(dir.join("shop.yaml"), promoted_canary("v2")).expect("write app");
     wait_until("the canary step waits for promotion", || async {
         let app = ns.api::<ManagedApplication>().get("shop").await.ok()?;
         let s = app.status?;

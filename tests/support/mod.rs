@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod crds;
+pub mod deploy;
 pub mod forge;
 pub mod gitea;
 pub mod gitserver;

@@ -205,3 +205,28 @@ pub async fn job_running(ns: &TestNamespace, name: &str) -> bool {
     job.and_then(|j| j.status)
         .is_some_and(|s| s.active.unwrap_or(0) > 0 && s.succeeded.unwrap_or(0) == 0)
 }
+
+/// `shop` at `version`: a migration Job, then a canary whose first step (50 %) waits until it is
+/// promoted (`bosun.dev/promote-step`), the second at 100 %.
+pub fn promoted_canary(version: &str) -> String {
+    format!(
+        "apiVersion: apps.example.com/v1alpha1
+kind: ManagedApplication
+metadata:
+  name: shop
+spec:
+  version: \"{version}\"
+  replicas: 2
+  upgradeStrategy:
+    type: RollingWithMigration
+    migrationJob:
+      image: \"migrate:{version}\"
+    canary:
+      enabled: true
+      steps:
+        - weight: 50
+          pause: untilPromoted
+        - weight: 100
+"
+    )
+}
