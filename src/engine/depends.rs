@@ -16,6 +16,11 @@ pub(super) struct Group {
     pub dependencies: Vec<DependencyObs>,
     pub cycle: Option<String>,
     pub group_failures: Vec<GroupFailure>,
+    /// Whether an app joined to this one (`rollbackTogether`, either way) is still upgrading to the
+    /// same commit: its failure may yet roll this one back. The reconcile then looks again soon,
+    /// whatever woke it: the wake-up of the other app's change comes from a watch of its own, which
+    /// may run ahead of the store the group is read from.
+    pub in_flight: bool,
 }
 
 fn revision_of<K: ResourceExt>(o: &K) -> Option<&str> {
@@ -39,7 +44,47 @@ pub(super) async fn observe(
         dependencies,
         cycle: cycle(app, apps),
         group_failures: commit.map_or_else(Vec::new, |c| failures(app, &ns, c, apps)),
+        in_flight: commit.is_some_and(|c| in_flight(app, &ns, c, apps)),
     })
+}
+
+/// Whether an app joined to `app` by a `rollbackTogether` edge (it depends on `app`, or `app` on
+/// it), whose spec also comes from `commit`, has not settled its upgrade to it: neither Healthy at
+/// it nor Failed with its rollback over.
+fn in_flight(
+    app: &ManagedApplication,
+    ns: &str,
+    commit: &str,
+    apps: &Store<ManagedApplication>,
+) -> bool {
+    let name = app.name_any();
+    let joined = |q: &ManagedApplication| {
+        let qns = q.namespace().unwrap_or_default();
+        let depends_on_app = q.spec.depends_on.iter().any(|d| {
+            d.together()
+                && d.kind == DependencyKind::ManagedApplication
+                && d.name == name
+                && d.namespace.as_deref().unwrap_or(&qns) == ns
+        });
+        let app_depends_on = app.spec.depends_on.iter().any(|d| {
+            d.together()
+                && d.kind == DependencyKind::ManagedApplication
+                && d.name == q.name_any()
+                && d.namespace.as_deref().unwrap_or(ns) == qns
+        });
+        depends_on_app || app_depends_on
+    };
+    let settled = |q: &ManagedApplication| {
+        let s = q.status.clone().unwrap_or_default();
+        match s.phase {
+            Some(Phase::Healthy) => s.target_revision.as_deref() == Some(commit),
+            Some(Phase::Failed) => s.down_migration.is_none(),
+            _ => false,
+        }
+    };
+    apps.state()
+        .into_iter()
+        .any(|q| revision_of(&*q) == Some(commit) && joined(&q) && !settled(&q))
 }
 
 /// The apps of `deps` (of an app in `ns` whose spec comes from `commit`) as found: ManagedApplications

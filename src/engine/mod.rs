@@ -544,6 +544,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     let group = depends::observe(&app, &ctx.apps, &client)
         .await
         .map_err(observe_err)?;
+    let group_in_flight = group.in_flight;
     let observed = Observed {
         stable: side(Role::Stable).map(observe_deployment),
         canary: side(Role::Canary).map(observe_deployment),
@@ -825,7 +826,14 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
             warn!(error = %e, "publishing an Event failed");
         }
     }
-    Ok(match decision.requeue_after {
+    // While its group is still upgrading to the same commit, an app looks again within a few
+    // seconds: a failure there rolls it back too, however late its wake-up was.
+    let requeue_after = match (decision.requeue_after, group_in_flight) {
+        (Some(secs), true) => Some(secs.min(GROUP_RECHECK_SECS)),
+        (None, true) if decision.transition.is_none() => Some(GROUP_RECHECK_SECS),
+        (r, _) => r,
+    };
+    Ok(match requeue_after {
         Some(secs) => Requeue::requeue(Duration::from_secs(secs.max(1))),
         // A stage that just began (HealthChecking, say) is looked at again soon, not only when the
         // watch delivers the status just written: a restarted Bosun's first write can race its
@@ -834,6 +842,9 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         None => Requeue::requeue(Duration::from_secs(300)),
     })
 }
+
+/// How soon an app whose group is still upgrading to its commit looks again.
+const GROUP_RECHECK_SECS: u64 = 3;
 
 /// What became of a status write.
 #[derive(Debug, PartialEq, Eq)]
