@@ -64,3 +64,19 @@ pub struct Decision {
     pub requeue_after: Option<u64>,
     pub transition: Option<Transition>,
 }
+
+impl Transition {
+    /// Whether a person wants an Event of it: an upgrade starts (or waits to), ends Healthy,
+    /// fails, or its rollback moves on. A move between the stages of an upgrade under way
+    /// (`Migrating`, `Deploying`, `HealthChecking`, the canary's steps) is not one: it is kept in
+    /// `status.history`.
+    pub fn is_milestone(&self) -> bool {
+        let under_way = |p: Phase| {
+            matches!(
+                p,
+                Phase::Migrating | Phase::Deploying | Phase::HealthChecking
+            )
+        };
+        !(self.from.is_some_and(under_way) && under_way(self.to))
+    }
+}

@@ -234,3 +234,87 @@ pub fn decide(
     }
     o.finish(spec, now)
 }
+
+/// What [`settle`] returns: the decisions of one reconcile, folded into one status write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    /// The status after the last decision (its history holds an entry per transition).
+    pub status: ManagedApplicationStatus,
+    /// The actions of every decision, in order, each one once (the later copy is kept).
+    pub actions: Vec<Action>,
+    /// The last decision's.
+    pub requeue_after: Option<u64>,
+    /// Every transition, in order.
+    pub transitions: Vec<Transition>,
+}
+
+impl Settled {
+    /// The Events a person reads: an upgrade's start, its end (Healthy), a failure and what the
+    /// rollback did; the stages between them are in `status.history` only.
+    pub fn milestones(&self) -> impl Iterator<Item = &Transition> {
+        self.transitions.iter().filter(|t| t.is_milestone())
+    }
+}
+
+/// [`decide`], and at once again while a decision only began the next stage of an upgrade (a ready
+/// side enters `HealthChecking`; a passed step moves to the next), which the same observation may
+/// already pass or start: a stage with nothing to wait for (no health check, no analysis, no pause,
+/// no new pods) moves on in the same reconcile. One status write, and no wait for the next wake-up,
+/// instead of one of each per stage.
+///
+/// A later decision reads the same observation as the first. It is taken only when that observation
+/// holds no one-time input a decision may consume (a person's request, a round of probes,
+/// measurements), and when the new stage has no probe round or measurement due, which the executor
+/// would gather first. A stage that needs other pods than those observed waits for them, as it
+/// would in the next reconcile.
+pub fn settle(
+    spec: &ManagedApplicationSpec,
+    status: &ManagedApplicationStatus,
+    observed: &Observed,
+    now: &Time,
+) -> Settled {
+    let once = observed.abort.is_none()
+        && observed.retry.is_none()
+        && observed.promote_now.is_none()
+        && !observed.promoted
+        && observed.probes.is_empty()
+        && observed.measurements.is_empty();
+    let first = decide(spec, status, observed, now);
+    let mut settled = Settled {
+        status: first.status,
+        actions: first.actions,
+        requeue_after: first.requeue_after,
+        transitions: first.transition.into_iter().collect(),
+    };
+    for _ in 0..SETTLE_DECISIONS {
+        let began_stage = settled.transitions.last().is_some_and(|t| {
+            matches!(
+                (t.from, t.to),
+                (Some(Phase::Deploying), Phase::HealthChecking)
+                    | (Some(Phase::HealthChecking), Phase::Deploying)
+            )
+        });
+        let consumed = settled
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ClearAnnotation { .. }));
+        let due = probe_target(spec, &settled.status, now).is_some()
+            || !analyze::due(spec, &settled.status, now).is_empty();
+        if !began_stage || !once || consumed || due {
+            break;
+        }
+        let next = decide(spec, &settled.status, observed, now);
+        settled.actions.retain(|a| !next.actions.contains(a));
+        settled.actions.extend(next.actions);
+        settled.status = next.status;
+        settled.requeue_after = next.requeue_after;
+        match next.transition {
+            Some(t) => settled.transitions.push(t),
+            None => break,
+        }
+    }
+    settled
+}
+
+/// The most decisions [`settle`] adds to the first: a canary's steps, each two stages.
+const SETTLE_DECISIONS: usize = 16;

@@ -241,14 +241,21 @@ impl World {
                 }
             })
             .collect();
-        let d = decide(spec, &self.status, &self.observed, &now);
+        // As the executor does: a stage the same observation passes is decided in the same step.
+        let settled = settle(spec, &self.status, &self.observed, &now);
         self.observed.probes.clear();
         self.observed.measurements.clear();
-        self.status = d.status.clone();
-        if let Some(t) = &d.transition {
+        self.status = settled.status.clone();
+        for t in &settled.transitions {
             self.phases.push(t.to);
             self.reasons.push(t.reason.clone());
         }
+        let d = Decision {
+            status: settled.status,
+            actions: settled.actions,
+            requeue_after: settled.requeue_after,
+            transition: settled.transitions.last().cloned(),
+        };
         for a in &d.actions {
             match a {
                 Action::RunMigration { version } => {
@@ -1720,4 +1727,5 @@ fn a_rolled_back_canary_is_written_back_once_and_nothing_loops_for_ten_minutes()
 mod analysis;
 mod groups;
 mod routing;
+mod settle;
 mod windows;
