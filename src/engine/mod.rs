@@ -4,7 +4,8 @@
 //! round is due) → measure (the queries of the metric analysis that are due, asked of Prometheus) →
 //! decide (`bosun_core::engine::app::decide`, pure) → act (server-side apply with field
 //! manager `bosun-engine`, skipping objects that already hold what would be applied) → report (status
-//! merge-patched only when it changed, then one Event per transition).
+//! merge-patched only when it changed, at most once per reconcile: `settle` folds the stages the same
+//! observation passes into one decision; then an Event per milestone: start, end, failure, rollback).
 //!
 //! Every API request it makes is counted by the client's gate (`bosun_kube_requests_total{verb,
 //! resource}`); a steady app costs no write (the idle benchmark counts them on the API server).
@@ -29,7 +30,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -114,12 +115,46 @@ struct Ctx {
     services: Store<Service>,
     /// The revisions kept for rollbacks (`<app>-<hash>`).
     revisions: Store<ControllerRevision>,
+    /// The engine's migration Jobs (labelled with their version).
+    jobs: Store<Job>,
+    /// The uids of the Jobs this engine deleted, until its watch no longer holds them.
+    deleted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The pods of the engine's Deployments, as much of them as a probe needs.
+    pods: Store<Pod>,
     /// The ManagedApplications, as the controller's own watch last saw them: the apps a reconcile's
     /// app depends on and those that depend on it.
     apps: Store<ManagedApplication>,
     settings: Settings,
     /// The backoff of each app whose last reconcile failed.
     retries: crate::backoff::PerObject,
+}
+
+impl Ctx {
+    /// The Job `name` as the engine's watch last saw it; one this engine deleted since reads as
+    /// being deleted, however late the watch reports it (a retry's failed Job must not fail it again).
+    fn job(&self, ns: &str, name: &str) -> Option<Job> {
+        let mut job = (*self.jobs.get(&ObjectRef::new(name).within(ns))?).clone();
+        let uid = job.metadata.uid.as_deref().unwrap_or_default();
+        if job.metadata.deletion_timestamp.is_none()
+            && self.deleted_jobs.lock().expect("not poisoned").contains(uid)
+        {
+            job.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        }
+        Some(job)
+    }
+
+    /// Remembers that `job` is being deleted (and forgets the Jobs the watch no longer holds).
+    fn deleting(&self, job: &Job) {
+        let held: std::collections::HashSet<String> = self
+            .jobs
+            .state()
+            .iter()
+            .filter_map(|j| j.metadata.uid.clone())
+            .collect();
+        let mut deleted = self.deleted_jobs.lock().expect("not poisoned");
+        deleted.retain(|uid| held.contains(uid));
+        deleted.extend(job.metadata.uid.clone());
+    }
 }
 
 /// What `bosun run` sets for the whole engine.
@@ -154,7 +189,8 @@ fn with_source_windows<'a>(
     }
 }
 
-/// Keeps a store filled from a watch until the process ends.
+/// Keeps a store filled from a watch until the process ends. Objects are kept without their
+/// `managedFields`, which no reconcile reads and which are often their largest part.
 fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
 where
     K: Resource<DynamicType = ()>
@@ -165,10 +201,79 @@ where
         + Sync
         + 'static,
 {
+    reflect_as(api, config, slim)
+}
+
+/// [`reflect`], each object kept as `keep` leaves it.
+fn reflect_as<K>(api: Api<K>, config: watcher::Config, keep: fn(&mut K)) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let stream = reflector::reflector(writer, watcher(api, config).modify(keep)).default_backoff();
     tokio::spawn(stream.for_each(|_| futures::future::ready(())));
     store
+}
+
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// How many changed objects may wait for the controller before the watch that reports them waits.
+const TRIGGER_BUFFER: usize = 1024;
+
+/// [`reflect`], and the objects that changed, each sent only once the store holds it, so that the
+/// reconcile it wakes reads what woke it (a second watch for the wake-ups may run ahead of the
+/// store). Each change goes to each of `fan_out` receivers. The first list fills the store without
+/// waking anyone (the controller's own first list wakes every app); a later one (after the watch
+/// was lost) wakes for each object it lists.
+fn reflect_and_tell<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    fan_out: usize,
+) -> (Store<K>, Vec<futures::channel::mpsc::Receiver<Result<K, watcher::Error>>>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::SinkExt;
+    let (store, writer) = reflector::store();
+    let (mut senders, receivers): (Vec<_>, Vec<_>) = (0..fan_out)
+        .map(|_| futures::channel::mpsc::channel(TRIGGER_BUFFER))
+        .unzip();
+    let events = reflector::reflector(writer, watcher(api, config).modify(slim)).default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(events);
+        let mut listed = false;
+        while let Some(event) = events.next().await {
+            let changed = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o,
+                Ok(watcher::Event::InitApply(o)) if listed => o,
+                Ok(watcher::Event::InitDone) => {
+                    listed = true;
+                    continue;
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) | Err(_) => continue,
+            };
+            for tx in &mut senders {
+                if tx.send(Ok(changed.clone())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (store, receivers)
 }
 
 /// One Event per transition, each its own object. (kube's `Recorder` folds Events of one reason into
@@ -214,28 +319,6 @@ async fn publish_event(
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>, settings: Settings) {
     let ns = namespace.as_deref();
-    let deployments = reflect(
-        api::<Deployment>(&client, ns),
-        watcher::Config::default().labels(objects::LABEL_ROLE),
-    );
-    let services = reflect(
-        api::<Service>(&client, ns),
-        watcher::Config::default().labels("app"),
-    );
-    let revisions = reflect(
-        api::<ControllerRevision>(&client, ns),
-        watcher::Config::default().labels(objects::LABEL_APP),
-    );
-    for ready in [
-        deployments.wait_until_ready().await,
-        services.wait_until_ready().await,
-        revisions.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            warn!("a watch of the engine ended before it was ready; the engine stops");
-            return;
-        }
-    }
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -246,36 +329,72 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
             None => Api::all(client.clone()),
         }
     }
-    // Only what Bosun made is watched and cached: the cluster's other Deployments and Jobs cost
-    // Bosun no memory, however many there are.
+    // Only what Bosun made is watched and cached: the cluster's other Deployments, Jobs and Pods
+    // cost Bosun no memory, however many there are.
+    let (apps, mut app_changes) = reflect_and_tell(
+        api::<ManagedApplication>(&client, ns),
+        watcher::Config::default(),
+        2,
+    );
+    let (deployments, mut deployment_changes) = reflect_and_tell(
+        api::<Deployment>(&client, ns),
+        watcher::Config::default().labels(objects::LABEL_ROLE),
+        1,
+    );
+    let (jobs, mut job_changes) = reflect_and_tell(
+        api::<Job>(&client, ns),
+        watcher::Config::default().labels(LABEL_VERSION),
+        1,
+    );
+    let services = reflect(
+        api::<Service>(&client, ns),
+        watcher::Config::default().labels("app"),
+    );
+    let revisions = reflect(
+        api::<ControllerRevision>(&client, ns),
+        watcher::Config::default().labels(objects::LABEL_APP),
+    );
+    let pods = reflect_as(
+        api::<Pod>(&client, ns),
+        watcher::Config::default().labels(objects::LABEL_ROLE),
+        probe::keep_what_a_probe_reads,
+    );
+    for ready in [
+        apps.wait_until_ready().await,
+        deployments.wait_until_ready().await,
+        jobs.wait_until_ready().await,
+        services.wait_until_ready().await,
+        revisions.wait_until_ready().await,
+        pods.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            warn!("a watch of the engine ended before it was ready; the engine stops");
+            return;
+        }
+    }
     tokio::spawn(forget_deleted_apps(api::<
         PartialObjectMeta<ManagedApplication>,
     >(&client, ns)));
-    let controller = Controller::new(
-        api::<ManagedApplication>(&client, ns),
-        watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES))
-    .owns(
-        api::<Deployment>(&client, ns),
-        watcher::Config::default().labels(objects::LABEL_ROLE),
-    )
-    .owns(
-        api::<Job>(&client, ns),
-        watcher::Config::default().labels(LABEL_VERSION),
-    )
-    // An app's change wakes the apps it depends on: a failure of its group rolls them back too.
-    .watches(
-        api::<ManagedApplication>(&client, ns),
-        watcher::Config::default(),
-        |app| depends::wakes(&app),
-    );
+    let (Some(dependents), Some(own)) = (app_changes.pop(), app_changes.pop()) else {
+        unreachable!("two receivers were asked for");
+    };
+    // Every app is decided once at the start, then at each change of it or of what it owns.
+    let every_app = futures::stream::iter(apps.state().into_iter().map(|a| Ok((*a).clone())));
+    let controller = Controller::for_stream(every_app.chain(own), apps.clone())
+        .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES))
+        .owns_stream(deployment_changes.pop().expect("one receiver"))
+        .owns_stream(job_changes.pop().expect("one receiver"))
+        // An app's change wakes the apps it depends on: a failure of its group rolls them back too.
+        .watches_stream(dependents, |app| depends::wakes(&app));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         deployments,
         services,
         revisions,
-        apps: controller.store(),
+        jobs,
+        deleted_jobs: Default::default(),
+        pods,
+        apps,
         settings,
         retries: Default::default(),
     });
@@ -485,29 +604,22 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     let side = |role: Role| live.get(objects::role_label(role)).map(|d| d.as_ref());
     let revision = Revision::of(&app.spec);
     let hash = revision.hash();
-    // Jobs are read from the API, fresh, and only when the decision looks at them: while migrating, or
-    // when an upgrade starts or is retried (a lagging copy of a deleted, failed Job would fail a retry).
+    // Jobs are looked at only when the decision reads them: while migrating, or when an upgrade starts
+    // or is retried.
     let starting = status.target_hash.as_deref() != Some(hash.as_str())
         || app.annotations().contains_key(ANNOTATION_RETRY);
     let migrating = status.phase == Some(Phase::Migrating) || starting;
     let migration_hash = revision.migration_hash();
     let migration = if migration_hash.is_some() && migrating {
         observe_job(
-            jobs.get_opt(&job_name(&name, JobKind::Up, &app.spec.version))
-                .await
-                .map_err(observe_err)?,
+            ctx.job(&ns, &job_name(&name, JobKind::Up, &app.spec.version)),
             migration_hash.as_deref(),
         )
     } else {
         JobObs::Absent
     };
     let down_migration = match &status.down_migration {
-        Some(r) => observe_job(
-            jobs.get_opt(&job_name(&name, JobKind::Down, &r.version))
-                .await
-                .map_err(observe_err)?,
-            None,
-        ),
+        Some(r) => observe_job(ctx.job(&ns, &job_name(&name, JobKind::Down, &r.version)), None),
         None => JobObs::Absent,
     };
     let down_migration_of = status.down_migration.as_ref().map(|r| r.version.clone());
@@ -522,17 +634,20 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         && let Some(hc) = &app.spec.upgrade_strategy.health_check
     {
         let target = status.target_hash.clone().unwrap_or_default();
-        let selector = format!(
-            "app={name},{}={},{}={target}",
-            objects::LABEL_ROLE,
-            objects::role_label(role),
-            objects::LABEL_REVISION_HASH
-        );
-        let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(observe_err)?;
-        let targets = probe::probe_targets(&pods.items);
+        let pods: Vec<Pod> = ctx
+            .pods
+            .state()
+            .iter()
+            .filter(|p| {
+                let label = |key: &str| p.labels().get(key).map(String::as_str);
+                p.namespace().as_deref() == Some(ns.as_str())
+                    && label("app") == Some(name.as_str())
+                    && label(objects::LABEL_ROLE) == Some(objects::role_label(role))
+                    && label(objects::LABEL_REVISION_HASH) == Some(target.as_str())
+            })
+            .map(|p| (**p).clone())
+            .collect();
+        let targets = probe::probe_targets(&pods);
         let timeout = Duration::from_secs(Thresholds::of(hc).timeout.unsigned_abs());
         probes = probe::probe_all(&targets, &hc.http_get, timeout).await;
     }
@@ -566,7 +681,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
 
     // decide
     let spec = with_source_windows(&app, &ctx.settings.source_windows);
-    let decision = app::decide(&spec, &status, &observed, &now);
+    let decision = app::settle(&spec, &status, &observed, &now);
 
     // act
     let owner = app
@@ -587,34 +702,27 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         match action {
             Action::RunMigration { version } => {
                 if let Some(job) = objects::migration_job(&app, &revision, &owner) {
-                    apply_new(&jobs, &job_name(&name, JobKind::Up, version), &job, &pp)
-                        .await
-                        .map_err(act_err)?;
+                    let job_name = job_name(&name, JobKind::Up, version);
+                    if ctx.job(&ns, &job_name).is_none() {
+                        apply_new(&jobs, &job_name, &job, &pp)
+                            .await
+                            .map_err(act_err)?;
+                    }
                 }
             }
             Action::RunDownMigration { record } => {
                 let job = objects::down_migration_job(&app, record, &owner);
-                apply_new(
-                    &jobs,
-                    &job_name(&name, JobKind::Down, &record.version),
-                    &job,
-                    &pp,
-                )
-                .await
-                .map_err(act_err)?;
+                let job_name = job_name(&name, JobKind::Down, &record.version);
+                if ctx.job(&ns, &job_name).is_none() {
+                    apply_new(&jobs, &job_name, &job, &pp)
+                        .await
+                        .map_err(act_err)?;
+                }
             }
             Action::DeleteJob { kind, version } => {
                 let job_name = job_name(&name, *kind, version);
-                let exists = match kind {
-                    JobKind::Up => {
-                        version == &app.spec.version
-                            && app.spec.upgrade_strategy.migration_job.is_some()
-                            && observed.migration != JobObs::Absent
-                    }
-                    JobKind::Down => true,
-                };
-                // An up Job of another version was not observed: ask the API whether it exists.
-                if exists || jobs.get_opt(&job_name).await.map_err(act_err)?.is_some() {
+                if let Some(job) = ctx.job(&ns, &job_name) {
+                    ctx.deleting(&job);
                     delete(&jobs, &job_name, &DeleteParams::background())
                         .await
                         .map_err(act_err)?;
@@ -819,9 +927,14 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     if let Some(phase) = new_status.phase {
         crate::metrics::set_app_phase(&ns, &name, &phase.to_string());
     }
-    if let Some(t) = &decision.transition {
+    let moved = !decision.transitions.is_empty();
+    for t in &decision.transitions {
         count_upgrade(t);
         info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, reason = %t.reason, message = %t.message, "upgrade moved");
+    }
+    // Events for what a person reads (the start, the end, a failure, the rollback); every stage
+    // between is in the status's history.
+    for t in decision.milestones() {
         if let Err(e) = publish_event(&client, &app, t).await {
             warn!(error = %e, "publishing an Event failed");
         }
@@ -830,7 +943,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     // seconds: a failure there rolls it back too, however late its wake-up was.
     let requeue_after = match (decision.requeue_after, group_in_flight) {
         (Some(secs), true) => Some(secs.min(GROUP_RECHECK_SECS)),
-        (None, true) if decision.transition.is_none() => Some(GROUP_RECHECK_SECS),
+        (None, true) if !moved => Some(GROUP_RECHECK_SECS),
         (r, _) => r,
     };
     Ok(match requeue_after {
@@ -838,7 +951,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         // A stage that just began (HealthChecking, say) is looked at again soon, not only when the
         // watch delivers the status just written: a restarted Bosun's first write can race its
         // watch's start, and the app then sat in its new stage until the 300 s resync.
-        None if decision.transition.is_some() => Requeue::requeue(Duration::from_secs(1)),
+        None if moved => Requeue::requeue(Duration::from_secs(1)),
         None => Requeue::requeue(Duration::from_secs(300)),
     })
 }
@@ -911,16 +1024,14 @@ fn status_patch(
     }
 }
 
-/// Creates a Job unless it exists (a Job's template cannot change; it is never re-applied).
+/// Creates a Job that the engine's watch has not seen. (A Job's template cannot change: it is never
+/// re-applied. One created a moment ago, not yet seen, gets the same Job applied again: no change.)
 async fn apply_new(
     jobs: &Api<Job>,
     name: &str,
     job: &serde_json::Value,
     pp: &PatchParams,
 ) -> Result<(), kube::Error> {
-    if jobs.get_opt(name).await?.is_some() {
-        return Ok(());
-    }
     jobs.patch(name, pp, &Patch::Apply(job)).await.map(|_| ())
 }
 
