@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod bestie;
+pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

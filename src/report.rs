@@ -35,7 +35,7 @@ use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -229,12 +229,20 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let controller = Controller::new(api, watcher::Config::default());
+    // Apps are kept without their managedFields (see `crate::cache`).
+    let (store, writer) = kube::runtime::reflector::store();
+    let apps = kube::runtime::reflector(
+        writer,
+        watcher::watcher(api, watcher::Config::default()).modify(crate::cache::slim),
+    )
+    .default_backoff()
+    .touched_objects();
+    let controller = Controller::for_stream(apps, store.clone());
     let ctx = Arc::new(Ctx {
         client,
         targets,
         forge,
-        store: controller.store(),
+        store,
         fence,
     });
     controller

@@ -129,3 +129,113 @@ async fn prometheus_scrapes_leader_git_and_kube_metrics() {
     })
     .await;
 }
+
+/// Bosun's own count of its API requests (`bosun_kube_requests_total`), by "verb resource", of the
+/// resources the engine reads and writes; watches left out (they stay open, whatever is reconciled).
+fn engine_requests(port: u16) -> Option<std::collections::BTreeMap<String, f64>> {
+    let (_, body) = http_get(local(port), "/metrics")?;
+    let engine = [
+        "managedapplications",
+        "deployments",
+        "services",
+        "jobs",
+        "pods",
+        "controllerrevisions",
+        "events",
+    ];
+    let mut out = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("bosun_kube_requests_total{") else {
+            continue;
+        };
+        let (labels, value) = rest.split_once("} ")?;
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+        };
+        let (verb, resource) = (label("verb")?, label("resource")?);
+        if verb != "watch" && engine.contains(&resource.as_str()) {
+            out.insert(format!("{verb} {resource}"), value.parse().ok()?);
+        }
+    }
+    Some(out)
+}
+
+#[tokio::test]
+async fn a_steady_apps_reconcile_makes_no_api_call() {
+    let ns = TestNamespace::new("steady-calls").await;
+    install_crds(&ns.client).await;
+    let dir = tempfile::tempdir().expect("a source directory");
+    for name in ["shop", "cart", "blog"] {
+        std::fs::write(
+            dir.path().join(format!("{name}.yaml")),
+            APP.replace("name: shop", &format!("name: {name}")),
+        )
+        .expect("writing an app");
+    }
+    let port = free_port();
+    let _bosun = Process::bosun(|c| {
+        c.args(["run", "--dir"])
+            .arg(dir.path())
+            .args(["--namespace", &ns.name, "--engine-namespace", &ns.name])
+            .args(["--poll-interval", "3600"])
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+    });
+    let apps = ns.api::<bosun_core::model::ManagedApplication>();
+    wait_until("three apps Healthy", || async {
+        let list = apps.list(&Default::default()).await.ok()?;
+        let healthy = list.items.iter().filter(|a| {
+            a.status.as_ref().and_then(|s| s.phase) == Some(bosun_core::model::Phase::Healthy)
+        });
+        (healthy.count() == 3).then_some(())
+    })
+    .await;
+    let reconciles = || {
+        let (_, body) = http_get(local(port), "/metrics")?;
+        support::process::sample(
+            &body,
+            "bosun_reconciles_total",
+            &[("controller", "managedapplication"), ("result", "ok")],
+        )
+    };
+    // Settled: the reconcile that follows the last transition has run, and no write is left.
+    let before = wait_until("the engine at rest", || async {
+        let first = (reconciles()?, engine_requests(port)?);
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let second = (reconciles()?, engine_requests(port)?);
+        (first == second).then_some(second)
+    })
+    .await;
+
+    // A change of the apps that changes nothing to upgrade: each is reconciled again.
+    for name in ["shop", "cart", "blog"] {
+        apps.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"example.com/touched": "yes"}}
+            })),
+        )
+        .await
+        .expect("annotating an app");
+    }
+    let after = wait_until("three more reconciles", || async {
+        let now = (reconciles()?, engine_requests(port)?);
+        (now.0 >= before.0 + 3.0).then_some(now)
+    })
+    .await;
+    assert_eq!(
+        after.1,
+        before.1,
+        "the engine's API requests before and after {} reconciles of steady apps",
+        after.0 - before.0
+    );
+    // The count is taken where requests are made: the apps' creation was counted.
+    assert!(
+        before.1.keys().any(|k| k.starts_with("patch ")),
+        "{:?}",
+        before.1
+    );
+}

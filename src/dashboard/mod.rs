@@ -74,18 +74,14 @@ fn reflect<K>(
     config: watcher::Config,
     changes: broadcast::Sender<String>,
     key: fn(&K) -> Option<String>,
+    keep: fn(&mut K),
 ) -> Store<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: crate::cache::Cached,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, config)).default_backoff();
+    let stream =
+        reflector::reflector(writer, watcher::watcher(api, config).modify(keep)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -121,18 +117,21 @@ impl Dashboard {
             watcher::Config::default(),
             changes.clone(),
             |a| Some(app_key(Kind::App, &a.namespace()?, &a.name_any())),
+            crate::cache::slim,
         );
         let besties = reflect(
             api::<Bestie>(client, ns),
             watcher::Config::default(),
             changes.clone(),
             |b| Some(app_key(Kind::Bestie, &b.namespace()?, &b.name_any())),
+            crate::cache::slim,
         );
         let pods = reflect(
             api::<Pod>(client, ns),
             watcher::Config::default().labels(bosun_core::names::LABEL_ROLE),
             changes.clone(),
             |p| Some(app_key(Kind::App, &p.namespace()?, p.labels().get("app")?)),
+            crate::cache::pod_summary,
         );
         Dashboard {
             apps,

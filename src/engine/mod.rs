@@ -117,6 +117,8 @@ struct Ctx {
     revisions: Store<ControllerRevision>,
     /// The engine's migration Jobs (labelled with their version).
     jobs: Store<Job>,
+    /// The Deployments and Services this engine applied lately.
+    applied: Applied,
     /// The uids of the Jobs this engine deleted, until its watch no longer holds them.
     deleted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The pods of the engine's Deployments, as much of them as a probe needs.
@@ -136,7 +138,11 @@ impl Ctx {
         let mut job = (*self.jobs.get(&ObjectRef::new(name).within(ns))?).clone();
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if job.metadata.deletion_timestamp.is_none()
-            && self.deleted_jobs.lock().expect("not poisoned").contains(uid)
+            && self
+                .deleted_jobs
+                .lock()
+                .expect("not poisoned")
+                .contains(uid)
         {
             job.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         }
@@ -189,40 +195,12 @@ fn with_source_windows<'a>(
     }
 }
 
-/// Keeps a store filled from a watch until the process ends. Objects are kept without their
-/// `managedFields`, which no reconcile reads and which are often their largest part.
+/// Keeps a store filled from a watch until the process ends (see [`crate::cache`]).
 fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: crate::cache::Cached,
 {
-    reflect_as(api, config, slim)
-}
-
-/// [`reflect`], each object kept as `keep` leaves it.
-fn reflect_as<K>(api: Api<K>, config: watcher::Config, keep: fn(&mut K)) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).modify(keep)).default_backoff();
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    store
-}
-
-fn slim<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
+    crate::cache::reflect(api, config, crate::cache::slim)
 }
 
 /// How many changed objects may wait for the controller before the watch that reports them waits.
@@ -237,22 +215,20 @@ fn reflect_and_tell<K>(
     api: Api<K>,
     config: watcher::Config,
     fan_out: usize,
-) -> (Store<K>, Vec<futures::channel::mpsc::Receiver<Result<K, watcher::Error>>>)
+) -> (
+    Store<K>,
+    Vec<futures::channel::mpsc::Receiver<Result<K, watcher::Error>>>,
+)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: crate::cache::Cached,
 {
     use futures::SinkExt;
     let (store, writer) = reflector::store();
     let (mut senders, receivers): (Vec<_>, Vec<_>) = (0..fan_out)
         .map(|_| futures::channel::mpsc::channel(TRIGGER_BUFFER))
         .unzip();
-    let events = reflector::reflector(writer, watcher(api, config).modify(slim)).default_backoff();
+    let events = reflector::reflector(writer, watcher(api, config).modify(crate::cache::slim))
+        .default_backoff();
     tokio::spawn(async move {
         futures::pin_mut!(events);
         let mut listed = false;
@@ -354,10 +330,10 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         api::<ControllerRevision>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_APP),
     );
-    let pods = reflect_as(
+    let pods = crate::cache::reflect(
         api::<Pod>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_ROLE),
-        probe::keep_what_a_probe_reads,
+        crate::cache::pod_summary,
     );
     for ready in [
         apps.wait_until_ready().await,
@@ -393,6 +369,7 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         revisions,
         jobs,
         deleted_jobs: Default::default(),
+        applied: Default::default(),
         pods,
         apps,
         settings,
@@ -619,7 +596,10 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         JobObs::Absent
     };
     let down_migration = match &status.down_migration {
-        Some(r) => observe_job(ctx.job(&ns, &job_name(&name, JobKind::Down, &r.version)), None),
+        Some(r) => observe_job(
+            ctx.job(&ns, &job_name(&name, JobKind::Down, &r.version)),
+            None,
+        ),
         None => JobObs::Absent,
     };
     let down_migration_of = status.down_migration.as_ref().map(|r| r.version.clone());
@@ -770,49 +750,45 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                 let applied = stamp(&mut d);
                 // No write when the live object is what we last applied and still has its replica
                 // count (a hand scale is corrected): a steady app costs reads only.
-                let unchanged = side(*role).is_some_and(|l| {
+                let workload = objects::workload_name(&name, *role);
+                let live = side(*role);
+                let unchanged = live.is_some_and(|l| {
                     applied_hash(l) == Some(applied.as_str())
                         && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
                 });
-                if !unchanged {
+                // Applied a moment ago, and the watch has not brought it yet: not again.
+                let in_flight = live.is_none_or(|l| applied_hash(l) != Some(applied.as_str()))
+                    && ctx.applied.lately("Deployment", &ns, &workload, &applied);
+                if !unchanged && !in_flight {
                     deployments
-                        .patch(
-                            &objects::workload_name(&name, *role),
-                            &pp,
-                            &Patch::Apply(&d),
-                        )
+                        .patch(&workload, &pp, &Patch::Apply(&d))
                         .await
                         .map_err(act_err)?;
+                    ctx.applied.remember("Deployment", &ns, &workload, applied);
                 }
                 if *role == Role::Preview && objects::services_enabled(&app) {
                     let svc = objects::preview_service(&app, &wanted.hash, &owner);
-                    apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
+                    apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;
                 }
                 if *role == Role::Canary && routed {
                     let svc = objects::routed_service(&app, Role::Canary, &owner);
-                    apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
+                    apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;
                 }
             }
             Action::Remove { role } => {
-                delete(
-                    &deployments,
-                    &objects::workload_name(&name, *role),
-                    &DeleteParams::background(),
-                )
-                .await
-                .map_err(act_err)?;
-                if *role == Role::Preview || (*role == Role::Canary && routed) {
-                    delete(
-                        &services,
-                        &objects::workload_name(&name, *role),
-                        &DeleteParams::default(),
-                    )
+                let workload = objects::workload_name(&name, *role);
+                ctx.applied.forget(&ns, &workload);
+                delete(&deployments, &workload, &DeleteParams::background())
                     .await
                     .map_err(act_err)?;
+                if *role == Role::Preview || (*role == Role::Canary && routed) {
+                    delete(&services, &workload, &DeleteParams::default())
+                        .await
+                        .map_err(act_err)?;
                 }
             }
             Action::SaveRevision { revision: wanted } => {
@@ -871,7 +847,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         serving.as_ref().map(|r| r.hash.as_str()),
                         &owner,
                     );
-                    apply_if_changed(&services, &ctx.services, &ns, svc, &pp)
+                    apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
                         .await
                         .map_err(act_err)?;
                 }
@@ -1038,6 +1014,7 @@ async fn apply_new(
 async fn apply_if_changed(
     services: &Api<Service>,
     known: &Store<Service>,
+    applied: &Applied,
     ns: &str,
     mut svc: serde_json::Value,
     pp: &PatchParams,
@@ -1048,13 +1025,49 @@ async fn apply_if_changed(
         .expect("built with a name")
         .to_string();
     let live = known.get(&ObjectRef::new(&name).within(ns));
-    if live.is_some_and(|l| applied_hash(l.as_ref()) == Some(hash.as_str())) {
+    if live.is_some_and(|l| applied_hash(l.as_ref()) == Some(hash.as_str()))
+        || applied.lately("Service", ns, &name, &hash)
+    {
         return Ok(());
     }
-    services
-        .patch(&name, pp, &Patch::Apply(&svc))
-        .await
-        .map(|_| ())
+    services.patch(&name, pp, &Patch::Apply(&svc)).await?;
+    applied.remember("Service", ns, &name, hash);
+    Ok(())
+}
+
+/// What this engine applied in the last [`APPLIED_MEMORY`], by object (`<kind>/<namespace>/<name>`
+/// of a Deployment or Service) and hash: a reconcile that runs before the watch delivers an object this
+/// engine just applied does not apply it again. Past that time, the watch's copy decides.
+#[derive(Default)]
+struct Applied(std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>);
+
+/// How long [`Applied`] trusts what it remembers over a watch that has not caught up yet.
+const APPLIED_MEMORY: Duration = Duration::from_secs(15);
+
+impl Applied {
+    fn lately(&self, kind: &str, ns: &str, name: &str, hash: &str) -> bool {
+        let known = self.0.lock().expect("not poisoned");
+        known
+            .get(&format!("{kind}/{ns}/{name}"))
+            .is_some_and(|(h, at)| h == hash && at.elapsed() < APPLIED_MEMORY)
+    }
+
+    /// Forgets the Deployment `name` and the Service of the same name, which are being deleted.
+    fn forget(&self, ns: &str, name: &str) {
+        let mut known = self.0.lock().expect("not poisoned");
+        for kind in ["Deployment", "Service"] {
+            known.remove(&format!("{kind}/{ns}/{name}"));
+        }
+    }
+
+    fn remember(&self, kind: &str, ns: &str, name: &str, hash: String) {
+        let mut known = self.0.lock().expect("not poisoned");
+        known.retain(|_, (_, at)| at.elapsed() < APPLIED_MEMORY);
+        known.insert(
+            format!("{kind}/{ns}/{name}"),
+            (hash, std::time::Instant::now()),
+        );
+    }
 }
 
 /// Deletes `name`; one already gone is no error.
@@ -1089,6 +1102,21 @@ fn applied_hash(object: &impl Resource) -> Option<&str> {
 mod tests {
     use super::*;
     use bosun_core::model::ManagedApplicationStatus;
+
+    #[test]
+    fn what_was_applied_lately_is_not_applied_again_until_deleted_or_changed() {
+        let applied = Applied::default();
+        assert!(!applied.lately("Deployment", "shop", "web", "h1"));
+        applied.remember("Deployment", "shop", "web", "h1".into());
+        assert!(applied.lately("Deployment", "shop", "web", "h1"));
+        // Another hash, another kind, another namespace: not the same object as applied.
+        assert!(!applied.lately("Deployment", "shop", "web", "h2"));
+        assert!(!applied.lately("Service", "shop", "web", "h1"));
+        assert!(!applied.lately("Deployment", "other", "web", "h1"));
+        // Deleted: applying the same again is a new object.
+        applied.forget("shop", "web");
+        assert!(!applied.lately("Deployment", "shop", "web", "h1"));
+    }
 
     #[test]
     fn a_status_patch_removes_fields_that_are_gone() {

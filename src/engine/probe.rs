@@ -121,35 +121,6 @@ pub fn probe_targets(pods: &[Pod]) -> Vec<(String, Option<String>)> {
     out
 }
 
-/// What the engine keeps of each pod of its Deployments: what [`probe_targets`] reads (its name,
-/// labels, deletion, phase, IP and Ready condition), so that a cluster of many pods costs little
-/// memory.
-pub fn keep_what_a_probe_reads(pod: &mut Pod) {
-    use k8s_openapi::api::core::v1::PodStatus;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    let meta = std::mem::take(&mut pod.metadata);
-    let status = pod.status.take().unwrap_or_default();
-    *pod = Pod {
-        metadata: ObjectMeta {
-            name: meta.name,
-            namespace: meta.namespace,
-            labels: meta.labels,
-            deletion_timestamp: meta.deletion_timestamp,
-            resource_version: meta.resource_version,
-            ..ObjectMeta::default()
-        },
-        spec: None,
-        status: Some(PodStatus {
-            phase: status.phase,
-            pod_ip: status.pod_ip,
-            conditions: status
-                .conditions
-                .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
-            ..PodStatus::default()
-        }),
-    };
-}
-
 /// Probes every pod at once; each probe is bounded by `timeout`. A pod without an address (not
 /// ready) fails with "not ready".
 pub async fn probe_all(
@@ -263,47 +234,17 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_kept_for_probes_is_small_and_probed_alike() {
-        let full = |name: &str, phase: &str, ready: bool, ip: Option<&str>, leaving: bool| {
-            let mut p = pod(name, phase, ready, ip, leaving);
-            p.metadata.labels = Some([("app".to_string(), "shop".to_string())].into());
-            p.metadata.managed_fields = Some(vec![Default::default()]);
-            p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
-                containers: vec![k8s_openapi::api::core::v1::Container {
-                    name: "app".into(),
-                    image: Some("shop:v1".into()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            });
-            if let Some(s) = p.status.as_mut() {
-                s.host_ip = Some("127.0.0.9".into());
-                s.conditions
-                    .get_or_insert_with(Vec::new)
-                    .push(k8s_openapi::api::core::v1::PodCondition {
-                        type_: "PodScheduled".into(),
-                        status: "True".into(),
-                        ..Default::default()
-                    });
-            }
-            p
-        };
+    fn a_pod_kept_in_the_cache_is_probed_as_the_pod_itself() {
         let pods = [
-            full("a-serving", "Running", true, Some("127.1.0.1"), false),
-            full("b-crashed", "Running", false, Some("127.1.0.2"), false),
-            full("c-leaving", "Running", true, Some("127.1.0.3"), true),
-            full("d-pending", "Pending", false, None, false),
+            pod("a-serving", "Running", true, Some("127.1.0.1"), false),
+            pod("b-crashed", "Running", false, Some("127.1.0.2"), false),
+            pod("c-leaving", "Running", true, Some("127.1.0.3"), true),
+            pod("d-pending", "Pending", false, None, false),
         ];
         let mut kept = pods.clone();
-        kept.iter_mut().for_each(keep_what_a_probe_reads);
+        kept.iter_mut().for_each(crate::cache::pod_summary);
         assert_eq!(probe_targets(&kept), probe_targets(&pods));
         assert_eq!(probe_targets(&kept).len(), 2);
-        let kept = &kept[0];
-        assert_eq!(kept.labels().get("app").map(String::as_str), Some("shop"));
-        assert!(kept.spec.is_none() && kept.metadata.managed_fields.is_none());
-        let status = kept.status.as_ref().expect("a status");
-        assert_eq!(status.host_ip, None);
-        assert_eq!(status.conditions.as_ref().map(Vec::len), Some(1));
     }
 
     async fn serve_once(status: &'static str) -> u16 {

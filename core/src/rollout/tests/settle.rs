@@ -22,8 +22,18 @@ fn a_ready_rolling_side_without_checks_is_healthy_in_the_reconcile_that_sees_it_
     );
     assert_eq!(w.status.current_version.as_deref(), Some("v2"));
     // The history still tells every stage.
-    let told: Vec<Phase> = w.status.history.iter().rev().take(3).map(|h| h.phase).collect();
-    assert_eq!(told, [Phase::Healthy, Phase::HealthChecking, Phase::Deploying]);
+    let told: Vec<Phase> = w
+        .status
+        .history
+        .iter()
+        .rev()
+        .take(3)
+        .map(|h| h.phase)
+        .collect();
+    assert_eq!(
+        told,
+        [Phase::Healthy, Phase::HealthChecking, Phase::Deploying]
+    );
 }
 
 #[test]
@@ -70,7 +80,10 @@ fn canary_steps_over_the_same_pods_go_by_in_one_reconcile() {
     assert_eq!(one_reconcile(&mut w, &v2), [Phase::Deploying]);
     let phases = one_reconcile(&mut w, &v2);
     assert_eq!(
-        phases.iter().filter(|p| **p == Phase::HealthChecking).count(),
+        phases
+            .iter()
+            .filter(|p| **p == Phase::HealthChecking)
+            .count(),
         3,
         "{phases:?}"
     );
