@@ -631,10 +631,10 @@ async fn at_scale(total: usize, wave: usize) {
         "floor at scale: {total} apps (Rolling, 1 replica) in waves of {wave}, one bosun run (RSS at start {rss_start:.1} MiB)"
     );
     println!(
-        "| wave | apps    | Healthy in (s) | CPU s: Bosun | apiserver | controller-manager | steady RSS (MiB) |"
+        "| wave | apps Healthy | Healthy in (s) | CPU s: Bosun | apiserver | controller-manager | steady RSS (MiB) |"
     );
     println!(
-        "|------|---------|----------------|--------------|-----------|--------------------|------------------|"
+        "|------|--------------|----------------|--------------|-----------|--------------------|------------------|"
     );
     let mut points = Vec::new();
     let mut create_secs = 0.0;
@@ -647,7 +647,7 @@ async fn at_scale(total: usize, wave: usize) {
         .await;
         let rss = rss_mib(pid, QUIET).await;
         println!(
-            "| {:>4} | {:>7} | {:>14.1} | {:>12.1} | {:>9.1} | {:>18.1} | {:>16.1} |",
+            "| {:>4} | {:>12} | {:>14.1} | {:>12.1} | {:>9.1} | {:>18.1} | {:>16.1} |",
             w + 1,
             format!("{}/{end}", m.done),
             m.secs,
