@@ -29,37 +29,21 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_core::model::{ManagedApplication, Phase};
-use common::{Daemon, WRITE_VERBS, clock_ticks_per_second, cpu_ticks, diff, env_num, show};
+use common::{
+    Daemon, bosun_requests_seen, bosun_writes, clock_ticks_per_second, cpu_ticks, diff, env_num,
+    show,
+};
 use futures::{StreamExt, stream};
+use kube::ResourceExt;
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::process::proc_status_kib;
 use support::{TestNamespace, install_crds};
 
-/// Bosun's writes as kube-apiserver counted them, by "VERB resource[/subresource]".
-async fn bosun_writes(client: &Client) -> BTreeMap<String, u64> {
-    requests(client, &WRITE_VERBS).await
-}
-
-/// Requests with one of `verbs` on the resources Bosun manages (see the module doc for the filter).
-async fn requests(client: &Client, verbs: &[&str]) -> BTreeMap<String, u64> {
-    common::requests(client, verbs, |resource, sub| match resource {
-        "managedapplications" => sub.is_empty() || sub == "status",
-        "deployments" | "services" | "jobs" => sub.is_empty(),
-        _ => false,
-    })
-    .await
-}
-
 #[tokio::main]
 async fn main() {
-    if std::env::var_os("BOSUN_CLUSTER_KUBECONFIG").is_none() {
-        println!(
-            "engine_scale: skipped: BOSUN_CLUSTER_KUBECONFIG is not set (run scripts/bench, or \
-             `scripts/cluster up && eval \"$(scripts/cluster env)\"` first)"
-        );
+    if common::no_cluster("engine_scale") {
         return;
     }
     let apps_n = env_num("BOSUN_BENCH_APPS", 1000) as usize;
@@ -109,7 +93,7 @@ async fn main() {
     // 1. Create them all at once, until all are Healthy.
     let apps = ns.api::<ManagedApplication>();
     let writes_before = bosun_writes(&client).await;
-    let gets_before = requests(&client, &["GET"]).await;
+    let gets_before = bosun_requests_seen(&client, &["GET"]).await;
     let t0 = Instant::now();
     stream::iter(0..apps_n)
         .for_each_concurrent(64, |i| {
@@ -167,7 +151,7 @@ async fn main() {
         *n = n.saturating_sub(apps_n as u64);
     }
     writes_rollout.retain(|_, n| *n > 0);
-    let gets_rollout = diff(&requests(&client, &["GET"]).await, &gets_before);
+    let gets_rollout = diff(&bosun_requests_seen(&client, &["GET"]).await, &gets_before);
 
     // 2. Leave them alone.
     let ticks_before = cpu_ticks(pid);

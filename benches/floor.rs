@@ -1,12 +1,15 @@
-//! Benchmark: Bosun against the cluster's own floor, on one test cluster, side by side.
+//! Benchmark: Bosun against the cluster's own floor, on one test cluster, side by side; and, as a mode
+//! of its own, Bosun alone with 10,000 apps.
 //!
+//! **The comparison** (the default):
 //! 1. **The floor**: N plain Deployments, the pod template Bosun renders for a Rolling app with 1
 //!    replica (`bosun_core::rollout::objects::deployment`), created by the bench itself, then their
 //!    image changed, each timed until every Deployment is updated and available (`kubectl rollout
 //!    status`'s test: observed generation, updated = available = replicas = 1). No controller of ours.
 //! 2. **Bosun**: N ManagedApplications (Rolling, 1 replica, no migration, no health check) created,
 //!    then `spec.version` bumped on all, through the real `bosun run`, each timed until all are
-//!    `Healthy` at the new version; then a canary variant of the bump (3 steps, no pauses).
+//!    `Healthy` at the new version; then a steady reconcile of every app (below); then a canary
+//!    variant of the bump (3 steps, no pauses).
 //!
 //! For each phase: the time, CPU seconds of Bosun, kube-apiserver and kube-controller-manager
 //! (utime+stime of /proc/PID/stat; their pids from `$BOSUN_CLUSTER_DIR/pids`), and the writes
@@ -15,34 +18,82 @@
 //! cost). Bosun's peak RSS (VmHWM). Targets, as ratios in the same run: create and bump ≤ 1.15 × the
 //! floor; Bosun's CPU ≤ 10 % of the control plane's; peak RSS < 100 MiB at 1,000 apps.
 //!
+//! **Steady reconcile**: with every app Healthy at v2 and Bosun quiet (no reconcile finished for 3 s;
+//! the bench waits for that at most 2 minutes and prints how long it waited), the bench annotates
+//! every app (`bench.bosun.dev/touch`, a merge patch of metadata only, which wakes its reconcile) and
+//! waits until Bosun's own counter of ManagedApplication reconciles
+//! (`bosun_reconciles_total{controller="managedapplication",result="ok"}`) has grown by N, then until
+//! Bosun is quiet again. It prints the reconciles counted, the requests Bosun made meanwhile by its
+//! own count (`bosun_kube_requests_total{verb,resource}`, every request through its client), the
+//! requests per reconcile (watches left out: they are long-running and counted when they start, so
+//! they are printed apart) and the writes kube-apiserver counted (the bench's N patches taken off).
+//! Target: no request at all (a steady reconcile reads only its caches).
+//!
+//! With `BOSUN_BENCH_RUNS` > 1 the whole comparison runs that many times, each in fresh namespaces
+//! (the previous run's are deleted first, and the next run waits until they are gone), each run's
+//! table printed, then the medians: per phase (time, CPU seconds, Bosun's share), of the ratios and of
+//! the peak RSS.
+//!
+//! **At scale** (`BOSUN_BENCH_SCALE_APPS` set, say 10000: then only this runs): one `bosun run`, and
+//! apps created in waves of `BOSUN_BENCH_SCALE_WAVE` (default 1,000); each wave timed until all apps so
+//! far are Healthy, then Bosun's steady VmRSS sampled (the largest of 3 s of samples). Prints each
+//! wave's time and RSS, the total create time, and the memory slope in MiB per 1,000 apps (a
+//! least-squares fit over the waves, with its R²). Then bumps them all at once (v1 → v2), timed until
+//! all are Healthy at v2, with the peak RSS (VmHWM); then, once Bosun is quiet, leaves them alone for
+//! `BOSUN_BENCH_IDLE_SECS` (default 120) and prints Bosun's writes as kube-apiserver counted them
+//! (filtered as `engine_scale` does: only Bosun writes those), Bosun's API requests by its own count,
+//! and its CPU as % of one core over that window. Targets while idle: 0 writes, < 2 % of a core.
+//! The cluster needs nothing special for 10,000 pods: kwok's nodes advertise 1M pods each, and
+//! `scripts/bench` runs this part on a fresh cluster of 10 nodes.
+//!
 //! Skips (exit 0, with a message) when `BOSUN_CLUSTER_KUBECONFIG` is unset.
-//! Knobs: `BOSUN_BENCH_APPS` (default 1000), `BOSUN_BENCH_TIMEOUT_SECS` (per phase, default 900).
+//! Knobs: `BOSUN_BENCH_APPS` (default 1000), `BOSUN_BENCH_RUNS` (default 1),
+//! `BOSUN_BENCH_TIMEOUT_SECS` (per phase, and per namespace deletion, default 900; `scripts/bench`
+//! gives the at-scale part 3600);
+//! `BOSUN_BENCH_SCALE_APPS` (unset: the comparison), `BOSUN_BENCH_SCALE_WAVE` (default 1000),
+//! `BOSUN_BENCH_IDLE_SECS` (default 120).
 
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bosun_core::model::{ManagedApplication, Phase};
 use bosun_core::rollout::Role;
 use bosun_core::rollout::objects::deployment;
 use bosun_core::rollout::revision::Revision;
-use common::{Daemon, WRITE_VERBS, clock_ticks_per_second, cpu_ticks, diff, env_num};
+use common::{
+    Bosun, WRITE_VERBS, act_until_done, bosun_writes, clock_ticks_per_second, cpu_ticks, diff,
+    env_num, median, rss_mib, show, split_watches, status_mib,
+};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::json;
-use support::TestNamespace;
-use support::process::proc_status_kib;
+use support::{TestNamespace, install_crds, wait_up_to};
 
 /// How many creates or patches the bench keeps in flight (kube's client default QPS is unlimited).
 const IN_FLIGHT: usize = 64;
+
+/// How long Bosun must have finished no reconcile to count as quiet.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// How long the bench waits at most for Bosun to become quiet (then measures anyway: the settling
+/// time printed says so).
+const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// The annotation the steady phase sets on every app: it changes nothing Bosun acts on.
+const TOUCH: &str = "bench.bosun.dev/touch";
+
+fn timeout() -> Duration {
+    Duration::from_secs(env_num("BOSUN_BENCH_TIMEOUT_SECS", 900))
+}
 
 /// The writes that count: on the resources an upgrade touches.
 async fn writes(client: &Client) -> BTreeMap<String, u64> {
@@ -98,51 +149,31 @@ struct Measured {
     writes: BTreeMap<String, u64>,
 }
 
-/// Runs `act`, then waits with `done` over a watch of `api` until `n` objects are done; measures.
-async fn phase<K, A, Fut>(
+impl Measured {
+    /// Bosun's CPU as a share of the control plane's, in %.
+    fn share(&self) -> f64 {
+        self.cpu[0] / (self.cpu[1] + self.cpu[2]) * 100.0
+    }
+}
+
+/// Runs `act` while a watch of `api` waits until `n` objects are `done`; measures.
+async fn phase<K>(
     name: &'static str,
     client: &Client,
     procs: &Processes,
     api: &Api<K>,
     n: usize,
-    act: A,
+    act: impl std::future::Future<Output = ()>,
     done: impl Fn(&K) -> bool,
 ) -> Measured
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-    A: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
 {
-    let timeout = Duration::from_secs(env_num("BOSUN_BENCH_TIMEOUT_SECS", 900));
     let ticks = procs.ticks();
     let writes_before = writes(client).await;
     let t0 = Instant::now();
-    // The watch starts first, so that nothing done is missed.
-    let mut events = std::pin::pin!(
-        watcher(api.clone(), watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-    );
-    let mut finished: BTreeMap<String, bool> = BTreeMap::new();
-    let acting = act();
-    let mut acting = std::pin::pin!(acting);
-    let mut acted = false;
-    let mut count = 0;
-    while count < n || !acted {
-        let left = timeout.saturating_sub(t0.elapsed());
-        tokio::select! {
-            () = &mut acting, if !acted => acted = true,
-            next = tokio::time::timeout(left, events.next()) => match next {
-                Ok(Some(Ok(o))) => {
-                    finished.insert(o.name_any(), done(&o));
-                    count = finished.values().filter(|d| **d).count();
-                }
-                Ok(Some(Err(_))) => {}
-                Ok(None) | Err(_) => break,
-            },
-        }
-    }
+    let count = act_until_done(api, n, timeout(), act, done).await;
     let secs = t0.elapsed().as_secs_f64();
     let after = procs.ticks();
     let hz = clock_ticks_per_second();
@@ -153,6 +184,18 @@ where
         done: count,
         cpu,
         writes: diff(&writes(client).await, &writes_before),
+    }
+}
+
+/// A phase of Bosun's that did not finish: its log says why.
+fn explain_short(m: &Measured, n: usize, bosun: &Bosun) {
+    if m.done < n {
+        println!(
+            "floor: {}: only {}/{n} done before the timeout; bosun's log ends:\n{}",
+            m.name,
+            m.done,
+            bosun.log_tail()
+        );
     }
 }
 
@@ -209,8 +252,11 @@ fn healthy_at(app: &ManagedApplication, version: &str) -> bool {
     })
 }
 
-async fn for_all(n: usize, each: impl Fn(usize) -> futures::future::BoxFuture<'static, ()>) {
-    stream::iter(0..n)
+async fn for_all<Fut: std::future::Future<Output = ()>>(
+    range: Range<usize>,
+    each: impl FnMut(usize) -> Fut,
+) {
+    stream::iter(range)
         .for_each_concurrent(IN_FLIGHT, each)
         .await;
 }
@@ -219,208 +265,465 @@ fn name(i: usize) -> String {
     format!("app-{i:05}")
 }
 
-#[tokio::main]
-async fn main() {
-    if std::env::var_os("BOSUN_CLUSTER_KUBECONFIG").is_none() {
-        println!(
-            "floor: skipped: BOSUN_CLUSTER_KUBECONFIG is not set (run scripts/bench, or \
-             `scripts/cluster up && eval \"$(scripts/cluster env)\"` first)"
-        );
-        return;
+async fn create_deployments(api: Api<Deployment>, n: usize) {
+    for_all(0..n, |i| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &plain_deployment(&name(i), "v1"))
+                .await
+                .expect("creating a Deployment");
+        }
+    })
+    .await;
+}
+
+async fn bump_deployments(api: Api<Deployment>, n: usize) {
+    for_all(0..n, |i| {
+        let api = api.clone();
+        async move {
+            let image = plain_deployment(&name(i), "v2");
+            let template = &image.spec.expect("a spec").template;
+            let patch = json!({"spec": {"template": template}});
+            api.patch(&name(i), &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("changing a Deployment's image");
+        }
+    })
+    .await;
+}
+
+async fn create_apps(api: Api<ManagedApplication>, range: Range<usize>) {
+    for_all(range, |i| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &managed_app(&name(i), "v1"))
+                .await
+                .expect("creating an app");
+        }
+    })
+    .await;
+}
+
+/// A merge patch of every app in `range`.
+async fn patch_apps(api: Api<ManagedApplication>, range: Range<usize>, patch: serde_json::Value) {
+    for_all(range, |i| {
+        let (api, patch) = (api.clone(), patch.clone());
+        async move {
+            api.patch(&name(i), &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("patching an app");
+        }
+    })
+    .await;
+}
+
+/// What the steady phase measured.
+struct Steady {
+    /// How long Bosun took to become quiet before the touch.
+    settled: f64,
+    /// From the first patch until N more reconciles were counted.
+    secs: f64,
+    ok: u64,
+    errors: u64,
+    /// Bosun's own count, by "verb resource", watches left out.
+    requests: BTreeMap<String, u64>,
+    /// Watches Bosun started meanwhile.
+    watches: u64,
+    /// kube-apiserver's count, the bench's patches taken off.
+    writes: BTreeMap<String, u64>,
+}
+
+impl Steady {
+    fn per_reconcile(&self) -> f64 {
+        self.requests.values().sum::<u64>() as f64 / self.ok.max(1) as f64
     }
-    let n = env_num("BOSUN_BENCH_APPS", 1000) as usize;
+}
+
+/// Touches every app, counts the reconciles and requests that follow (see the module doc).
+async fn steady(
+    client: &Client,
+    bosun: &Bosun,
+    apps: &Api<ManagedApplication>,
+    n: usize,
+) -> Steady {
+    let settled = bosun.settle(QUIET, SETTLE_LIMIT).await.as_secs_f64();
+    let (ok0, errors0) = bosun.reconciles();
+    let requests0 = bosun.kube_requests();
+    let writes0 = writes(client).await;
+    let t0 = Instant::now();
+    let touch = json!({"metadata": {"annotations": {TOUCH: "1"}}});
+    patch_apps(apps.clone(), 0..n, touch).await;
+    while bosun.reconciles().0 < ok0 + n as u64 && t0.elapsed() < timeout() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    // Reconciles the first ones caused (a status write, say) count too.
+    bosun.settle(QUIET, SETTLE_LIMIT).await;
+    let (ok, errors) = bosun.reconciles();
+    let (requests, watches) = split_watches(&diff(&bosun.kube_requests(), &requests0));
+    let mut writes = diff(&writes(client).await, &writes0);
+    if let Some(patches) = writes.get_mut("PATCH managedapplications") {
+        *patches = patches.saturating_sub(n as u64);
+    }
+    writes.retain(|_, v| *v > 0);
+    Steady {
+        settled,
+        secs,
+        ok: ok - ok0,
+        errors: errors - errors0,
+        requests,
+        watches,
+        writes,
+    }
+}
+
+/// One run of the comparison.
+struct Run {
+    phases: Vec<Measured>,
+    peak_rss: f64,
+    steady: Steady,
+}
+
+impl Run {
+    fn time(&self, name: &str) -> f64 {
+        self.phases
+            .iter()
+            .find(|m| m.name == name)
+            .map_or(f64::NAN, |m| m.secs)
+    }
+
+    /// Bosun's create, bump and canary bump, each over the floor's create or bump.
+    fn ratios(&self) -> [f64; 3] {
+        [
+            self.time("bosun: create") / self.time("floor: create"),
+            self.time("bosun: bump") / self.time("floor: bump"),
+            self.time("bosun: canary bump") / self.time("floor: bump"),
+        ]
+    }
+}
+
+/// The floor, then Bosun, in two fresh namespaces: deleted (in the background) when it returns their
+/// names.
+async fn one_run(n: usize) -> (Run, [String; 2]) {
     let mut procs = Processes::of_cluster();
-    let mut results = Vec::new();
+    let mut phases = Vec::new();
 
     // 1. The floor.
     let floor_ns = TestNamespace::new("bench-floor").await;
     let client = floor_ns.client.clone();
     let deployments: Api<Deployment> = floor_ns.api();
-    let create = {
-        let api = deployments.clone();
-        move || async move {
-            for_all(n, |i| {
-                let api = api.clone();
-                Box::pin(async move {
-                    api.create(&PostParams::default(), &plain_deployment(&name(i), "v1"))
-                        .await
-                        .expect("creating a Deployment");
-                })
-            })
-            .await;
-        }
-    };
-    results.push(
-        phase(
-            "floor: create",
-            &client,
-            &procs,
-            &deployments,
-            n,
-            create,
-            |d| rolled_out(d, "v1"),
-        )
-        .await,
+    let create = create_deployments(deployments.clone(), n);
+    let m = phase(
+        "floor: create",
+        &client,
+        &procs,
+        &deployments,
+        n,
+        create,
+        |d| rolled_out(d, "v1"),
     );
-    let bump = {
-        let api = deployments.clone();
-        move || async move {
-            for_all(n, |i| {
-                let api = api.clone();
-                Box::pin(async move {
-                    let image = plain_deployment(&name(i), "v2");
-                    let template = &image.spec.expect("a spec").template;
-                    let patch = json!({"spec": {"template": template}});
-                    api.patch(&name(i), &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .expect("changing a Deployment's image");
-                })
-            })
-            .await;
-        }
-    };
-    results.push(
-        phase("floor: bump", &client, &procs, &deployments, n, bump, |d| {
-            rolled_out(d, "v2")
-        })
-        .await,
-    );
+    phases.push(m.await);
+    let bump = bump_deployments(deployments.clone(), n);
+    let m = phase("floor: bump", &client, &procs, &deployments, n, bump, |d| {
+        rolled_out(d, "v2")
+    });
+    phases.push(m.await);
 
     // 2. Bosun, in a namespace of its own.
     let ns = TestNamespace::new("bench-bosun").await;
-    support::install_crds(&ns.client).await;
-    let empty = tempfile::tempdir().expect("an empty source directory");
-    let cache = tempfile::tempdir().expect("a cache directory");
-    let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_bosun"))
-            .args(["run", "--dir"])
-            .arg(empty.path())
-            .args(["--namespace", &ns.name, "--name", "bench"])
-            .args(["--engine-namespace", &ns.name])
-            .args(["--poll-interval", "3600", "--listen", "127.0.0.1:0"])
-            .arg("--cache-dir")
-            .arg(cache.path())
-            .env(
-                "KUBECONFIG",
-                std::env::var("BOSUN_CLUSTER_KUBECONFIG").expect("checked above"),
-            )
-            .env("BOSUN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting bosun run"),
-    );
-    let pid = daemon.0.id();
-    procs.bosun = Some(pid);
+    install_crds(&ns.client).await;
+    let bosun = Bosun::start(&ns.name).await;
+    procs.bosun = Some(bosun.pid());
     let apps: Api<ManagedApplication> = ns.api();
-    let create = {
-        let api = apps.clone();
-        move || async move {
-            for_all(n, |i| {
-                let api = api.clone();
-                Box::pin(async move {
-                    api.create(&PostParams::default(), &managed_app(&name(i), "v1"))
-                        .await
-                        .expect("creating an app");
-                })
-            })
-            .await;
-        }
-    };
-    results.push(
-        phase("bosun: create", &client, &procs, &apps, n, create, |a| {
-            healthy_at(a, "v1")
-        })
-        .await,
-    );
-    let patch_all = |spec: serde_json::Value| {
-        let api = apps.clone();
-        move || async move {
-            for_all(n, |i| {
-                let (api, spec) = (api.clone(), spec.clone());
-                Box::pin(async move {
-                    let patch = json!({"spec": spec});
-                    api.patch(&name(i), &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .expect("bumping an app");
-                })
-            })
-            .await;
-        }
-    };
-    results.push(
-        phase(
-            "bosun: bump",
-            &client,
-            &procs,
-            &apps,
-            n,
-            patch_all(json!({"version": "v2"})),
-            |a| healthy_at(a, "v2"),
-        )
-        .await,
-    );
-    let canary = json!({"version": "v3", "upgradeStrategy": {"type": "Canary", "canary": {"steps": [
+    let create = create_apps(apps.clone(), 0..n);
+    let m = phase("bosun: create", &client, &procs, &apps, n, create, |a| {
+        healthy_at(a, "v1")
+    });
+    phases.push(m.await);
+    let bump = patch_apps(apps.clone(), 0..n, json!({"spec": {"version": "v2"}}));
+    let m = phase("bosun: bump", &client, &procs, &apps, n, bump, |a| {
+        healthy_at(a, "v2")
+    });
+    phases.push(m.await);
+    let steady = steady(&client, &bosun, &apps, n).await;
+    let canary = json!({"spec": {"version": "v3", "upgradeStrategy": {"type": "Canary", "canary": {"steps": [
         {"weight": 33}, {"weight": 66}, {"weight": 100}
-    ]}}});
-    results.push(
-        phase(
-            "bosun: canary bump",
-            &client,
-            &procs,
-            &apps,
-            n,
-            patch_all(canary),
-            |a| healthy_at(a, "v3"),
-        )
-        .await,
+    ]}}}});
+    let canary = patch_apps(apps.clone(), 0..n, canary);
+    let m = phase(
+        "bosun: canary bump",
+        &client,
+        &procs,
+        &apps,
+        n,
+        canary,
+        |a| healthy_at(a, "v3"),
     );
-    let peak_rss = proc_status_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
-    drop(daemon);
+    phases.push(m.await);
+    for m in &phases[2..] {
+        explain_short(m, n, &bosun);
+    }
+    let peak_rss = status_mib(bosun.pid(), "VmHWM:");
+    drop(bosun);
+    let run = Run {
+        phases,
+        peak_rss,
+        steady,
+    };
+    (run, [floor_ns.name.clone(), ns.name.clone()])
+}
 
+/// Waits until the namespaces `names` are gone (404), at most [`timeout`].
+async fn wait_gone(client: &Client, names: &[String]) {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let t0 = Instant::now();
+    wait_up_to(
+        timeout(),
+        "the previous run's namespaces to be deleted",
+        || {
+            let namespaces = namespaces.clone();
+            async move {
+                for name in names {
+                    if namespaces.get_opt(name).await.ok()?.is_some() {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
     println!(
-        "floor: {n} apps (Rolling, 1 replica, no migration, no health check) on one test cluster"
+        "(the previous run's namespaces were gone after {:.0} s)",
+        t0.elapsed().as_secs_f64()
     );
-    println!(
-        "| phase              | time (s) | done      | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |"
-    );
-    println!(
-        "|--------------------|----------|-----------|--------------|-----------|--------------------|-----------------------|"
-    );
-    for m in &results {
-        let plane = m.cpu[1] + m.cpu[2];
-        let share = if plane > 0.0 {
-            format!("{:.1} %", m.cpu[0] / plane * 100.0)
-        } else {
-            "n/a".into()
-        };
+}
+
+const TABLE_HEAD: &str = "| phase              | time (s) | done        | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |
+|--------------------|----------|-------------|--------------|-----------|--------------------|-----------------------|";
+
+fn print_run(run: &Run, n: usize) {
+    println!("{TABLE_HEAD}");
+    for m in &run.phases {
         println!(
-            "| {:<18} | {:>8.1} | {:>4}/{:<4} | {:>12.1} | {:>9.1} | {:>18.1} | {:>21} |",
-            m.name, m.secs, m.done, n, m.cpu[0], m.cpu[1], m.cpu[2], share
+            "| {:<18} | {:>8.1} | {:>5}/{:<5} | {:>12.1} | {:>9.1} | {:>18.1} | {:>19.1} % |",
+            m.name,
+            m.secs,
+            m.done,
+            n,
+            m.cpu[0],
+            m.cpu[1],
+            m.cpu[2],
+            m.share()
         );
     }
-    let time = |name: &str| {
-        results
-            .iter()
-            .find(|m| m.name == name)
-            .map_or(f64::NAN, |m| m.secs)
-    };
+    let [create, bump, canary] = run.ratios();
     println!(
-        "ratios (target ≤ 1.15): create {:.2} × the floor, bump {:.2} ×, canary bump {:.2} × the floor's bump",
-        time("bosun: create") / time("floor: create"),
-        time("bosun: bump") / time("floor: bump"),
-        time("bosun: canary bump") / time("floor: bump"),
+        "ratios (target ≤ 1.15): create {create:.2} × the floor, bump {bump:.2} ×, canary bump {canary:.2} × the floor's bump; \
+         Bosun's peak RSS (VmHWM) {:.1} MiB (target < 100 MiB at 1,000 apps)",
+        run.peak_rss
     );
-    println!("Bosun's peak RSS (VmHWM): {peak_rss:.1} MiB (target < 100 MiB at 1,000 apps)");
+    let s = &run.steady;
     println!(
-        "writes per app, as kube-apiserver counted them (the floor's are the bench's and the controllers'):"
+        "steady reconcile (every app touched, after {:.1} s of settling): {} reconciles ok, {} failed, \
+         in {:.1} s; Bosun's API requests: {} ({:.2} per reconcile, target 0), watches started: {}; \
+         writes kube-apiserver counted (the bench's patches off): {}",
+        s.settled,
+        s.ok,
+        s.errors,
+        s.secs,
+        show(&s.requests),
+        s.per_reconcile(),
+        s.watches,
+        show(&s.writes)
     );
-    for m in &results {
+    println!(
+        "writes per app, as kube-apiserver counted them (the floor's: the bench's and the controllers'):"
+    );
+    for m in &run.phases {
         let per_app: Vec<String> = m
             .writes
             .iter()
             .map(|(k, v)| format!("{k} {:.2}", *v as f64 / n as f64))
             .collect();
         println!("  {}: {}", m.name, per_app.join(", "));
+    }
+}
+
+fn print_medians(runs: &[Run]) {
+    println!("medians of {} runs:", runs.len());
+    println!(
+        "| phase              | time (s) | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |"
+    );
+    println!(
+        "|--------------------|----------|--------------|-----------|--------------------|-----------------------|"
+    );
+    let of = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    for (i, m) in runs[0].phases.iter().enumerate() {
+        let cpu = |p: usize| of(&|r| r.phases[i].cpu[p]);
+        println!(
+            "| {:<18} | {:>8.1} | {:>12.1} | {:>9.1} | {:>18.1} | {:>19.1} % |",
+            m.name,
+            of(&|r| r.phases[i].secs),
+            cpu(0),
+            cpu(1),
+            cpu(2),
+            of(&|r| r.phases[i].share())
+        );
+    }
+    let ratio = |i: usize| of(&|r| r.ratios()[i]);
+    println!(
+        "median ratios (target ≤ 1.15): create {:.2} × the floor, bump {:.2} ×, canary bump {:.2} × the floor's bump",
+        ratio(0),
+        ratio(1),
+        ratio(2)
+    );
+    println!(
+        "median peak RSS (VmHWM): {:.1} MiB; median API requests per steady reconcile: {:.2}",
+        of(&|r| r.peak_rss),
+        of(&|r| r.steady.per_reconcile())
+    );
+}
+
+async fn comparison(n: usize, runs: usize) {
+    let client = support::admin_client().await;
+    let mut done: Vec<Run> = Vec::new();
+    let mut previous: Option<[String; 2]> = None;
+    for i in 1..=runs {
+        if let Some(names) = previous.take() {
+            wait_gone(&client, &names).await;
+        }
+        let (run, names) = one_run(n).await;
+        println!(
+            "floor, run {i} of {runs}: {n} apps (Rolling, 1 replica, no migration, no health check) on one test cluster"
+        );
+        print_run(&run, n);
+        done.push(run);
+        previous = Some(names);
+    }
+    if runs > 1 {
+        print_medians(&done);
+    }
+}
+
+/// The least-squares line through `points`: (slope, R²).
+fn fit(points: &[(f64, f64)]) -> (f64, f64) {
+    let k = points.len() as f64;
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / k,
+        points.iter().map(|p| p.1).sum::<f64>() / k,
+    );
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    (sxy / sxx, sxy * sxy / (sxx * syy))
+}
+
+/// The 10,000-app part (see the module doc).
+async fn at_scale(total: usize, wave: usize) {
+    let idle = Duration::from_secs(env_num("BOSUN_BENCH_IDLE_SECS", 120));
+    let ns = TestNamespace::new("bench-scale").await;
+    install_crds(&ns.client).await;
+    let client = ns.client.clone();
+    let bosun = Bosun::start(&ns.name).await;
+    let pid = bosun.pid();
+    let procs = Processes {
+        bosun: Some(pid),
+        ..Processes::of_cluster()
+    };
+    let apps: Api<ManagedApplication> = ns.api();
+    let rss_start = rss_mib(pid, QUIET).await;
+    println!(
+        "floor at scale: {total} apps (Rolling, 1 replica) in waves of {wave}, one bosun run (RSS at start {rss_start:.1} MiB)"
+    );
+    println!(
+        "| wave | apps Healthy | Healthy in (s) | CPU s: Bosun | apiserver | controller-manager | steady RSS (MiB) |"
+    );
+    println!(
+        "|------|--------------|----------------|--------------|-----------|--------------------|------------------|"
+    );
+    let mut points = Vec::new();
+    let mut create_secs = 0.0;
+    for (w, start) in (0..total).step_by(wave).enumerate() {
+        let end = (start + wave).min(total);
+        let create = create_apps(apps.clone(), start..end);
+        let m = phase("scale: wave", &client, &procs, &apps, end, create, |a| {
+            healthy_at(a, "v1")
+        })
+        .await;
+        let rss = rss_mib(pid, QUIET).await;
+        println!(
+            "| {:>4} | {:>12} | {:>14.1} | {:>12.1} | {:>9.1} | {:>18.1} | {:>16.1} |",
+            w + 1,
+            format!("{}/{end}", m.done),
+            m.secs,
+            m.cpu[0],
+            m.cpu[1],
+            m.cpu[2],
+            rss
+        );
+        explain_short(&m, end, &bosun);
+        points.push((end as f64 / 1000.0, rss));
+        create_secs += m.secs;
+    }
+    let (slope, r2) = fit(&points);
+    println!(
+        "created in {create_secs:.1} s in all; memory slope {slope:.2} MiB per 1,000 apps (least squares over {} waves, R² {r2:.3})",
+        points.len()
+    );
+
+    let bump = patch_apps(apps.clone(), 0..total, json!({"spec": {"version": "v2"}}));
+    let m = phase("scale: bump", &client, &procs, &apps, total, bump, |a| {
+        healthy_at(a, "v2")
+    })
+    .await;
+    explain_short(&m, total, &bosun);
+    println!(
+        "bump of all {total} at once: {}/{total} Healthy at v2 in {:.1} s (CPU s: Bosun {:.1}, apiserver {:.1}, controller-manager {:.1}); peak RSS (VmHWM) {:.1} MiB",
+        m.done,
+        m.secs,
+        m.cpu[0],
+        m.cpu[1],
+        m.cpu[2],
+        status_mib(pid, "VmHWM:")
+    );
+
+    let settled = bosun.settle(QUIET, SETTLE_LIMIT).await.as_secs_f64();
+    let requests0 = bosun.kube_requests();
+    let ticks0 = cpu_ticks(pid);
+    let writes0 = bosun_writes(&client).await;
+    let t0 = Instant::now();
+    tokio::time::sleep(idle).await;
+    let window = t0.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(pid).saturating_sub(ticks0);
+    let writes = diff(&bosun_writes(&client).await, &writes0);
+    let (requests, watches) = split_watches(&diff(&bosun.kube_requests(), &requests0));
+    let cpu = ticks as f64 / clock_ticks_per_second() / window * 100.0;
+    println!(
+        "idle for {window:.0} s (after {settled:.1} s of settling): Bosun's writes as kube-apiserver counted them: {} \
+         ({} in all, target 0); its CPU {cpu:.2} % of one core (target < 2 %); its API requests by its own count: {}, \
+         watches started: {watches}; RSS {:.1} MiB",
+        show(&writes),
+        writes.values().sum::<u64>(),
+        show(&requests),
+        status_mib(pid, "VmRSS:")
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if common::no_cluster("floor") {
+        return;
+    }
+    match env_num("BOSUN_BENCH_SCALE_APPS", 0) as usize {
+        0 => {
+            let n = env_num("BOSUN_BENCH_APPS", 1000) as usize;
+            let runs = env_num("BOSUN_BENCH_RUNS", 1).max(1) as usize;
+            comparison(n, runs).await;
+        }
+        total => {
+            let wave = env_num("BOSUN_BENCH_SCALE_WAVE", 1000).max(1) as usize;
+            at_scale(total, wave).await;
+        }
     }
 }

@@ -1,122 +1,154 @@
-//! Benchmark: what the cluster's other Deployments cost Bosun's memory. Bosun watches only what it
-//! made (label selectors on its watches), so 10,000 Deployments that are not its own must leave its
-//! resident memory where it was. Measures `bosun run`'s RSS (VmRSS of /proc/<pid>/status, the largest
-//! of a few seconds' samples) before and after creating them (0 replicas: no pods) in the very
-//! namespace its engine watches, and prints the size of those objects as the API serves them: what a
-//! watch without selectors would have cached. Target: the growth is a small fraction of that size.
+//! Benchmark: what the cluster's other Deployments and Pods cost Bosun's memory. Bosun watches only
+//! what it made (label selectors on its watches), so 10,000 Deployments and 10,000 Pods that are not
+//! its own must leave its resident memory where it was. Measures `bosun run`'s RSS (VmRSS of
+//! /proc/<pid>/status, the largest of a few seconds' samples) before and after creating them in the
+//! very namespace its engine watches: first the Deployments (0 replicas: no pods), then bare Pods
+//! (`nodeName` set to a kwok node, so no scheduler work; the bench waits, from a watch, until kwok has
+//! made them all Running, so they carry a status as real pods do). Their labels are none that a watch
+//! of Bosun's selects (`app`, `bosun.dev/role`, `bosun.dev/app`, `bosun.dev/version`,
+//! `app.kubernetes.io/managed-by`). Prints the size of those objects as the API serves them: what a
+//! watch without selectors would have cached. Target: each growth is a small fraction of that size.
 //!
 //! Skips (exit 0, with a message) when `BOSUN_CLUSTER_KUBECONFIG` is unset.
-//! Knob: `BOSUN_BENCH_UNRELATED` (default 10000).
+//! Knob: `BOSUN_BENCH_UNRELATED` (default 10000: as many Deployments, and as many Pods).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
+use common::{Bosun, act_until_done, env_num, rss_mib, status_mib};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
-use support::process::{Process, free_port, http_get, local, proc_status_kib};
-use support::{TestNamespace, install_crds, wait_until};
+use support::{TestNamespace, install_crds};
 
-/// The largest VmRSS of `pid` over `span`, in MiB.
-async fn rss_mib(pid: u32, span: Duration) -> f64 {
-    let end = Instant::now() + span;
-    let mut most = 0;
-    while Instant::now() < end {
-        most = most.max(proc_status_kib(pid, "VmRSS:").unwrap_or(0));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    most as f64 / 1024.0
+/// Creates `n` objects, `make(i)` each, 32 at a time.
+async fn create_all<K>(api: &Api<K>, n: usize, make: impl Fn(usize) -> K)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    stream::iter(0..n)
+        .for_each_concurrent(32, |i| {
+            let (api, object) = (api.clone(), make(i));
+            async move {
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .expect("creating an unrelated object");
+            }
+        })
+        .await;
+}
+
+/// How many objects `api` serves, and their size as JSON in MiB.
+async fn served<K>(api: &Api<K>) -> (usize, f64)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let listed = api.list(&ListParams::default()).await.expect("list");
+    let size = serde_json::to_vec(&listed.items).expect("JSON").len();
+    (listed.items.len(), size as f64 / 1024.0 / 1024.0)
+}
+
+fn unrelated_deployment(i: usize) -> Deployment {
+    let name = format!("unrelated-{i:05}");
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": name, "team": "someone-else"}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}
+            }
+        }
+    }))
+    .expect("a Deployment")
+}
+
+fn unrelated_pod(i: usize, node: &str) -> Pod {
+    let name = format!("unrelated-pod-{i:05}");
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"workload": name, "team": "someone-else"}},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]
+        }
+    }))
+    .expect("a Pod")
+}
+
+/// One row of the table.
+fn row(what: &str, value: String) {
+    println!("| {what:<52} | {value:>12} |");
 }
 
 #[tokio::main]
 async fn main() {
-    if std::env::var_os("BOSUN_CLUSTER_KUBECONFIG").is_none() {
-        println!(
-            "unrelated_objects: skipped: BOSUN_CLUSTER_KUBECONFIG is not set (run scripts/bench)"
-        );
+    if common::no_cluster("unrelated_objects") {
         return;
     }
-    let n: usize = std::env::var("BOSUN_BENCH_UNRELATED")
+    let n = env_num("BOSUN_BENCH_UNRELATED", 10_000) as usize;
+    let node = std::env::var("BOSUN_CLUSTER_NODE_NAMES")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .and_then(|names| names.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "kwok-node-0".into());
     let ns = TestNamespace::new("bench-unrelated").await;
     install_crds(&ns.client).await;
-    let empty = tempfile::tempdir().expect("an empty source directory");
-    let port = free_port();
-    let bosun = Process::bosun(|c| {
-        c.args(["run", "--dir"])
-            .arg(empty.path())
-            .args(["--namespace", &ns.name, "--engine-namespace", &ns.name])
-            .args([
-                "--poll-interval",
-                "3600",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--cache-dir")
-            .arg(empty.path().join(".cache"))
-            .env("BOSUN_LOG", "warn");
-    });
-    wait_until("bosun ready", || async {
-        let (code, _) = http_get(local(port), "/readyz")?;
-        (code == 200).then_some(())
-    })
-    .await;
-    let before = rss_mib(bosun.id(), Duration::from_secs(5)).await;
+    let bosun = Bosun::start(&ns.name).await;
+    let pid = bosun.pid();
+    let before = rss_mib(pid, Duration::from_secs(5)).await;
 
     let deployments = ns.api::<Deployment>();
     let t0 = Instant::now();
-    stream::iter(0..n)
-        .for_each_concurrent(32, |i| {
-            let deployments = deployments.clone();
-            async move {
-                let name = format!("unrelated-{i:05}");
-                let d: Deployment = serde_json::from_value(json!({
-                    "metadata": {"name": name, "labels": {"app": name, "team": "someone-else"}},
-                    "spec": {
-                        "replicas": 0,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {
-                            "metadata": {"labels": {"app": name}},
-                            "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}
-                        }
-                    }
-                }))
-                .expect("a Deployment");
-                deployments
-                    .create(&PostParams::default(), &d)
-                    .await
-                    .expect("create a Deployment");
-            }
-        })
-        .await;
-    let created_in = t0.elapsed();
-    let listed = deployments
-        .list(&ListParams::default())
-        .await
-        .expect("list");
-    assert_eq!(listed.items.len(), n, "all created");
-    let served = serde_json::to_vec(&listed.items).expect("JSON").len() as f64 / 1024.0 / 1024.0;
-    let after = rss_mib(bosun.id(), Duration::from_secs(10)).await;
-    let peak = proc_status_kib(bosun.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    create_all(&deployments, n, unrelated_deployment).await;
+    let deployments_in = t0.elapsed().as_secs_f64();
+    let (listed, deployments_size) = served(&deployments).await;
+    assert_eq!(listed, n, "all Deployments created");
+    let after_deployments = rss_mib(pid, Duration::from_secs(10)).await;
 
-    println!("| unrelated Deployments in the watched namespace | {n:>10} |");
-    println!(
-        "| created in                                     | {:>8.1} s |",
-        created_in.as_secs_f64()
+    let pods = ns.api::<Pod>();
+    let t0 = Instant::now();
+    let create = create_all(&pods, n, |i| unrelated_pod(i, &node));
+    let running = act_until_done(&pods, n, Duration::from_secs(900), create, |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    })
+    .await;
+    let pods_in = t0.elapsed().as_secs_f64();
+    let (listed, pods_size) = served(&pods).await;
+    assert_eq!(listed, n, "all Pods created");
+    let after_pods = rss_mib(pid, Duration::from_secs(10)).await;
+    let peak = status_mib(pid, "VmHWM:");
+
+    let mib = |v: f64| format!("{v:.1} MiB");
+    row(
+        "unrelated Deployments in the watched namespace",
+        n.to_string(),
     );
-    println!("| their size as served (JSON)                    | {served:>6.1} MiB |");
-    println!("| bosun RSS before                               | {before:>6.1} MiB |");
-    println!("| bosun RSS after                                | {after:>6.1} MiB |");
-    println!(
-        "| growth                                         | {:>6.1} MiB |",
-        after - before
+    row("  created in", format!("{deployments_in:.1} s"));
+    row("  their size as served (JSON)", mib(deployments_size));
+    row(
+        "unrelated Pods in the watched namespace, Running",
+        format!("{running}/{n}"),
     );
-    println!("| bosun peak RSS (VmHWM)                         | {peak:>6.1} MiB |");
+    row("  created and Running in", format!("{pods_in:.1} s"));
+    row("  their size as served (JSON)", mib(pods_size));
+    row("bosun RSS before", mib(before));
+    row("bosun RSS after the Deployments", mib(after_deployments));
+    row(
+        "  growth with the Deployments",
+        mib(after_deployments - before),
+    );
+    row("bosun RSS after the Pods too", mib(after_pods));
+    row(
+        "  growth with the Pods",
+        mib(after_pods - after_deployments),
+    );
+    row("bosun peak RSS (VmHWM)", mib(peak));
     drop(bosun);
-    // The namespace (and its Deployments) goes with `ns`.
+    // The namespace (and its Deployments and Pods) goes with `ns`.
 }
