@@ -147,6 +147,10 @@ struct Measured {
     /// CPU seconds of Bosun, kube-apiserver, kube-controller-manager.
     cpu: [f64; 3],
     writes: BTreeMap<String, u64>,
+    /// When the phase began, by the wall clock (the times the cluster records are compared to it).
+    began: k8s_openapi::jiff::Timestamp,
+    /// Where the time went, when the objects say it.
+    timeline: Option<String>,
 }
 
 impl Measured {
@@ -172,6 +176,7 @@ where
 {
     let ticks = procs.ticks();
     let writes_before = writes(client).await;
+    let began = k8s_openapi::jiff::Timestamp::now();
     let t0 = Instant::now();
     let count = act_until_done(api, n, timeout(), act, done).await;
     let secs = t0.elapsed().as_secs_f64();
@@ -184,7 +189,78 @@ where
         done: count,
         cpu,
         writes: diff(&writes(client).await, &writes_before),
+        began,
+        timeline: None,
     }
+}
+
+/// Seconds after `began` by which half and all of `times` had come (the cluster records whole
+/// seconds: ±1 s).
+fn spread(began: k8s_openapi::jiff::Timestamp, times: Vec<k8s_openapi::jiff::Timestamp>) -> String {
+    let mut after: Vec<f64> = times
+        .iter()
+        .map(|t| t.duration_since(began).as_secs_f64().max(0.0))
+        .collect();
+    after.sort_by(f64::total_cmp);
+    match after.len() {
+        0 => "none".into(),
+        n => format!(
+            "half by +{:.0} s, all by +{:.0} s",
+            after[n / 2],
+            after[n - 1]
+        ),
+    }
+}
+
+/// Where a phase's time went in Bosun: when each app's upgrade started (its first history entry of
+/// the phase) and when it was Healthy.
+async fn app_timeline(apps: &Api<ManagedApplication>, m: &mut Measured) {
+    let list = match apps.list(&Default::default()).await {
+        Ok(list) => list,
+        Err(e) => {
+            m.timeline = Some(format!("not read: {e}"));
+            return;
+        }
+    };
+    let since = m.began - k8s_openapi::jiff::SignedDuration::from_secs(1);
+    let (mut starts, mut ends) = (Vec::new(), Vec::new());
+    for a in &list.items {
+        let history = a.status.iter().flat_map(|s| &s.history);
+        let this: Vec<_> = history.filter(|h| h.time.0 >= since).collect();
+        starts.extend(this.first().map(|h| h.time.0));
+        ends.extend(
+            this.iter()
+                .rev()
+                .find(|h| h.phase == Phase::Healthy)
+                .map(|h| h.time.0),
+        );
+    }
+    m.timeline = Some(format!(
+        "upgrades started: {}; Healthy: {}",
+        spread(m.began, starts),
+        spread(m.began, ends)
+    ));
+}
+
+/// Where a phase's time went in the floor: when each Deployment's rollout completed (its
+/// `Progressing` condition's last update).
+async fn deployment_timeline(deployments: &Api<Deployment>, m: &mut Measured) {
+    let list = match deployments.list(&Default::default()).await {
+        Ok(list) => list,
+        Err(e) => {
+            m.timeline = Some(format!("not read: {e}"));
+            return;
+        }
+    };
+    let done = list.items.iter().filter_map(|d| {
+        let conditions = d.status.as_ref()?.conditions.as_ref()?;
+        let c = conditions.iter().find(|c| c.type_ == "Progressing")?;
+        Some(c.last_update_time.as_ref()?.0)
+    });
+    m.timeline = Some(format!(
+        "rollouts complete: {}",
+        spread(m.began, done.collect())
+    ));
 }
 
 /// A phase of Bosun's that did not finish: its log says why.
@@ -422,12 +498,16 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
         create,
         |d| rolled_out(d, "v1"),
     );
-    phases.push(m.await);
+    let mut m = m.await;
+    deployment_timeline(&deployments, &mut m).await;
+    phases.push(m);
     let bump = bump_deployments(deployments.clone(), n);
     let m = phase("floor: bump", &client, &procs, &deployments, n, bump, |d| {
         rolled_out(d, "v2")
     });
-    phases.push(m.await);
+    let mut m = m.await;
+    deployment_timeline(&deployments, &mut m).await;
+    phases.push(m);
 
     // 2. Bosun, in a namespace of its own.
     let ns = TestNamespace::new("bench-bosun").await;
@@ -439,12 +519,16 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
     let m = phase("bosun: create", &client, &procs, &apps, n, create, |a| {
         healthy_at(a, "v1")
     });
-    phases.push(m.await);
+    let mut m = m.await;
+    app_timeline(&apps, &mut m).await;
+    phases.push(m);
     let bump = patch_apps(apps.clone(), 0..n, json!({"spec": {"version": "v2"}}));
     let m = phase("bosun: bump", &client, &procs, &apps, n, bump, |a| {
         healthy_at(a, "v2")
     });
-    phases.push(m.await);
+    let mut m = m.await;
+    app_timeline(&apps, &mut m).await;
+    phases.push(m);
     let steady = steady(&client, &bosun, &apps, n).await;
     let canary = json!({"spec": {"version": "v3", "upgradeStrategy": {"type": "Canary", "canary": {"steps": [
         {"weight": 33}, {"weight": 66}, {"weight": 100}
@@ -459,7 +543,9 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
         canary,
         |a| healthy_at(a, "v3"),
     );
-    phases.push(m.await);
+    let mut m = m.await;
+    app_timeline(&apps, &mut m).await;
+    phases.push(m);
     for m in &phases[2..] {
         explain_short(m, n, &bosun);
     }
@@ -537,6 +623,12 @@ fn print_run(run: &Run, n: usize) {
         s.watches,
         show(&s.writes)
     );
+    println!("where the time went:");
+    for m in &run.phases {
+        if let Some(t) = &m.timeline {
+            println!("  {}: {t}", m.name);
+        }
+    }
     println!(
         "writes per app, as kube-apiserver counted them (the floor's: the bench's and the controllers'):"
     );

@@ -46,8 +46,9 @@ pub use objects::{job_name, migration_job_name};
 
 /// The field manager of what the engine applies.
 pub const FIELD_MANAGER: &str = "bosun-engine";
-/// Apps reconciled at once, at most; the others wait their turn (each reconcile is a few API calls).
-const CONCURRENT_RECONCILES: u16 = 64;
+/// Apps reconciled at once, at most; the others wait their turn (each reconcile is a few API calls,
+/// most of its time waiting for kube-apiserver's answers).
+const CONCURRENT_RECONCILES: u16 = 128;
 pub use bosun_core::names::ANNOTATION_REVISION;
 
 /// What went wrong reconciling one app.
@@ -113,8 +114,10 @@ struct Ctx {
     /// a moment; what that costs is at most one more idempotent apply or delete.
     deployments: Store<Deployment>,
     services: Store<Service>,
-    /// The revisions kept for rollbacks (`<app>-<hash>`).
+    /// The revisions kept for rollbacks (`<app>-<hash>`), without their data.
     revisions: Store<ControllerRevision>,
+    /// The data of the kept revisions a rollback read, by `<namespace>/<name>`.
+    revision_data: std::sync::Mutex<std::collections::HashMap<String, Arc<Revision>>>,
     /// The engine's migration Jobs (labelled with their version).
     jobs: Store<Job>,
     /// The Deployments and Services this engine applied lately.
@@ -131,7 +134,64 @@ struct Ctx {
     retries: crate::backoff::PerObject,
 }
 
+/// What the engine keeps of its Deployments: what `observe_deployment` and the applies read (the
+/// metadata, the replica count, the status), not the pod template.
+fn without_pods(d: &mut Deployment) {
+    crate::cache::slim(d);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// What the engine keeps of its Services: their metadata (the hash of what was applied).
+fn metadata_only(svc: &mut Service) {
+    crate::cache::slim(svc);
+    svc.spec = None;
+    svc.status = None;
+}
+
+/// What the engine keeps of the revisions kept for rollbacks: their metadata and number. The data,
+/// the whole template, is read when a rollback needs it ([`Ctx::kept_revision`]).
+fn without_data(r: &mut ControllerRevision) {
+    crate::cache::slim(r);
+    r.data = None;
+}
+
 impl Ctx {
+    /// The revision kept as the ControllerRevision `name`, read once from the API (a rollback to it)
+    /// and then remembered: a revision never changes. `None` when it is not kept.
+    async fn kept_revision(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Revision>>, kube::Error> {
+        let key = format!("{ns}/{name}");
+        if let Some(r) = self.revision_data.lock().expect("not poisoned").get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        if self
+            .revisions
+            .get(&ObjectRef::new(name).within(ns))
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let read = Api::<ControllerRevision>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await?;
+        let Some(revision) = read
+            .and_then(|r| serde_json::from_value::<Revision>(r.data?.0).ok())
+            .map(Arc::new)
+        else {
+            return Ok(None);
+        };
+        self.revision_data
+            .lock()
+            .expect("not poisoned")
+            .insert(key, revision.clone());
+        Ok(Some(revision))
+    }
+
     /// The Job `name` as the engine's watch last saw it; one this engine deleted since reads as
     /// being deleted, however late the watch reports it (a retry's failed Job must not fail it again).
     fn job(&self, ns: &str, name: &str) -> Option<Job> {
@@ -195,14 +255,6 @@ fn with_source_windows<'a>(
     }
 }
 
-/// Keeps a store filled from a watch until the process ends (see [`crate::cache`]).
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
-where
-    K: crate::cache::Cached,
-{
-    crate::cache::reflect(api, config, crate::cache::slim)
-}
-
 /// How many changed objects may wait for the controller before the watch that reports them waits.
 const TRIGGER_BUFFER: usize = 1024;
 
@@ -215,6 +267,7 @@ fn reflect_and_tell<K>(
     api: Api<K>,
     config: watcher::Config,
     fan_out: usize,
+    keep: fn(&mut K),
 ) -> (
     Store<K>,
     Vec<futures::channel::mpsc::Receiver<Result<K, watcher::Error>>>,
@@ -227,8 +280,7 @@ where
     let (mut senders, receivers): (Vec<_>, Vec<_>) = (0..fan_out)
         .map(|_| futures::channel::mpsc::channel(TRIGGER_BUFFER))
         .unzip();
-    let events = reflector::reflector(writer, watcher(api, config).modify(crate::cache::slim))
-        .default_backoff();
+    let events = reflector::reflector(writer, watcher(api, config).modify(keep)).default_backoff();
     tokio::spawn(async move {
         futures::pin_mut!(events);
         let mut listed = false;
@@ -311,24 +363,29 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         api::<ManagedApplication>(&client, ns),
         watcher::Config::default(),
         2,
+        crate::cache::slim,
     );
     let (deployments, mut deployment_changes) = reflect_and_tell(
         api::<Deployment>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_ROLE),
         1,
+        without_pods,
     );
     let (jobs, mut job_changes) = reflect_and_tell(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_VERSION),
         1,
+        crate::cache::slim,
     );
-    let services = reflect(
+    let services = crate::cache::reflect(
         api::<Service>(&client, ns),
         watcher::Config::default().labels("app"),
+        metadata_only,
     );
-    let revisions = reflect(
+    let revisions = crate::cache::reflect(
         api::<ControllerRevision>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_APP),
+        without_data,
     );
     let pods = crate::cache::reflect(
         api::<Pod>(&client, ns),
@@ -370,6 +427,7 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         jobs,
         deleted_jobs: Default::default(),
         applied: Default::default(),
+        revision_data: Default::default(),
         pods,
         apps,
         settings,
@@ -717,14 +775,14 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                 let revision = if wanted.hash == hash {
                     &revision
                 } else {
-                    let key =
-                        ObjectRef::new(&objects::revision_name(&name, &wanted.hash)).within(&ns);
-                    match ctx.revisions.get(&key).and_then(|r| {
-                        serde_json::from_value::<Revision>(r.data.as_ref()?.0.clone()).ok()
-                    }) {
+                    match ctx
+                        .kept_revision(&ns, &objects::revision_name(&name, &wanted.hash))
+                        .await
+                        .map_err(act_err)?
+                    {
                         Some(r) => {
                             kept = r;
-                            &kept
+                            &*kept
                         }
                         None => {
                             // Not kept (a status from before revisions, or deleted by hand): the
@@ -834,6 +892,10 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
                         .cloned()
                         .unwrap_or_default();
                     if ours && !keep.contains(&r_hash) && r_hash != hash {
+                        ctx.revision_data
+                            .lock()
+                            .expect("not poisoned")
+                            .remove(&format!("{ns}/{}", r.name_any()));
                         delete(&revisions, &r.name_any(), &DeleteParams::default())
                             .await
                             .map_err(act_err)?;
@@ -909,11 +971,17 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         info!(app = %name, namespace = %ns, from = ?t.from, to = %t.to, reason = %t.reason, message = %t.message, "upgrade moved");
     }
     // Events for what a person reads (the start, the end, a failure, the rollback); every stage
-    // between is in the status's history.
-    for t in decision.milestones() {
-        if let Err(e) = publish_event(&client, &app, t).await {
-            warn!(error = %e, "publishing an Event failed");
-        }
+    // between is in the status's history. They are reports: the reconcile does not wait for them.
+    let milestones: Vec<app::Transition> = decision.milestones().cloned().collect();
+    if !milestones.is_empty() {
+        let (client, app) = (client.clone(), app.clone());
+        tokio::spawn(async move {
+            for t in &milestones {
+                if let Err(e) = publish_event(&client, &app, t).await {
+                    warn!(error = %e, "publishing an Event failed");
+                }
+            }
+        });
     }
     // While its group is still upgrading to the same commit, an app looks again within a few
     // seconds: a failure there rolls it back too, however late its wake-up was.
