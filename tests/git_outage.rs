@@ -224,7 +224,12 @@ async fn a_stalled_git_server_times_out_and_is_read_again_once_it_answers() {
         source_ready(s) == Some("False")
     })
     .await;
-    assert!(log().contains("Timeout"), "{}", log());
+    // The reason is logged once every object of the source holds the condition: after the write
+    // this test saw, a moment later.
+    wait_until("SourceReady=False reported with reason Timeout", || async {
+        log().contains("Timeout").then_some(())
+    })
+    .await;
     let shop = ns
         .api::<ManagedApplication>()
         .get("shop")
