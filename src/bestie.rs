@@ -151,16 +151,7 @@ struct Ctx {
     retries: crate::backoff::PerObject,
 }
 
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
+use crate::cluster::api_in as api;
 
 /// Runs the Bestie controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>) {

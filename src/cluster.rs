@@ -254,3 +254,15 @@ impl Cluster {
         }
     }
 }
+
+/// The API of `K` in namespace `ns`, or in every namespace.
+pub fn api_in<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}

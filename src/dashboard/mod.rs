@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::broadcast;
 
 pub use view::{Filter, Kind, Links};
@@ -56,15 +56,7 @@ pub struct Dashboard {
     links: Arc<Links>,
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
+use crate::cluster::api_in as api;
 
 /// Keeps `writer`'s store filled from a watch until the process ends, broadcasting the key of each
 /// object that changed (`key` of it), and `*` when the watch listed everything again (after which

@@ -60,19 +60,7 @@ fn in_flight(
     let name = app.name_any();
     let joined = |q: &ManagedApplication| {
         let qns = q.namespace().unwrap_or_default();
-        let depends_on_app = q.spec.depends_on.iter().any(|d| {
-            d.together()
-                && d.kind == DependencyKind::ManagedApplication
-                && d.name == name
-                && d.namespace.as_deref().unwrap_or(&qns) == ns
-        });
-        let app_depends_on = app.spec.depends_on.iter().any(|d| {
-            d.together()
-                && d.kind == DependencyKind::ManagedApplication
-                && d.name == q.name_any()
-                && d.namespace.as_deref().unwrap_or(ns) == qns
-        });
-        depends_on_app || app_depends_on
+        rolls_back_with(q, &qns, &name, ns) || rolls_back_with(app, ns, &q.name_any(), &qns)
     };
     let settled = |q: &ManagedApplication| {
         let s = q.status.clone().unwrap_or_default();
@@ -242,13 +230,7 @@ fn failures(
     // Only apps that failed at this commit can be among its failures: that test first.
     for q in apps.state().into_iter().filter(|q| failed_here(q)) {
         let qns = q.namespace().unwrap_or_default();
-        let depends_on_app = q.spec.depends_on.iter().any(|d| {
-            d.together()
-                && d.kind == DependencyKind::ManagedApplication
-                && d.name == name
-                && d.namespace.as_deref().unwrap_or(&qns) == ns
-        });
-        if depends_on_app {
+        if rolls_back_with(&q, &qns, &name, ns) {
             let s = q.status.clone().unwrap_or_default();
             let settled = match s.phase {
                 Some(Phase::Failed) => s.down_migration.is_none(),
@@ -283,4 +265,15 @@ pub(crate) async fn waiting_for(
 pub(super) fn wakes(app: &ManagedApplication) -> Vec<ObjectRef<ManagedApplication>> {
     let ns = app.namespace().unwrap_or_default();
     edges(app, &ns)
+}
+
+/// Whether `q` (in namespace `qns`) depends on the app `name` of namespace `ns` with
+/// `rollbackTogether`.
+fn rolls_back_with(q: &ManagedApplication, qns: &str, name: &str, ns: &str) -> bool {
+    q.spec.depends_on.iter().any(|d| {
+        d.together()
+            && d.kind == DependencyKind::ManagedApplication
+            && d.name == name
+            && d.namespace.as_deref().unwrap_or(qns) == ns
+    })
 }

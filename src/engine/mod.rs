@@ -347,16 +347,7 @@ async fn publish_event(
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>, settings: Settings) {
     let ns = namespace.as_deref();
-    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as Resource>::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
+    use crate::cluster::api_in as api;
     // Only what Bosun made is watched and cached: the cluster's other Deployments, Jobs and Pods
     // cost Bosun no memory, however many there are.
     let (apps, mut app_changes) = reflect_and_tell(
