@@ -122,6 +122,8 @@ struct Ctx {
     jobs: Store<Job>,
     /// The Deployments and Services this engine applied lately.
     applied: Applied,
+    /// The apps this engine wrote, and the `resourceVersion` each write was made against.
+    written: Written,
     /// The uids of the Jobs this engine deleted, until its watch no longer holds them.
     deleted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The pods of the engine's Deployments, as much of them as a probe needs.
@@ -418,6 +420,7 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         jobs,
         deleted_jobs: Default::default(),
         applied: Default::default(),
+        written: Default::default(),
         revision_data: Default::default(),
         pods,
         apps,
@@ -616,6 +619,15 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         app: name.clone(),
         error,
     };
+    // This engine's own last write to the app is not in the store yet: what the store holds is the
+    // app before it, and a decision on it would redo the last one and be refused (409). The watch
+    // brings the newer app and wakes it; the requeue is only a guard.
+    if ctx
+        .written
+        .outdated(&ns, &name, app.metadata.resource_version.as_deref())
+    {
+        return Ok(Requeue::requeue(Duration::from_secs(OUTDATED_RECHECK_SECS)));
+    }
     let status = app.status.clone().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
@@ -722,216 +734,183 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     // The version of the app this decision was made from; an action that writes the app itself moves
     // it on, and the status is written only if no one else wrote the app in between.
     let mut read_at = app.metadata.resource_version.clone();
-    for action in &decision.actions {
-        let act_err = |error| EngineError::Act {
-            app: name.clone(),
-            action: format!("{action:?}"),
-            error,
-        };
-        match action {
-            Action::RunMigration { version } => {
-                if let Some(job) = objects::migration_job(&app, &revision, &owner) {
-                    let job_name = job_name(&name, JobKind::Up, version);
+    let act = async {
+        for action in &decision.actions {
+            let act_err = |error| EngineError::Act {
+                app: name.clone(),
+                action: format!("{action:?}"),
+                error,
+            };
+            match action {
+                Action::RunMigration { version } => {
+                    if let Some(job) = objects::migration_job(&app, &revision, &owner) {
+                        let job_name = job_name(&name, JobKind::Up, version);
+                        if ctx.job(&ns, &job_name).is_none() {
+                            apply_new(&jobs, &job_name, &job, &pp)
+                                .await
+                                .map_err(act_err)?;
+                        }
+                    }
+                }
+                Action::RunDownMigration { record } => {
+                    let job = objects::down_migration_job(&app, record, &owner);
+                    let job_name = job_name(&name, JobKind::Down, &record.version);
                     if ctx.job(&ns, &job_name).is_none() {
                         apply_new(&jobs, &job_name, &job, &pp)
                             .await
                             .map_err(act_err)?;
                     }
                 }
-            }
-            Action::RunDownMigration { record } => {
-                let job = objects::down_migration_job(&app, record, &owner);
-                let job_name = job_name(&name, JobKind::Down, &record.version);
-                if ctx.job(&ns, &job_name).is_none() {
-                    apply_new(&jobs, &job_name, &job, &pp)
-                        .await
-                        .map_err(act_err)?;
-                }
-            }
-            Action::DeleteJob { kind, version } => {
-                let job_name = job_name(&name, *kind, version);
-                if let Some(job) = ctx.job(&ns, &job_name) {
-                    ctx.deleting(&job);
-                    delete(&jobs, &job_name, &DeleteParams::background())
-                        .await
-                        .map_err(act_err)?;
-                }
-            }
-            Action::Run {
-                role,
-                revision: wanted,
-                replicas,
-            } => {
-                let kept;
-                let revision = if wanted.hash == hash {
-                    &revision
-                } else {
-                    match ctx
-                        .kept_revision(&ns, &objects::revision_name(&name, &wanted.hash))
-                        .await
-                        .map_err(act_err)?
-                    {
-                        Some(r) => {
-                            kept = r;
-                            &*kept
-                        }
-                        None => {
-                            // Not kept (a status from before revisions, or deleted by hand): the
-                            // Deployment keeps the template it has; only its replica count is set.
-                            warn!(revision = %wanted, role = ?role, "no ControllerRevision keeps this revision: scaling the Deployment without changing its pods");
-                            if side(*role).is_some_and(|l| {
-                                l.spec.as_ref().and_then(|s| s.replicas) != Some(*replicas)
-                            }) {
-                                deployments
-                                    .patch(
-                                        &objects::workload_name(&name, *role),
-                                        &PatchParams::default(),
-                                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                                    )
-                                    .await
-                                    .map_err(act_err)?;
-                            }
-                            continue;
-                        }
-                    }
-                };
-                let mut d = objects::deployment(&app, *role, revision, *replicas, &owner);
-                let applied = stamp(&mut d);
-                // No write when the live object is what we last applied and still has its replica
-                // count (a hand scale is corrected): a steady app costs reads only.
-                let workload = objects::workload_name(&name, *role);
-                let live = side(*role);
-                let unchanged = live.is_some_and(|l| {
-                    applied_hash(l) == Some(applied.as_str())
-                        && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
-                });
-                // Applied a moment ago, and the watch has not brought it yet: not again.
-                let in_flight = live.is_none_or(|l| applied_hash(l) != Some(applied.as_str()))
-                    && ctx.applied.lately("Deployment", &ns, &workload, &applied);
-                if !unchanged && !in_flight {
-                    deployments
-                        .patch(&workload, &pp, &Patch::Apply(&d))
-                        .await
-                        .map_err(act_err)?;
-                    ctx.applied.remember("Deployment", &ns, &workload, applied);
-                }
-                if *role == Role::Preview && objects::services_enabled(&app) {
-                    let svc = objects::preview_service(&app, &wanted.hash, &owner);
-                    apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
-                        .await
-                        .map_err(act_err)?;
-                }
-                if *role == Role::Canary && routed {
-                    let svc = objects::routed_service(&app, Role::Canary, &owner);
-                    apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
-                        .await
-                        .map_err(act_err)?;
-                }
-            }
-            Action::Remove { role } => {
-                let workload = objects::workload_name(&name, *role);
-                ctx.applied.forget(&ns, &workload);
-                delete(&deployments, &workload, &DeleteParams::background())
-                    .await
-                    .map_err(act_err)?;
-                if *role == Role::Preview || (*role == Role::Canary && routed) {
-                    delete(&services, &workload, &DeleteParams::default())
-                        .await
-                        .map_err(act_err)?;
-                }
-            }
-            Action::SaveRevision { revision: wanted } => {
-                let rev_name = objects::revision_name(&name, &wanted.hash);
-                let key = ObjectRef::new(&rev_name).within(&ns);
-                if wanted.hash == hash && ctx.revisions.get(&key).is_none() {
-                    let number = ctx
-                        .revisions
-                        .state()
-                        .iter()
-                        .filter(|r| {
-                            r.namespace().as_deref() == Some(ns.as_str())
-                                && r.labels().get(objects::LABEL_APP) == Some(&name)
-                        })
-                        .map(|r| r.revision)
-                        .max()
-                        .unwrap_or(0)
-                        + 1;
-                    let cr = objects::controller_revision(&app, &revision, number, &owner);
-                    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
-                    match revisions
-                        .create(
-                            &kube::api::PostParams::default(),
-                            &serde_json::from_value(cr).expect("a ControllerRevision"),
-                        )
-                        .await
-                    {
-                        Ok(_) => {}
-                        // Kept already (the watch had not seen it yet): a revision never changes.
-                        Err(kube::Error::Api(s)) if s.code == 409 => {}
-                        Err(e) => return Err(act_err(e)),
-                    }
-                }
-            }
-            Action::PruneRevisions { keep } => {
-                let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
-                for r in ctx.revisions.state() {
-                    let ours = r.namespace().as_deref() == Some(ns.as_str())
-                        && r.labels().get(objects::LABEL_APP) == Some(&name);
-                    let r_hash = r
-                        .labels()
-                        .get(objects::LABEL_REVISION_HASH)
-                        .cloned()
-                        .unwrap_or_default();
-                    if ours && !keep.contains(&r_hash) && r_hash != hash {
-                        ctx.revision_data
-                            .lock()
-                            .expect("not poisoned")
-                            .remove(&format!("{ns}/{}", r.name_any()));
-                        delete(&revisions, &r.name_any(), &DeleteParams::default())
+                Action::DeleteJob { kind, version } => {
+                    let job_name = job_name(&name, *kind, version);
+                    if let Some(job) = ctx.job(&ns, &job_name) {
+                        ctx.deleting(&job);
+                        delete(&jobs, &job_name, &DeleteParams::background())
                             .await
                             .map_err(act_err)?;
                     }
                 }
-            }
-            Action::Serve { revision: serving } => {
-                if objects::services_enabled(&app) {
-                    let svc = objects::active_service(
-                        &app,
-                        serving.as_ref().map(|r| r.hash.as_str()),
-                        &owner,
-                    );
-                    apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
+                Action::Run {
+                    role,
+                    revision: wanted,
+                    replicas,
+                } => {
+                    let kept;
+                    let revision = if wanted.hash == hash {
+                        &revision
+                    } else {
+                        match ctx
+                            .kept_revision(&ns, &objects::revision_name(&name, &wanted.hash))
+                            .await
+                            .map_err(act_err)?
+                        {
+                            Some(r) => {
+                                kept = r;
+                                &*kept
+                            }
+                            None => {
+                                // Not kept (a status from before revisions, or deleted by hand): the
+                                // Deployment keeps the template it has; only its replica count is set.
+                                warn!(revision = %wanted, role = ?role, "no ControllerRevision keeps this revision: scaling the Deployment without changing its pods");
+                                if side(*role).is_some_and(|l| {
+                                    l.spec.as_ref().and_then(|s| s.replicas) != Some(*replicas)
+                                }) {
+                                    deployments
+                                        .patch(
+                                            &objects::workload_name(&name, *role),
+                                            &PatchParams::default(),
+                                            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                                        )
+                                        .await
+                                        .map_err(act_err)?;
+                                }
+                                continue;
+                            }
+                        }
+                    };
+                    let mut d = objects::deployment(&app, *role, revision, *replicas, &owner);
+                    let applied = stamp(&mut d);
+                    // No write when the live object is what we last applied and still has its replica
+                    // count (a hand scale is corrected): a steady app costs reads only.
+                    let workload = objects::workload_name(&name, *role);
+                    let live = side(*role);
+                    let unchanged = live.is_some_and(|l| {
+                        applied_hash(l) == Some(applied.as_str())
+                            && l.spec.as_ref().and_then(|s| s.replicas) == Some(*replicas)
+                    });
+                    // Applied a moment ago, and the watch has not brought it yet: not again.
+                    let in_flight = live.is_none_or(|l| applied_hash(l) != Some(applied.as_str()))
+                        && ctx.applied.lately("Deployment", &ns, &workload, &applied);
+                    if !unchanged && !in_flight {
+                        deployments
+                            .patch(&workload, &pp, &Patch::Apply(&d))
+                            .await
+                            .map_err(act_err)?;
+                        ctx.applied.remember("Deployment", &ns, &workload, applied);
+                    }
+                    if *role == Role::Preview && objects::services_enabled(&app) {
+                        let svc = objects::preview_service(&app, &wanted.hash, &owner);
+                        apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
+                            .await
+                            .map_err(act_err)?;
+                    }
+                    if *role == Role::Canary && routed {
+                        let svc = objects::routed_service(&app, Role::Canary, &owner);
+                        apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
+                            .await
+                            .map_err(act_err)?;
+                    }
+                }
+                Action::Remove { role } => {
+                    let workload = objects::workload_name(&name, *role);
+                    ctx.applied.forget(&ns, &workload);
+                    delete(&deployments, &workload, &DeleteParams::background())
                         .await
                         .map_err(act_err)?;
-                }
-            }
-            Action::Route { weight } => {
-                routing::set_weight(&client, &app, *weight, &owner, FIELD_MANAGER)
-                    .await
-                    .map_err(|error| EngineError::Route {
-                        app: name.clone(),
-                        error,
-                    })?;
-            }
-            Action::ClearAnnotation { name: key } => {
-                let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
-                let patch = json!({"metadata": {
-                    "resourceVersion": read_at,
-                    "annotations": {*key: null},
-                }});
-                match apps
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                {
-                    Ok(written) => read_at = written.metadata.resource_version,
-                    // Changed since it was read: decided again from the newer object.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        return Ok(Requeue::requeue(Duration::from_secs(1)));
+                    if *role == Role::Preview || (*role == Role::Canary && routed) {
+                        delete(&services, &workload, &DeleteParams::default())
+                            .await
+                            .map_err(act_err)?;
                     }
-                    Err(error) => return Err(act_err(error)),
+                }
+                // Kept beside the others (below): nothing else here reads or writes them.
+                Action::SaveRevision { .. } | Action::PruneRevisions { .. } => {}
+                Action::Serve { revision: serving } => {
+                    if objects::services_enabled(&app) {
+                        let svc = objects::active_service(
+                            &app,
+                            serving.as_ref().map(|r| r.hash.as_str()),
+                            &owner,
+                        );
+                        apply_if_changed(&services, &ctx.services, &ctx.applied, &ns, svc, &pp)
+                            .await
+                            .map_err(act_err)?;
+                    }
+                }
+                Action::Route { weight } => {
+                    routing::set_weight(&client, &app, *weight, &owner, FIELD_MANAGER)
+                        .await
+                        .map_err(|error| EngineError::Route {
+                            app: name.clone(),
+                            error,
+                        })?;
+                }
+                Action::ClearAnnotation { name: key } => {
+                    let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
+                    let patch = json!({"metadata": {
+                        "resourceVersion": read_at,
+                        "annotations": {*key: null},
+                    }});
+                    match apps
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                    {
+                        Ok(written) => {
+                            read_at = written.metadata.resource_version;
+                            ctx.written.remember(
+                                &ns,
+                                &name,
+                                app.metadata.resource_version.as_deref(),
+                                read_at.as_deref(),
+                            );
+                        }
+                        // Changed since it was read: decided again from the newer object.
+                        Err(kube::Error::Api(s)) if s.code == 409 => {
+                            return Ok(Some(Requeue::requeue(Duration::from_secs(1))));
+                        }
+                        Err(error) => return Err(act_err(error)),
+                    }
                 }
             }
         }
+        Ok(None)
+    };
+    // The revisions are written at once with the rest: an upgrade's start is one round trip shorter.
+    let kept = keep_revisions(&ctx, &app, &decision.actions, &revision, &owner);
+    let (acted, kept) = futures::join!(act, kept);
+    kept?;
+    if let Some(requeue) = acted? {
+        return Ok(requeue);
     }
 
     // report: status only when it changed, an Event per transition after the write succeeded
@@ -940,7 +919,12 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     if app.status.as_ref() != Some(&new_status) {
         let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
         match write_status(&apps, &app, read_at.as_deref(), &new_status).await {
-            Ok(StatusWrite::Written) => {}
+            Ok(StatusWrite::Written { resource_version }) => ctx.written.remember(
+                &ns,
+                &name,
+                app.metadata.resource_version.as_deref(),
+                resource_version.as_deref(),
+            ),
             Ok(StatusWrite::Stale) => {
                 debug!(app = %name, namespace = %ns, "status changed since it was read; deciding again");
                 return Ok(Requeue::requeue(Duration::from_secs(1)));
@@ -991,13 +975,91 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     })
 }
 
+/// Saves the revision an upgrade starts (`SaveRevision`) and deletes those no longer kept
+/// (`PruneRevisions`): ControllerRevisions, which no other action reads or writes.
+async fn keep_revisions(
+    ctx: &Ctx,
+    app: &ManagedApplication,
+    actions: &[Action],
+    revision: &Revision,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Result<(), EngineError> {
+    let name = app.name_any();
+    let ns = app.namespace().unwrap_or_else(|| "default".into());
+    let hash = revision.hash();
+    let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+    for action in actions {
+        let act_err = |error| EngineError::Act {
+            app: name.clone(),
+            action: format!("{action:?}"),
+            error,
+        };
+        match action {
+            Action::SaveRevision { revision: wanted } => {
+                let rev_name = objects::revision_name(&name, &wanted.hash);
+                let key = ObjectRef::new(&rev_name).within(&ns);
+                if wanted.hash == hash && ctx.revisions.get(&key).is_none() {
+                    let number = ctx
+                        .revisions
+                        .state()
+                        .iter()
+                        .filter(|r| {
+                            r.namespace().as_deref() == Some(ns.as_str())
+                                && r.labels().get(objects::LABEL_APP) == Some(&name)
+                        })
+                        .map(|r| r.revision)
+                        .max()
+                        .unwrap_or(0)
+                        + 1;
+                    let cr = objects::controller_revision(app, revision, number, owner);
+                    match revisions
+                        .create(
+                            &kube::api::PostParams::default(),
+                            &serde_json::from_value(cr).expect("a ControllerRevision"),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        // Kept already (the watch had not seen it yet): a revision never changes.
+                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) => return Err(act_err(e)),
+                    }
+                }
+            }
+            Action::PruneRevisions { keep } => {
+                for r in ctx.revisions.state() {
+                    let ours = r.namespace().as_deref() == Some(ns.as_str())
+                        && r.labels().get(objects::LABEL_APP) == Some(&name);
+                    let r_hash = r
+                        .labels()
+                        .get(objects::LABEL_REVISION_HASH)
+                        .cloned()
+                        .unwrap_or_default();
+                    if ours && !keep.contains(&r_hash) && r_hash != hash {
+                        ctx.revision_data
+                            .lock()
+                            .expect("not poisoned")
+                            .remove(&format!("{ns}/{}", r.name_any()));
+                        delete(&revisions, &r.name_any(), &DeleteParams::default())
+                            .await
+                            .map_err(act_err)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// How soon an app whose group is still upgrading to its commit looks again.
 const GROUP_RECHECK_SECS: u64 = 3;
 
 /// What became of a status write.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StatusWrite {
-    Written,
+    /// Written; the app is now at `resource_version` (the same as before when nothing changed).
+    Written { resource_version: Option<String> },
     /// The object changed since `app` was read (another writer's condition, or this engine's own
     /// last write not yet in its watch cache): nothing was written, and the app is to be decided
     /// again from the newer object, which the watch delivers.
@@ -1024,7 +1086,9 @@ pub async fn write_status(
         )
         .await
     {
-        Ok(_) => Ok(StatusWrite::Written),
+        Ok(written) => Ok(StatusWrite::Written {
+            resource_version: written.metadata.resource_version,
+        }),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(StatusWrite::Stale),
         Err(error) => Err(error),
     }
@@ -1099,6 +1163,47 @@ async fn apply_if_changed(
 /// engine just applied does not apply it again. Past that time, the watch's copy decides.
 #[derive(Default)]
 struct Applied(std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>);
+
+/// The `resourceVersion` each app had when this engine last wrote it (its status, or an annotation
+/// it cleared), by `<namespace>/<name>`: an app the store still holds at that version is older than
+/// what this engine knows, and is not decided on until the watch brings the newer one.
+/// (`resourceVersion`s are only compared for equality, as the API conventions ask.)
+#[derive(Default)]
+struct Written(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+/// How soon an app the store holds from before this engine's last write looks again, should its
+/// watch not wake it first (it does, as soon as it brings the write).
+const OUTDATED_RECHECK_SECS: u64 = 5;
+
+impl Written {
+    /// Whether `at` is the version the last write to the app was made against. Once the store holds
+    /// another, the write is forgotten.
+    fn outdated(&self, ns: &str, name: &str, at: Option<&str>) -> bool {
+        let mut known = self.0.lock().expect("not poisoned");
+        let key = format!("{ns}/{name}");
+        match (known.get(&key), at) {
+            (Some(before), Some(at)) if before == at => true,
+            (Some(_), _) => {
+                known.remove(&key);
+                false
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// Remembers that a write moved the app from version `at` to `now`. A write that changed
+    /// nothing (`now` is `at`: kube-apiserver keeps the version of an object a patch leaves as it
+    /// was) or whose versions are not known is not remembered: the store already holds it, or
+    /// nothing tells whether it does.
+    fn remember(&self, ns: &str, name: &str, at: Option<&str>, now: Option<&str>) {
+        if let (Some(at), Some(now)) = (at, now)
+            && at != now
+        {
+            let mut known = self.0.lock().expect("not poisoned");
+            known.insert(format!("{ns}/{name}"), at.to_owned());
+        }
+    }
+}
 
 /// How long [`Applied`] trusts what it remembers over a watch that has not caught up yet.
 const APPLIED_MEMORY: Duration = Duration::from_secs(15);
@@ -1175,6 +1280,41 @@ mod tests {
         // Deleted: applying the same again is a new object.
         applied.forget("shop", "web");
         assert!(!applied.lately("Deployment", "shop", "web", "h1"));
+    }
+
+    #[test]
+    fn an_app_held_from_before_this_engines_last_write_is_outdated_until_the_watch_brings_another()
+    {
+        let written = Written::default();
+        assert!(
+            !written.outdated("shop", "web", Some("41")),
+            "never written"
+        );
+        written.remember("shop", "web", Some("41"), Some("42"));
+        assert!(written.outdated("shop", "web", Some("41")));
+        assert!(
+            written.outdated("shop", "web", Some("41")),
+            "until another comes"
+        );
+        assert!(!written.outdated("shop", "api", Some("41")), "another app");
+        assert!(
+            !written.outdated("shop", "web", Some("42")),
+            "the write, or a later one"
+        );
+        assert!(
+            !written.outdated("shop", "web", Some("41")),
+            "forgotten once a newer one was seen"
+        );
+        written.remember("shop", "web", Some("41"), None);
+        assert!(
+            !written.outdated("shop", "web", Some("41")),
+            "no version known"
+        );
+        written.remember("shop", "web", Some("41"), Some("41"));
+        assert!(
+            !written.outdated("shop", "web", Some("41")),
+            "a write that changed nothing: the store holds what it left"
+        );
     }
 
     #[test]
