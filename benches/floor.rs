@@ -6,6 +6,10 @@
 //!    replica (`bosun_core::rollout::objects::deployment`), created by the bench itself, then their
 //!    image changed, each timed until every Deployment is updated and available (`kubectl rollout
 //!    status`'s test: observed generation, updated = available = replicas = 1). No controller of ours.
+//!    Then, in a namespace of their own, the same N Deployments created each with the Service Bosun
+//!    gives an app (`objects::active_service`), both at once: the floor of what Bosun creates. (A
+//!    Service costs kube-apiserver an IP allocation, an `IPAddress` object, and it allocates them
+//!    one at a time: on this machine about 30 a second.)
 //! 2. **Bosun**: N ManagedApplications (Rolling, 1 replica, no migration, no health check) created,
 //!    then `spec.version` bumped on all, through the real `bosun run`, each timed until all are
 //!    `Healthy` at the new version; then a steady reconcile of every app (below); then a canary
@@ -15,7 +19,9 @@
 //! (utime+stime of /proc/PID/stat; their pids from `$BOSUN_CLUSTER_DIR/pids`), and the writes
 //! kube-apiserver counted (`apiserver_request_total`, which has no user label: the floor's are the
 //! bench's and the controllers', Bosun's phases add Bosun's, so the difference per app is Bosun's
-//! cost). Bosun's peak RSS (VmHWM). Targets, as ratios in the same run: create and bump ≤ 1.15 × the
+//! cost), and the requests it refused with 409 Conflict. For Bosun's phases also when the apps were
+//! created, their upgrades started and they were Healthy, and how many reconciles the phase took, of
+//! what mean length. Bosun's peak RSS (VmHWM). Targets, as ratios in the same run: create and bump ≤ 1.15 × the
 //! floor; Bosun's CPU ≤ 10 % of the control plane's; peak RSS < 100 MiB at 1,000 apps.
 //!
 //! **Steady reconcile**: with every app Healthy at v2 and Bosun quiet (no reconcile finished for 3 s;
@@ -63,7 +69,7 @@ use std::time::{Duration, Instant};
 
 use bosun_core::model::{ManagedApplication, Phase};
 use bosun_core::rollout::Role;
-use bosun_core::rollout::objects::deployment;
+use bosun_core::rollout::objects::{active_service, deployment};
 use bosun_core::rollout::revision::Revision;
 use common::{
     Bosun, WRITE_VERBS, act_until_done, bosun_writes, clock_ticks_per_second, cpu_ticks, diff,
@@ -71,7 +77,7 @@ use common::{
 };
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -100,6 +106,9 @@ async fn writes(client: &Client) -> BTreeMap<String, u64> {
     common::requests(client, &WRITE_VERBS, |resource, sub| match resource {
         "managedapplications" => sub.is_empty() || sub == "status",
         "deployments" | "replicasets" | "services" | "jobs" | "events" | "pods" => true,
+        // What Bosun's own objects cost besides: its kept revisions, and a Service's IP and
+        // endpoints (written by kube-apiserver and the controller-manager).
+        "controllerrevisions" | "ipaddresses" | "endpoints" | "endpointslices" => true,
         _ => false,
     })
     .await
@@ -147,6 +156,8 @@ struct Measured {
     /// CPU seconds of Bosun, kube-apiserver, kube-controller-manager.
     cpu: [f64; 3],
     writes: BTreeMap<String, u64>,
+    /// The requests kube-apiserver refused with 409 (a write against an older object).
+    refused: BTreeMap<String, u64>,
     /// When the phase began, by the wall clock (the times the cluster records are compared to it).
     began: k8s_openapi::jiff::Timestamp,
     /// Where the time went, when the objects say it.
@@ -176,6 +187,7 @@ where
 {
     let ticks = procs.ticks();
     let writes_before = writes(client).await;
+    let refused_before = common::refused(client).await;
     let began = k8s_openapi::jiff::Timestamp::now();
     let t0 = Instant::now();
     let count = act_until_done(api, n, timeout(), act, done).await;
@@ -189,6 +201,7 @@ where
         done: count,
         cpu,
         writes: diff(&writes(client).await, &writes_before),
+        refused: diff(&common::refused(client).await, &refused_before),
         began,
         timeline: None,
     }
@@ -212,8 +225,8 @@ fn spread(began: k8s_openapi::jiff::Timestamp, times: Vec<k8s_openapi::jiff::Tim
     }
 }
 
-/// Where a phase's time went in Bosun: when each app's upgrade started (its first history entry of
-/// the phase) and when it was Healthy.
+/// Where a phase's time went in Bosun: when each app was created (in a create), when its upgrade
+/// started (its first history entry of the phase) and when it was Healthy.
 async fn app_timeline(apps: &Api<ManagedApplication>, m: &mut Measured) {
     let list = match apps.list(&Default::default()).await {
         Ok(list) => list,
@@ -223,8 +236,15 @@ async fn app_timeline(apps: &Api<ManagedApplication>, m: &mut Measured) {
         }
     };
     let since = m.began - k8s_openapi::jiff::SignedDuration::from_secs(1);
-    let (mut starts, mut ends) = (Vec::new(), Vec::new());
+    let (mut created, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
     for a in &list.items {
+        created.extend(
+            a.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .filter(|t| *t >= since),
+        );
         let history = a.status.iter().flat_map(|s| &s.history);
         let this: Vec<_> = history.filter(|h| h.time.0 >= since).collect();
         starts.extend(this.first().map(|h| h.time.0));
@@ -235,11 +255,56 @@ async fn app_timeline(apps: &Api<ManagedApplication>, m: &mut Measured) {
                 .map(|h| h.time.0),
         );
     }
+    let created = if created.is_empty() {
+        String::new()
+    } else {
+        format!("created: {}; ", spread(m.began, created))
+    };
     m.timeline = Some(format!(
-        "upgrades started: {}; Healthy: {}",
+        "{created}upgrades started: {}; Healthy: {}",
         spread(m.began, starts),
         spread(m.began, ends)
     ));
+}
+
+/// Measures a phase of the floor's, done when every Deployment is rolled out at `version`, and where
+/// its time went.
+async fn floor_phase(
+    name: &'static str,
+    client: &Client,
+    procs: &Processes,
+    deployments: &Api<Deployment>,
+    n: usize,
+    act: impl std::future::Future<Output = ()>,
+    version: &str,
+) -> Measured {
+    let mut m = phase(name, client, procs, deployments, n, act, |d| {
+        rolled_out(d, version)
+    })
+    .await;
+    deployment_timeline(deployments, &mut m).await;
+    m
+}
+
+/// Measures a phase of Bosun's: where its time went, and how many reconciles it took, of what
+/// length on average.
+async fn bosun_phase(
+    m: impl std::future::Future<Output = Measured>,
+    bosun: &Bosun,
+    apps: &Api<ManagedApplication>,
+) -> Measured {
+    let (count0, secs0) = bosun.reconcile_time();
+    let mut m = m.await;
+    app_timeline(apps, &mut m).await;
+    let (count, secs) = bosun.reconcile_time();
+    let count = count - count0;
+    if let Some(t) = m.timeline.as_mut() {
+        t.push_str(&format!(
+            "; {count} reconciles, {:.0} ms each on average",
+            (secs - secs0) / count.max(1) as f64 * 1000.0
+        ));
+    }
+    m
 }
 
 /// Where a phase's time went in the floor: when each Deployment's rollout completed (its
@@ -278,27 +343,56 @@ fn explain_short(m: &Measured, n: usize, bosun: &Bosun) {
 /// The Deployment Bosun renders for app `name` (Rolling, 1 replica) at `version`, without its owner.
 fn plain_deployment(name: &str, version: &str) -> Deployment {
     let app = managed_app(name, version);
-    let owner = OwnerReference {
+    let d = deployment(
+        &app,
+        Role::Stable,
+        &Revision::of(&app.spec),
+        1,
+        &no_owner(name),
+    );
+    serde_json::from_value(without_owner(d)).expect("a Deployment")
+}
+
+/// The Service Bosun renders for the app `name` at `version`, as the floor's.
+fn plain_service(name: &str, version: &str) -> Service {
+    let app = managed_app(name, version);
+    let hash = Revision::of(&app.spec).hash();
+    let svc = active_service(&app, Some(&hash), &no_owner(name));
+    serde_json::from_value(without_owner(svc)).expect("a Service")
+}
+
+/// An owner for the renderers, which the floor's objects go without.
+fn no_owner(name: &str) -> OwnerReference {
+    OwnerReference {
         api_version: "apps.example.com/v1alpha1".into(),
         kind: "ManagedApplication".into(),
         name: name.into(),
         uid: "00000000-0000-0000-0000-000000000000".into(),
         ..OwnerReference::default()
-    };
-    let mut d = deployment(&app, Role::Stable, &Revision::of(&app.spec), 1, &owner);
-    d["metadata"]
+    }
+}
+
+fn without_owner(mut object: serde_json::Value) -> serde_json::Value {
+    object["metadata"]
         .as_object_mut()
         .expect("metadata")
         .remove("ownerReferences");
-    serde_json::from_value(d).expect("a Deployment")
+    object
 }
 
+/// An app as the floor's Deployment, with the Service every app has unless
+/// `BOSUN_BENCH_SERVICES=off` (the floor has none: this shows what the Services cost).
 fn managed_app(name: &str, version: &str) -> ManagedApplication {
+    let mut spec =
+        json!({"version": version, "replicas": 1, "upgradeStrategy": {"type": "Rolling"}});
+    if std::env::var("BOSUN_BENCH_SERVICES").as_deref() == Ok("off") {
+        spec["service"] = json!({"enabled": false});
+    }
     serde_json::from_value(json!({
         "apiVersion": "apps.example.com/v1alpha1",
         "kind": "ManagedApplication",
         "metadata": {"name": name},
-        "spec": {"version": version, "replicas": 1, "upgradeStrategy": {"type": "Rolling"}},
+        "spec": spec,
     }))
     .expect("an app")
 }
@@ -348,6 +442,28 @@ async fn create_deployments(api: Api<Deployment>, n: usize) {
             api.create(&PostParams::default(), &plain_deployment(&name(i), "v1"))
                 .await
                 .expect("creating a Deployment");
+        }
+    })
+    .await;
+}
+
+/// Each Deployment with the Service Bosun gives it, both at once (as `kubectl apply` of the two).
+async fn create_deployments_and_services(
+    deployments: Api<Deployment>,
+    services: Api<Service>,
+    n: usize,
+) {
+    for_all(0..n, |i| {
+        let (deployments, services) = (deployments.clone(), services.clone());
+        async move {
+            let pp = PostParams::default();
+            let (d, s) = (
+                plain_deployment(&name(i), "v1"),
+                plain_service(&name(i), "v1"),
+            );
+            let (d, s) = futures::join!(deployments.create(&pp, &d), services.create(&pp, &s));
+            d.expect("creating a Deployment");
+            s.expect("creating a Service");
         }
     })
     .await;
@@ -469,18 +585,21 @@ impl Run {
     }
 
     /// Bosun's create, bump and canary bump, each over the floor's create or bump.
-    fn ratios(&self) -> [f64; 3] {
+    /// Bosun's create, bump and canary bump against the floor's create and bump, and its create
+    /// against the floor's create of the same Deployments with their Services.
+    fn ratios(&self) -> [f64; 4] {
         [
             self.time("bosun: create") / self.time("floor: create"),
             self.time("bosun: bump") / self.time("floor: bump"),
             self.time("bosun: canary bump") / self.time("floor: bump"),
+            self.time("bosun: create") / self.time("floor: create + Services"),
         ]
     }
 }
 
 /// The floor, then Bosun, in two fresh namespaces: deleted (in the background) when it returns their
 /// names.
-async fn one_run(n: usize) -> (Run, [String; 2]) {
+async fn one_run(n: usize) -> (Run, [String; 3]) {
     let mut procs = Processes::of_cluster();
     let mut phases = Vec::new();
 
@@ -489,25 +608,34 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
     let client = floor_ns.client.clone();
     let deployments: Api<Deployment> = floor_ns.api();
     let create = create_deployments(deployments.clone(), n);
-    let m = phase(
+    let m = floor_phase(
         "floor: create",
         &client,
         &procs,
         &deployments,
         n,
         create,
-        |d| rolled_out(d, "v1"),
+        "v1",
     );
-    let mut m = m.await;
-    deployment_timeline(&deployments, &mut m).await;
-    phases.push(m);
+    phases.push(m.await);
     let bump = bump_deployments(deployments.clone(), n);
-    let m = phase("floor: bump", &client, &procs, &deployments, n, bump, |d| {
-        rolled_out(d, "v2")
-    });
-    let mut m = m.await;
-    deployment_timeline(&deployments, &mut m).await;
-    phases.push(m);
+    let m = floor_phase("floor: bump", &client, &procs, &deployments, n, bump, "v2");
+    phases.push(m.await);
+
+    // 1b. The floor of what Bosun creates: each Deployment with its Service.
+    let services_ns = TestNamespace::new("bench-floor-services").await;
+    let with_services: Api<Deployment> = services_ns.api();
+    let create = create_deployments_and_services(with_services.clone(), services_ns.api(), n);
+    let m = floor_phase(
+        "floor: create + Services",
+        &client,
+        &procs,
+        &with_services,
+        n,
+        create,
+        "v1",
+    );
+    phases.push(m.await);
 
     // 2. Bosun, in a namespace of its own.
     let ns = TestNamespace::new("bench-bosun").await;
@@ -519,16 +647,12 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
     let m = phase("bosun: create", &client, &procs, &apps, n, create, |a| {
         healthy_at(a, "v1")
     });
-    let mut m = m.await;
-    app_timeline(&apps, &mut m).await;
-    phases.push(m);
+    phases.push(bosun_phase(m, &bosun, &apps).await);
     let bump = patch_apps(apps.clone(), 0..n, json!({"spec": {"version": "v2"}}));
     let m = phase("bosun: bump", &client, &procs, &apps, n, bump, |a| {
         healthy_at(a, "v2")
     });
-    let mut m = m.await;
-    app_timeline(&apps, &mut m).await;
-    phases.push(m);
+    phases.push(bosun_phase(m, &bosun, &apps).await);
     let steady = steady(&client, &bosun, &apps, n).await;
     let canary = json!({"spec": {"version": "v3", "upgradeStrategy": {"type": "Canary", "canary": {"steps": [
         {"weight": 33}, {"weight": 66}, {"weight": 100}
@@ -543,10 +667,8 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
         canary,
         |a| healthy_at(a, "v3"),
     );
-    let mut m = m.await;
-    app_timeline(&apps, &mut m).await;
-    phases.push(m);
-    for m in &phases[2..] {
+    phases.push(bosun_phase(m, &bosun, &apps).await);
+    for m in &phases[3..] {
         explain_short(m, n, &bosun);
     }
     let peak_rss = status_mib(bosun.pid(), "VmHWM:");
@@ -556,7 +678,14 @@ async fn one_run(n: usize) -> (Run, [String; 2]) {
         peak_rss,
         steady,
     };
-    (run, [floor_ns.name.clone(), ns.name.clone()])
+    (
+        run,
+        [
+            floor_ns.name.clone(),
+            services_ns.name.clone(),
+            ns.name.clone(),
+        ],
+    )
 }
 
 /// Waits until the namespaces `names` are gone (404), at most [`timeout`].
@@ -603,9 +732,10 @@ fn print_run(run: &Run, n: usize) {
             m.share()
         );
     }
-    let [create, bump, canary] = run.ratios();
+    let [create, bump, canary, create_services] = run.ratios();
     println!(
-        "ratios (target ≤ 1.15): create {create:.2} × the floor, bump {bump:.2} ×, canary bump {canary:.2} × the floor's bump; \
+        "ratios (target ≤ 1.15): create {create:.2} × the floor ({create_services:.2} × the floor with Services), bump {bump:.2} ×, \
+         canary bump {canary:.2} × the floor's bump; \
          Bosun's peak RSS (VmHWM) {:.1} MiB (target < 100 MiB at 1,000 apps)",
         run.peak_rss
     );
@@ -640,6 +770,10 @@ fn print_run(run: &Run, n: usize) {
             .collect();
         println!("  {}: {}", m.name, per_app.join(", "));
     }
+    println!("refused with 409 Conflict (a write made against an older object), in all:");
+    for m in &run.phases {
+        println!("  {}: {}", m.name, show(&m.refused));
+    }
 }
 
 fn print_medians(runs: &[Run]) {
@@ -665,8 +799,10 @@ fn print_medians(runs: &[Run]) {
     }
     let ratio = |i: usize| of(&|r| r.ratios()[i]);
     println!(
-        "median ratios (target ≤ 1.15): create {:.2} × the floor, bump {:.2} ×, canary bump {:.2} × the floor's bump",
+        "median ratios (target ≤ 1.15): create {:.2} × the floor ({:.2} × the floor with Services), bump {:.2} ×, \
+         canary bump {:.2} × the floor's bump",
         ratio(0),
+        ratio(3),
         ratio(1),
         ratio(2)
     );
@@ -680,7 +816,7 @@ fn print_medians(runs: &[Run]) {
 async fn comparison(n: usize, runs: usize) {
     let client = support::admin_client().await;
     let mut done: Vec<Run> = Vec::new();
-    let mut previous: Option<[String; 2]> = None;
+    let mut previous: Option<[String; 3]> = None;
     for i in 1..=runs {
         if let Some(names) = previous.take() {
             wait_gone(&client, &names).await;

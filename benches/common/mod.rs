@@ -91,6 +91,24 @@ pub async fn requests(
     verbs: &[&str],
     keep: impl Fn(&str, &str) -> bool,
 ) -> BTreeMap<String, u64> {
+    counted(client, |verb, resource, sub, _| {
+        verbs.contains(&verb) && keep(resource, sub)
+    })
+    .await
+}
+
+/// The requests kube-apiserver refused with 409 Conflict (a write made against an older object), by
+/// "VERB resource[/subresource]".
+pub async fn refused(client: &Client) -> BTreeMap<String, u64> {
+    counted(client, |_, _, _, code| code == "409").await
+}
+
+/// The requests kube-apiserver counted (`apiserver_request_total`) whose verb, resource,
+/// subresource and code `keep` accepts, by "VERB resource[/subresource]".
+async fn counted(
+    client: &Client,
+    keep: impl Fn(&str, &str, &str, &str) -> bool,
+) -> BTreeMap<String, u64> {
     let req = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("a request");
@@ -102,7 +120,7 @@ pub async fn requests(
     for (labels, n) in counter_samples(&text, "apiserver_request_total") {
         let label = |name: &str| label_value(labels, name);
         let (verb, resource, sub) = (label("verb"), label("resource"), label("subresource"));
-        if verbs.contains(&verb.as_str()) && keep(&resource, &sub) {
+        if keep(&verb, &resource, &sub, &label("code")) {
             let key = if sub.is_empty() {
                 format!("{verb} {resource}")
             } else {
@@ -238,6 +256,17 @@ impl Bosun {
             sample(&text, "bosun_reconciles_total", &labels).unwrap_or(0.0) as u64
         };
         (count("ok"), count("error"))
+    }
+
+    /// The ManagedApplication reconciles Bosun finished so far, and the seconds they took in all.
+    pub fn reconcile_time(&self) -> (u64, f64) {
+        let text = self.metrics();
+        let labels = [("controller", "managedapplication")];
+        let of = |name: &str| sample(&text, name, &labels).unwrap_or(0.0);
+        (
+            of("bosun_reconcile_duration_seconds_count") as u64,
+            of("bosun_reconcile_duration_seconds_sum"),
+        )
     }
 
     /// The requests Bosun made to the Kubernetes API so far (its own count, every request through
