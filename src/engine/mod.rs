@@ -47,7 +47,10 @@ pub use objects::{job_name, migration_job_name};
 /// The field manager of what the engine applies.
 pub const FIELD_MANAGER: &str = "bosun-engine";
 /// Apps reconciled at once, at most; the others wait their turn (each reconcile is a few API calls,
-/// most of its time waiting for kube-apiserver's answers).
+/// most of its time waiting for kube-apiserver's answers). An app's first reconcile waits longest, on
+/// its Service (kube-apiserver allocates its IP): with 1,000 new apps, half the upgrades began 19 s
+/// in. 512 at once began half within 3 s, but ended them no sooner (kube-apiserver's CPU is then
+/// the limit) and took peak RSS past 100 MiB: `floor` bench, 2-core machine.
 const CONCURRENT_RECONCILES: u16 = 128;
 pub use bosun_core::names::ANNOTATION_REVISION;
 
