@@ -34,12 +34,18 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
         .upgrade_strategy
         .progress_deadline_seconds
         .map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from);
-    // When this stage began: its Deploying transition is the last entry of the history.
-    let stage_since = status
-        .history
-        .last()
-        .filter(|h| h.phase == Phase::Deploying)
-        .map(|h| h.time.clone());
+    // When this stage began: now, when this very decision begins it (an upgrade's start goes on to
+    // its first stage at once, and the history it read still ends with the last upgrade's); else its
+    // Deploying transition, the last entry of the history. Never the Deployment's last progress
+    // alone: that is the previous rollout's, perhaps days ago.
+    let stage_since = match transition {
+        Some(t) if t.to == Phase::Deploying => Some(now.clone()),
+        _ => status
+            .history
+            .last()
+            .filter(|h| h.phase == Phase::Deploying)
+            .map(|h| h.time.clone()),
+    };
     let clock = DeadlineClock {
         deadline,
         since: stage_since,

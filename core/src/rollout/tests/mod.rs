@@ -913,6 +913,40 @@ fn a_canary_step_that_only_scales_up_fails_at_the_progress_deadline() {
 }
 
 #[test]
+fn an_app_last_rolled_out_long_ago_is_upgraded_not_failed_at_once() {
+    // The Deployment's Progressing condition last moved at v1's rollout, a day before the bump (the
+    // 10,000-app bench bumped apps created 10 minutes before, past the default deadline): the start
+    // goes on to its first stage in the same decision, and that stage's clock starts now.
+    for strategy in [StrategyType::Rolling, StrategyType::Recreate] {
+        let mut v1 = spec("v1");
+        v1.upgrade_strategy.type_ = strategy;
+        v1.upgrade_strategy.progress_deadline_seconds = Some(600);
+        let mut w = World::deployed(&v1);
+        let a_day_ago = at(w.now - 86_400);
+        w.observed.stable.as_mut().expect("v1 runs").progressed_at = Some(a_day_ago);
+        let mut v2 = v1.clone();
+        v2.version = "v2".into();
+        w.settle(&v2);
+        assert_eq!(
+            w.status.phase,
+            Some(Phase::Healthy),
+            "{strategy:?}: {:?}",
+            w.status
+        );
+        assert_eq!(
+            w.stable(),
+            Some(("v2", v1.replicas.unwrap_or(1))),
+            "{strategy:?}"
+        );
+        assert!(
+            !w.phases.contains(&Phase::Failed),
+            "{strategy:?}: {:?}",
+            w.phases
+        );
+    }
+}
+
+#[test]
 fn the_progress_deadline_counts_from_the_later_of_the_stage_start_and_the_last_progress() {
     let obs = |stalled, progressed_at: Option<i64>| WorkloadObs {
         version: "v2".into(),
