@@ -10,6 +10,15 @@
 //!    gives an app (`objects::active_service`), both at once: the floor of what Bosun creates. (A
 //!    Service costs kube-apiserver an IP allocation, an `IPAddress` object, and it allocates them
 //!    one at a time: on this machine about 30 a second.)
+//!
+//!    Then **the floor of Bosun's writes** (`floor+writes`), in a namespace of its own: the bench
+//!    makes, for each app, the writes Bosun's upgrade makes, with Bosun's own write functions
+//!    (`engine::write_status`, `engine::publish_event`) and no engine deciding them (no Bosun runs
+//!    there): the app created (or its version patched); at once its status (Deploying), its
+//!    ControllerRevision, an Event, the Deployment applied (and at a create the Service); then, when
+//!    a watch sees the Deployment rolled out, its status (Healthy) and an Event. Timed until every
+//!    app is Healthy at the version, as Bosun's phases are. What Bosun takes beyond this is the
+//!    engine's own cost: its watches, its decisions, its waits.
 //! 2. **Bosun**: N ManagedApplications (Rolling, 1 replica, no migration, no health check) created,
 //!    then `spec.version` bumped on all, through the real `bosun run`, each timed until all are
 //!    `Healthy` at the new version; then a steady reconcile of every app (below); then a canary
@@ -67,22 +76,28 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bosun_core::model::{ManagedApplication, Phase};
-use bosun_core::rollout::Role;
-use bosun_core::rollout::objects::{active_service, deployment};
+use bosun::engine::{publish_event, write_status};
+use bosun_core::model::{HistoryEntry, ManagedApplication, ManagedApplicationStatus, Phase};
+use bosun_core::rollout::objects::{active_service, controller_revision, deployment};
 use bosun_core::rollout::revision::Revision;
+use bosun_core::rollout::{Role, Transition};
 use common::{
     Bosun, WRITE_VERBS, act_until_done, bosun_writes, clock_ticks_per_second, cpu_ticks, diff,
     env_num, median, rss_mib, show, split_watches, status_mib,
 };
 use futures::{StreamExt, stream};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use support::{TestNamespace, install_crds, wait_up_to};
+
+/// The phases of the floor of Bosun's writes ([`with_bosuns_writes`]).
+const FLOOR_WRITES_CREATE: &str = "floor+writes: create";
+const FLOOR_WRITES_BUMP: &str = "floor+writes: bump";
 
 /// How many creates or patches the bench keeps in flight (kube's client default QPS is unlimited).
 const IN_FLIGHT: usize = 64;
@@ -509,6 +524,128 @@ async fn patch_apps(api: Api<ManagedApplication>, range: Range<usize>, patch: se
     .await;
 }
 
+/// The floor of Bosun's writes: for each app, the bench itself makes the writes Bosun's upgrade makes,
+/// with the engine's own write functions, and no engine deciding them. At the start: the app
+/// created (`create`) or its version patched (the user's write), then at once its status
+/// (Deploying), its revision, an Event, the Deployment applied and, at a create, the Service. When
+/// the Deployment is rolled out at `version` (a watch, as Bosun's): the status (Healthy) and an
+/// Event. Done when every app is Healthy at `version`, as Bosun's phases are.
+async fn with_bosuns_writes(
+    client: Client,
+    ns: String,
+    n: usize,
+    version: &'static str,
+    create: bool,
+) {
+    let apps: Api<ManagedApplication> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    let apply = PatchParams::apply("bosun-bench").force();
+    let status = |phase: Phase, message: &str| ManagedApplicationStatus {
+        phase: Some(phase),
+        target_version: Some(version.into()),
+        current_version: (phase == Phase::Healthy).then(|| version.into()),
+        message: Some(message.into()),
+        history: vec![HistoryEntry {
+            phase,
+            time: Time(k8s_openapi::jiff::Timestamp::now()),
+            step: None,
+            weight: None,
+            message: message.into(),
+        }],
+        ..ManagedApplicationStatus::default()
+    };
+    let transition = |to: Phase, message: &str| Transition {
+        from: None,
+        to,
+        reason: to.to_string(),
+        message: message.into(),
+    };
+    let start = for_all(0..n, |i| {
+        let (client, apps, deployments, services, revisions, apply) = (
+            client.clone(),
+            apps.clone(),
+            deployments.clone(),
+            services.clone(),
+            revisions.clone(),
+            apply.clone(),
+        );
+        async move {
+            let name = name(i);
+            let app = if create {
+                apps.create(&PostParams::default(), &managed_app(&name, version))
+                    .await
+            } else {
+                let patch = json!({"spec": {"version": version}});
+                apps.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            }
+            .expect("writing an app");
+            let message = format!("deploying {version}");
+            let revision = Revision::of(&app.spec);
+            let number = if create { 1 } else { 2 };
+            let cr = controller_revision(&app, &revision, number, &no_owner(&name));
+            let cr: ControllerRevision =
+                serde_json::from_value(without_owner(cr)).expect("a ControllerRevision");
+            let service = async {
+                if create {
+                    let svc = plain_service(&name, version);
+                    services.patch(&name, &apply, &Patch::Apply(&svc)).await?;
+                }
+                Ok::<_, kube::Error>(())
+            };
+            let (new, pp) = (status(Phase::Deploying, &message), PostParams::default());
+            let (t, d) = (
+                transition(Phase::Deploying, &message),
+                Patch::Apply(plain_deployment(&name, version)),
+            );
+            let (s, r, e, d, svc) = futures::join!(
+                write_status(&apps, &app, None, &new),
+                revisions.create(&pp, &cr),
+                publish_event(&client, &app, &t),
+                deployments.patch(&name, &apply, &d),
+                service,
+            );
+            s.expect("writing a status");
+            r.expect("creating a ControllerRevision");
+            e.expect("creating an Event");
+            d.expect("applying a Deployment");
+            svc.expect("applying a Service");
+        }
+    });
+    let finish = async {
+        let mut seen = std::collections::HashSet::new();
+        watcher(deployments.clone(), watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .filter_map(|d| {
+                let fresh =
+                    matches!(&d, Ok(d) if rolled_out(d, version) && seen.insert(d.name_any()));
+                futures::future::ready(fresh.then(|| d.expect("an object").name_any()))
+            })
+            .take(n)
+            .for_each_concurrent(IN_FLIGHT, |name| {
+                let (client, apps, ns) = (client.clone(), apps.clone(), ns.clone());
+                async move {
+                    let mut app = managed_app(&name, version);
+                    app.metadata.namespace = Some(ns.clone());
+                    let message = format!("{version} is healthy");
+                    let new = status(Phase::Healthy, &message);
+                    let t = transition(Phase::Healthy, &message);
+                    let (s, e) = futures::join!(
+                        write_status(&apps, &app, None, &new),
+                        publish_event(&client, &app, &t),
+                    );
+                    s.expect("writing a status");
+                    e.expect("creating an Event");
+                }
+            })
+            .await;
+    };
+    futures::join!(start, finish);
+}
+
 /// What the steady phase measured.
 struct Steady {
     /// How long Bosun took to become quiet before the touch.
@@ -584,22 +721,24 @@ impl Run {
             .map_or(f64::NAN, |m| m.secs)
     }
 
-    /// Bosun's create, bump and canary bump, each over the floor's create or bump.
-    /// Bosun's create, bump and canary bump against the floor's create and bump, and its create
-    /// against the floor's create of the same Deployments with their Services.
-    fn ratios(&self) -> [f64; 4] {
+    /// Bosun's create, bump and canary bump against the floor's create and bump; its create against
+    /// the floor's create of the same Deployments with their Services; its create and bump against
+    /// the floor of its writes.
+    fn ratios(&self) -> [f64; 6] {
         [
             self.time("bosun: create") / self.time("floor: create"),
             self.time("bosun: bump") / self.time("floor: bump"),
             self.time("bosun: canary bump") / self.time("floor: bump"),
             self.time("bosun: create") / self.time("floor: create + Services"),
+            self.time("bosun: create") / self.time(FLOOR_WRITES_CREATE),
+            self.time("bosun: bump") / self.time(FLOOR_WRITES_BUMP),
         ]
     }
 }
 
 /// The floor, then Bosun, in two fresh namespaces: deleted (in the background) when it returns their
 /// names.
-async fn one_run(n: usize) -> (Run, [String; 3]) {
+async fn one_run(n: usize) -> (Run, [String; 4]) {
     let mut procs = Processes::of_cluster();
     let mut phases = Vec::new();
 
@@ -637,9 +776,25 @@ async fn one_run(n: usize) -> (Run, [String; 3]) {
     );
     phases.push(m.await);
 
+    // 1c. The floor of Bosun's writes: what Bosun writes for each app, written by the bench.
+    install_crds(&client).await;
+    let writes_ns = TestNamespace::new("bench-floor-writes").await;
+    let written: Api<ManagedApplication> = writes_ns.api();
+    for (name, version, create) in [
+        (FLOOR_WRITES_CREATE, "v1", true),
+        (FLOOR_WRITES_BUMP, "v2", false),
+    ] {
+        let act = with_bosuns_writes(client.clone(), writes_ns.name.clone(), n, version, create);
+        let mut m = phase(name, &client, &procs, &written, n, act, |a| {
+            healthy_at(a, version)
+        })
+        .await;
+        app_timeline(&written, &mut m).await;
+        phases.push(m);
+    }
+
     // 2. Bosun, in a namespace of its own.
     let ns = TestNamespace::new("bench-bosun").await;
-    install_crds(&ns.client).await;
     let bosun = Bosun::start(&ns.name).await;
     procs.bosun = Some(bosun.pid());
     let apps: Api<ManagedApplication> = ns.api();
@@ -668,7 +823,7 @@ async fn one_run(n: usize) -> (Run, [String; 3]) {
         |a| healthy_at(a, "v3"),
     );
     phases.push(bosun_phase(m, &bosun, &apps).await);
-    for m in &phases[3..] {
+    for m in phases.iter().filter(|m| m.name.starts_with("bosun")) {
         explain_short(m, n, &bosun);
     }
     let peak_rss = status_mib(bosun.pid(), "VmHWM:");
@@ -683,6 +838,7 @@ async fn one_run(n: usize) -> (Run, [String; 3]) {
         [
             floor_ns.name.clone(),
             services_ns.name.clone(),
+            writes_ns.name.clone(),
             ns.name.clone(),
         ],
     )
@@ -714,14 +870,14 @@ async fn wait_gone(client: &Client, names: &[String]) {
     );
 }
 
-const TABLE_HEAD: &str = "| phase              | time (s) | done        | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |
-|--------------------|----------|-------------|--------------|-----------|--------------------|-----------------------|";
+const TABLE_HEAD: &str = "| phase                    | time (s) | done        | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |
+|--------------------------|----------|-------------|--------------|-----------|--------------------|-----------------------|";
 
 fn print_run(run: &Run, n: usize) {
     println!("{TABLE_HEAD}");
     for m in &run.phases {
         println!(
-            "| {:<18} | {:>8.1} | {:>5}/{:<5} | {:>12.1} | {:>9.1} | {:>18.1} | {:>19.1} % |",
+            "| {:<24} | {:>8.1} | {:>5}/{:<5} | {:>12.1} | {:>9.1} | {:>18.1} | {:>19.1} % |",
             m.name,
             m.secs,
             m.done,
@@ -732,11 +888,18 @@ fn print_run(run: &Run, n: usize) {
             m.share()
         );
     }
-    let [create, bump, canary, create_services] = run.ratios();
+    let [
+        create,
+        bump,
+        canary,
+        create_services,
+        create_writes,
+        bump_writes,
+    ] = run.ratios();
     println!(
         "ratios (target ≤ 1.15): create {create:.2} × the floor ({create_services:.2} × the floor with Services), bump {bump:.2} ×, \
-         canary bump {canary:.2} × the floor's bump; \
-         Bosun's peak RSS (VmHWM) {:.1} MiB (target < 100 MiB at 1,000 apps)",
+         canary bump {canary:.2} × the floor's bump; against the floor of Bosun's writes: create {create_writes:.2} ×, \
+         bump {bump_writes:.2} ×; Bosun's peak RSS (VmHWM) {:.1} MiB (target < 100 MiB at 1,000 apps)",
         run.peak_rss
     );
     let s = &run.steady;
@@ -779,16 +942,16 @@ fn print_run(run: &Run, n: usize) {
 fn print_medians(runs: &[Run]) {
     println!("medians of {} runs:", runs.len());
     println!(
-        "| phase              | time (s) | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |"
+        "| phase                    | time (s) | CPU s: Bosun | apiserver | controller-manager | Bosun / control plane |"
     );
     println!(
-        "|--------------------|----------|--------------|-----------|--------------------|-----------------------|"
+        "|--------------------------|----------|--------------|-----------|--------------------|-----------------------|"
     );
     let of = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
     for (i, m) in runs[0].phases.iter().enumerate() {
         let cpu = |p: usize| of(&|r| r.phases[i].cpu[p]);
         println!(
-            "| {:<18} | {:>8.1} | {:>12.1} | {:>9.1} | {:>18.1} | {:>19.1} % |",
+            "| {:<24} | {:>8.1} | {:>12.1} | {:>9.1} | {:>18.1} | {:>19.1} % |",
             m.name,
             of(&|r| r.phases[i].secs),
             cpu(0),
@@ -800,11 +963,13 @@ fn print_medians(runs: &[Run]) {
     let ratio = |i: usize| of(&|r| r.ratios()[i]);
     println!(
         "median ratios (target ≤ 1.15): create {:.2} × the floor ({:.2} × the floor with Services), bump {:.2} ×, \
-         canary bump {:.2} × the floor's bump",
+         canary bump {:.2} × the floor's bump; against the floor of Bosun's writes: create {:.2} ×, bump {:.2} ×",
         ratio(0),
         ratio(3),
         ratio(1),
-        ratio(2)
+        ratio(2),
+        ratio(4),
+        ratio(5)
     );
     println!(
         "median peak RSS (VmHWM): {:.1} MiB; median API requests per steady reconcile: {:.2}",
@@ -816,7 +981,7 @@ fn print_medians(runs: &[Run]) {
 async fn comparison(n: usize, runs: usize) {
     let client = support::admin_client().await;
     let mut done: Vec<Run> = Vec::new();
-    let mut previous: Option<[String; 3]> = None;
+    let mut previous: Option<[String; 4]> = None;
     for i in 1..=runs {
         if let Some(names) = previous.take() {
             wait_gone(&client, &names).await;

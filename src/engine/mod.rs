@@ -311,7 +311,10 @@ where
 
 /// One Event per transition, each its own object. (kube's `Recorder` folds Events of one reason into
 /// a series that keeps the first note: the second "Deploying" would read like the first.)
-async fn publish_event(
+///
+/// # Errors
+/// When kube-apiserver refuses the Event.
+pub async fn publish_event(
     client: &Client,
     app: &ManagedApplication,
     t: &app::Transition,
