@@ -562,6 +562,9 @@ async fn with_bosuns_writes(
         reason: to.to_string(),
         message: message.into(),
     };
+    // Each app's Deploying entry, kept in the history its Healthy status writes, as Bosun's does.
+    let started = std::sync::Mutex::new(std::collections::HashMap::new());
+    let started = &started;
     let start = for_all(0..n, |i| {
         let (client, apps, deployments, services, revisions, apply) = (
             client.clone(),
@@ -596,6 +599,10 @@ async fn with_bosuns_writes(
                 Ok::<_, kube::Error>(())
             };
             let (new, pp) = (status(Phase::Deploying, &message), PostParams::default());
+            started
+                .lock()
+                .expect("not poisoned")
+                .insert(name.clone(), new.history.clone());
             let (t, d) = (
                 transition(Phase::Deploying, &message),
                 Patch::Apply(plain_deployment(&name, version)),
@@ -631,7 +638,9 @@ async fn with_bosuns_writes(
                     let mut app = managed_app(&name, version);
                     app.metadata.namespace = Some(ns.clone());
                     let message = format!("{version} is healthy");
-                    let new = status(Phase::Healthy, &message);
+                    let mut new = status(Phase::Healthy, &message);
+                    let before = started.lock().expect("not poisoned").remove(&name);
+                    new.history.splice(0..0, before.unwrap_or_default());
                     let t = transition(Phase::Healthy, &message);
                     let (s, e) = futures::join!(
                         write_status(&apps, &app, None, &new),
