@@ -578,7 +578,54 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
         ready,
         stalled,
         progressed_at,
+        pods_ready: 0,
     }
+}
+
+/// What the engine sees of the app's `role` Deployment `d`; with its ready pods counted from the pod
+/// cache when the Deployment may have stalled (a scan of every pod Bosun made: only then).
+fn observe_side(ctx: &Ctx, app: &ManagedApplication, role: Role, d: &Deployment) -> WorkloadObs {
+    let mut obs = observe_deployment(d);
+    let deadline = app
+        .spec
+        .upgrade_strategy
+        .progress_deadline_seconds
+        .map_or(app::DEFAULT_PROGRESS_DEADLINE_SECS, i64::from);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    if obs.may_have_stalled(deadline, &now) {
+        let (ns, name) = (app.namespace().unwrap_or_default(), app.name_any());
+        obs.pods_ready = ready_pods(&ctx.pods.state(), &ns, &name, role, &obs.hash);
+    }
+    obs
+}
+
+/// How many of [`pods_of`] are ready and not being deleted.
+fn ready_pods(pods: &[Arc<Pod>], ns: &str, name: &str, role: Role, hash: &str) -> i32 {
+    let ready = pods_of(pods, ns, name, role, hash).filter(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    });
+    i32::try_from(ready.count()).unwrap_or(i32::MAX)
+}
+
+/// The pods of app `name`'s `role` at revision `hash`, of `pods` (the engine's pod cache).
+fn pods_of<'a>(
+    pods: &'a [Arc<Pod>],
+    ns: &'a str,
+    name: &'a str,
+    role: Role,
+    hash: &'a str,
+) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+    pods.iter().filter(move |p| {
+        let label = |key: &str| p.labels().get(key).map(String::as_str);
+        p.namespace().as_deref() == Some(ns)
+            && label("app") == Some(name)
+            && label(objects::LABEL_ROLE) == Some(objects::role_label(role))
+            && label(objects::LABEL_REVISION_HASH) == Some(hash)
+    })
 }
 
 /// What a migration Job says of its outcome. `migration`: the migration it must have been made for
@@ -681,17 +728,8 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         && let Some(hc) = &app.spec.upgrade_strategy.health_check
     {
         let target = status.target_hash.clone().unwrap_or_default();
-        let pods: Vec<Pod> = ctx
-            .pods
-            .state()
-            .iter()
-            .filter(|p| {
-                let label = |key: &str| p.labels().get(key).map(String::as_str);
-                p.namespace().as_deref() == Some(ns.as_str())
-                    && label("app") == Some(name.as_str())
-                    && label(objects::LABEL_ROLE) == Some(objects::role_label(role))
-                    && label(objects::LABEL_REVISION_HASH) == Some(target.as_str())
-            })
+        let cached = ctx.pods.state();
+        let pods: Vec<Pod> = pods_of(&cached, &ns, &name, role, &target)
             .map(|p| (**p).clone())
             .collect();
         let targets = probe::probe_targets(&pods);
@@ -708,9 +746,9 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         .map_err(observe_err)?;
     let group_in_flight = group.in_flight;
     let observed = Observed {
-        stable: side(Role::Stable).map(observe_deployment),
-        canary: side(Role::Canary).map(observe_deployment),
-        preview: side(Role::Preview).map(observe_deployment),
+        stable: side(Role::Stable).map(|d| observe_side(&ctx, &app, Role::Stable, d)),
+        canary: side(Role::Canary).map(|d| observe_side(&ctx, &app, Role::Canary, d)),
+        preview: side(Role::Preview).map(|d| observe_side(&ctx, &app, Role::Preview, d)),
         migration,
         down_migration,
         down_migration_of,
@@ -1272,6 +1310,36 @@ fn applied_hash(object: &impl Resource) -> Option<&str> {
 mod tests {
     use super::*;
     use bosun_core::model::ManagedApplicationStatus;
+
+    #[test]
+    fn only_ready_pods_of_the_app_its_role_and_revision_count_as_ready() {
+        let pod = |name: &str, app: &str, role: &str, hash: &str, ready: &str, deleting: bool| {
+            let mut p: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "shop", "labels": {
+                    "app": app, objects::LABEL_ROLE: role, objects::LABEL_REVISION_HASH: hash,
+                }},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .expect("a pod");
+            if deleting {
+                p.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+            }
+            Arc::new(p)
+        };
+        let pods = [
+            pod("web-1", "web", "stable", "h2", "True", false),
+            pod("web-2", "web", "stable", "h2", "True", false),
+            pod("web-3", "web", "stable", "h2", "False", false),
+            pod("web-4", "web", "stable", "h2", "True", true),
+            pod("web-5", "web", "stable", "h1", "True", false),
+            pod("web-6", "web", "canary", "h2", "True", false),
+            pod("api-1", "api", "stable", "h2", "True", false),
+        ];
+        assert_eq!(ready_pods(&pods, "shop", "web", Role::Stable, "h2"), 2);
+        assert_eq!(ready_pods(&pods, "shop", "web", Role::Canary, "h2"), 1);
+        assert_eq!(ready_pods(&pods, "shop", "web", Role::Stable, "h3"), 0);
+        assert_eq!(ready_pods(&pods, "other", "web", Role::Stable, "h2"), 0);
+    }
 
     #[test]
     fn what_was_applied_lately_is_not_applied_again_until_deleted_or_changed() {

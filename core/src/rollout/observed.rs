@@ -26,11 +26,22 @@ pub struct WorkloadObs {
     /// When the Deployment controller last saw it progress (the `lastUpdateTime` of its Progressing
     /// condition while that is True).
     pub progressed_at: Option<Time>,
+    /// Its pods of `hash` that are ready, by the executor's own watch of pods: counted only when the
+    /// Deployment [may have stalled](Self::may_have_stalled), else 0. A busy controller-manager can
+    /// leave a Deployment's status minutes behind its pods.
+    pub pods_ready: i32,
 }
 
 impl WorkloadObs {
     pub(super) fn runs(&self, hash: &str, replicas: i32) -> bool {
         self.hash == hash && self.replicas == replicas && self.ready >= replicas
+    }
+
+    /// Whether its pods may be worth counting ([`Self::pods_ready`]): not all ready by the
+    /// Deployment's status, and no progress from the controller for `deadline_secs` (or none yet).
+    pub fn may_have_stalled(&self, deadline_secs: i64, now: &Time) -> bool {
+        self.ready < self.replicas
+            && (self.progressed_at.is_none() || self.stalled(deadline_secs, None, now))
     }
 
     /// Whether the rollout of this side made no progress for `deadline_secs`. The Deployment
@@ -181,6 +192,9 @@ pub(super) fn rollout(
 ) -> Rollout {
     match side {
         Some(w) if w.runs(hash, replicas) => Rollout::Ready,
+        // Its pods are ready: the Deployment controller is behind (a busy controller-manager), and
+        // the version is not at fault. It is waited for, never rolled back for the delay.
+        Some(w) if w.hash == hash && replicas > 0 && w.pods_ready >= replicas => Rollout::Rolling,
         Some(w) if w.stalled(c.deadline, c.since.as_ref(), &c.now) => Rollout::Stalled,
         _ => Rollout::Rolling,
     }

@@ -298,6 +298,7 @@ impl World {
                         ready: if never { 0 } else { *replicas },
                         stalled: never && !self.deadline_unreported,
                         progressed_at: None,
+                        pods_ready: 0,
                     };
                     let before = self
                         .side(*role)
@@ -955,6 +956,7 @@ fn the_progress_deadline_counts_from_the_later_of_the_stage_start_and_the_last_p
         ready: 1,
         stalled,
         progressed_at: progressed_at.map(at),
+        pods_ready: 0,
     };
     // (controller says stalled, last progress, stage start, now, stalled?)
     let table = [
@@ -972,6 +974,37 @@ fn the_progress_deadline_counts_from_the_later_of_the_stage_start_and_the_last_p
         let got = obs(stalled, progressed).stalled(30, since.map(at).as_ref(), &at(now));
         assert_eq!(got, want, "{stalled} {progressed:?} {since:?} {now}");
     }
+}
+
+#[test]
+fn a_rollout_whose_pods_are_ready_waits_for_a_busy_deployment_controller_and_is_not_failed() {
+    use super::observed::{DeadlineClock, Rollout, rollout};
+    // The 10,000-app bump: v2's pod was ready within seconds, but the controller-manager, minutes
+    // behind, still counted the old pod too, and had last seen progress more than the deadline ago.
+    let behind = |pods_ready, stalled| WorkloadObs {
+        version: "v2".into(),
+        hash: "h2".into(),
+        replicas: 1,
+        ready: 0,
+        stalled,
+        progressed_at: Some(at(0)),
+        pods_ready,
+    };
+    assert!(behind(0, false).may_have_stalled(600, &at(601)));
+    assert!(!behind(0, false).may_have_stalled(600, &at(500)));
+    let clock = DeadlineClock {
+        deadline: 600,
+        since: Some(at(0)),
+        now: at(700),
+    };
+    let gate = |w: WorkloadObs, hash: &str| rollout(Some(&w), hash, 1, &clock);
+    assert!(matches!(gate(behind(1, false), "h2"), Rollout::Rolling));
+    // Nor the controller's own ProgressDeadlineExceeded, which it may write as it catches up.
+    assert!(matches!(gate(behind(1, true), "h2"), Rollout::Rolling));
+    // Its pods not ready: the version is at fault.
+    assert!(matches!(gate(behind(0, false), "h2"), Rollout::Stalled));
+    // Ready pods of another revision are not this one's.
+    assert!(matches!(gate(behind(1, false), "h3"), Rollout::Stalled));
 }
 
 #[test]
