@@ -58,8 +58,9 @@
 //! `BOSUN_BENCH_IDLE_SECS` (default 120) and prints Bosun's writes as kube-apiserver counted them
 //! (filtered as `engine_scale` does: only Bosun writes those), Bosun's API requests by its own count,
 //! and its CPU as % of one core over that window. Targets while idle: 0 writes, < 2 % of a core.
-//! The cluster needs nothing special for 10,000 pods: kwok's nodes advertise 1M pods each, and
-//! `scripts/bench` runs this part on a fresh cluster of 10 nodes.
+//! kwok's nodes advertise 1M pods each; `scripts/bench` runs this part on a fresh cluster of 10 nodes
+//! whose controller-manager syncs 25 Deployments and ReplicaSets at once (`BOSUN_CLUSTER_SYNCS`;
+//! upstream's 5 left 10,000 rollouts at once minutes behind their ready pods).
 //!
 //! Skips (exit 0, with a message) when `BOSUN_CLUSTER_KUBECONFIG` is unset.
 //! Knobs: `BOSUN_BENCH_APPS` (default 1000), `BOSUN_BENCH_RUNS` (default 1),
