@@ -129,8 +129,8 @@ struct Ctx {
     written: Written,
     /// The uids of the Jobs this engine deleted, until its watch no longer holds them.
     deleted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The pods of the engine's Deployments, as much of them as a probe needs.
-    pods: Store<Pod>,
+    /// The pods of the engine's Deployments, as much of them as a probe needs, found by their app.
+    pods: crate::cache::Pods,
     /// The ManagedApplications, as the controller's own watch last saw them: the apps a reconcile's
     /// app depends on and those that depend on it.
     apps: Store<ManagedApplication>,
@@ -386,10 +386,9 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         watcher::Config::default().labels(objects::LABEL_APP),
         without_data,
     );
-    let pods = crate::cache::reflect(
+    let pods = crate::cache::Pods::reflect(
         api::<Pod>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_ROLE),
-        crate::cache::pod_summary,
     );
     for ready in [
         apps.wait_until_ready().await,
@@ -582,36 +581,32 @@ fn observe_deployment(d: &Deployment) -> WorkloadObs {
     }
 }
 
-/// What the engine sees of the app's `role` Deployment `d`; with its ready pods counted from the pod
-/// cache when the Deployment may have stalled (a scan of every pod Bosun made: only then).
-fn observe_side(ctx: &Ctx, app: &ManagedApplication, role: Role, d: &Deployment) -> WorkloadObs {
+/// What the engine sees, at `now`, of the app's `role` Deployment `d`; with its ready pods counted
+/// from the pod cache when the Deployment may have stalled (only then).
+fn observe_side(
+    ctx: &Ctx,
+    app: &ManagedApplication,
+    role: Role,
+    d: &Deployment,
+    now: &Time,
+) -> WorkloadObs {
     let mut obs = observe_deployment(d);
-    let deadline = app
-        .spec
-        .upgrade_strategy
-        .progress_deadline_seconds
-        .map_or(app::DEFAULT_PROGRESS_DEADLINE_SECS, i64::from);
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    if obs.may_have_stalled(deadline, &now) {
+    let deadline = app.spec.upgrade_strategy.progress_deadline_secs();
+    if obs.may_have_stalled(deadline, now) {
         let (ns, name) = (app.namespace().unwrap_or_default(), app.name_any());
-        obs.pods_ready = ready_pods(&ctx.pods.state(), &ns, &name, role, &obs.hash);
+        obs.pods_ready = ready_pods(&ctx.pods.of(&ns, &name), &ns, &name, role, &obs.hash);
     }
     obs
 }
 
 /// How many of [`pods_of`] are ready and not being deleted.
 fn ready_pods(pods: &[Arc<Pod>], ns: &str, name: &str, role: Role, hash: &str) -> i32 {
-    let ready = pods_of(pods, ns, name, role, hash).filter(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status
-                .iter()
-                .flat_map(|s| s.conditions.iter().flatten())
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-    });
+    let ready = pods_of(pods, ns, name, role, hash)
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && crate::cache::is_ready(p));
     i32::try_from(ready.count()).unwrap_or(i32::MAX)
 }
 
-/// The pods of app `name`'s `role` at revision `hash`, of `pods` (the engine's pod cache).
+/// The pods of app `name`'s `role` at revision `hash`, of `pods` (the app's pods in the pod cache).
 fn pods_of<'a>(
     pods: &'a [Arc<Pod>],
     ns: &'a str,
@@ -728,7 +723,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         && let Some(hc) = &app.spec.upgrade_strategy.health_check
     {
         let target = status.target_hash.clone().unwrap_or_default();
-        let cached = ctx.pods.state();
+        let cached = ctx.pods.of(&ns, &name);
         let pods: Vec<Pod> = pods_of(&cached, &ns, &name, role, &target)
             .map(|p| (**p).clone())
             .collect();
@@ -746,9 +741,9 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
         .map_err(observe_err)?;
     let group_in_flight = group.in_flight;
     let observed = Observed {
-        stable: side(Role::Stable).map(|d| observe_side(&ctx, &app, Role::Stable, d)),
-        canary: side(Role::Canary).map(|d| observe_side(&ctx, &app, Role::Canary, d)),
-        preview: side(Role::Preview).map(|d| observe_side(&ctx, &app, Role::Preview, d)),
+        stable: side(Role::Stable).map(|d| observe_side(&ctx, &app, Role::Stable, d, &now)),
+        canary: side(Role::Canary).map(|d| observe_side(&ctx, &app, Role::Canary, d, &now)),
+        preview: side(Role::Preview).map(|d| observe_side(&ctx, &app, Role::Preview, d, &now)),
         migration,
         down_migration,
         down_migration_of,

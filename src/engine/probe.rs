@@ -107,11 +107,7 @@ pub fn probe_targets(pods: &[Pod]) -> Vec<(String, Option<String>)> {
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
             let status = p.status.as_ref()?;
-            let ready = status
-                .conditions
-                .as_ref()
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if ready {
+            if crate::cache::is_ready(p) {
                 return Some((p.name_any(), status.pod_ip.clone()));
             }
             (status.phase.as_deref() == Some("Running")).then(|| (p.name_any(), None))

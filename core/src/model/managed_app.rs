@@ -183,6 +183,18 @@ pub struct UpgradeStrategy {
     pub traffic_routing: Option<super::routing::TrafficRouting>,
 }
 
+/// `progressDeadlineSeconds` when the spec sets none (the Deployment's own default).
+pub const DEFAULT_PROGRESS_DEADLINE_SECS: i64 = 600;
+
+impl UpgradeStrategy {
+    /// How long new pods may take to become ready: `progressDeadlineSeconds`, or the Deployment's
+    /// default. The planner's deadline, the engine's and the Deployment's are this one.
+    pub fn progress_deadline_secs(&self) -> i64 {
+        self.progress_deadline_seconds
+            .map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from)
+    }
+}
+
 /// The kinds of rollout.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
 pub enum StrategyType {

@@ -12,7 +12,7 @@ use super::rollback::{Failure, fail, not_ready};
 use super::status::move_to;
 use super::strategy::{self, Plan, Stage};
 use super::verify::{check_health, check_round, waiting_for_analysis};
-use super::{DEFAULT_PROGRESS_DEADLINE_SECS, In, Out, RECHECK_SECS, Role};
+use super::{In, Out, RECHECK_SECS, Role};
 use crate::engine::health::{self, Thresholds, Verdict};
 use crate::engine::replicas::canary_split;
 use crate::model::Phase;
@@ -30,10 +30,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
     } = o;
     let (replicas, hash, tl) = (i.replicas, target.rev.hash.as_str(), &target.label);
     let (stable, sl) = (&i.stable, &i.stable_label);
-    let deadline = spec
-        .upgrade_strategy
-        .progress_deadline_seconds
-        .map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from);
+    let deadline = spec.upgrade_strategy.progress_deadline_secs();
     // When this stage began: now, when this very decision begins it (an upgrade's start goes on to
     // its first stage at once, and the history it read still ends with the last upgrade's); else its
     // Deploying transition, the last entry of the history. Never the Deployment's last progress

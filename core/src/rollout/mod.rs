@@ -91,8 +91,6 @@ pub const HISTORY_CAP: usize = 50;
 const HEALTHY_REVISIONS_CAP: usize = 10;
 const DOWN_MIGRATIONS_CAP: usize = 10;
 const RECHECK_SECS: u64 = 5;
-/// `progressDeadlineSeconds` when the spec sets none (the Deployment's own default).
-pub const DEFAULT_PROGRESS_DEADLINE_SECS: i64 = 600;
 
 /// What one decision reads: the spec, the status as it was, what was observed, the time, and what
 /// follows from them before anything is decided.

@@ -4,7 +4,7 @@
 //! labels, an owner reference to the app.
 
 use super::revision::Revision;
-use super::{DEFAULT_PROGRESS_DEADLINE_SECS, JobKind, Role};
+use super::{JobKind, Role};
 use crate::model::{DownMigrationRecord, ManagedApplication, StrategyType};
 pub use crate::names::{
     LABEL_APP, LABEL_MIGRATION_HASH, LABEL_REVISION_HASH, LABEL_ROLE, LABEL_VERSION,
@@ -149,7 +149,7 @@ pub fn deployment(
         },
         "spec": {
             "replicas": replicas,
-            "progressDeadlineSeconds": strategy.progress_deadline_seconds.map_or(DEFAULT_PROGRESS_DEADLINE_SECS, i64::from),
+            "progressDeadlineSeconds": strategy.progress_deadline_secs(),
             "strategy": if strategy.type_ == StrategyType::Recreate { json!({"type": "Recreate"}) } else { json!({"type": "RollingUpdate"}) },
             "selector": {"matchLabels": {"app": name, LABEL_ROLE: role_label(role)}},
             "template": template,
