@@ -29,6 +29,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -134,6 +135,8 @@ struct Ctx {
     /// The ManagedApplications, as the controller's own watch last saw them: the apps a reconcile's
     /// app depends on and those that depend on it.
     apps: Store<ManagedApplication>,
+    /// The engine's Events on their way to kube-apiserver.
+    events: Events,
     settings: Settings,
     /// The backoff of each app whose last reconcile failed.
     retries: crate::backoff::PerObject,
@@ -319,11 +322,51 @@ pub async fn publish_event(
     app: &ManagedApplication,
     t: &app::Transition,
 ) -> Result<(), kube::Error> {
-    use k8s_openapi::api::events::v1::Event;
+    create_event(client, event_of(app, t)).await
+}
+
+async fn create_event(client: &Client, event: Event) -> Result<(), kube::Error> {
+    let ns = event.metadata.namespace.clone().unwrap_or_default();
+    Api::<Event>::namespaced(client.clone(), &ns)
+        .create(&kube::api::PostParams::default(), &event)
+        .await
+        .map(|_| ())
+}
+
+/// How many Events the engine publishes at once; the others wait in [`Events`].
+const EVENTS_AT_ONCE: usize = 16;
+
+/// The engine's Events on their way to kube-apiserver. A reconcile does not wait for its Events (they
+/// are reports), and what waits is the Event alone (a few hundred bytes), not the reconcile's app:
+/// when 10,000 apps move at once, the Events queue here instead of 10,000 requests at once.
+struct Events(futures::channel::mpsc::UnboundedSender<Event>);
+
+impl Events {
+    fn start(client: Client) -> Events {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Event>();
+        tokio::spawn(rx.for_each_concurrent(EVENTS_AT_ONCE, move |event| {
+            let client = client.clone();
+            async move {
+                if let Err(e) = create_event(&client, event).await {
+                    warn!(error = %e, "publishing an Event failed");
+                }
+            }
+        }));
+        Events(tx)
+    }
+
+    fn publish(&self, app: &ManagedApplication, t: &app::Transition) {
+        // Sending fails only when the publisher ended, with the runtime.
+        let _ = self.0.unbounded_send(event_of(app, t));
+    }
+}
+
+/// The Event that tells of transition `t` of `app`.
+fn event_of(app: &ManagedApplication, t: &app::Transition) -> Event {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
     let now = k8s_openapi::jiff::Timestamp::now();
     let ns = app.namespace().unwrap_or_else(|| "default".into());
-    let event = Event {
+    Event {
         action: Some("Upgrade".into()),
         reason: Some(t.reason.clone()),
         note: Some(t.message.chars().take(1024).collect()),
@@ -345,11 +388,7 @@ pub async fn publish_event(
             ..Default::default()
         },
         ..Default::default()
-    };
-    Api::<Event>::namespaced(client.clone(), &ns)
-        .create(&kube::api::PostParams::default(), &event)
-        .await
-        .map(|_| ())
+    }
 }
 
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
@@ -429,6 +468,7 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         revision_data: Default::default(),
         pods,
         apps,
+        events: Events::start(client.clone()),
         settings,
         retries: Default::default(),
     });
@@ -986,16 +1026,8 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     }
     // Events for what a person reads (the start, the end, a failure, the rollback); every stage
     // between is in the status's history. They are reports: the reconcile does not wait for them.
-    let milestones: Vec<app::Transition> = decision.milestones().cloned().collect();
-    if !milestones.is_empty() {
-        let (client, app) = (client.clone(), app.clone());
-        tokio::spawn(async move {
-            for t in &milestones {
-                if let Err(e) = publish_event(&client, &app, t).await {
-                    warn!(error = %e, "publishing an Event failed");
-                }
-            }
-        });
+    for t in decision.milestones() {
+        ctx.events.publish(&app, t);
     }
     // While its group is still upgrading to the same commit, an app looks again within a few
     // seconds: a failure there rolls it back too, however late its wake-up was.
