@@ -22,6 +22,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -1213,6 +1214,103 @@ async fn rolling_with_pods_never_ready_rolls_back_to_stable() {
     s.set_spec(broken_upgrade()).await;
     s.assert_rolled_back("v2-broken", "v1", 2, "ready").await;
     assert_eq!(s.status().await.last_healthy_version.as_deref(), Some("v1"));
+}
+
+/// The 10,000-app bump: a controller-manager minutes behind left Deployments' status behind pods of
+/// the new version that had long been ready, and Bosun rolled healthy versions back when the progress
+/// deadline passed. Here the Deployment controller is held back by pausing the Deployment (as
+/// `kubectl rollout pause` does: the controller then rolls nothing out and reports no progress), and
+/// the test makes v2's pod itself. Past the deadline, the upgrade waits and says why; when the
+/// controller goes on, it ends Healthy at v2, never Failed.
+#[tokio::test]
+async fn ready_pods_of_the_version_with_the_deployment_controller_behind_are_waited_for_not_rolled_back()
+ {
+    // Long enough for the test to make v2's pod and kwok to make it ready on two busy cores.
+    const DEADLINE: i64 = 15;
+    let s = Scenario::new("engine-controller-behind").await;
+    s.create(json!({"version": "v1", "replicas": 1})).await;
+    s.phase_is(Phase::Healthy, "v1").await;
+    let deployments = s.ns.api::<Deployment>();
+    let pause = |paused: bool| {
+        let deployments = deployments.clone();
+        async move {
+            deployments
+                .patch(
+                    APP,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"paused": paused}})),
+                )
+                .await
+                .expect("pause or resume the Deployment");
+        }
+    };
+    // A field Bosun's applies do not set, so they leave it as the test set it.
+    pause(true).await;
+    s.set_spec(json!({"version": "v2", "upgradeStrategy": {"progressDeadlineSeconds": DEADLINE}}))
+        .await;
+    let template = s
+        .wait_for("Bosun's apply of v2 to the paused Deployment", || async {
+            let t = s.deployment(APP).await?.spec?.template;
+            let image = t.spec.as_ref()?.containers.first()?.image.as_deref()?;
+            (image == "shop:v2").then_some(t)
+        })
+        .await;
+    // v2's pod, as the ReplicaSet controller would have made it.
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some("shop-v2-made-by-the-test".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    };
+    s.ns.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create v2's pod");
+
+    let no_failure = |st: &ManagedApplicationStatus| {
+        assert_ne!(st.phase, Some(Phase::Failed), "rolled back: {st:#?}");
+    };
+    let st = s
+        .wait_status("the upgrade waiting for the Deployment controller", |st| {
+            no_failure(st);
+            st.message
+                .as_deref()
+                .is_some_and(|m| m.contains("waiting for the Deployment controller"))
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Deploying), "{st:#?}");
+    let began = st
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.phase == Phase::Deploying)
+        .map(|h| h.time.0)
+        .expect("the upgrade's Deploying entry");
+    // Past the deadline, and two of the engine's looks after it (one each 5 s), it still waits.
+    let past = began.as_millisecond() + (DEADLINE + 12) * 1000;
+    let left = past - k8s_openapi::jiff::Timestamp::now().as_millisecond();
+    holds_for(
+        "the upgrade waiting past its progress deadline",
+        Duration::from_millis(left.max(0).unsigned_abs()),
+        || async {
+            let st = s.status().await;
+            no_failure(&st);
+            st.phase == Some(Phase::Deploying)
+        },
+    )
+    .await;
+
+    pause(false).await;
+    let st = s.phase_is(Phase::Healthy, "v2").await;
+    assert!(
+        st.history.iter().all(|h| h.phase != Phase::Failed),
+        "{:#?}",
+        st.history
+    );
+    assert_eq!(st.failed_version, None);
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use super::verify::{check_health, check_round, waiting_for_analysis};
 use super::{In, Out, RECHECK_SECS, Role};
 use crate::engine::health::{self, Thresholds, Verdict};
 use crate::engine::replicas::canary_split;
-use crate::model::Phase;
+use crate::model::{ManagedApplicationStatus, Phase};
 use crate::routing::{Weight, canary_replicas};
 
 /// One round of `Deploying` at `stage`.
@@ -82,6 +82,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
                 Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
         Stage::Preview => {
@@ -103,6 +104,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "preview pods", now),
                 Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
         Stage::Switched => {
@@ -218,6 +220,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
                 Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
         Stage::Final => {
@@ -245,7 +248,21 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "pods", now),
                 Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
     }
+}
+
+/// The side's pods of the target are all ready, but the Deployment controller has not counted them
+/// yet: the upgrade waits for it, and says why (once: the message is the same at every look).
+fn wait_for_the_controller(
+    next: &mut ManagedApplicationStatus,
+    requeue_after: &mut Option<u64>,
+    label: &str,
+) {
+    next.message = Some(format!(
+        "the pods of {label} are ready; waiting for the Deployment controller (kube-controller-manager) to count them"
+    ));
+    *requeue_after = Some(RECHECK_SECS);
 }

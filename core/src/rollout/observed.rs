@@ -182,6 +182,9 @@ pub(super) enum Rollout {
     Stalled,
     /// On its way.
     Rolling,
+    /// Its pods of the version are all ready, but the Deployment controller has not counted them
+    /// (a busy controller-manager): the version is not at fault, and is waited for.
+    Behind,
 }
 
 pub(super) fn rollout(
@@ -194,7 +197,7 @@ pub(super) fn rollout(
         Some(w) if w.runs(hash, replicas) => Rollout::Ready,
         // Its pods are ready: the Deployment controller is behind (a busy controller-manager), and
         // the version is not at fault. It is waited for, never rolled back for the delay.
-        Some(w) if w.hash == hash && replicas > 0 && w.pods_ready >= replicas => Rollout::Rolling,
+        Some(w) if w.hash == hash && replicas > 0 && w.pods_ready >= replicas => Rollout::Behind,
         Some(w) if w.stalled(c.deadline, c.since.as_ref(), &c.now) => Rollout::Stalled,
         _ => Rollout::Rolling,
     }

@@ -998,9 +998,9 @@ fn a_rollout_whose_pods_are_ready_waits_for_a_busy_deployment_controller_and_is_
         now: at(700),
     };
     let gate = |w: WorkloadObs, hash: &str| rollout(Some(&w), hash, 1, &clock);
-    assert!(matches!(gate(behind(1, false), "h2"), Rollout::Rolling));
+    assert!(matches!(gate(behind(1, false), "h2"), Rollout::Behind));
     // Nor the controller's own ProgressDeadlineExceeded, which it may write as it catches up.
-    assert!(matches!(gate(behind(1, true), "h2"), Rollout::Rolling));
+    assert!(matches!(gate(behind(1, true), "h2"), Rollout::Behind));
     // Its pods not ready: the version is at fault.
     assert!(matches!(gate(behind(0, false), "h2"), Rollout::Stalled));
     // Ready pods of another revision are not this one's.
