@@ -58,26 +58,24 @@ pub fn is_ready(pod: &Pod) -> bool {
 #[derive(Clone)]
 pub struct Pods {
     store: Store<Pod>,
-    by_app: Arc<RwLock<AppIndex>>,
+    by_app: Index,
 }
-
-/// The names of the pods of each (namespace, `app` label).
-type AppIndex = HashMap<(String, String), BTreeSet<String>>;
 
 impl Pods {
     /// Keeps the cache filled from a watch of `api` until the process ends.
     pub fn reflect(api: Api<Pod>, config: watcher::Config) -> Pods {
         let (store, writer) = reflector::store();
-        let by_app = Arc::new(RwLock::new(AppIndex::new()));
-        let mut index = Indexer {
-            live: by_app.clone(),
-            relisting: None,
-        };
+        let (by_app, mut indexer) = index(|p: &Pod| {
+            let app = p.labels().get("app");
+            app.map(|a| (p.namespace().unwrap_or_default(), a.clone()))
+                .into_iter()
+                .collect()
+        });
         let stream = reflector::reflector(writer, watcher(api, config).modify(pod_summary))
             .default_backoff();
         tokio::spawn(stream.for_each(move |event| {
             if let Ok(event) = event {
-                index.apply(&event);
+                indexer.apply(&event);
             }
             futures::future::ready(())
         }));
@@ -92,63 +90,109 @@ impl Pods {
         self.store.wait_until_ready().await
     }
 
-    /// Every pod in the cache.
-    pub fn state(&self) -> Vec<Arc<Pod>> {
-        self.store.state()
-    }
-
     /// The pods of app `app` in namespace `ns` (labelled `app: <app>`).
     pub fn of(&self, ns: &str, app: &str) -> Vec<Arc<Pod>> {
-        let index = self.by_app.read().expect("not poisoned");
-        let Some(names) = index.get(&(ns.to_owned(), app.to_owned())) else {
-            return Vec::new();
-        };
-        names
-            .iter()
-            .filter_map(|name| self.store.get(&ObjectRef::new(name).within(ns)))
-            .filter(|p| p.labels().get("app").map(String::as_str) == Some(app))
+        self.by_app
+            .under(ns, app)
+            .into_iter()
+            .filter_map(|(ns, name)| self.store.get(&ObjectRef::new(&name).within(&ns)))
             .collect()
     }
 }
 
-/// Keeps an [`AppIndex`] as the reflector keeps its store: a relist builds a new index, which replaces
-/// the live one when the list is done (pods deleted while the watch was down leave it then).
-struct Indexer {
-    live: Arc<RwLock<AppIndex>>,
-    relisting: Option<AppIndex>,
+/// A namespace and a name.
+pub type Key = (String, String);
+
+/// The objects of a watch filed under the keys each gives (an app's pods under the app, the apps that
+/// depend on an app under it): what a reader finds without a scan of the whole cache. Kept by an
+/// [`Indexer`] from the watch's events.
+#[derive(Clone)]
+pub struct Index(Arc<RwLock<Filed>>);
+
+impl Index {
+    /// The objects filed under `ns/name`, sorted.
+    pub fn under(&self, ns: &str, name: &str) -> Vec<Key> {
+        let filed = self.0.read().expect("not poisoned");
+        filed
+            .by_key
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map(|objects| objects.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
-impl Indexer {
-    fn apply(&mut self, event: &watcher::Event<Pod>) {
-        let key = |p: &Pod| {
-            let app = p.labels().get("app")?;
-            Some((
-                (p.namespace().unwrap_or_default(), app.clone()),
-                p.name_any(),
-            ))
-        };
+#[derive(Default)]
+struct Filed {
+    /// The objects under each key.
+    by_key: HashMap<Key, BTreeSet<Key>>,
+    /// The keys of each object: what to take it from when it changes or goes.
+    keys_of: HashMap<Key, Vec<Key>>,
+}
+
+impl Filed {
+    fn put(&mut self, object: Key, keys: Vec<Key>) {
+        self.remove(&object);
+        if keys.is_empty() {
+            return;
+        }
+        for k in &keys {
+            self.by_key
+                .entry(k.clone())
+                .or_default()
+                .insert(object.clone());
+        }
+        self.keys_of.insert(object, keys);
+    }
+
+    fn remove(&mut self, object: &Key) {
+        for k in self.keys_of.remove(object).unwrap_or_default() {
+            if let Some(objects) = self.by_key.get_mut(&k) {
+                objects.remove(object);
+                if objects.is_empty() {
+                    self.by_key.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// An empty index of objects under the keys `keys` gives, and what keeps it from a watch's events.
+pub fn index<K>(keys: fn(&K) -> Vec<Key>) -> (Index, Indexer<K>) {
+    let live = Arc::new(RwLock::new(Filed::default()));
+    let indexer = Indexer {
+        keys,
+        live: live.clone(),
+        relisting: None,
+    };
+    (Index(live), indexer)
+}
+
+/// Keeps an [`Index`] as the reflector keeps its store: a relist files anew, and replaces the live
+/// index when the list is done (objects deleted while the watch was down leave it then).
+pub struct Indexer<K> {
+    keys: fn(&K) -> Vec<Key>,
+    live: Arc<RwLock<Filed>>,
+    relisting: Option<Filed>,
+}
+
+impl<K: Resource> Indexer<K> {
+    pub fn apply(&mut self, event: &watcher::Event<K>) {
+        let object = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
         match event {
-            watcher::Event::Apply(p) => {
-                if let Some((k, name)) = key(p) {
-                    let mut live = self.live.write().expect("not poisoned");
-                    live.entry(k).or_default().insert(name);
-                }
+            watcher::Event::Apply(o) => {
+                let keys = (self.keys)(o);
+                self.live
+                    .write()
+                    .expect("not poisoned")
+                    .put(object(o), keys);
             }
-            watcher::Event::Delete(p) => {
-                if let Some((k, name)) = key(p) {
-                    let mut live = self.live.write().expect("not poisoned");
-                    if let Some(names) = live.get_mut(&k) {
-                        names.remove(&name);
-                        if names.is_empty() {
-                            live.remove(&k);
-                        }
-                    }
-                }
+            watcher::Event::Delete(o) => {
+                self.live.write().expect("not poisoned").remove(&object(o));
             }
-            watcher::Event::Init => self.relisting = Some(AppIndex::new()),
-            watcher::Event::InitApply(p) => {
-                if let (Some(relisting), Some((k, name))) = (self.relisting.as_mut(), key(p)) {
-                    relisting.entry(k).or_default().insert(name);
+            watcher::Event::Init => self.relisting = Some(Filed::default()),
+            watcher::Event::InitApply(o) => {
+                if let Some(relisting) = self.relisting.as_mut() {
+                    relisting.put(object(o), (self.keys)(o));
                 }
             }
             watcher::Event::InitDone => {
@@ -202,59 +246,64 @@ mod tests {
         .expect("a pod")
     }
 
-    fn names(index: &Arc<RwLock<AppIndex>>, ns: &str, app: &str) -> Vec<String> {
-        let index = index.read().expect("not poisoned");
-        index
-            .get(&(ns.to_owned(), app.to_owned()))
-            .map(|n| n.iter().cloned().collect())
-            .unwrap_or_default()
+    fn by_app(p: &Pod) -> Vec<Key> {
+        let app = p.labels().get("app");
+        app.map(|a| (p.namespace().unwrap_or_default(), a.clone()))
+            .into_iter()
+            .collect()
+    }
+
+    fn names(index: &Index, ns: &str, app: &str) -> Vec<String> {
+        index.under(ns, app).into_iter().map(|(_, n)| n).collect()
     }
 
     #[test]
-    fn the_pod_index_follows_the_watch_and_a_relist_forgets_pods_deleted_while_it_was_down() {
+    fn the_index_follows_the_watch_and_a_relist_forgets_objects_deleted_while_it_was_down() {
         use watcher::Event;
-        let live = Arc::new(RwLock::new(AppIndex::new()));
-        let mut index = Indexer {
-            live: live.clone(),
-            relisting: None,
-        };
-        index.apply(&Event::Init);
-        index.apply(&Event::InitApply(pod("shop", "web-1", "web")));
-        index.apply(&Event::InitApply(pod("shop", "api-1", "api")));
-        index.apply(&Event::InitApply(pod("other", "web-9", "web")));
+        let (index, mut indexer) = index(by_app);
+        indexer.apply(&Event::Init);
+        indexer.apply(&Event::InitApply(pod("shop", "web-1", "web")));
+        indexer.apply(&Event::InitApply(pod("shop", "api-1", "api")));
+        indexer.apply(&Event::InitApply(pod("other", "web-9", "web")));
         assert!(
-            names(&live, "shop", "web").is_empty(),
+            names(&index, "shop", "web").is_empty(),
             "not before the list is done"
         );
-        index.apply(&Event::InitDone);
-        assert_eq!(names(&live, "shop", "web"), ["web-1"]);
-        assert_eq!(names(&live, "other", "web"), ["web-9"]);
+        indexer.apply(&Event::InitDone);
+        assert_eq!(names(&index, "shop", "web"), ["web-1"]);
+        assert_eq!(names(&index, "other", "web"), ["web-9"]);
 
-        index.apply(&Event::Apply(pod("shop", "web-2", "web")));
-        index.apply(&Event::Delete(pod("shop", "web-1", "web")));
-        assert_eq!(names(&live, "shop", "web"), ["web-2"]);
-        index.apply(&Event::Delete(pod("shop", "api-1", "api")));
+        indexer.apply(&Event::Apply(pod("shop", "web-2", "web")));
+        indexer.apply(&Event::Delete(pod("shop", "web-1", "web")));
+        assert_eq!(names(&index, "shop", "web"), ["web-2"]);
+        // An object whose keys change leaves its old ones.
+        indexer.apply(&Event::Apply(pod("shop", "api-1", "web")));
+        assert_eq!(names(&index, "shop", "web"), ["api-1", "web-2"]);
+        assert!(names(&index, "shop", "api").is_empty());
         assert!(
-            live.read()
+            !index
+                .0
+                .read()
                 .expect("not poisoned")
-                .get(&("shop".into(), "api".into()))
-                .is_none()
+                .by_key
+                .contains_key(&("shop".into(), "api".into()))
         );
 
-        // The watch was down while web-2 was deleted and web-3 made: the relist knows only web-3,
-        // and the live index keeps web-2 until the list is done.
-        index.apply(&Event::Init);
-        index.apply(&Event::InitApply(pod("shop", "web-3", "web")));
-        assert_eq!(names(&live, "shop", "web"), ["web-2"]);
-        index.apply(&Event::InitDone);
-        assert_eq!(names(&live, "shop", "web"), ["web-3"]);
-        assert!(names(&live, "other", "web").is_empty());
+        // The watch was down while web-2 and api-1 were deleted and web-3 made: the relist knows only
+        // web-3, and the live index keeps the others until the list is done.
+        indexer.apply(&Event::Init);
+        indexer.apply(&Event::InitApply(pod("shop", "web-3", "web")));
+        assert_eq!(names(&index, "shop", "web"), ["api-1", "web-2"]);
+        indexer.apply(&Event::InitDone);
+        assert_eq!(names(&index, "shop", "web"), ["web-3"]);
+        assert!(names(&index, "other", "web").is_empty());
 
-        // A pod without an `app` label is not indexed.
+        // An object without keys is not filed.
         let mut unlabelled = pod("shop", "job-1", "x");
         unlabelled.metadata.labels = None;
-        index.apply(&Event::Apply(unlabelled));
-        assert_eq!(live.read().expect("not poisoned").len(), 1);
+        indexer.apply(&Event::Apply(unlabelled));
+        let filed = index.0.read().expect("not poisoned");
+        assert_eq!((filed.by_key.len(), filed.keys_of.len()), (1, 1));
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! What the engine observes of an app's group (`spec.dependsOn`): the apps it depends on, the cycle
 //! it may be part of, and the failures of its group at the commit its spec comes from. Read from the
-//! controller's own store of ManagedApplications, with one GET per Bestie dependency.
+//! controller's own store of ManagedApplications, with one GET per Bestie dependency. The apps joined
+//! to an app are found by its edges and by an index of the apps that depend on it, never by a scan of
+//! every app: at 10,000 apps a reconcile would scan them all.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bosun_core::engine::app::{DependencyObs, DependencyState, GroupFailure};
 use bosun_core::engine::revision::Revision;
 use bosun_core::model::{Bestie, DependencyKind, ManagedApplication, Phase};
 use bosun_core::names::ANNOTATION_REVISION;
 use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::cache::{Index, Key};
 use kube::{Api, Client, ResourceExt};
 
 /// The group facts [`bosun_core::engine::app::decide`] reads.
@@ -31,37 +36,66 @@ fn key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")
 }
 
-/// Observes the group of `app`.
+/// Observes the group of `app`. `dependents`: the apps that depend on each app with
+/// `rollbackTogether` ([`together_with`]).
 pub(super) async fn observe(
     app: &ManagedApplication,
     apps: &Store<ManagedApplication>,
+    dependents: &Index,
     client: &Client,
 ) -> Result<Group, kube::Error> {
     let ns = app.namespace().unwrap_or_else(|| "default".into());
     let commit = revision_of(app);
     let dependencies = dependencies(client, Some(apps), &ns, commit, &app.spec.depends_on).await?;
+    let dependents = || {
+        dependents
+            .under(&ns, &app.name_any())
+            .into_iter()
+            .filter_map(|(qns, q)| apps.get(&ObjectRef::new(&q).within(&qns)))
+    };
     Ok(Group {
         dependencies,
         cycle: cycle(app, apps),
-        group_failures: commit.map_or_else(Vec::new, |c| failures(app, &ns, c, apps)),
-        in_flight: commit.is_some_and(|c| in_flight(app, &ns, c, apps)),
+        group_failures: commit.map_or_else(Vec::new, |c| failures(app, &ns, c, apps, dependents())),
+        in_flight: commit.is_some_and(|c| in_flight(app, &ns, c, apps, dependents())),
     })
+}
+
+/// The apps `app` depends on with `rollbackTogether`, as (namespace, name): what the index of
+/// dependents files it under.
+pub(super) fn together_with(app: &ManagedApplication) -> Vec<Key> {
+    let ns = app.namespace().unwrap_or_default();
+    app.spec
+        .depends_on
+        .iter()
+        .filter(|d| d.together() && d.kind == DependencyKind::ManagedApplication)
+        .map(|d| {
+            (
+                d.namespace.clone().unwrap_or_else(|| ns.clone()),
+                d.name.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Whether an app joined to `app` by a `rollbackTogether` edge (it depends on `app`, or `app` on
 /// it), whose spec also comes from `commit`, has not settled its upgrade to it: neither Healthy at
-/// it nor Failed with its rollback over.
+/// it nor Failed with its rollback over. `dependents`: the apps that depend on `app` so, by the index.
 fn in_flight(
     app: &ManagedApplication,
     ns: &str,
     commit: &str,
     apps: &Store<ManagedApplication>,
+    dependents: impl Iterator<Item = Arc<ManagedApplication>>,
 ) -> bool {
     let name = app.name_any();
     let joined = |q: &ManagedApplication| {
         let qns = q.namespace().unwrap_or_default();
         rolls_back_with(q, &qns, &name, ns) || rolls_back_with(app, ns, &q.name_any(), &qns)
     };
+    let depended_on = together_with(app)
+        .into_iter()
+        .filter_map(|(qns, q)| apps.get(&ObjectRef::new(&q).within(&qns)));
     let settled = |q: &ManagedApplication| {
         let s = q.status.clone().unwrap_or_default();
         match s.phase {
@@ -70,8 +104,8 @@ fn in_flight(
             _ => false,
         }
     };
-    apps.state()
-        .into_iter()
+    dependents
+        .chain(depended_on)
         .any(|q| revision_of(&*q) == Some(commit) && joined(&q) && !settled(&q))
 }
 
@@ -204,6 +238,7 @@ fn failures(
     ns: &str,
     commit: &str,
     apps: &Store<ManagedApplication>,
+    dependents: impl Iterator<Item = Arc<ManagedApplication>>,
 ) -> Vec<GroupFailure> {
     let failed_here = |a: &ManagedApplication| {
         a.status
@@ -211,16 +246,12 @@ fn failures(
             .is_some_and(|s| s.failed_revision.as_deref() == Some(commit))
     };
     let mut out = Vec::new();
-    for d in app.spec.depends_on.iter().filter(|d| d.together()) {
-        if d.kind != DependencyKind::ManagedApplication {
-            continue;
-        }
-        let dns = d.namespace.as_deref().unwrap_or(ns);
-        if let Some(dep) = apps.get(&ObjectRef::new(&d.name).within(dns))
+    for (dns, dname) in together_with(app) {
+        if let Some(dep) = apps.get(&ObjectRef::new(&dname).within(&dns))
             && failed_here(&dep)
         {
             out.push(GroupFailure {
-                key: key(dns, &d.name),
+                key: key(&dns, &dname),
                 dependent: false,
                 settled: true,
             });
@@ -228,7 +259,7 @@ fn failures(
     }
     let name = app.name_any();
     // Only apps that failed at this commit can be among its failures: that test first.
-    for q in apps.state().into_iter().filter(|q| failed_here(q)) {
+    for q in dependents.filter(|q| failed_here(q)) {
         let qns = q.namespace().unwrap_or_default();
         if rolls_back_with(&q, &qns, &name, ns) {
             let s = q.status.clone().unwrap_or_default();

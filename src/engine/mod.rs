@@ -135,6 +135,8 @@ struct Ctx {
     /// The ManagedApplications, as the controller's own watch last saw them: the apps a reconcile's
     /// app depends on and those that depend on it.
     apps: Store<ManagedApplication>,
+    /// The apps that depend on each app with `rollbackTogether`, by the apps' watch.
+    dependents: crate::cache::Index,
     /// The engine's Events on their way to kube-apiserver.
     events: Events,
     settings: Settings,
@@ -270,12 +272,13 @@ const TRIGGER_BUFFER: usize = 1024;
 /// reconcile it wakes reads what woke it (a second watch for the wake-ups may run ahead of the
 /// store). Each change goes to each of `fan_out` receivers. The first list fills the store without
 /// waking anyone (the controller's own first list wakes every app); a later one (after the watch
-/// was lost) wakes for each object it lists.
+/// was lost) wakes for each object it lists. `indexer`, if any, files the objects as they come.
 fn reflect_and_tell<K>(
     api: Api<K>,
     config: watcher::Config,
     fan_out: usize,
     keep: fn(&mut K),
+    mut indexer: Option<crate::cache::Indexer<K>>,
 ) -> (
     Store<K>,
     Vec<futures::channel::mpsc::Receiver<Result<K, watcher::Error>>>,
@@ -293,6 +296,9 @@ where
         futures::pin_mut!(events);
         let mut listed = false;
         while let Some(event) = events.next().await {
+            if let (Some(indexer), Ok(event)) = (indexer.as_mut(), &event) {
+                indexer.apply(event);
+            }
             let changed = match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o,
                 Ok(watcher::Event::InitApply(o)) if listed => o,
@@ -397,23 +403,27 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
     use crate::cluster::api_in as api;
     // Only what Bosun made is watched and cached: the cluster's other Deployments, Jobs and Pods
     // cost Bosun no memory, however many there are.
+    let (dependents_index, indexer) = crate::cache::index(depends::together_with);
     let (apps, mut app_changes) = reflect_and_tell(
         api::<ManagedApplication>(&client, ns),
         watcher::Config::default(),
         2,
         crate::cache::slim,
+        Some(indexer),
     );
     let (deployments, mut deployment_changes) = reflect_and_tell(
         api::<Deployment>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_ROLE),
         1,
         without_pods,
+        None,
     );
     let (jobs, mut job_changes) = reflect_and_tell(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_VERSION),
         1,
         crate::cache::slim,
+        None,
     );
     let services = crate::cache::reflect(
         api::<Service>(&client, ns),
@@ -468,6 +478,7 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         revision_data: Default::default(),
         pods,
         apps,
+        dependents: dependents_index,
         events: Events::start(client.clone()),
         settings,
         retries: Default::default(),
@@ -776,7 +787,7 @@ async fn reconcile(app: Arc<ManagedApplication>, ctx: Arc<Ctx>) -> Result<Requeu
     let measurements =
         analysis::measure(&app, &status, &now, ctx.settings.prometheus_url.as_deref()).await;
 
-    let group = depends::observe(&app, &ctx.apps, &client)
+    let group = depends::observe(&app, &ctx.apps, &ctx.dependents, &client)
         .await
         .map_err(observe_err)?;
     let group_in_flight = group.in_flight;
