@@ -81,7 +81,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     *transition = check_health(next, now, why);
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
-                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
                 Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
@@ -103,7 +103,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     *transition = check_health(next, now, why);
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "preview pods", now),
-                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
                 Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
@@ -219,7 +219,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     *requeue_after = Some(RECHECK_SECS);
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
-                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
                 Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }
@@ -247,7 +247,7 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     *transition = check_health(next, now, why);
                 }
                 Rollout::Stalled => *transition = not_ready(next, target, "pods", now),
-                Rollout::Rolling => *requeue_after = Some(RECHECK_SECS),
+                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
                 Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
             }
         }

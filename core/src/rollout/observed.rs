@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::RECHECK_SECS;
 use crate::engine::health::Probe;
 
 /// Which Deployment of the app an action is about: `<app>` (stable), `<app>-canary` or `<app>-preview`.
@@ -174,14 +175,39 @@ pub(super) struct DeadlineClock {
     pub now: Time,
 }
 
+/// The longest a rollout on its way goes unlooked at: a guard, should a wake-up be lost.
+const ROLLING_RECHECK_MAX_SECS: i64 = 60;
+
+impl DeadlineClock {
+    /// When a rollout on its way is looked at again. Each change of its Deployment wakes the app
+    /// (the executor watches them), so only its deadline needs a timer: just past it, at least
+    /// [`RECHECK_SECS`] and at most [`ROLLING_RECHECK_MAX_SECS`] from now. (A look every few seconds
+    /// made 10,000 rolling apps 2,000 reconciles a second, for nothing.)
+    fn recheck_secs(&self, side: Option<&WorkloadObs>) -> u64 {
+        let progressed = side.and_then(|w| w.progressed_at.as_ref());
+        let since = [self.since.as_ref(), progressed]
+            .into_iter()
+            .flatten()
+            .map(|t| t.0.as_millisecond())
+            .max();
+        let secs = since.map_or(ROLLING_RECHECK_MAX_SECS, |since| {
+            let left = since + self.deadline.saturating_mul(1000) - self.now.0.as_millisecond();
+            left.div_euclid(1000) + 1
+        });
+        let least = i64::try_from(RECHECK_SECS).unwrap_or(i64::MAX);
+        secs.clamp(least, ROLLING_RECHECK_MAX_SECS).unsigned_abs()
+    }
+}
+
 /// Where the rollout of one side stands.
 pub(super) enum Rollout {
     /// Every pod of the version is ready.
     Ready,
     /// No progress for the progress deadline ([`WorkloadObs::stalled`]).
     Stalled,
-    /// On its way.
-    Rolling,
+    /// On its way: looked at again in `recheck_secs` ([`DeadlineClock::recheck_secs`]), or at the
+    /// next change of its Deployment.
+    Rolling { recheck_secs: u64 },
     /// Its pods of the version are all ready, but the Deployment controller has not counted them
     /// (a busy controller-manager): the version is not at fault, and is waited for.
     Behind,
@@ -199,6 +225,8 @@ pub(super) fn rollout(
         // the version is not at fault. It is waited for, never rolled back for the delay.
         Some(w) if w.hash == hash && replicas > 0 && w.pods_ready >= replicas => Rollout::Behind,
         Some(w) if w.stalled(c.deadline, c.since.as_ref(), &c.now) => Rollout::Stalled,
-        _ => Rollout::Rolling,
+        _ => Rollout::Rolling {
+            recheck_secs: c.recheck_secs(side),
+        },
     }
 }

@@ -256,6 +256,8 @@ impl World {
             requeue_after: settled.requeue_after,
             transition: settled.transitions.last().cloned(),
         };
+        let sides = |o: &Observed| (o.stable.clone(), o.canary.clone(), o.preview.clone());
+        let sides_before = sides(&self.observed);
         for a in &d.actions {
             match a {
                 Action::RunMigration { version } => {
@@ -365,7 +367,11 @@ impl World {
         if self.serving.last() != Some(&seen) {
             self.serving.push(seen);
         }
-        if let Some(secs) = d.requeue_after {
+        // A change of its Deployments wakes the app at once (the executor watches them); else it
+        // looks again when the decision asked.
+        if sides(&self.observed) != sides_before {
+            self.now += 1;
+        } else if let Some(secs) = d.requeue_after {
             self.now += secs as i64;
         }
         d
@@ -1005,6 +1011,57 @@ fn a_rollout_whose_pods_are_ready_waits_for_a_busy_deployment_controller_and_is_
     assert!(matches!(gate(behind(0, false), "h2"), Rollout::Stalled));
     // Ready pods of another revision are not this one's.
     assert!(matches!(gate(behind(1, false), "h3"), Rollout::Stalled));
+}
+
+#[test]
+fn a_rollout_on_its_way_is_looked_at_again_just_past_its_deadline_not_every_few_seconds() {
+    use super::observed::{DeadlineClock, Rollout, rollout};
+    // Its Deployment's changes wake the app; the timer is for the deadline alone.
+    let rolling = |progressed_at: Option<i64>| WorkloadObs {
+        version: "v2".into(),
+        hash: "h2".into(),
+        replicas: 1,
+        ready: 0,
+        stalled: false,
+        progressed_at: progressed_at.map(at),
+        pods_ready: 0,
+    };
+    let recheck = |w: Option<WorkloadObs>, since: Option<i64>, now: i64| {
+        let clock = DeadlineClock {
+            deadline: 60,
+            since: since.map(at),
+            now: at(now),
+        };
+        match rollout(w.as_ref(), "h2", 1, &clock) {
+            Rollout::Rolling { recheck_secs } => recheck_secs,
+            _ => panic!("not rolling"),
+        }
+    };
+    assert_eq!(
+        recheck(Some(rolling(None)), Some(0), 10),
+        51,
+        "just past the deadline"
+    );
+    assert_eq!(
+        recheck(Some(rolling(Some(30))), Some(0), 40),
+        51,
+        "from the last progress"
+    );
+    assert_eq!(
+        recheck(Some(rolling(None)), Some(0), 58),
+        5,
+        "never sooner than 5 s"
+    );
+    assert_eq!(recheck(None, None, 0), 60, "a guard of a minute, at most");
+    let clock = DeadlineClock {
+        deadline: 600,
+        since: Some(at(0)),
+        now: at(1),
+    };
+    assert!(matches!(
+        rollout(Some(&rolling(None)), "h2", 1, &clock),
+        Rollout::Rolling { recheck_secs: 60 }
+    ));
 }
 
 #[test]
