@@ -206,6 +206,11 @@ pub struct Bosun {
 impl Bosun {
     /// Starts it and waits until it answers `/readyz`.
     pub async fn start(ns: &str) -> Bosun {
+        Bosun::start_with_engine_in(ns, Some(ns)).await
+    }
+
+    /// Starts it with its engine acting in `engine_ns`, or in every namespace (`None`).
+    pub async fn start_with_engine_in(ns: &str, engine_ns: Option<&str>) -> Bosun {
         let dir = tempfile::tempdir().expect("a directory for the source and cache");
         let source = dir.path().join("source");
         std::fs::create_dir(&source).expect("an empty source directory");
@@ -214,7 +219,12 @@ impl Bosun {
             c.args(["run", "--dir"])
                 .arg(&source)
                 .args(["--namespace", ns, "--name", "bench"])
-                .args(["--engine-namespace", ns])
+                .args(
+                    engine_ns
+                        .map(|e| ["--engine-namespace", e])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(["--poll-interval", "3600"])
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .arg("--cache-dir")
