@@ -12,9 +12,9 @@ use bosun_core::engine::revision::Revision;
 use bosun_core::model::{Bestie, DependencyKind, ManagedApplication, Phase};
 use bosun_core::names::ANNOTATION_REVISION;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
 
 use crate::cache::{Index, Key};
-use kube::{Api, Client, ResourceExt};
 
 /// The group facts [`bosun_core::engine::app::decide`] reads.
 pub(super) struct Group {
