@@ -71,8 +71,13 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 replicas: split.canary,
             });
             next.canary_weight = Some(exact);
-            match rollout(observed.canary.as_ref(), hash, split.canary, &clock) {
-                Rollout::Ready => {
+            match wait_on(
+                rollout(observed.canary.as_ref(), hash, split.canary, &clock),
+                next,
+                requeue_after,
+                tl,
+            ) {
+                Some(Settled::Ready) => {
                     // The canary's pods are ready before the router sends them their share.
                     if routed {
                         actions.push(Action::Route { weight: exact });
@@ -80,9 +85,8 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     let why = format!("step {} at {exact} %: pods ready", index + 1);
                     *transition = check_health(next, now, why);
                 }
-                Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
-                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
-                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
+                Some(Settled::Stalled) => *transition = not_ready(next, target, "canary pods", now),
+                None => {}
             }
         }
         Stage::Preview => {
@@ -97,14 +101,20 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 replicas,
             });
             next.canary_weight = Some(0);
-            match rollout(observed.preview.as_ref(), hash, replicas, &clock) {
-                Rollout::Ready => {
+            match wait_on(
+                rollout(observed.preview.as_ref(), hash, replicas, &clock),
+                next,
+                requeue_after,
+                tl,
+            ) {
+                Some(Settled::Ready) => {
                     let why = format!("preview of {tl} ready; checking its health");
                     *transition = check_health(next, now, why);
                 }
-                Rollout::Stalled => *transition = not_ready(next, target, "preview pods", now),
-                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
-                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
+                Some(Settled::Stalled) => {
+                    *transition = not_ready(next, target, "preview pods", now)
+                }
+                None => {}
             }
         }
         Stage::Switched => {
@@ -208,8 +218,13 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 replicas,
             });
             next.canary_weight = Some(100);
-            match rollout(observed.canary.as_ref(), hash, replicas, &clock) {
-                Rollout::Ready => {
+            match wait_on(
+                rollout(observed.canary.as_ref(), hash, replicas, &clock),
+                next,
+                requeue_after,
+                tl,
+            ) {
+                Some(Settled::Ready) => {
                     actions.push(Action::Route { weight: 100 });
                     actions.push(Action::Run {
                         role: Role::Stable,
@@ -218,9 +233,8 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     });
                     *requeue_after = Some(RECHECK_SECS);
                 }
-                Rollout::Stalled => *transition = not_ready(next, target, "canary pods", now),
-                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
-                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
+                Some(Settled::Stalled) => *transition = not_ready(next, target, "canary pods", now),
+                None => {}
             }
         }
         Stage::Final => {
@@ -231,8 +245,13 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                 revision: target.rev.clone(),
                 replicas,
             });
-            match rollout(observed.stable.as_ref(), hash, replicas, &clock) {
-                Rollout::Ready => {
+            match wait_on(
+                rollout(observed.stable.as_ref(), hash, replicas, &clock),
+                next,
+                requeue_after,
+                tl,
+            ) {
+                Some(Settled::Ready) => {
                     if observed.canary.is_some() {
                         // With a router, traffic goes back to the stable Service (now the target)
                         // before the canary goes.
@@ -246,23 +265,44 @@ pub(super) fn step(i: &In<'_>, o: &mut Out, plan: Plan<'_>, stage: &Stage) {
                     let why = format!("{tl} rolled out; checking health");
                     *transition = check_health(next, now, why);
                 }
-                Rollout::Stalled => *transition = not_ready(next, target, "pods", now),
-                Rollout::Rolling { recheck_secs } => *requeue_after = Some(recheck_secs),
-                Rollout::Behind => wait_for_the_controller(next, requeue_after, tl),
+                Some(Settled::Stalled) => *transition = not_ready(next, target, "pods", now),
+                None => {}
             }
         }
     }
 }
 
-/// The side's pods of the target are all ready, but the Deployment controller has not counted them
-/// yet: the upgrade waits for it, and says why (once: the message is the same at every look).
-fn wait_for_the_controller(
+/// What a stage acts on of a side's rollout; the rest it waits for.
+enum Settled {
+    Ready,
+    Stalled,
+}
+
+/// Waits for a side on its way, saying why when the Deployment controller is behind (its pods of the
+/// target are all ready, and it has not counted them yet); gives back what the stage acts on.
+fn wait_on(
+    r: Rollout,
     next: &mut ManagedApplicationStatus,
     requeue_after: &mut Option<u64>,
     label: &str,
-) {
-    next.message = Some(format!(
+) -> Option<Settled> {
+    let behind = format!(
         "the pods of {label} are ready; waiting for the Deployment controller (kube-controller-manager) to count them"
-    ));
-    *requeue_after = Some(RECHECK_SECS);
+    );
+    match r {
+        Rollout::Ready => return Some(Settled::Ready),
+        Rollout::Stalled => return Some(Settled::Stalled),
+        Rollout::Rolling { recheck_secs } => {
+            // Back on its way (the controller counted some of it): the stage's own message again.
+            if next.message.as_deref() == Some(behind.as_str()) {
+                next.message = next.history.last().map(|h| h.message.clone());
+            }
+            *requeue_after = Some(recheck_secs);
+        }
+        Rollout::Behind => {
+            next.message = Some(behind);
+            *requeue_after = Some(RECHECK_SECS);
+        }
+    }
+    None
 }

@@ -60,16 +60,20 @@ impl WorkloadObs {
         if self.stalled {
             return true;
         }
-        let Some(since) = [stage_since, self.progressed_at.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|t| t.0)
-            .max()
-        else {
-            return false;
-        };
-        now.0.as_millisecond() - since.as_millisecond() > deadline_secs.saturating_mul(1000)
+        deadline_at(deadline_secs, [stage_since, self.progressed_at.as_ref()])
+            .is_some_and(|at| now.0.as_millisecond() > at)
     }
+}
+
+/// When Bosun's own progress clock runs out (in ms since the epoch): `deadline_secs` after the later
+/// of a stage's start and the controller's last sign of progress, as far as they are known.
+fn deadline_at(deadline_secs: i64, since: [Option<&Time>; 2]) -> Option<i64> {
+    let since = since
+        .into_iter()
+        .flatten()
+        .map(|t| t.0.as_millisecond())
+        .max()?;
+    Some(since.saturating_add(deadline_secs.saturating_mul(1000)))
 }
 
 /// What the executor saw of a migration Job.
@@ -185,14 +189,9 @@ impl DeadlineClock {
     /// made 10,000 rolling apps 2,000 reconciles a second, for nothing.)
     fn recheck_secs(&self, side: Option<&WorkloadObs>) -> u64 {
         let progressed = side.and_then(|w| w.progressed_at.as_ref());
-        let since = [self.since.as_ref(), progressed]
-            .into_iter()
-            .flatten()
-            .map(|t| t.0.as_millisecond())
-            .max();
-        let secs = since.map_or(ROLLING_RECHECK_MAX_SECS, |since| {
-            let left = since + self.deadline.saturating_mul(1000) - self.now.0.as_millisecond();
-            left.div_euclid(1000) + 1
+        let deadline_at = deadline_at(self.deadline, [self.since.as_ref(), progressed]);
+        let secs = deadline_at.map_or(ROLLING_RECHECK_MAX_SECS, |at| {
+            (at - self.now.0.as_millisecond()).div_euclid(1000) + 1
         });
         let least = i64::try_from(RECHECK_SECS).unwrap_or(i64::MAX);
         secs.clamp(least, ROLLING_RECHECK_MAX_SECS).unsigned_abs()

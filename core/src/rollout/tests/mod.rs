@@ -1014,6 +1014,36 @@ fn a_rollout_whose_pods_are_ready_waits_for_a_busy_deployment_controller_and_is_
 }
 
 #[test]
+fn the_message_of_a_busy_deployment_controller_goes_when_the_rollout_is_back_on_its_way() {
+    let mut w = World::deployed(&spec("v1"));
+    w.never_ready_version = Some("v2".into());
+    let v2 = spec("v2");
+    w.step(&v2);
+    assert_eq!(w.status.phase, Some(Phase::Deploying), "{:?}", w.status);
+    let stage_message = w.status.message.clone();
+    let mut side = w.observed.stable.clone().expect("v2 applied");
+    assert_eq!(side.version, "v2");
+    // Its pods are ready; the controller has not counted them, nor moved for longer than the
+    // deadline.
+    (side.ready, side.pods_ready) = (0, side.replicas);
+    (side.stalled, side.progressed_at) = (false, Some(at(w.now - 10_000)));
+    w.observed.stable = Some(side.clone());
+    let behind = decide(&v2, &w.status, &w.observed, &at(w.now));
+    let message = behind.status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("waiting for the Deployment controller"),
+        "{message}"
+    );
+    // The controller moves (a sign of progress) and has not counted the pods yet: the rollout is on
+    // its way again, and says what its stage says, not that it waits for the controller.
+    (side.pods_ready, side.progressed_at) = (0, Some(at(w.now)));
+    w.observed.stable = Some(side);
+    let rolling = decide(&v2, &behind.status, &w.observed, &at(w.now + 1));
+    assert_eq!(rolling.status.phase, Some(Phase::Deploying));
+    assert_eq!(rolling.status.message, stage_message);
+}
+
+#[test]
 fn a_rollout_on_its_way_is_looked_at_again_just_past_its_deadline_not_every_few_seconds() {
     use super::observed::{DeadlineClock, Rollout, rollout};
     // Its Deployment's changes wake the app; the timer is for the deadline alone.
