@@ -52,51 +52,196 @@ pub fn is_ready(pod: &Pod) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// The key an app's pods are filed under: their namespace and `app` label.
+pub fn pod_app(pod: &Pod) -> Vec<Key> {
+    let app = pod.labels().get("app");
+    app.map(|a| (pod.namespace().unwrap_or_default(), a.clone()))
+        .into_iter()
+        .collect()
+}
+
 /// A cache of pods (each as [`pod_summary`] leaves it) that finds an app's pods by their namespace and
 /// `app` label without a scan of every pod: at 10,000 apps the cache holds 10,000 pods and more, and
-/// an app's readers (a probe round, a rollout that may have stalled) want its few.
+/// an app's readers (a probe round, a rollout that may have stalled, the dashboard) want its few.
 #[derive(Clone)]
 pub struct Pods {
-    store: Store<Pod>,
+    feed: Feed<Pod>,
     by_app: Index,
 }
 
 impl Pods {
     /// Keeps the cache filled from a watch of `api` until the process ends.
     pub fn reflect(api: Api<Pod>, config: watcher::Config) -> Pods {
-        let (store, writer) = reflector::store();
-        let (by_app, mut indexer) = index(|p: &Pod| {
-            let app = p.labels().get("app");
-            app.map(|a| (p.namespace().unwrap_or_default(), a.clone()))
-                .into_iter()
-                .collect()
-        });
-        let stream = reflector::reflector(writer, watcher(api, config).modify(pod_summary))
-            .default_backoff();
-        tokio::spawn(stream.for_each(move |event| {
-            if let Ok(event) = event {
-                indexer.apply(&event);
-            }
-            futures::future::ready(())
-        }));
-        Pods { store, by_app }
+        let (by_app, indexer) = index(pod_app);
+        let feed = Feed::start(api, config, pod_summary, Some(indexer));
+        Pods { feed, by_app }
     }
 
     /// Waits until the first list of the watch is in the cache.
     ///
     /// # Errors
     /// When the watch ended before it.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.store.wait_until_ready().await
+    pub async fn wait_until_ready(&self) -> Result<(), WatchEnded> {
+        self.feed.wait_until_ready().await
     }
 
     /// The pods of app `app` in namespace `ns` (labelled `app: <app>`).
     pub fn of(&self, ns: &str, app: &str) -> Vec<Arc<Pod>> {
+        let store = self.feed.store();
         self.by_app
             .under(ns, app)
             .into_iter()
-            .filter_map(|(ns, name)| self.store.get(&ObjectRef::new(&name).within(&ns)))
+            .filter_map(|(ns, name)| store.get(&ObjectRef::new(&name).within(&ns)))
             .collect()
+    }
+
+    /// The changes of the pods from now on (see [`Feed::subscribe`]).
+    pub fn subscribe(&self) -> futures::channel::mpsc::Receiver<Change<Pod>> {
+        self.feed.subscribe()
+    }
+}
+
+/// What a [`Feed`] tells each subscriber, once its store holds it.
+#[derive(Clone, Debug)]
+pub enum Change<K> {
+    /// Made or changed; or listed again after the watch was lost (it may have changed meanwhile).
+    Applied(K),
+    Deleted(K),
+    /// The watch listed everything (at its start, or again after it was lost): the store now holds
+    /// just what was listed, and objects deleted meanwhile are gone from it without a `Deleted`.
+    Listed,
+}
+
+impl<K> Change<K> {
+    /// The object that changed, if any.
+    pub fn object(self) -> Option<K> {
+        match self {
+            Change::Applied(o) | Change::Deleted(o) => Some(o),
+            Change::Listed => None,
+        }
+    }
+}
+
+/// How many changes may wait for a subscriber before the watch that reports them waits.
+const FEED_BUFFER: usize = 1024;
+
+/// One watch of a kind, kept in one store (and an [`Index`], if asked), whose changes each subscriber
+/// is told: the engine, the dashboard and the write-back read one cache of the apps and one of the
+/// pods instead of each watching them (every watch is one more copy in memory, and one more stream
+/// kube-apiserver sends and Bosun decodes).
+pub struct Feed<K: Cached> {
+    store: Store<K>,
+    subscribe: futures::channel::mpsc::UnboundedSender<futures::channel::mpsc::Sender<Change<K>>>,
+    /// True once the first list is in the store. (Not the store's own `wait_until_ready`: kube-runtime
+    /// 5 wakes only the last of the tasks that wait on it at once, and a feed has many readers.)
+    listed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The watch of a [`Feed`] ended before its first list: the process is going down.
+#[derive(Debug, thiserror::Error)]
+#[error("the watch ended before its first list")]
+pub struct WatchEnded;
+
+impl<K: Cached> Clone for Feed<K> {
+    fn clone(&self) -> Self {
+        Feed {
+            store: self.store.clone(),
+            subscribe: self.subscribe.clone(),
+            listed: self.listed.clone(),
+        }
+    }
+}
+
+impl<K: Cached> Feed<K> {
+    /// Keeps a store filled from a watch of `api` until the process ends, each object as `keep`
+    /// leaves it, filed by `indexer` if any.
+    pub fn start(
+        api: Api<K>,
+        config: watcher::Config,
+        keep: fn(&mut K),
+        mut indexer: Option<Indexer<K>>,
+    ) -> Feed<K> {
+        use futures::SinkExt;
+        let (store, writer) = reflector::store();
+        let (subscribe, mut joining) = futures::channel::mpsc::unbounded();
+        let (listed_tx, listed_rx) = tokio::sync::watch::channel(false);
+        let events =
+            reflector::reflector(writer, watcher(api, config).modify(keep)).default_backoff();
+        tokio::spawn(async move {
+            futures::pin_mut!(events);
+            let mut subscribers: Vec<futures::channel::mpsc::Sender<Change<K>>> = Vec::new();
+            let mut listed = false;
+            while let Some(event) = events.next().await {
+                if let (Some(indexer), Ok(event)) = (indexer.as_mut(), &event) {
+                    indexer.apply(event);
+                }
+                let change = match event {
+                    Ok(watcher::Event::Apply(o)) => Change::Applied(o),
+                    Ok(watcher::Event::Delete(o)) => Change::Deleted(o),
+                    // The first list fills the store without telling each object: a subscriber
+                    // reads the store when it starts.
+                    Ok(watcher::Event::InitApply(o)) if listed => Change::Applied(o),
+                    Ok(watcher::Event::InitDone) => {
+                        listed = true;
+                        listed_tx.send_replace(true);
+                        Change::Listed
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a watch failed; retrying");
+                        continue;
+                    }
+                };
+                // Whoever subscribed before the store took this change is told of it.
+                while let Ok(s) = joining.try_recv() {
+                    subscribers.push(s);
+                }
+                let mut gone = Vec::new();
+                for (i, s) in subscribers.iter_mut().enumerate() {
+                    if s.send(change.clone()).await.is_err() {
+                        gone.push(i);
+                    }
+                }
+                for i in gone.into_iter().rev() {
+                    subscribers.swap_remove(i);
+                }
+            }
+        });
+        Feed {
+            store,
+            subscribe,
+            listed: listed_rx,
+        }
+    }
+
+    /// The store, as the watch keeps it.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Waits until the first list of the watch is in the store. Wait on this, not on the store's
+    /// own `wait_until_ready` (see [`Feed`]'s `listed`); a controller given the store is started only
+    /// after it.
+    ///
+    /// # Errors
+    /// When the watch ended before it.
+    pub async fn wait_until_ready(&self) -> Result<(), WatchEnded> {
+        let mut listed = self.listed.clone();
+        listed
+            .wait_for(|l| *l)
+            .await
+            .map(|_| ())
+            .map_err(|_| WatchEnded)
+    }
+
+    /// Every change the store takes from now on, in order. A change the store took before this call
+    /// is in the store: read it after subscribing, and nothing is missed. The watch waits for a
+    /// subscriber that lags [`FEED_BUFFER`] changes behind; drop the receiver to leave.
+    pub fn subscribe(&self) -> futures::channel::mpsc::Receiver<Change<K>> {
+        let (tx, rx) = futures::channel::mpsc::channel(FEED_BUFFER);
+        // The feed's task ended only with the process.
+        let _ = self.subscribe.unbounded_send(tx);
+        rx
     }
 }
 
@@ -227,14 +372,6 @@ impl<K> Cached for K where
 {
 }
 
-/// Keeps a store filled from a watch until the process ends, each object as `keep` leaves it.
-pub fn reflect<K: Cached>(api: Api<K>, config: watcher::Config, keep: fn(&mut K)) -> Store<K> {
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).modify(keep)).default_backoff();
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    store
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,13 +383,6 @@ mod tests {
         .expect("a pod")
     }
 
-    fn by_app(p: &Pod) -> Vec<Key> {
-        let app = p.labels().get("app");
-        app.map(|a| (p.namespace().unwrap_or_default(), a.clone()))
-            .into_iter()
-            .collect()
-    }
-
     fn names(index: &Index, ns: &str, app: &str) -> Vec<String> {
         index.under(ns, app).into_iter().map(|(_, n)| n).collect()
     }
@@ -260,7 +390,7 @@ mod tests {
     #[test]
     fn the_index_follows_the_watch_and_a_relist_forgets_objects_deleted_while_it_was_down() {
         use watcher::Event;
-        let (index, mut indexer) = index(by_app);
+        let (index, mut indexer) = index(pod_app);
         indexer.apply(&Event::Init);
         indexer.apply(&Event::InitApply(pod("shop", "web-1", "web")));
         indexer.apply(&Event::InitApply(pod("shop", "api-1", "api")));

@@ -35,7 +35,6 @@ use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -217,7 +216,7 @@ pub fn targets(
 /// Runs the write-back controller until its stream ends.
 pub async fn run(
     client: Client,
-    namespace: Option<String>,
+    apps: crate::cache::Feed<ManagedApplication>,
     targets: HashMap<String, WriteTarget>,
     forge: Option<ForgeReporting>,
     fence: Arc<Fence>,
@@ -225,18 +224,15 @@ pub async fn run(
     if targets.is_empty() && forge.is_none() {
         return;
     }
-    let api: Api<ManagedApplication> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    // Apps are kept without their managedFields (see `crate::cache`).
-    let (store, writer) = kube::runtime::reflector::store();
-    let apps = kube::runtime::reflector(
-        writer,
-        watcher::watcher(api, watcher::Config::default()).modify(crate::cache::slim),
-    )
-    .default_backoff()
-    .touched_objects();
+    // The apps as the engine's watch keeps them (see `crate::engine::Watches`): each at the start,
+    // then at each change.
+    let changes = crate::engine::changes(&apps);
+    if apps.wait_until_ready().await.is_err() {
+        return;
+    }
+    let store = apps.store();
+    let every_app = futures::stream::iter(store.state().into_iter().map(|a| Ok((*a).clone())));
+    let apps = every_app.chain(changes);
     let controller = Controller::for_stream(apps, store.clone());
     let ctx = Arc::new(Ctx {
         client,

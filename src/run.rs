@@ -97,8 +97,23 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         }
         None => (None, None),
     };
+    // One watch of the apps and one of the pods per process, read by the dashboard (on every
+    // replica) and by the engine and the write-back (on the leader).
+    let start_watches =
+        || crate::engine::Watches::start(&client, config.engine_namespace.as_deref());
+    let watches = (config.listen.is_some() && config.dashboard).then(start_watches);
     if let Some(addr) = config.listen {
-        serve_http(addr, &config, watched, fence.clone(), command_tx, &client).await?;
+        let watches = watches.as_ref();
+        serve_http(
+            addr,
+            &config,
+            watched,
+            fence.clone(),
+            command_tx,
+            &client,
+            watches,
+        )
+        .await?;
     }
     // Only the leader writes: wait for the lease before starting anything that does.
     let lost = match &config.leader_election {
@@ -120,13 +135,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
         .iter()
         .map(|s| (s.name.clone(), s.upgrade_windows.clone()))
         .collect();
-    tokio::spawn(crate::engine::run(
+    let watches = watches.unwrap_or_else(start_watches);
+    tokio::spawn(crate::engine::run_with(
         client.clone(),
         config.engine_namespace.clone(),
         crate::engine::Settings {
             source_windows: source_windows.clone(),
             prometheus_url: config.prometheus_url.clone(),
         },
+        watches.clone(),
     ));
     tokio::spawn(crate::bestie::run_for_sources(
         client.clone(),
@@ -162,7 +179,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     }
     tokio::spawn(crate::report::run(
         client.clone(),
-        config.engine_namespace.clone(),
+        watches.apps,
         targets,
         forge,
         fence.clone(),
@@ -184,8 +201,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<bool> {
     }
 }
 
-/// Serves `/healthz`, `/readyz`, `/metrics`, the dashboard (unless turned off) and, with a secret,
-/// `/webhook`, on every replica.
+/// Serves `/healthz`, `/readyz`, `/metrics`, the dashboard (from `watches`, if any) and, with a
+/// secret, `/webhook`, on every replica.
 async fn serve_http(
     addr: SocketAddr,
     config: &RunConfig,
@@ -193,10 +210,11 @@ async fn serve_http(
     fence: Arc<Fence>,
     commands: Option<tokio::sync::mpsc::Sender<crate::commands::CommentEvent>>,
     client: &kube::Client,
+    watches: Option<&crate::engine::Watches>,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
     let ready_fence = fence.clone();
-    let dashboard = config.dashboard.then(|| {
+    let dashboard = watches.map(|watches| {
         let links = crate::dashboard::Links {
             repos: config
                 .sources
@@ -216,6 +234,7 @@ async fn serve_http(
                 namespace: config.engine_namespace.clone(),
                 links,
             },
+            watches,
         )
     });
     let mut app = axum::Router::new()

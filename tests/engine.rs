@@ -2198,3 +2198,103 @@ async fn a_freeze_set_for_the_whole_source_holds_its_apps_and_only_them() {
     })
     .await;
 }
+
+/// The engine, the dashboard and the write-back read one watch of the apps and one of the pods
+/// (`bosun::cache::Feed`): each subscriber is told every change made after it subscribed, in order,
+/// once the store holds it; one that leaves stops nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_watch_tells_each_subscriber_every_change_made_after_it_subscribed() {
+    use bosun::cache::{Change, Feed};
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector::ObjectRef;
+    let ns = TestNamespace::new("feed").await;
+    let maps = ns.api::<ConfigMap>();
+    let map = |name: &str, value: &str| -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "data": {"v": value},
+        }))
+        .expect("a ConfigMap")
+    };
+    let pp = PostParams::default();
+    maps.create(&pp, &map("before", "1"))
+        .await
+        .expect("creating");
+    let feed = Feed::start(maps.clone(), Default::default(), |_| {}, None);
+    // Its readers (the engine, the write-back, their controllers) wait for the first list at once,
+    // each in its own task: each is woken.
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let feed = feed.clone();
+            tokio::spawn(async move { feed.wait_until_ready().await })
+        })
+        .collect();
+    for w in waiting {
+        tokio::time::timeout(STATUS_WAIT, w)
+            .await
+            .expect("every reader woken")
+            .expect("the task ran")
+            .expect("listed");
+    }
+    let store = feed.store();
+    assert!(
+        store
+            .get(&ObjectRef::new("before").within(&ns.name))
+            .is_some()
+    );
+
+    // What a subscriber is told, as "applied a=2" / "deleted b" (the first list's `Listed` skipped:
+    // it may come before or after the subscription).
+    async fn next(rx: &mut futures::channel::mpsc::Receiver<Change<ConfigMap>>) -> String {
+        loop {
+            let change = tokio::time::timeout(STATUS_WAIT, rx.next())
+                .await
+                .expect("a change in time")
+                .expect("the feed goes on");
+            let told = |o: &ConfigMap| {
+                let v = o.data.as_ref().and_then(|d| d.get("v")).cloned();
+                format!("{}={}", o.name_any(), v.unwrap_or_default())
+            };
+            match change {
+                Change::Applied(o) => return format!("applied {}", told(&o)),
+                Change::Deleted(o) => return format!("deleted {}", told(&o)),
+                Change::Listed => continue,
+            }
+        }
+    }
+    let mut first = feed.subscribe();
+    maps.create(&pp, &map("a", "1")).await.expect("creating");
+    assert_eq!(next(&mut first).await, "applied a=1");
+    let mut second = feed.subscribe();
+    let merge = |v: &str| Patch::Merge(json!({"data": {"v": v}}));
+    maps.patch("a", &PatchParams::default(), &merge("2"))
+        .await
+        .expect("patching");
+    maps.delete("before", &DeleteParams::default())
+        .await
+        .expect("deleting");
+    for rx in [&mut first, &mut second] {
+        assert_eq!(next(rx).await, "applied a=2");
+        assert_eq!(next(rx).await, "deleted before=1");
+    }
+    // What a subscriber is told, the store already holds.
+    let a = store.get(&ObjectRef::new("a").within(&ns.name));
+    assert_eq!(
+        a.and_then(|a| a.data.clone())
+            .and_then(|d| d.get("v").cloned())
+            .as_deref(),
+        Some("2")
+    );
+    assert!(
+        store
+            .get(&ObjectRef::new("before").within(&ns.name))
+            .is_none()
+    );
+    // One leaves; the other is still told.
+    drop(first);
+    maps.patch("a", &PatchParams::default(), &merge("3"))
+        .await
+        .expect("patching");
+    assert_eq!(next(&mut second).await, "applied a=3");
+}

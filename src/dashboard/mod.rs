@@ -2,9 +2,9 @@
 //! and webhooks): an overview of every ManagedApplication and Bestie, one page per app, and live
 //! updates over server-sent events.
 //!
-//! One watch per kind (ManagedApplications, Besties, and the pods of Bosun's rollouts, by their
-//! `bosun.dev/role` label) fills a reflector store; every page is rendered from those stores, never
-//! from a request to the API server. Each change the watches see is broadcast as the key of the app
+//! The ManagedApplications and the pods of Bosun's rollouts are read from the caches the engine keeps
+//! ([`crate::engine::Watches`]: one watch of each per process), the Besties from a watch of its own;
+//! every page is rendered from those stores, never from a request to the API server. Each change the watches see is broadcast as the key of the app
 //! it concerns (`apps/<ns>/<name>`) on `/events`; an open page fetches itself again only when its app
 //! (or, on the overview, any app) changed. The view-model ([`view`]) is pure; [`html`] lays it out,
 //! escaping everything that comes from the cluster or git. No route writes anything: the dashboard
@@ -24,11 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bosun_core::model::{Bestie, ManagedApplication};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use tokio::sync::broadcast;
 
 pub use view::{Filter, Kind, Links};
@@ -51,48 +49,33 @@ pub struct Settings {
 pub struct Dashboard {
     apps: Store<ManagedApplication>,
     besties: Store<Bestie>,
-    pods: Store<Pod>,
+    pods: crate::cache::Pods,
     changes: broadcast::Sender<String>,
     links: Arc<Links>,
 }
 
+use crate::cache::Change;
 use crate::cluster::api_in as api;
 
-/// Keeps `writer`'s store filled from a watch until the process ends, broadcasting the key of each
-/// object that changed (`key` of it), and `*` when the watch listed everything again (after which
-/// objects deleted meanwhile are gone).
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changes: broadcast::Sender<String>,
+/// Broadcasts, until the process ends, the key of each object `changes` tells of (`key` of it), and
+/// `*` when the watch listed everything again (after which objects deleted meanwhile are gone).
+fn tell<K: Send + 'static>(
+    mut changes: futures::channel::mpsc::Receiver<Change<K>>,
+    to: broadcast::Sender<String>,
     key: fn(&K) -> Option<String>,
-    keep: fn(&mut K),
-) -> Store<K>
-where
-    K: crate::cache::Cached,
-{
-    let (store, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher::watcher(api, config).modify(keep)).default_backoff();
+) {
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            let changed = match event {
-                Ok(Event::Apply(o) | Event::Delete(o)) => key(&o),
-                Ok(Event::InitDone) => Some("*".to_string()),
-                Ok(Event::Init | Event::InitApply(_)) => None,
-                Err(e) => {
-                    tracing::debug!(error = %e, "dashboard watch failed; retrying");
-                    None
-                }
+        while let Some(change) = changes.next().await {
+            let changed = match &change {
+                Change::Applied(o) | Change::Deleted(o) => key(o),
+                Change::Listed => Some("*".to_string()),
             };
             if let Some(k) = changed {
                 // No page open: nobody to tell.
-                let _ = changes.send(k);
+                let _ = to.send(k);
             }
         }
     });
-    store
 }
 
 fn app_key(kind: Kind, ns: &str, name: &str) -> String {
@@ -100,35 +83,34 @@ fn app_key(kind: Kind, ns: &str, name: &str) -> String {
 }
 
 impl Dashboard {
-    /// Starts the watches. Reads only: `client` may be the write-gated one.
-    pub fn start(client: &Client, settings: Settings) -> Dashboard {
+    /// Starts the watch of the Besties, and listens to `watches`' apps and pods. Reads only: `client`
+    /// may be the write-gated one.
+    pub fn start(
+        client: &Client,
+        settings: Settings,
+        watches: &crate::engine::Watches,
+    ) -> Dashboard {
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
         let ns = settings.namespace.as_deref();
-        let apps = reflect(
-            api::<ManagedApplication>(client, ns),
-            watcher::Config::default(),
-            changes.clone(),
-            |a| Some(app_key(Kind::App, &a.namespace()?, &a.name_any())),
-            crate::cache::slim,
-        );
-        let besties = reflect(
+        let besties = crate::cache::Feed::start(
             api::<Bestie>(client, ns),
             watcher::Config::default(),
-            changes.clone(),
-            |b| Some(app_key(Kind::Bestie, &b.namespace()?, &b.name_any())),
             crate::cache::slim,
+            None,
         );
-        let pods = reflect(
-            api::<Pod>(client, ns),
-            watcher::Config::default().labels(bosun_core::names::LABEL_ROLE),
-            changes.clone(),
-            |p| Some(app_key(Kind::App, &p.namespace()?, p.labels().get("app")?)),
-            crate::cache::pod_summary,
-        );
+        tell(besties.subscribe(), changes.clone(), |b| {
+            Some(app_key(Kind::Bestie, &b.namespace()?, &b.name_any()))
+        });
+        tell(watches.apps.subscribe(), changes.clone(), |a| {
+            Some(app_key(Kind::App, &a.namespace()?, &a.name_any()))
+        });
+        tell(watches.pods.subscribe(), changes.clone(), |p| {
+            Some(app_key(Kind::App, &p.namespace()?, p.labels().get("app")?))
+        });
         Dashboard {
-            apps,
-            besties,
-            pods,
+            apps: watches.apps.store(),
+            besties: besties.store(),
+            pods: watches.pods.clone(),
             changes,
             links: Arc::new(settings.links),
         }
@@ -145,7 +127,7 @@ impl Dashboard {
         match kind {
             Kind::App => {
                 let app = self.apps.get(&ObjectRef::new(name).within(ns))?;
-                let pods = self.pods.state();
+                let pods = self.pods.of(ns, name);
                 let views = view::app_pods(&app, pods.iter().map(|p| p.as_ref()));
                 Some(view::app_detail(&app, views, &self.links))
             }

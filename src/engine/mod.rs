@@ -32,10 +32,9 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
@@ -265,57 +264,46 @@ fn with_source_windows<'a>(
     }
 }
 
-/// How many changed objects may wait for the controller before the watch that reports them waits.
-const TRIGGER_BUFFER: usize = 1024;
+/// The changed objects a feed tells from now on, as a controller's trigger stream (see
+/// [`crate::cache::Feed::subscribe`]).
+pub(crate) fn changes<K: crate::cache::Cached>(
+    feed: &crate::cache::Feed<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
+    feed.subscribe()
+        .filter_map(|c| futures::future::ready(c.object().map(Ok)))
+}
 
-/// [`reflect`], and the objects that changed, each sent only once the store holds it, so that the
-/// reconcile it wakes reads what woke it (a second watch for the wake-ups may run ahead of the
-/// store). Each change goes to each of `fan_out` receivers. The first list fills the store without
-/// waking anyone (the controller's own first list wakes every app); a later one (after the watch
-/// was lost) wakes for each object it lists. `indexer`, if any, files the objects as they come.
-fn reflect_and_tell<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    fan_out: usize,
-    keep: fn(&mut K),
-    mut indexer: Option<crate::cache::Indexer<K>>,
-) -> (
-    Store<K>,
-    Vec<futures::channel::mpsc::Receiver<Result<K, watcher::Error>>>,
-)
-where
-    K: crate::cache::Cached,
-{
-    use futures::SinkExt;
-    let (store, writer) = reflector::store();
-    let (mut senders, receivers): (Vec<_>, Vec<_>) = (0..fan_out)
-        .map(|_| futures::channel::mpsc::channel(TRIGGER_BUFFER))
-        .unzip();
-    let events = reflector::reflector(writer, watcher(api, config).modify(keep)).default_backoff();
-    tokio::spawn(async move {
-        futures::pin_mut!(events);
-        let mut listed = false;
-        while let Some(event) = events.next().await {
-            if let (Some(indexer), Ok(event)) = (indexer.as_mut(), &event) {
-                indexer.apply(event);
-            }
-            let changed = match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o,
-                Ok(watcher::Event::InitApply(o)) if listed => o,
-                Ok(watcher::Event::InitDone) => {
-                    listed = true;
-                    continue;
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) | Err(_) => continue,
-            };
-            for tx in &mut senders {
-                if tx.send(Ok(changed.clone())).await.is_err() {
-                    return;
-                }
-            }
+/// The watches the engine shares with the dashboard and the write-back: the ManagedApplications
+/// (filed also by the apps they depend on with `rollbackTogether`) and the pods of Bosun's rollouts.
+/// Started once per process: on a standby they keep the dashboard's pages; on the leader the engine
+/// reads the same caches.
+#[derive(Clone)]
+pub struct Watches {
+    pub apps: crate::cache::Feed<ManagedApplication>,
+    /// The apps that depend on each app with `rollbackTogether`.
+    pub dependents: crate::cache::Index,
+    pub pods: crate::cache::Pods,
+}
+
+impl Watches {
+    /// Starts the watches, of every namespace or of `namespace`.
+    pub fn start(client: &Client, namespace: Option<&str>) -> Watches {
+        use crate::cluster::api_in as api;
+        let (dependents, indexer) = crate::cache::index(depends::together_with);
+        Watches {
+            apps: crate::cache::Feed::start(
+                api::<ManagedApplication>(client, namespace),
+                watcher::Config::default(),
+                crate::cache::slim,
+                Some(indexer),
+            ),
+            dependents,
+            pods: crate::cache::Pods::reflect(
+                api::<Pod>(client, namespace),
+                watcher::Config::default().labels(objects::LABEL_ROLE),
+            ),
         }
-    });
-    (store, receivers)
+    }
 }
 
 /// One Event per transition, each its own object. (kube's `Recorder` folds Events of one reason into
@@ -399,46 +387,56 @@ fn event_of(app: &ManagedApplication, t: &app::Transition) -> Event {
 
 /// Runs the ManagedApplication controller until the stream ends, over every namespace or one.
 pub async fn run(client: Client, namespace: Option<String>, settings: Settings) {
+    let watches = Watches::start(&client, namespace.as_deref());
+    run_with(client, namespace, settings, watches).await;
+}
+
+/// [`run`], reading the apps and pods from `watches` (those of the same namespace or namespaces).
+pub async fn run_with(
+    client: Client,
+    namespace: Option<String>,
+    settings: Settings,
+    watches: Watches,
+) {
+    use crate::cache::Feed;
     let ns = namespace.as_deref();
     use crate::cluster::api_in as api;
+    // Subscribed before the stores are read: no change falls between.
+    let (own, dependents) = (changes(&watches.apps), changes(&watches.apps));
+    let deleted = watches.apps.subscribe();
     // Only what Bosun made is watched and cached: the cluster's other Deployments, Jobs and Pods
     // cost Bosun no memory, however many there are.
-    let (dependents_index, indexer) = crate::cache::index(depends::together_with);
-    let (apps, mut app_changes) = reflect_and_tell(
-        api::<ManagedApplication>(&client, ns),
-        watcher::Config::default(),
-        2,
-        crate::cache::slim,
-        Some(indexer),
-    );
-    let (deployments, mut deployment_changes) = reflect_and_tell(
+    let deployments = Feed::start(
         api::<Deployment>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_ROLE),
-        1,
         without_pods,
         None,
     );
-    let (jobs, mut job_changes) = reflect_and_tell(
+    let deployment_changes = changes(&deployments);
+    let jobs = Feed::start(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_VERSION),
-        1,
         crate::cache::slim,
         None,
     );
-    let services = crate::cache::reflect(
+    let job_changes = changes(&jobs);
+    let services = Feed::start(
         api::<Service>(&client, ns),
         watcher::Config::default().labels("app"),
         metadata_only,
+        None,
     );
-    let revisions = crate::cache::reflect(
+    let revisions = Feed::start(
         api::<ControllerRevision>(&client, ns),
         watcher::Config::default().labels(objects::LABEL_APP),
         without_data,
+        None,
     );
-    let pods = crate::cache::Pods::reflect(
-        api::<Pod>(&client, ns),
-        watcher::Config::default().labels(objects::LABEL_ROLE),
-    );
+    let Watches {
+        apps,
+        dependents: dependents_index,
+        pods,
+    } = watches;
     for ready in [
         apps.wait_until_ready().await,
         deployments.wait_until_ready().await,
@@ -452,18 +450,15 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
             return;
         }
     }
-    tokio::spawn(forget_deleted_apps(api::<
-        PartialObjectMeta<ManagedApplication>,
-    >(&client, ns)));
-    let (Some(dependents), Some(own)) = (app_changes.pop(), app_changes.pop()) else {
-        unreachable!("two receivers were asked for");
-    };
+    let (apps, deployments, jobs) = (apps.store(), deployments.store(), jobs.store());
+    let (services, revisions) = (services.store(), revisions.store());
+    tokio::spawn(forget_deleted_apps(deleted, apps.clone()));
     // Every app is decided once at the start, then at each change of it or of what it owns.
     let every_app = futures::stream::iter(apps.state().into_iter().map(|a| Ok((*a).clone())));
     let controller = Controller::for_stream(every_app.chain(own), apps.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES))
-        .owns_stream(deployment_changes.pop().expect("one receiver"))
-        .owns_stream(job_changes.pop().expect("one receiver"))
+        .owns_stream(deployment_changes)
+        .owns_stream(job_changes)
         // An app's change wakes the apps it depends on: a failure of its group rolls them back too.
         .watches_stream(dependents, |app| depends::wakes(&app));
     let ctx = Arc::new(Ctx {
@@ -493,30 +488,23 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings) 
         .await;
 }
 
-/// Drops the metrics of deleted apps: at each delete, and after each (re)list, of every app it lacks
-/// (deleted while the watch was down). Watches metadata only: the controller's own watch does not say
-/// which of its events are deletes.
-async fn forget_deleted_apps(apps: Api<PartialObjectMeta<ManagedApplication>>) {
-    let mut listed = std::collections::BTreeSet::new();
-    let events = watcher::watcher(apps, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(events);
-    while let Some(event) = events.next().await {
-        let key = |m: &PartialObjectMeta<ManagedApplication>| {
-            (m.namespace().unwrap_or_default(), m.name_any())
-        };
-        match event {
-            Ok(watcher::Event::Delete(app)) => {
-                let gone = key(&app);
+/// Drops the metrics of deleted apps: at each delete, and after each (re)list, of every app the store
+/// lacks (deleted while the watch was down).
+async fn forget_deleted_apps(
+    mut changes: futures::channel::mpsc::Receiver<crate::cache::Change<ManagedApplication>>,
+    apps: Store<ManagedApplication>,
+) {
+    use crate::cache::Change;
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Deleted(app) => {
+                let gone = (app.namespace().unwrap_or_default(), app.name_any());
                 crate::metrics::forget_apps(|ns, a| (ns, a) != (gone.0.as_str(), gone.1.as_str()));
             }
-            Ok(watcher::Event::Init) => listed.clear(),
-            Ok(watcher::Event::InitApply(app)) => {
-                listed.insert(key(&app));
-            }
-            Ok(watcher::Event::InitDone) => {
-                crate::metrics::forget_apps(|ns, a| listed.contains(&(ns.to_owned(), a.to_owned())))
-            }
-            Ok(watcher::Event::Apply(_)) | Err(_) => {}
+            Change::Listed => crate::metrics::forget_apps(|ns, a| {
+                apps.get(&ObjectRef::new(a).within(ns)).is_some()
+            }),
+            Change::Applied(_) => {}
         }
     }
 }
