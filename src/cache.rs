@@ -188,7 +188,7 @@ impl<K: Cached> Feed<K> {
                     }
                     Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
                     Err(e) => {
-                        tracing::debug!(error = %e, "a watch failed; retrying");
+                        tracing::debug!(kind = %K::kind(&()), error = %e, "a watch failed; retrying");
                         continue;
                     }
                 };
@@ -242,6 +242,15 @@ impl<K: Cached> Feed<K> {
         // The feed's task ended only with the process.
         let _ = self.subscribe.unbounded_send(tx);
         rx
+    }
+
+    /// The objects [`Feed::subscribe`] tells of from now on (made, changed or deleted), as a
+    /// controller's trigger stream.
+    pub fn changes(
+        &self,
+    ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
+        self.subscribe()
+            .filter_map(|c| futures::future::ready(c.object().map(Ok)))
     }
 }
 

@@ -226,7 +226,7 @@ pub async fn run(
     }
     // The apps as the engine's watch keeps them (see `crate::engine::Watches`): each at the start,
     // then at each change.
-    let changes = crate::engine::changes(&apps);
+    let changes = apps.changes();
     if apps.wait_until_ready().await.is_err() {
         return;
     }
