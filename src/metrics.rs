@@ -56,6 +56,9 @@ pub struct Metrics {
     pub git_writes: Family<Labels, Counter>,
     /// 1 while this replica holds the lease (or leader election is off), else 0.
     pub leader: Gauge,
+    /// The engine's Events by `result`: published, failed (kube-apiserver refused it), dropped (the
+    /// queue was full).
+    pub events: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +80,7 @@ impl Metrics {
             forge_rate_limit_waits: Counter::default(),
             git_writes: Family::default(),
             leader: Gauge::default(),
+            events: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -153,6 +157,11 @@ impl Metrics {
             "leader",
             "1 while this replica holds the lease",
             m.leader.clone(),
+        );
+        registry.register(
+            "events",
+            "The engine's Events by result (published, failed, dropped)",
+            m.events.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -264,15 +264,6 @@ fn with_source_windows<'a>(
     }
 }
 
-/// The changed objects a feed tells from now on, as a controller's trigger stream (see
-/// [`crate::cache::Feed::subscribe`]).
-pub(crate) fn changes<K: crate::cache::Cached>(
-    feed: &crate::cache::Feed<K>,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
-    feed.subscribe()
-        .filter_map(|c| futures::future::ready(c.object().map(Ok)))
-}
-
 /// The watches the engine shares with the dashboard and the write-back: the ManagedApplications
 /// (filed also by the apps they depend on with `rollbackTogether`) and the pods of Bosun's rollouts.
 /// Started once per process: on a standby they keep the dashboard's pages; on the leader the engine
@@ -330,29 +321,80 @@ async fn create_event(client: &Client, event: Event) -> Result<(), kube::Error> 
 /// How many Events the engine publishes at once; the others wait in [`Events`].
 const EVENTS_AT_ONCE: usize = 16;
 
+/// How many Events may wait in [`Events`]: one transition of 10,000 apps at once. Beyond, an Event is
+/// dropped (as client-go's recorder drops past 1,000): it is a report, and the transition it tells
+/// of is in the app's status history already.
+const EVENTS_QUEUED: usize = 10_000;
+
 /// The engine's Events on their way to kube-apiserver. A reconcile does not wait for its Events (they
 /// are reports), and what waits is the Event alone (a few hundred bytes), not the reconcile's app:
-/// when 10,000 apps move at once, the Events queue here instead of 10,000 requests at once.
-struct Events(futures::channel::mpsc::UnboundedSender<Event>);
+/// when 10,000 apps move at once, the Events queue here instead of 10,000 requests at once. Counted
+/// in `bosun_events_total{result}`.
+struct Events {
+    queue: tokio::sync::mpsc::Sender<Event>,
+    /// Whether the last Event was dropped: one warning for a run of drops, not one for each.
+    dropping: std::sync::atomic::AtomicBool,
+}
 
 impl Events {
     fn start(client: Client) -> Events {
-        let (tx, rx) = futures::channel::mpsc::unbounded::<Event>();
-        tokio::spawn(rx.for_each_concurrent(EVENTS_AT_ONCE, move |event| {
+        Events::start_with(move |event| {
             let client = client.clone();
+            async move { create_event(&client, event).await }
+        })
+    }
+
+    /// Events published by `publish`.
+    fn start_with<F, P>(publish: P) -> Events
+    where
+        P: Fn(Event) -> F + Send + 'static,
+        F: std::future::Future<Output = Result<(), kube::Error>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Event>(EVENTS_QUEUED);
+        let queued =
+            futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|e| (e, rx)) });
+        tokio::spawn(queued.for_each_concurrent(EVENTS_AT_ONCE, move |event| {
+            let published = publish(event);
             async move {
-                if let Err(e) = create_event(&client, event).await {
-                    warn!(error = %e, "publishing an Event failed");
-                }
+                let result = match published.await {
+                    Ok(()) => "published",
+                    Err(e) => {
+                        warn!(error = %e, "publishing an Event failed");
+                        "failed"
+                    }
+                };
+                count_event(result);
             }
         }));
-        Events(tx)
+        Events {
+            queue: tx,
+            dropping: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn publish(&self, app: &ManagedApplication, t: &app::Transition) {
-        // Sending fails only when the publisher ended, with the runtime.
-        let _ = self.0.unbounded_send(event_of(app, t));
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.queue.try_send(event_of(app, t)) {
+            Ok(()) => self.dropping.store(false, Relaxed),
+            // Closed only when the publisher ended, with the runtime.
+            Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                if !self.dropping.swap(true, Relaxed) {
+                    warn!(app = %retry_key(app), reason = %t.reason, queued = EVENTS_QUEUED,
+                        "dropping Events: {EVENTS_QUEUED} wait to be published already (kube-apiserver is slow or down); bosun_events_total{{result=\"dropped\"}} counts them");
+                }
+                count_event("dropped");
+            }
+        }
     }
+}
+
+fn count_event(result: &str) {
+    crate::metrics::global()
+        .events
+        .get_or_create(&crate::metrics::labels(&[("result", result)]))
+        .inc();
 }
 
 /// The Event that tells of transition `t` of `app`.
@@ -402,7 +444,7 @@ pub async fn run_with(
     let ns = namespace.as_deref();
     use crate::cluster::api_in as api;
     // Subscribed before the stores are read: no change falls between.
-    let (own, dependents) = (changes(&watches.apps), changes(&watches.apps));
+    let (own, dependents) = (watches.apps.changes(), watches.apps.changes());
     let deleted = watches.apps.subscribe();
     // Only what Bosun made is watched and cached: the cluster's other Deployments, Jobs and Pods
     // cost Bosun no memory, however many there are.
@@ -412,14 +454,14 @@ pub async fn run_with(
         without_pods,
         None,
     );
-    let deployment_changes = changes(&deployments);
+    let deployment_changes = deployments.changes();
     let jobs = Feed::start(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_VERSION),
         crate::cache::slim,
         None,
     );
-    let job_changes = changes(&jobs);
+    let job_changes = jobs.changes();
     let services = Feed::start(
         api::<Service>(&client, ns),
         watcher::Config::default().labels("app"),
@@ -1336,6 +1378,67 @@ fn applied_hash(object: &impl Resource) -> Option<&str> {
 mod tests {
     use super::*;
     use bosun_core::model::ManagedApplicationStatus;
+
+    fn events_counted(result: &str) -> u64 {
+        crate::metrics::global()
+            .events
+            .get_or_create(&crate::metrics::labels(&[("result", result)]))
+            .get()
+    }
+
+    #[tokio::test]
+    async fn events_past_a_full_queue_are_dropped_and_counted_and_the_queued_ones_are_published() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (dropped, published) = (events_counted("dropped"), events_counted("published"));
+        // kube-apiserver, stuck until released.
+        let (release, released) = tokio::sync::watch::channel(false);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let events = Events::start_with({
+            let sent = sent.clone();
+            move |_event| {
+                let (mut released, sent) = (released.clone(), sent.clone());
+                async move {
+                    let _ = released.wait_for(|r| *r).await;
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            }
+        });
+        let app: ManagedApplication = serde_json::from_value(json!({
+            "apiVersion": "apps.example.com/v1alpha1", "kind": "ManagedApplication",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"version": "v2", "image": "registry.example.com/web"},
+        }))
+        .expect("an app");
+        let deploying = app::Transition {
+            from: Some(Phase::Healthy),
+            to: Phase::Deploying,
+            reason: "Deploying".into(),
+            message: "deploying v2".into(),
+        };
+
+        // This test's runtime has one thread: the publisher takes nothing from the queue until the
+        // test waits, so the queue holds all it can and the 3 after are dropped at once.
+        for _ in 0..EVENTS_QUEUED + 3 {
+            events.publish(&app, &deploying);
+        }
+        assert_eq!(events_counted("dropped") - dropped, 3);
+
+        release.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while sent.load(Ordering::SeqCst) < EVENTS_QUEUED {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the queued Events published once kube-apiserver answers");
+        tokio::task::yield_now().await;
+        assert_eq!(
+            events_counted("published") - published,
+            EVENTS_QUEUED as u64
+        );
+        assert_eq!(events_counted("dropped") - dropped, 3, "no more dropped");
+    }
 
     #[test]
     fn only_ready_pods_of_the_app_its_role_and_revision_count_as_ready() {
