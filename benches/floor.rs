@@ -56,7 +56,8 @@
 //! far are Healthy, then Bosun's steady VmRSS sampled (the largest of 3 s of samples). Prints each
 //! wave's time and RSS, the total create time, and the memory slope in MiB per 1,000 apps (a
 //! least-squares fit over the waves, with its R²). Then bumps them all at once (v1 → v2), timed until
-//! all are Healthy at v2, with the peak RSS (VmHWM); then, once Bosun is quiet, leaves them alone for
+//! all are Healthy at v2, with the peak RSS (VmHWM) and the engine's Events by result (published,
+//! failed, dropped: its queue holds 10,000); then, once Bosun is quiet, leaves them alone for
 //! `BOSUN_BENCH_IDLE_SECS` (default 120) and prints Bosun's writes as kube-apiserver counted them
 //! (filtered as `engine_scale` does: only Bosun writes those), Bosun's API requests by its own count,
 //! and its CPU as % of one core over that window. Targets while idle: 0 writes, < 2 % of a core.
@@ -1120,13 +1121,14 @@ async fn at_scale(total: usize, wave: usize) {
     .await;
     explain_short(&m, total, &bosun);
     println!(
-        "bump of all {total} at once: {}/{total} Healthy at v2 in {:.1} s (CPU s: Bosun {:.1}, apiserver {:.1}, controller-manager {:.1}); peak RSS (VmHWM) {:.1} MiB",
+        "bump of all {total} at once: {}/{total} Healthy at v2 in {:.1} s (CPU s: Bosun {:.1}, apiserver {:.1}, controller-manager {:.1}); peak RSS (VmHWM) {:.1} MiB; the engine's Events since it started: {}",
         m.done,
         m.secs,
         m.cpu[0],
         m.cpu[1],
         m.cpu[2],
-        status_mib(pid, "VmHWM:")
+        status_mib(pid, "VmHWM:"),
+        bosun.events()
     );
 
     let settled = bosun.settle(QUIET, SETTLE_LIMIT).await.as_secs_f64();

@@ -295,6 +295,19 @@ impl Bosun {
         out
     }
 
+    /// The engine's Events so far, by result (published, failed, dropped), as "result=N, ...".
+    pub fn events(&self) -> String {
+        let text = self.metrics();
+        let counted: Vec<String> = counter_samples(&text, "bosun_events_total")
+            .map(|(labels, n)| format!("{} {n}", label_value(labels, "result")))
+            .collect();
+        if counted.is_empty() {
+            "none".into()
+        } else {
+            counted.join(", ")
+        }
+    }
+
     /// Waits until no ManagedApplication reconcile has finished for `quiet` (polling its counter),
     /// at most `limit`; returns how long that took. What was still settling (old ReplicaSets scaled
     /// down after a rollout, the status updates they cause) is over when a measurement starts.
