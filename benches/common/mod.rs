@@ -295,7 +295,7 @@ impl Bosun {
         out
     }
 
-    /// The engine's Events so far, by result (published, failed, dropped), as "result=N, ...".
+    /// The engine's Events so far, by result, as "published N, dropped N" (or "none").
     pub fn events(&self) -> String {
         let text = self.metrics();
         let counted: Vec<String> = counter_samples(&text, "bosun_events_total")
