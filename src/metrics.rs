@@ -163,6 +163,10 @@ impl Metrics {
             "The engine's Events by result (published, failed, dropped)",
             m.events.clone(),
         );
+        // At 0 from the start: an alert on a rate of drops has a series before the first drop.
+        for result in EVENT_RESULTS {
+            let _ = m.events.get_or_create(&labels(&[("result", result)]));
+        }
         Metrics { registry, ..m }
     }
 
@@ -193,6 +197,18 @@ pub fn kube_request(verb: &str, resource: &str) {
     global()
         .kube_requests
         .get_or_create(&labels(&[("verb", verb), ("resource", resource)]))
+        .inc();
+}
+
+/// What becomes of an Event of the engine's: `bosun_events_total`'s `result`.
+const EVENT_RESULTS: [&str; 3] = ["published", "failed", "dropped"];
+
+/// Counts an Event of the engine's by `result`, one of published, failed, dropped.
+pub fn event(result: &str) {
+    debug_assert!(EVENT_RESULTS.contains(&result), "an Event result: {result}");
+    global()
+        .events
+        .get_or_create(&labels(&[("result", result)]))
         .inc();
 }
 

@@ -363,7 +363,7 @@ impl Events {
                         "failed"
                     }
                 };
-                count_event(result);
+                crate::metrics::event(result);
             }
         }));
         Events {
@@ -384,17 +384,10 @@ impl Events {
                     warn!(app = %retry_key(app), reason = %t.reason, queued = EVENTS_QUEUED,
                         "dropping Events: {EVENTS_QUEUED} wait to be published already (kube-apiserver is slow or down); bosun_events_total{{result=\"dropped\"}} counts them");
                 }
-                count_event("dropped");
+                crate::metrics::event("dropped");
             }
         }
     }
-}
-
-fn count_event(result: &str) {
-    crate::metrics::global()
-        .events
-        .get_or_create(&crate::metrics::labels(&[("result", result)]))
-        .inc();
 }
 
 /// The Event that tells of transition `t` of `app`.
